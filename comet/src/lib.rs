@@ -1,1 +1,2 @@
-//! placeholder
+//! rim comet (work in progress).
+pub mod logic;

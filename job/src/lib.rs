@@ -1,1 +1,2 @@
-//! placeholder
+//! rim job (work in progress).
+pub mod comet;

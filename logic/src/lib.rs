@@ -1,1 +1,2 @@
-//! placeholder
+//! rim logic (work in progress).
+pub mod queue;

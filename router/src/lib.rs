@@ -1,1 +1,23 @@
-//! placeholder
+//! rim's session registry ("router").
+//!
+//! Owns where every connection lives: mid -> {key -> comet}, key -> comet, and
+//! each comet's online report (room counts, connections). It does not own
+//! connections themselves (comet) nor the push API (logic).
+//!
+//! - [`SessionStore`]: one shard's storage, with the in-memory backend
+//!   [`MemoryStore`] (standalone and single-router setups).
+//! - [`Ring`]: the consistent-hash ring (hashring) that picks a shard.
+//! - [`Router`]: the sharded registry logic talks to; each mid and each key
+//!   lives on the shard the ring assigns to it.
+
+mod config;
+mod error;
+mod registry;
+mod ring;
+mod router;
+
+pub use config::Config;
+pub use error::StoreError;
+pub use registry::{MemoryStore, ServerOnline, SessionStore};
+pub use ring::Ring;
+pub use router::Router;

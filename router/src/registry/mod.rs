@@ -1,0 +1,65 @@
+//! [`SessionStore`]: the storage of one router shard, and its backends.
+//!
+//! The operations mirror goim v2's Redis layout (goim-spec 4.3): a key record
+//! `key_<key>` -> comet, a per-user hash `mid_<mid>` of key -> comet, and one
+//! online report per comet. Every mapping carries a TTL refreshed by
+//! heartbeats, so the sessions of a comet that died expire on their own.
+
+mod memory;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+
+use crate::StoreError;
+
+/// One comet's online report, as sent every renew interval.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerOnline {
+    /// The comet's server id.
+    pub server: String,
+    /// Local connection count of every non-empty room.
+    pub room_count: HashMap<String, i32>,
+    /// Connections held by the comet.
+    pub conn_count: i64,
+    /// Distinct client IPs on the comet.
+    pub ip_count: i64,
+    /// Client-facing addresses of the comet.
+    pub addrs: Vec<String>,
+    /// Balancing weight of the comet.
+    pub weight: i32,
+    /// When the report was made, in Unix seconds.
+    pub updated: i64,
+}
+
+/// The storage of one shard. Key records and mid records of the same session
+/// may live on different shards; [`crate::Router`] composes them.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Records `key` -> `server` with a fresh TTL.
+    async fn set_key(&self, key: &str, server: &str) -> Result<(), StoreError>;
+    /// Refreshes the TTL of `key`; `false` if it no longer existed.
+    async fn expire_key(&self, key: &str) -> Result<bool, StoreError>;
+    /// Deletes `key` if it still points to `server` (a newer session of the
+    /// same key on another comet is left alone); `true` if it was deleted.
+    async fn del_key(&self, key: &str, server: &str) -> Result<bool, StoreError>;
+    /// The server of each key, in order (`None` where unknown or expired).
+    async fn get_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError>;
+    /// Adds `key` -> `server` to the hash of `mid`, refreshing its TTL.
+    async fn add_mid_key(&self, mid: i64, key: &str, server: &str) -> Result<(), StoreError>;
+    /// Refreshes the TTL of the hash of `mid`; `false` if it no longer existed.
+    async fn expire_mid(&self, mid: i64) -> Result<bool, StoreError>;
+    /// Removes `key` from the hash of `mid` if it still points to `server`.
+    async fn del_mid_key(&self, mid: i64, key: &str, server: &str) -> Result<bool, StoreError>;
+    /// Every (key, server) of the given mids.
+    async fn get_mids(&self, mids: &[i64]) -> Result<Vec<(String, String)>, StoreError>;
+    /// Stores a comet's online report, replacing the previous one.
+    async fn put_online(&self, online: &ServerOnline) -> Result<(), StoreError>;
+    /// Every online report stored on this shard.
+    async fn online(&self) -> Result<Vec<ServerOnline>, StoreError>;
+    /// Forgets a comet: its online report and every mapping that points to it.
+    /// Returns how many key records were removed.
+    async fn del_server(&self, server: &str) -> Result<u64, StoreError>;
+}

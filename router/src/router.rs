@@ -1,0 +1,202 @@
+//! [`Router`]: the sharded session registry that logic uses. A user's hash
+//! (`mid`) lives on the shard the ring picks for the mid, a connection's key
+//! record on the shard picked for the key, a comet's online report on the
+//! shard picked for its server id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::{Config, MemoryStore, Ring, ServerOnline, SessionStore, StoreError};
+
+/// The sharded session registry.
+#[derive(Clone)]
+pub struct Router {
+    ring: Ring,
+    shards: HashMap<String, Arc<dyn SessionStore>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("shards", &self.ring.shards())
+            .finish()
+    }
+}
+
+impl Router {
+    /// A registry over named shards.
+    pub fn new(shards: Vec<(String, Arc<dyn SessionStore>)>) -> Result<Router, StoreError> {
+        if shards.is_empty() {
+            return Err(StoreError::NoShards);
+        }
+        let ring = Ring::new(shards.iter().map(|(name, _)| name.clone()));
+        Ok(Router {
+            ring,
+            shards: shards.into_iter().collect(),
+        })
+    }
+
+    /// A registry with one in-memory shard (standalone mode).
+    pub fn memory(config: &Config) -> Router {
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(config.expire));
+        Router {
+            ring: Ring::new(["memory"]),
+            shards: HashMap::from([("memory".to_owned(), store)]),
+        }
+    }
+
+    /// The shard names.
+    pub fn shard_names(&self) -> &[String] {
+        self.ring.shards()
+    }
+
+    fn shard<T: std::hash::Hash>(&self, item: &T) -> &Arc<dyn SessionStore> {
+        // Invariant: `new` refuses an empty shard list and the ring holds
+        // exactly the names of `shards`, so both lookups succeed.
+        let name = self.ring.shard_of(item).expect("ring is never empty");
+        &self.shards[name]
+    }
+
+    /// Records a new session: `key` of user `mid` (0: anonymous) on `server`.
+    pub async fn add_mapping(&self, mid: i64, key: &str, server: &str) -> Result<(), StoreError> {
+        if mid != 0 {
+            self.shard(&mid).add_mid_key(mid, key, server).await?;
+        }
+        self.shard(&key).set_key(key, server).await
+    }
+
+    /// Refreshes a session's TTLs, re-adding whatever expired meanwhile.
+    /// Returns whether the key record still existed.
+    pub async fn expire_mapping(&self, mid: i64, key: &str, server: &str) -> Result<bool, StoreError> {
+        let key_alive = self.shard(&key).expire_key(key).await?;
+        let mid_alive = mid == 0 || self.shard(&mid).expire_mid(mid).await?;
+        if !key_alive || !mid_alive {
+            self.add_mapping(mid, key, server).await?;
+        }
+        Ok(key_alive)
+    }
+
+    /// Removes a session if it still points to `server`; returns whether the
+    /// key record existed (goim `DisconnectReply.has`).
+    pub async fn del_mapping(&self, mid: i64, key: &str, server: &str) -> Result<bool, StoreError> {
+        if mid != 0 {
+            self.shard(&mid).del_mid_key(mid, key, server).await?;
+        }
+        self.shard(&key).del_key(key, server).await
+    }
+
+    /// The server of each key, in order (`None` for unknown keys).
+    pub async fn servers_by_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        if self.shards.len() == 1 {
+            return self.shard(&0i64).get_keys(keys).await;
+        }
+        let mut groups: HashMap<&str, (Vec<usize>, Vec<String>)> = HashMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            let name = self.ring.shard_of(key).expect("ring is never empty");
+            let group = groups.entry(name).or_default();
+            group.0.push(i);
+            group.1.push(key.clone());
+        }
+        let mut out = vec![None; keys.len()];
+        for (name, (positions, group_keys)) in groups {
+            let servers = self.shards[name].get_keys(&group_keys).await?;
+            for (pos, server) in positions.into_iter().zip(servers) {
+                out[pos] = server;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every (key, server) of the given users.
+    pub async fn keys_by_mids(&self, mids: &[i64]) -> Result<Vec<(String, String)>, StoreError> {
+        let mut groups: HashMap<&str, Vec<i64>> = HashMap::new();
+        for mid in mids {
+            let name = self.ring.shard_of(mid).expect("ring is never empty");
+            groups.entry(name).or_default().push(*mid);
+        }
+        let mut out = Vec::new();
+        for (name, group) in groups {
+            out.extend(self.shards[name].get_mids(&group).await?);
+        }
+        Ok(out)
+    }
+
+    /// Stores a comet's online report.
+    pub async fn put_online(&self, online: &ServerOnline) -> Result<(), StoreError> {
+        self.shard(&online.server).put_online(online).await
+    }
+
+    /// Every comet's latest online report.
+    pub async fn online(&self) -> Result<Vec<ServerOnline>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.ring.shards() {
+            out.extend(self.shards[name].online().await?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets a comet on every shard; returns how many sessions were removed.
+    pub async fn del_server(&self, server: &str) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for name in self.ring.shards() {
+            removed += self.shards[name].del_server(server).await?;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sharded() -> Router {
+        let shards = (0..3)
+            .map(|i| {
+                let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(Duration::from_secs(60)));
+                (format!("r{i}"), store)
+            })
+            .collect();
+        Router::new(shards).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sessions_resolve_across_shards() {
+        let router = sharded();
+        for i in 0..50i64 {
+            router.add_mapping(i, &format!("key-{i}"), &format!("comet-{}", i % 2)).await.unwrap();
+        }
+        router.add_mapping(0, "anon", "comet-9").await.unwrap();
+        let keys: Vec<String> = ["key-3", "nope", "key-4", "anon"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            router.servers_by_keys(&keys).await.unwrap(),
+            vec![Some("comet-1".into()), None, Some("comet-0".into()), Some("comet-9".into())]
+        );
+        let mut got = router.keys_by_mids(&[3, 4, 99]).await.unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![("key-3".into(), "comet-1".into()), ("key-4".into(), "comet-0".into())]
+        );
+        assert!(router.del_mapping(3, "key-3", "comet-1").await.unwrap());
+        assert!(router.keys_by_mids(&[3]).await.unwrap().is_empty());
+        assert_eq!(router.del_server("comet-0").await.unwrap(), 25);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeat_re_adds_an_expired_session() {
+        let router = Router::memory(&Config {
+            expire: Duration::from_secs(10),
+        });
+        router.add_mapping(5, "k", "c").await.unwrap();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(!router.expire_mapping(5, "k", "c").await.unwrap());
+        assert_eq!(router.keys_by_mids(&[5]).await.unwrap(), vec![("k".into(), "c".into())]);
+        assert!(router.expire_mapping(5, "k", "c").await.unwrap());
+    }
+
+    #[test]
+    fn no_shards_is_an_error() {
+        assert!(matches!(Router::new(vec![]), Err(StoreError::NoShards)));
+    }
+}
