@@ -1,1 +1,355 @@
-//! placeholder
+//! Dev-only test kit: a goim wire-protocol client over TCP and WebSocket.
+//!
+//! Used by rim's end-to-end tests and tools. It speaks exactly what a goim
+//! client speaks: op 7 auth with the JSON token, op 2 heartbeats, and it
+//! unwraps op 9 pushes on WebSocket the way goim's `client.js` does.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use rim_proto::{Frame, FrameCodec, Op};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::codec::Decoder;
+
+/// Default wait for something that should arrive.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The op 7 token of goim v2.
+#[derive(Debug, Clone, Default)]
+pub struct Token {
+    /// User id (0: anonymous).
+    pub mid: i64,
+    /// Connection key ("" lets the server choose one).
+    pub key: String,
+    /// Room to join ("" for none).
+    pub room_id: String,
+    /// Client platform, e.g. "web".
+    pub platform: String,
+    /// Ops accepted for keyed and broadcast pushes.
+    pub accepts: Vec<i32>,
+}
+
+impl Token {
+    /// A token for `mid` with `key`, in `room`, accepting 1000–1002 like goim's examples.
+    pub fn new(mid: i64, key: &str, room: &str) -> Token {
+        Token {
+            mid,
+            key: key.to_owned(),
+            room_id: room.to_owned(),
+            platform: "web".to_owned(),
+            accepts: vec![1000, 1001, 1002],
+        }
+    }
+
+    /// The token's JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "mid": self.mid,
+            "key": self.key,
+            "room_id": self.room_id,
+            "platform": self.platform,
+            "accepts": self.accepts,
+        })
+        .to_string()
+    }
+}
+
+enum Transport {
+    Tcp {
+        stream: TcpStream,
+        buf: BytesMut,
+    },
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+}
+
+/// What one read from the server produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A frame (TCP: one frame of the stream; WS: the frame of one message).
+    Frame(Frame),
+    /// The server closed the connection.
+    Closed,
+}
+
+/// A goim client connection.
+pub struct Client {
+    transport: Transport,
+    /// Inner frames of an op 9 message not yet handed out by [`Client::next_push`].
+    pending: VecDeque<Frame>,
+    codec: FrameCodec,
+}
+
+impl Client {
+    /// Connects over raw TCP.
+    pub async fn tcp(addr: SocketAddr) -> Result<Client> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("tcp connect {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Client::from_transport(Transport::Tcp {
+            stream,
+            buf: BytesMut::new(),
+        }))
+    }
+
+    /// Connects over WebSocket to `ws://addr/sub`.
+    pub async fn ws(addr: SocketAddr) -> Result<Client> {
+        Client::ws_path(addr, "/sub").await
+    }
+
+    /// Connects over WebSocket to the given path (to test path checks).
+    pub async fn ws_path(addr: SocketAddr, path: &str) -> Result<Client> {
+        let url = format!("ws://{addr}{path}");
+        let (ws, _response) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .with_context(|| format!("websocket connect {url}"))?;
+        Ok(Client::from_transport(Transport::Ws(Box::new(ws))))
+    }
+
+    fn from_transport(transport: Transport) -> Client {
+        Client {
+            transport,
+            pending: VecDeque::new(),
+            // Server-to-client frames have no size limit in goim.
+            codec: FrameCodec::new(usize::MAX - rim_proto::HEADER_LEN),
+        }
+    }
+
+    /// Whether this client speaks WebSocket.
+    pub fn is_ws(&self) -> bool {
+        matches!(self.transport, Transport::Ws(_))
+    }
+
+    /// Sends one frame (WS: as one binary message).
+    pub async fn send(&mut self, frame: &Frame) -> Result<()> {
+        self.send_raw(frame.to_bytes()).await
+    }
+
+    /// Sends raw bytes (TCP: into the stream; WS: as one binary message).
+    pub async fn send_raw(&mut self, bytes: Bytes) -> Result<()> {
+        match &mut self.transport {
+            Transport::Tcp { stream, .. } => {
+                stream.write_all(&bytes).await?;
+                Ok(())
+            }
+            Transport::Ws(ws) => {
+                ws.send(Message::Binary(bytes)).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads the next frame or the close, waiting at most [`WAIT`].
+    pub async fn recv(&mut self) -> Result<Incoming> {
+        self.recv_within(WAIT)
+            .await?
+            .ok_or_else(|| anyhow!("nothing received within {WAIT:?}"))
+    }
+
+    /// Reads the next frame or the close; `None` if nothing arrived within `wait`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Result<Option<Incoming>> {
+        match tokio::time::timeout(wait, self.read_one()).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn read_one(&mut self) -> Result<Incoming> {
+        match &mut self.transport {
+            Transport::Tcp { stream, buf } => loop {
+                if let Some(frame) = self.codec.decode(buf)? {
+                    return Ok(Incoming::Frame(frame));
+                }
+                let n = match stream.read_buf(buf).await {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+                    Err(e) => return Err(e.into()),
+                };
+                if n == 0 {
+                    if buf.has_remaining() {
+                        bail!("connection closed inside a frame ({} bytes left)", buf.len());
+                    }
+                    return Ok(Incoming::Closed);
+                }
+            },
+            Transport::Ws(ws) => loop {
+                match ws.next().await {
+                    None => return Ok(Incoming::Closed),
+                    Some(Err(e)) => {
+                        use tokio_tungstenite::tungstenite::Error as E;
+                        return match e {
+                            E::ConnectionClosed | E::AlreadyClosed | E::Protocol(_) | E::Io(_) => {
+                                Ok(Incoming::Closed)
+                            }
+                            other => Err(other.into()),
+                        };
+                    }
+                    Some(Ok(Message::Binary(data))) => {
+                        return Ok(Incoming::Frame(Frame::decode_exact(data, usize::MAX - 16)?))
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        bail!("server sent a text message: {text}")
+                    }
+                    Some(Ok(Message::Close(_))) => return Ok(Incoming::Closed),
+                    Some(Ok(_)) => continue,
+                }
+            },
+        }
+    }
+
+    /// Reads the next frame; fails on close or timeout.
+    pub async fn recv_frame(&mut self) -> Result<Frame> {
+        match self.recv().await? {
+            Incoming::Frame(f) => Ok(f),
+            Incoming::Closed => bail!("connection closed while a frame was expected"),
+        }
+    }
+
+    /// Sends op 7 with the token (ver 1, seq 1) and waits for op 8.
+    pub async fn auth(&mut self, token: &Token) -> Result<Frame> {
+        self.send(&Frame::new(1, Op::Auth, 1, token.to_json())).await?;
+        let reply = self.recv_frame().await?;
+        if reply.op != Op::AuthReply.code() {
+            bail!("expected auth reply (op 8), got op {}", reply.op);
+        }
+        Ok(reply)
+    }
+
+    /// Connects over TCP or WS and authenticates.
+    pub async fn connect(addr: SocketAddr, ws: bool, token: &Token) -> Result<Client> {
+        let mut client = if ws {
+            Client::ws(addr).await?
+        } else {
+            Client::tcp(addr).await?
+        };
+        client.auth(token).await?;
+        Ok(client)
+    }
+
+    /// Sends a heartbeat and returns the online count of the reply.
+    /// Pushes that arrive first are kept for [`Client::next_push`].
+    pub async fn heartbeat(&mut self, seq: i32) -> Result<i32> {
+        self.send(&Frame::new(1, Op::Heartbeat, seq, Bytes::new())).await?;
+        let reply = self.reply_to(Op::HeartbeatReply, seq).await?;
+        if reply.body.len() != 4 {
+            bail!("heartbeat reply body of {} bytes", reply.body.len());
+        }
+        Ok(i32::from_be_bytes([reply.body[0], reply.body[1], reply.body[2], reply.body[3]]))
+    }
+
+    /// Sends `op` with `body` and returns the reply with `reply_op` and the same seq,
+    /// keeping pushes that arrive meanwhile.
+    pub async fn request(&mut self, op: i32, seq: i32, body: &[u8], reply_op: i32) -> Result<Frame> {
+        self.send(&Frame::new(1, op, seq, Bytes::copy_from_slice(body))).await?;
+        self.reply_to(Op::from(reply_op), seq).await
+    }
+
+    async fn reply_to(&mut self, op: Op, seq: i32) -> Result<Frame> {
+        loop {
+            let frame = self.recv_frame().await?;
+            if frame.op == op.code() && frame.seq == seq {
+                return Ok(frame);
+            }
+            self.stash_push(frame)?;
+        }
+    }
+
+    fn stash_push(&mut self, frame: Frame) -> Result<()> {
+        if self.is_ws() {
+            if frame.op != Op::Raw.code() {
+                bail!("websocket push not wrapped in op 9 (op {})", frame.op);
+            }
+            for inner in Frame::batch(frame.body) {
+                self.pending.push_back(inner?);
+            }
+        } else {
+            self.pending.push_back(frame);
+        }
+        Ok(())
+    }
+
+    /// The next pushed message (TCP: a bare frame; WS: the inner frames of op 9
+    /// messages, one at a time), waiting at most `wait`.
+    pub async fn next_push_within(&mut self, wait: Duration) -> Result<Option<Frame>> {
+        if let Some(f) = self.pending.pop_front() {
+            return Ok(Some(f));
+        }
+        match self.recv_within(wait).await? {
+            None => Ok(None),
+            Some(Incoming::Closed) => bail!("connection closed while a push was expected"),
+            Some(Incoming::Frame(frame)) => {
+                self.stash_push(frame)?;
+                Ok(self.pending.pop_front())
+            }
+        }
+    }
+
+    /// The next pushed message; fails after [`WAIT`].
+    pub async fn next_push(&mut self) -> Result<Frame> {
+        self.next_push_within(WAIT)
+            .await?
+            .ok_or_else(|| anyhow!("no push within {WAIT:?}"))
+    }
+
+    /// Asserts that no push arrives within `wait`.
+    pub async fn expect_no_push(&mut self, wait: Duration) -> Result<()> {
+        match self.next_push_within(wait).await? {
+            None => Ok(()),
+            Some(f) => bail!("unexpected push: op {} body {:?}", f.op, f.body),
+        }
+    }
+
+    /// Waits until the server closes the connection (frames before it are ignored).
+    pub async fn expect_closed(&mut self, wait: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv_within(left).await {
+                Ok(Some(Incoming::Closed)) | Err(_) => return Ok(()),
+                Ok(Some(Incoming::Frame(_))) => continue,
+                Ok(None) => bail!("connection still open after {wait:?}"),
+            }
+        }
+    }
+
+    /// Reads raw bytes from a TCP connection until `n` bytes arrived (for byte-exact checks).
+    pub async fn read_exact_tcp(&mut self, n: usize) -> Result<Bytes> {
+        let Transport::Tcp { stream, buf } = &mut self.transport else {
+            bail!("read_exact_tcp on a websocket client");
+        };
+        while buf.len() < n {
+            let read = tokio::time::timeout(WAIT, stream.read_buf(buf))
+                .await
+                .context("timed out reading raw bytes")??;
+            if read == 0 {
+                bail!("closed after {} of {n} bytes", buf.len());
+            }
+        }
+        Ok(buf.split_to(n).freeze())
+    }
+
+    /// Reads the next WebSocket binary message's payload as is.
+    pub async fn read_ws_message(&mut self) -> Result<Bytes> {
+        let Transport::Ws(ws) = &mut self.transport else {
+            bail!("read_ws_message on a tcp client");
+        };
+        loop {
+            let msg = tokio::time::timeout(WAIT, ws.next())
+                .await
+                .context("timed out waiting for a websocket message")?
+                .ok_or_else(|| anyhow!("websocket closed"))??;
+            match msg {
+                Message::Binary(data) => return Ok(data),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => bail!("unexpected websocket message {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Logic configuration: the HTTP listener, request limits, online
+//! aggregation timings and what the nodes API tells clients (goim-spec 4.7).
+//!
+//! Every field has a default, so an empty TOML table is a working config.
+//! [`Config::validate`] runs before anything binds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A field holds a value logic cannot work with.
+    #[error("invalid logic config: {field}: {reason}")]
+    Invalid {
+        /// The offending field, dotted (`node.heartbeat`).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Logic service settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP push API (goim `httpServer.addr`). Default `0.0.0.0:3111`.
+    pub http_bind: SocketAddr,
+    /// Largest accepted HTTP request body in bytes; larger bodies get 413.
+    /// Default 1 MiB (1048576).
+    pub max_body: usize,
+    /// Operation of pushes made through the v1 API when the request names
+    /// none (goim v1.2 always used 5, `OP_SEND_SMS_REPLY`). Default 5.
+    pub v1_operation: i32,
+    /// An online report older than this is ignored: its comet is presumed
+    /// gone (goim: 5 minutes). Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub online_stale: Duration,
+    /// The cluster online aggregate is rebuilt when an online or nodes
+    /// request finds it older than this (goim refreshes every 10 s). Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub online_refresh: Duration,
+    /// What clients are told about comet nodes (goim `[node]`).
+    pub node: NodeConfig,
+    /// Client reconnect backoff advertised by the nodes API (goim `[backoff]`).
+    pub backoff: BackoffConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_bind: SocketAddr::from(([0, 0, 0, 0], 3111)),
+            max_body: 1024 * 1024,
+            v1_operation: 5,
+            online_stale: Duration::from_secs(5 * 60),
+            online_refresh: Duration::from_secs(10),
+            node: NodeConfig::default(),
+            backoff: BackoffConfig::default(),
+        }
+    }
+}
+
+/// Comet node settings handed to clients (goim `[node]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Domain clients fall back to when no comet is known. Default `conn.goim.io`.
+    pub default_domain: String,
+    /// Suffix appended to a comet's hostname for web clients. Default `.goim.io`.
+    pub host_domain: String,
+    /// Comet TCP port. Default 3101.
+    pub tcp_port: u16,
+    /// Comet WebSocket port. Default 3102.
+    pub ws_port: u16,
+    /// Comet secure WebSocket port. Default 3103.
+    pub wss_port: u16,
+    /// Client heartbeat interval. Default `4m`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Missed heartbeats after which comet closes a connection; the server
+    /// side timeout is `heartbeat × heartbeat_max`. Default 2.
+    pub heartbeat_max: i32,
+    /// Weight gain of comets in the client's region (goim `regionWeight`).
+    /// Accepted for compatibility but unused: goim's IP → region lookup is a
+    /// stub, so its region boost never applies. Default 1.6.
+    pub region_weight: f64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            default_domain: "conn.goim.io".to_owned(),
+            host_domain: ".goim.io".to_owned(),
+            tcp_port: 3101,
+            ws_port: 3102,
+            wss_port: 3103,
+            heartbeat: Duration::from_secs(4 * 60),
+            heartbeat_max: 2,
+            region_weight: 1.6,
+        }
+    }
+}
+
+/// Reconnect backoff advertised to clients (goim `[backoff]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// Longest delay between reconnects, in seconds. Default 300.
+    pub max_delay: i32,
+    /// First delay, in seconds. Default 3.
+    pub base_delay: i32,
+    /// Growth factor per attempt. Default 1.8.
+    pub factor: f32,
+    /// Random jitter factor. Default 1.3 (goim's code default).
+    pub jitter: f32,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            max_delay: 300,
+            base_delay: 3,
+            factor: 1.8,
+            jitter: 1.3,
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Checks the values that deserialization cannot: run it before binding.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body == 0 {
+            return Err(invalid("max_body", "must be at least 1 byte"));
+        }
+        if self.online_stale.is_zero() {
+            return Err(invalid("online_stale", "must be greater than 0"));
+        }
+        let node = &self.node;
+        if node.heartbeat < Duration::from_secs(1) {
+            return Err(invalid("node.heartbeat", "must be at least 1s"));
+        }
+        if i32::try_from(node.heartbeat.as_secs()).is_err() {
+            return Err(invalid("node.heartbeat", "too large"));
+        }
+        if node.heartbeat_max < 1 {
+            return Err(invalid("node.heartbeat_max", "must be at least 1"));
+        }
+        if node.default_domain.is_empty() {
+            return Err(invalid("node.default_domain", "must not be empty"));
+        }
+        if !(node.region_weight.is_finite() && node.region_weight > 0.0) {
+            return Err(invalid("node.region_weight", "must be a positive number"));
+        }
+        let backoff = &self.backoff;
+        if backoff.base_delay < 0 || backoff.max_delay < backoff.base_delay {
+            return Err(invalid(
+                "backoff",
+                "need 0 <= base_delay <= max_delay",
+            ));
+        }
+        if !(backoff.factor.is_finite() && backoff.factor >= 1.0) {
+            return Err(invalid("backoff.factor", "must be at least 1"));
+        }
+        if !(backoff.jitter.is_finite() && backoff.jitter >= 0.0) {
+            return Err(invalid("backoff.jitter", "must not be negative"));
+        }
+        Ok(())
+    }
+
+    /// The server-side heartbeat timeout handed to comets in `ConnectReply`,
+    /// in nanoseconds: `node.heartbeat × node.heartbeat_max`.
+    pub fn heartbeat_timeout_nanos(&self) -> i64 {
+        let max = u128::from(self.node.heartbeat_max.max(1).unsigned_abs());
+        i64::try_from(self.node.heartbeat.as_nanos().saturating_mul(max)).unwrap_or(i64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_is_the_default_and_valid() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config, Config::default());
+        config.validate().unwrap();
+        assert_eq!(config.http_bind.to_string(), "0.0.0.0:3111");
+        assert_eq!(config.max_body, 1 << 20);
+        assert_eq!(config.heartbeat_timeout_nanos(), 8 * 60 * 1_000_000_000);
+    }
+
+    #[test]
+    fn fields_parse_with_human_durations() {
+        let config: Config = toml::from_str(
+            r#"
+            http_bind = "127.0.0.1:9000"
+            online_stale = "1m"
+            [node]
+            heartbeat = "30s"
+            heartbeat_max = 3
+            [backoff]
+            jitter = 0.3
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.online_stale, Duration::from_secs(60));
+        assert_eq!(config.heartbeat_timeout_nanos(), 90_000_000_000);
+        assert_eq!(config.backoff.jitter, 0.3);
+        assert_eq!(config.node.tcp_port, 3101);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(toml::from_str::<Config>("nope = 1").is_err());
+        assert!(toml::from_str::<Config>("[node]\nnope = 1").is_err());
+    }
+
+    #[test]
+    fn validate_catches_bad_values() {
+        let mut config = Config::default();
+        config.node.heartbeat_max = 0;
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid { field: "node.heartbeat_max", .. })
+        ));
+        let mut config = Config::default();
+        config.node.heartbeat = Duration::ZERO;
+        assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.max_body = 0;
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,92 @@
+//! The v2 auth token a client sends with op 7 (goim-spec 1.7), parsed the way
+//! goim's `json.Unmarshal` does: every field optional, `null` as absent,
+//! unknown fields ignored, wrong types refused.
+//!
+//! This module only parses; it verifies nothing (goim trusts the token).
+
+use serde::{Deserialize, Deserializer};
+
+/// A parsed auth token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub(crate) struct Token {
+    /// User id; 0 is an anonymous connection.
+    #[serde(deserialize_with = "null_as_default")]
+    pub(crate) mid: i64,
+    /// Connection key; empty means "logic picks one".
+    #[serde(deserialize_with = "null_as_default")]
+    pub(crate) key: String,
+    /// Room to join, conventionally `type://id`; empty is no room.
+    #[serde(deserialize_with = "null_as_default")]
+    pub(crate) room_id: String,
+    /// Client platform (`web`, `ios`, ...); unused by connect.
+    #[serde(deserialize_with = "null_as_default")]
+    pub(crate) platform: String,
+    /// Ops the connection accepts for keyed and broadcast pushes.
+    #[serde(deserialize_with = "null_as_default")]
+    pub(crate) accepts: Vec<i32>,
+}
+
+/// Go leaves a field at its zero value when the JSON says `null`.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+impl Token {
+    /// Parses the token bytes of a connect request.
+    pub(crate) fn parse(raw: &[u8]) -> Result<Token, serde_json::Error> {
+        serde_json::from_slice(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goim_example_token() {
+        let token = Token::parse(
+            br#"{"mid":123, "room_id":"live://1000", "platform":"web", "accepts":[1000,1001,1002]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            token,
+            Token {
+                mid: 123,
+                key: String::new(),
+                room_id: "live://1000".into(),
+                platform: "web".into(),
+                accepts: vec![1000, 1001, 1002],
+            }
+        );
+    }
+
+    #[test]
+    fn missing_null_and_unknown_fields() {
+        assert_eq!(Token::parse(b"{}").unwrap(), Token::default());
+        let token = Token::parse(br#"{"mid":null,"key":"k","extra":{"a":[1]}}"#).unwrap();
+        assert_eq!(token.mid, 0);
+        assert_eq!(token.key, "k");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_json_are_errors() {
+        for raw in [
+            &br#"{"mid":"12"}"#[..],
+            br#"{"mid":1.5}"#,
+            br#"{"accepts":["a"]}"#,
+            br#"{"accepts":[3000000000]}"#,
+            br#"{"key":5}"#,
+            b"123",
+            b"",
+            b"{",
+            b"\xff",
+        ] {
+            assert!(Token::parse(raw).is_err(), "{raw:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! In-process adapters: the comet calls logic and job calls the comet by
+//! plain function calls in standalone mode, behind the same traits that the
+//! distributed mode implements with gRPC clients.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rim_comet::{Comet, LogicClient, LogicError};
+use rim_job::{CometClient, CometError};
+use rim_logic::Logic;
+use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
+use rim_proto::pb::logic::{
+    ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
+    ReceiveReq,
+};
+
+/// logic as the comet sees it, in the same process.
+pub(crate) struct LocalLogic(pub(crate) Arc<Logic>);
+
+fn logic_error(e: rim_logic::LogicError) -> LogicError {
+    use rim_logic::LogicError as E;
+    match e {
+        E::BadRequest(m) | E::Refused(m) => LogicError::Refused(m),
+        other => LogicError::Unavailable(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl LogicClient for LocalLogic {
+    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicError> {
+        self.0.connect(req).await.map_err(logic_error)
+    }
+
+    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicError> {
+        self.0.disconnect(req).await.map_err(logic_error)
+    }
+
+    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicError> {
+        self.0.heartbeat(req).await.map(|_| ()).map_err(logic_error)
+    }
+
+    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicError> {
+        self.0.renew_online(req).await.map_err(logic_error)
+    }
+
+    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicError> {
+        self.0.receive(req).await.map(|_| ()).map_err(logic_error)
+    }
+}
+
+/// The comet as job sees it, in the same process.
+pub(crate) struct LocalComet(pub(crate) Arc<Comet>);
+
+fn comet_error(e: rim_comet::PushError) -> CometError {
+    match e {
+        rim_comet::PushError::Invalid(m) => CometError::Invalid(m),
+    }
+}
+
+#[async_trait]
+impl CometClient for LocalComet {
+    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometError> {
+        self.0.push_msg(req).map_err(comet_error)
+    }
+
+    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometError> {
+        self.0.broadcast(req).map_err(comet_error)
+    }
+
+    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometError> {
+        self.0.broadcast_room(req).map_err(comet_error)
+    }
+}

@@ -1,0 +1,203 @@
+//! `rim standalone`: logic, router, job and comet in one process.
+//!
+//! No Kafka, no Redis: logic publishes into a bounded in-process queue
+//! ([`rim_logic::InProcessQueue`]) that the job consumes, the router is the
+//! in-memory store, job pushes into the comet by direct calls and the comet
+//! calls logic directly. Everything above those seams is the same code the
+//! distributed mode runs.
+//!
+//! Shutdown order: stop the HTTP API (no new pushes), let job drain the queue
+//! into the comet, then close client connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::StandaloneConfig;
+use crate::local::{LocalComet, LocalLogic};
+
+/// Sockets bound before start, so that tests can bind port 0.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The HTTP push API.
+    pub http: TcpListener,
+    /// Client listeners (TCP and WebSocket).
+    pub comet: rim_comet::Listeners,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration was refused by a component.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A socket could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A bound socket did not report its address.
+    #[error("reading a listener address: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn bind_one(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+/// Binds every listener the configuration names.
+pub async fn bind(config: &StandaloneConfig) -> Result<Listeners, StartError> {
+    let mut tcp = Vec::new();
+    for addr in &config.comet.tcp_bind {
+        tcp.push(bind_one(addr).await?);
+    }
+    let mut ws = Vec::new();
+    for addr in &config.comet.ws_bind {
+        ws.push(bind_one(addr).await?);
+    }
+    let http = bind_one(&config.logic.http_bind).await?;
+    Ok(Listeners {
+        http,
+        comet: rim_comet::Listeners { tcp, ws },
+    })
+}
+
+/// A running standalone server.
+#[derive(Debug)]
+pub struct Standalone {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Where TCP clients connect.
+    pub tcp_addrs: Vec<SocketAddr>,
+    /// Where WebSocket clients connect (path `/sub`).
+    pub ws_addrs: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Standalone {
+    /// Starts every component on the given listeners.
+    /// `metrics`: when given, `GET /metrics` on the HTTP port renders it.
+    pub async fn start(
+        config: StandaloneConfig,
+        listeners: Listeners,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Standalone, StartError> {
+        config
+            .validate()
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let http_addr = listeners.http.local_addr()?;
+        let tcp_addrs = addrs(&listeners.comet.tcp)?;
+        let ws_addrs = addrs(&listeners.comet.ws)?;
+
+        let router = rim_router::Router::memory(&config.router);
+        let (queue, queue_rx) =
+            rim_logic::InProcessQueue::new(config.queue.capacity, config.queue.timeout);
+        let logic = rim_logic::Logic::new(config.logic.clone(), router, Arc::new(queue));
+        let comet = rim_comet::Comet::new(config.comet.clone(), Arc::new(LocalLogic(logic.clone())))
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let job = rim_job::Job::new(config.job.clone());
+        job.add_comet(comet.server_id(), Arc::new(LocalComet(comet.clone())));
+
+        let mut app = rim_logic::http::router(logic);
+        if let Some(handle) = metrics {
+            app = app.route("/metrics", get(move || std::future::ready(handle.render())));
+        }
+
+        let shutdown = CancellationToken::new();
+        let http_stop = CancellationToken::new();
+        let job_stop = CancellationToken::new();
+        let comet_stop = CancellationToken::new();
+
+        let http_task = tokio::spawn({
+            let stop = http_stop.clone();
+            async move {
+                let served = axum::serve(listeners.http, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "http server failed");
+                }
+            }
+        });
+        let job_task = tokio::spawn(job.clone().run(queue_rx, job_stop.clone()));
+        let comet_task = tokio::spawn({
+            let comet = comet.clone();
+            let stop = comet_stop.clone();
+            async move {
+                if let Err(e) = comet.serve(listeners.comet, stop).await {
+                    tracing::error!(error = %e, "comet failed");
+                }
+            }
+        });
+
+        info!(http = %http_addr, tcp = ?tcp_addrs, ws = ?ws_addrs, server_id = comet.server_id(), "rim standalone listening");
+
+        let task = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                info!("shutting down: http api");
+                http_stop.cancel();
+                let _ = http_task.await;
+                info!("shutting down: draining push queue");
+                job_stop.cancel();
+                let _ = job_task.await;
+                job.shutdown().await;
+                info!("shutting down: client connections");
+                comet_stop.cancel();
+                let _ = comet_task.await;
+                info!("shutdown complete");
+            }
+        });
+
+        Ok(Standalone {
+            http_addr,
+            tcp_addrs,
+            ws_addrs,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Binds the configured addresses and starts.
+    pub async fn bind_and_start(
+        config: StandaloneConfig,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Standalone, StartError> {
+        let listeners = bind(&config).await?;
+        Standalone::start(config, listeners, metrics).await
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops the server and waits until every component finished.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server was stopped through [`Standalone::shutdown_token`].
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+fn addrs(listeners: &[TcpListener]) -> std::io::Result<Vec<SocketAddr>> {
+    listeners.iter().map(TcpListener::local_addr).collect()
+}
