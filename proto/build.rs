@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/goim/protocol/protocol.proto",
         "proto/goim/comet/comet.proto",
         "proto/goim/logic/logic.proto",
+        "proto/rim/router/router.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

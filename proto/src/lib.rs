@@ -23,7 +23,7 @@ mod op;
 
 pub use codec::FrameCodec;
 pub use error::ProtoError;
-pub use frame::{encode_raw_push, Frame, BatchIter, HEADER_LEN, MAX_BODY_DEFAULT, PUSH_VER};
+pub use frame::{encode_raw_push, BatchIter, Frame, HEADER_LEN, MAX_BODY_DEFAULT, PUSH_VER};
 pub use op::Op;
 
 /// Generated protobuf messages and gRPC services.
@@ -40,5 +40,9 @@ pub mod pb {
     /// `goim.logic`: the logic service (comet -> logic) and the queue record.
     pub mod logic {
         tonic::include_proto!("goim.logic");
+    }
+    /// `rim.router`: one router shard's registry (logic -> router).
+    pub mod router {
+        tonic::include_proto!("rim.router");
     }
 }

@@ -5,19 +5,21 @@
 //! connections themselves (comet) nor the push API (logic).
 //!
 //! - [`SessionStore`]: one shard's storage, with the in-memory backend
-//!   [`MemoryStore`] (standalone and single-router setups).
+//!   [`MemoryStore`] (standalone and single-router setups) and
+//!   [`RedisStore`] (goim's Redis layout, survives router restarts).
 //! - [`Ring`]: the consistent-hash ring (hashring) that picks a shard.
 //! - [`Router`]: the sharded registry logic talks to; each mid and each key
 //!   lives on the shard the ring assigns to it.
 
 mod config;
 mod error;
+mod keys;
 mod registry;
 mod ring;
 mod router;
 
 pub use config::Config;
 pub use error::StoreError;
-pub use registry::{MemoryStore, ServerOnline, SessionStore};
+pub use registry::{MemoryStore, RedisStore, ServerOnline, SessionStore};
 pub use ring::Ring;
 pub use router::Router;

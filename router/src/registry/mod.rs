@@ -6,12 +6,14 @@
 //! heartbeats, so the sessions of a comet that died expire on their own.
 
 mod memory;
+mod redis;
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
+pub use self::redis::RedisStore;
 
 use crate::StoreError;
 

