@@ -173,7 +173,13 @@ mod tests {
     fn body_over_limit_is_rejected_before_it_arrives() {
         // packLen 4113 = 16 + 4097: over goim's 4096 limit; only the header is sent.
         let err = decode_all(&header(4113, 16, 1, 4, 1), 4096).unwrap_err();
-        assert!(matches!(err, ProtoError::BodyTooLarge { len: 4097, max: 4096 }));
+        assert!(matches!(
+            err,
+            ProtoError::BodyTooLarge {
+                len: 4097,
+                max: 4096
+            }
+        ));
         let err = decode_all(&header(i32::MAX, 16, 1, 4, 1), 4096).unwrap_err();
         assert!(matches!(err, ProtoError::BodyTooLarge { .. }));
     }

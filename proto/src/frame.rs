@@ -251,7 +251,10 @@ mod tests {
         let inner = encode_raw_push(1000, b"hi");
         let outer = Frame::new(PUSH_VER, Op::Raw, 0, inner.clone()).to_bytes();
         assert_eq!(outer.len(), 34);
-        assert_eq!(&outer[..16], &[0, 0, 0, 0x22, 0, 0x10, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0]);
+        assert_eq!(
+            &outer[..16],
+            &[0, 0, 0, 0x22, 0, 0x10, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0]
+        );
         assert_eq!(&outer[16..], &inner[..]);
     }
 
@@ -260,7 +263,13 @@ mod tests {
         let mut bytes = BytesMut::from(&encode_raw_push(1000, b"hi")[..]);
         bytes.put_u8(0);
         let err = Frame::decode_exact(bytes.freeze(), 4096).unwrap_err();
-        assert!(matches!(err, ProtoError::LengthMismatch { declared: 18, actual: 19 }));
+        assert!(matches!(
+            err,
+            ProtoError::LengthMismatch {
+                declared: 18,
+                actual: 19
+            }
+        ));
         let short = encode_raw_push(1000, b"hi").slice(..17);
         assert!(matches!(
             Frame::decode_exact(short, 4096),
@@ -280,10 +289,14 @@ mod tests {
             all.extend_from_slice(&encode_raw_push(1000, body));
         }
         assert_eq!(all.len(), 54);
-        let frames: Vec<Frame> = Frame::batch(all.freeze()).collect::<Result<_, _>>().unwrap();
+        let frames: Vec<Frame> = Frame::batch(all.freeze())
+            .collect::<Result<_, _>>()
+            .unwrap();
         let bodies: Vec<&[u8]> = frames.iter().map(|f| &f.body[..]).collect();
         assert_eq!(bodies, vec![&b"m0"[..], b"m1", b"m2"]);
-        assert!(frames.iter().all(|f| f.op == 1000 && f.seq == 0 && f.ver == 1));
+        assert!(frames
+            .iter()
+            .all(|f| f.op == 1000 && f.seq == 0 && f.ver == 1));
     }
 
     #[test]

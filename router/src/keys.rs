@@ -42,7 +42,11 @@ mod tests {
             ("test_server_key", 0xb2886d6e),
             ("live://1000", 0x431f9d2b),
         ] {
-            assert_eq!(cityhasher::hash::<u32>(input.as_bytes()), expected, "{input:?}");
+            assert_eq!(
+                cityhasher::hash::<u32>(input.as_bytes()),
+                expected,
+                "{input:?}"
+            );
         }
         assert_eq!(super::online_slot("live://1000"), 0x431f9d2b % 64);
     }

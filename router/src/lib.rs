@@ -10,9 +10,12 @@
 //! - [`Ring`]: the consistent-hash ring (hashring) that picks a shard.
 //! - [`Router`]: the sharded registry logic talks to; each mid and each key
 //!   lives on the shard the ring assigns to it.
+//! - [`grpc`]: the router service (`rim.router.Router`) and its client, a
+//!   remote shard for logic.
 
 mod config;
 mod error;
+pub mod grpc;
 mod keys;
 mod registry;
 mod ring;

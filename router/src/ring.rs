@@ -87,11 +87,16 @@ mod tests {
         let ring = Ring::new(["a", "b", "c"]);
         let mut counts = std::collections::HashMap::new();
         for mid in 0i64..30_000 {
-            *counts.entry(ring.shard_of(&mid).unwrap().to_owned()).or_insert(0) += 1;
+            *counts
+                .entry(ring.shard_of(&mid).unwrap().to_owned())
+                .or_insert(0) += 1;
         }
         for shard in ["a", "b", "c"] {
             let n = counts[shard];
-            assert!((6_000..14_000).contains(&n), "shard {shard} got {n} of 30000");
+            assert!(
+                (6_000..14_000).contains(&n),
+                "shard {shard} got {n} of 30000"
+            );
         }
     }
 

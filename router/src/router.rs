@@ -67,7 +67,12 @@ impl Router {
 
     /// Refreshes a session's TTLs, re-adding whatever expired meanwhile.
     /// Returns whether the key record still existed.
-    pub async fn expire_mapping(&self, mid: i64, key: &str, server: &str) -> Result<bool, StoreError> {
+    pub async fn expire_mapping(
+        &self,
+        mid: i64,
+        key: &str,
+        server: &str,
+    ) -> Result<bool, StoreError> {
         let key_alive = self.shard(&key).expire_key(key).await?;
         let mid_alive = mid == 0 || self.shard(&mid).expire_mid(mid).await?;
         if !key_alive || !mid_alive {
@@ -86,7 +91,10 @@ impl Router {
     }
 
     /// The server of each key, in order (`None` for unknown keys).
-    pub async fn servers_by_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+    pub async fn servers_by_keys(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
         if self.shards.len() == 1 {
             return self.shard(&0i64).get_keys(keys).await;
         }
@@ -153,7 +161,8 @@ mod tests {
     fn sharded() -> Router {
         let shards = (0..3)
             .map(|i| {
-                let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(Duration::from_secs(60)));
+                let store: Arc<dyn SessionStore> =
+                    Arc::new(MemoryStore::new(Duration::from_secs(60)));
                 (format!("r{i}"), store)
             })
             .collect();
@@ -164,19 +173,33 @@ mod tests {
     async fn sessions_resolve_across_shards() {
         let router = sharded();
         for i in 0..50i64 {
-            router.add_mapping(i, &format!("key-{i}"), &format!("comet-{}", i % 2)).await.unwrap();
+            router
+                .add_mapping(i, &format!("key-{i}"), &format!("comet-{}", i % 2))
+                .await
+                .unwrap();
         }
         router.add_mapping(0, "anon", "comet-9").await.unwrap();
-        let keys: Vec<String> = ["key-3", "nope", "key-4", "anon"].iter().map(|s| s.to_string()).collect();
+        let keys: Vec<String> = ["key-3", "nope", "key-4", "anon"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             router.servers_by_keys(&keys).await.unwrap(),
-            vec![Some("comet-1".into()), None, Some("comet-0".into()), Some("comet-9".into())]
+            vec![
+                Some("comet-1".into()),
+                None,
+                Some("comet-0".into()),
+                Some("comet-9".into())
+            ]
         );
         let mut got = router.keys_by_mids(&[3, 4, 99]).await.unwrap();
         got.sort();
         assert_eq!(
             got,
-            vec![("key-3".into(), "comet-1".into()), ("key-4".into(), "comet-0".into())]
+            vec![
+                ("key-3".into(), "comet-1".into()),
+                ("key-4".into(), "comet-0".into())
+            ]
         );
         assert!(router.del_mapping(3, "key-3", "comet-1").await.unwrap());
         assert!(router.keys_by_mids(&[3]).await.unwrap().is_empty());
@@ -191,7 +214,10 @@ mod tests {
         router.add_mapping(5, "k", "c").await.unwrap();
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(!router.expire_mapping(5, "k", "c").await.unwrap());
-        assert_eq!(router.keys_by_mids(&[5]).await.unwrap(), vec![("k".into(), "c".into())]);
+        assert_eq!(
+            router.keys_by_mids(&[5]).await.unwrap(),
+            vec![("k".into(), "c".into())]
+        );
         assert!(router.expire_mapping(5, "k", "c").await.unwrap());
     }
 

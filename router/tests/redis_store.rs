@@ -15,7 +15,9 @@ fn redis_url() -> Option<String> {
             panic!("RIM_TEST_REDIS is not set but services are required; run scripts/test.sh")
         }
         _ => {
-            eprintln!("skipping: RIM_TEST_REDIS not set (scripts/test.sh starts Redis and sets it)");
+            eprintln!(
+                "skipping: RIM_TEST_REDIS not set (scripts/test.sh starts Redis and sets it)"
+            );
             None
         }
     }
@@ -49,16 +51,36 @@ async fn sessions_round_trip_in_goim_layout() {
     // goim's layout, readable by goim itself.
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let raw: Option<String> = redis::cmd("GET").arg(format!("key_{key}")).query_async(&mut conn).await.unwrap();
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(format!("key_{key}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(raw.as_deref(), Some("comet-a"));
-    let hash: HashMap<String, String> =
-        redis::cmd("HGETALL").arg(format!("mid_{mid}")).query_async(&mut conn).await.unwrap();
+    let hash: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("mid_{mid}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(hash, HashMap::from([(key.clone(), "comet-a".to_owned())]));
-    let ttl: i64 = redis::cmd("TTL").arg(format!("key_{key}")).query_async(&mut conn).await.unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("key_{key}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!((1..=60).contains(&ttl), "ttl {ttl}");
 
-    assert_eq!(store.get_keys(&[key.clone(), unique("missing")]).await.unwrap(), vec![Some("comet-a".into()), None]);
-    assert_eq!(store.get_mids(&[mid]).await.unwrap(), vec![(key.clone(), "comet-a".into())]);
+    assert_eq!(
+        store
+            .get_keys(&[key.clone(), unique("missing")])
+            .await
+            .unwrap(),
+        vec![Some("comet-a".into()), None]
+    );
+    assert_eq!(
+        store.get_mids(&[mid]).await.unwrap(),
+        vec![(key.clone(), "comet-a".into())]
+    );
     assert!(store.expire_key(&key).await.unwrap());
     assert!(store.expire_mid(mid).await.unwrap());
 
@@ -67,7 +89,10 @@ async fn sessions_round_trip_in_goim_layout() {
     store.add_mid_key(mid, &key, "comet-b").await.unwrap();
     assert!(!store.del_key(&key, "comet-a").await.unwrap());
     assert!(!store.del_mid_key(mid, &key, "comet-a").await.unwrap());
-    assert_eq!(store.get_keys(std::slice::from_ref(&key)).await.unwrap(), vec![Some("comet-b".into())]);
+    assert_eq!(
+        store.get_keys(std::slice::from_ref(&key)).await.unwrap(),
+        vec![Some("comet-b".into())]
+    );
     assert!(store.del_key(&key, "comet-b").await.unwrap());
     assert!(store.del_mid_key(mid, &key, "comet-b").await.unwrap());
     assert!(store.get_mids(&[mid]).await.unwrap().is_empty());
@@ -103,16 +128,30 @@ async fn online_reports_replace_old_rooms_and_list_servers() {
     let key = unique("key");
     store.set_key(&key, &server).await.unwrap();
     assert_eq!(store.del_server(&server).await.unwrap(), 1);
-    assert!(store.online().await.unwrap().iter().all(|r| r.server != server));
+    assert!(store
+        .online()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.server != server));
     assert_eq!(store.get_keys(&[key]).await.unwrap(), vec![None]);
 }
 
 #[tokio::test]
 async fn unreachable_redis_fails_fast_with_a_clear_error() {
     // Port 1 on loopback refuses connections; no service needed for this test.
-    let store = RedisStore::new("redis://127.0.0.1:1/", Duration::from_secs(60), Duration::from_millis(300)).unwrap();
+    let store = RedisStore::new(
+        "redis://127.0.0.1:1/",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+    )
+    .unwrap();
     let started = tokio::time::Instant::now();
     let err = store.set_key("k", "c").await.unwrap_err();
     assert!(err.to_string().contains("redis"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -62,10 +62,7 @@ impl Token {
 }
 
 enum Transport {
-    Tcp {
-        stream: TcpStream,
-        buf: BytesMut,
-    },
+    Tcp { stream: TcpStream, buf: BytesMut },
     Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
 }
 
@@ -174,7 +171,10 @@ impl Client {
                 };
                 if n == 0 {
                     if buf.has_remaining() {
-                        bail!("connection closed inside a frame ({} bytes left)", buf.len());
+                        bail!(
+                            "connection closed inside a frame ({} bytes left)",
+                            buf.len()
+                        );
                     }
                     return Ok(Incoming::Closed);
                 }
@@ -214,7 +214,8 @@ impl Client {
 
     /// Sends op 7 with the token (ver 1, seq 1) and waits for op 8.
     pub async fn auth(&mut self, token: &Token) -> Result<Frame> {
-        self.send(&Frame::new(1, Op::Auth, 1, token.to_json())).await?;
+        self.send(&Frame::new(1, Op::Auth, 1, token.to_json()))
+            .await?;
         let reply = self.recv_frame().await?;
         if reply.op != Op::AuthReply.code() {
             bail!("expected auth reply (op 8), got op {}", reply.op);
@@ -236,18 +237,31 @@ impl Client {
     /// Sends a heartbeat and returns the online count of the reply.
     /// Pushes that arrive first are kept for [`Client::next_push`].
     pub async fn heartbeat(&mut self, seq: i32) -> Result<i32> {
-        self.send(&Frame::new(1, Op::Heartbeat, seq, Bytes::new())).await?;
+        self.send(&Frame::new(1, Op::Heartbeat, seq, Bytes::new()))
+            .await?;
         let reply = self.reply_to(Op::HeartbeatReply, seq).await?;
         if reply.body.len() != 4 {
             bail!("heartbeat reply body of {} bytes", reply.body.len());
         }
-        Ok(i32::from_be_bytes([reply.body[0], reply.body[1], reply.body[2], reply.body[3]]))
+        Ok(i32::from_be_bytes([
+            reply.body[0],
+            reply.body[1],
+            reply.body[2],
+            reply.body[3],
+        ]))
     }
 
     /// Sends `op` with `body` and returns the reply with `reply_op` and the same seq,
     /// keeping pushes that arrive meanwhile.
-    pub async fn request(&mut self, op: i32, seq: i32, body: &[u8], reply_op: i32) -> Result<Frame> {
-        self.send(&Frame::new(1, op, seq, Bytes::copy_from_slice(body))).await?;
+    pub async fn request(
+        &mut self,
+        op: i32,
+        seq: i32,
+        body: &[u8],
+        reply_op: i32,
+    ) -> Result<Frame> {
+        self.send(&Frame::new(1, op, seq, Bytes::copy_from_slice(body)))
+            .await?;
         self.reply_to(Op::from(reply_op), seq).await
     }
 

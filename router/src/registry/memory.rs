@@ -76,13 +76,15 @@ impl SessionStore for MemoryStore {
     }
 
     async fn expire_key(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(self.write(|inner, now, expires| match inner.keys.get_mut(key) {
-            Some(e) if e.expires > now => {
-                e.expires = expires;
-                true
-            }
-            _ => false,
-        }))
+        Ok(
+            self.write(|inner, now, expires| match inner.keys.get_mut(key) {
+                Some(e) if e.expires > now => {
+                    e.expires = expires;
+                    true
+                }
+                _ => false,
+            }),
+        )
     }
 
     async fn del_key(&self, key: &str, server: &str) -> Result<bool, StoreError> {
@@ -127,13 +129,15 @@ impl SessionStore for MemoryStore {
     }
 
     async fn expire_mid(&self, mid: i64) -> Result<bool, StoreError> {
-        Ok(self.write(|inner, now, expires| match inner.mids.get_mut(&mid) {
-            Some(e) if e.expires > now => {
-                e.expires = expires;
-                true
-            }
-            _ => false,
-        }))
+        Ok(
+            self.write(|inner, now, expires| match inner.mids.get_mut(&mid) {
+                Some(e) if e.expires > now => {
+                    e.expires = expires;
+                    true
+                }
+                _ => false,
+            }),
+        )
     }
 
     async fn del_mid_key(&self, mid: i64, key: &str, server: &str) -> Result<bool, StoreError> {
@@ -218,7 +222,10 @@ mod tests {
         assert!(store.expire_mid(7).await.unwrap());
         tokio::time::advance(Duration::from_secs(50)).await;
         // Refreshed at t=50, so alive at t=100.
-        assert_eq!(store.get_keys(&["k1".into()]).await.unwrap(), vec![Some("c1".into())]);
+        assert_eq!(
+            store.get_keys(&["k1".into()]).await.unwrap(),
+            vec![Some("c1".into())]
+        );
         assert_eq!(store.get_mids(&[7]).await.unwrap().len(), 1);
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(store.get_keys(&["k1".into()]).await.unwrap(), vec![None]);
@@ -237,8 +244,14 @@ mod tests {
         store.add_mid_key(1, "k", "new").await.unwrap();
         assert!(!store.del_key("k", "old").await.unwrap());
         assert!(!store.del_mid_key(1, "k", "old").await.unwrap());
-        assert_eq!(store.get_keys(&["k".into()]).await.unwrap(), vec![Some("new".into())]);
-        assert_eq!(store.get_mids(&[1]).await.unwrap(), vec![("k".into(), "new".into())]);
+        assert_eq!(
+            store.get_keys(&["k".into()]).await.unwrap(),
+            vec![Some("new".into())]
+        );
+        assert_eq!(
+            store.get_mids(&[1]).await.unwrap(),
+            vec![("k".into(), "new".into())]
+        );
         assert!(store.del_key("k", "new").await.unwrap());
         assert!(store.del_mid_key(1, "k", "new").await.unwrap());
         assert!(store.get_mids(&[1]).await.unwrap().is_empty());
@@ -260,8 +273,14 @@ mod tests {
             .unwrap();
         assert_eq!(store.del_server("c1").await.unwrap(), 2);
         let keys = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
-        assert_eq!(store.get_keys(&keys).await.unwrap(), vec![None, Some("c2".into()), None]);
-        assert_eq!(store.get_mids(&[1, 2]).await.unwrap(), vec![("b".into(), "c2".into())]);
+        assert_eq!(
+            store.get_keys(&keys).await.unwrap(),
+            vec![None, Some("c2".into()), None]
+        );
+        assert_eq!(
+            store.get_mids(&[1, 2]).await.unwrap(),
+            vec![("b".into(), "c2".into())]
+        );
         assert!(store.online().await.unwrap().is_empty());
     }
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-pub use memory::MemoryStore;
 pub use self::redis::RedisStore;
+pub use memory::MemoryStore;
 
 use crate::StoreError;
 

@@ -39,7 +39,9 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("ttl_secs", &self.ttl_secs).finish()
+        f.debug_struct("RedisStore")
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
     }
 }
 
@@ -293,7 +295,9 @@ impl SessionStore for RedisStore {
                             report.weight = extra.weight;
                             report.updated = report.updated.max(extra.updated);
                         }
-                        Err(e) => tracing::warn!(server = %report.server, error = %e, "unreadable online field"),
+                        Err(e) => {
+                            tracing::warn!(server = %report.server, error = %e, "unreadable online field")
+                        }
                     }
                     continue;
                 }
@@ -302,7 +306,9 @@ impl SessionStore for RedisStore {
                         report.updated = report.updated.max(shard.updated);
                         report.room_count.extend(shard.room_count);
                     }
-                    Err(e) => tracing::warn!(server = %report.server, field, error = %e, "unreadable online field"),
+                    Err(e) => {
+                        tracing::warn!(server = %report.server, field, error = %e, "unreadable online field")
+                    }
                 }
             }
             out.push(report);
