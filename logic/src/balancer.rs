@@ -98,7 +98,12 @@ impl Balancer {
                 Some(old) if old.updated == report.updated => old,
                 _ => Node {
                     hostname: report.server.clone(),
-                    addrs: report.addrs.iter().filter(|a| !a.is_empty()).cloned().collect(),
+                    addrs: report
+                        .addrs
+                        .iter()
+                        .filter(|a| !a.is_empty())
+                        .cloned()
+                        .collect(),
                     fixed_weight: effective_weight(report.weight),
                     current_weight: 0,
                     current_conns: report.conn_count.max(0),
@@ -169,17 +174,25 @@ mod tests {
         assert!(Balancer::default().pick(MAX_NODES).is_empty());
     }
 
-    #[test]
-    fn picks_follow_weights() {
+    fn share_of_b(weight_a: i32, weight_b: i32, picks: usize) -> usize {
         let mut balancer = Balancer::default();
-        balancer.update(&[report("a", 1, 0, 1), report("b", 3, 0, 1)]);
-        let mut counts = HashMap::new();
-        for _ in 0..400 {
-            *counts.entry(top(&mut balancer)).or_insert(0) += 1;
-        }
-        // Weighted 1:3, so b takes about three quarters of the picks.
-        let b = counts["b"];
-        assert!((280..=320).contains(&b), "b picked {b} of 400");
+        balancer.update(&[report("a", weight_a, 0, 1), report("b", weight_b, 0, 1)]);
+        (0..picks).filter(|_| top(&mut balancer) == "b").count()
+    }
+
+    #[test]
+    fn equal_weights_alternate() {
+        assert_eq!(share_of_b(1, 1, 400), 200);
+    }
+
+    #[test]
+    fn picks_lean_to_the_heavier_comet() {
+        // goim's formula balances `w/W - 0.5·c/C` across comets, which
+        // amplifies weight differences: 2:3 settles near a 30:70 split (and
+        // 1:3 would send everything to the heavier comet).
+        let b = share_of_b(2, 3, 1000);
+        assert!((650..=750).contains(&b), "b picked {b} of 1000");
+        assert_eq!(share_of_b(1, 3, 100), 99);
     }
 
     #[test]
@@ -194,13 +207,28 @@ mod tests {
     #[test]
     fn unchanged_reports_keep_credited_connections() {
         let mut balancer = Balancer::default();
-        balancer.update(&[report("a", 1, 0, 1), report("b", 1, 0, 1)]);
-        let first = top(&mut balancer);
-        balancer.update(&[report("a", 1, 0, 1), report("b", 1, 0, 1)]);
-        assert_ne!(top(&mut balancer), first, "the credited pick must be remembered");
-        // A newer report resets the counters to what the comet says.
-        balancer.update(&[report("a", 1, 0, 2), report("b", 1, 0, 2)]);
+        balancer.update(&[report("a", 1, 0, 1), report("b", 1, 5, 1)]);
         assert_eq!(top(&mut balancer), "a");
+        assert_eq!(
+            (balancer.nodes["a"].current_conns, balancer.total_conns),
+            (1, 6)
+        );
+        // Same report timestamps: the credited connection is remembered.
+        balancer.update(&[report("a", 1, 0, 1), report("b", 1, 5, 1)]);
+        assert_eq!(
+            (balancer.nodes["a"].current_conns, balancer.total_conns),
+            (1, 6)
+        );
+        // A newer report resets the counters to what the comet says.
+        balancer.update(&[report("a", 1, 0, 2), report("b", 1, 5, 1)]);
+        assert_eq!(
+            (balancer.nodes["a"].current_conns, balancer.total_conns),
+            (0, 5)
+        );
+        // A comet that is no longer reported is dropped.
+        balancer.update(&[report("b", 1, 5, 1)]);
+        assert_eq!(balancer.nodes.len(), 1);
+        assert_eq!(top(&mut balancer), "b");
     }
 
     #[test]
@@ -228,7 +256,9 @@ mod tests {
         };
         node.calculate_weight(3, 4);
         assert_eq!(node.current_weight, 4);
-        // Heavily loaded: diff < 0 clamps to the minimum weight.
+        // Heavily loaded: fw=1, W=3, c=C=100: diff = 1/3 - 0.5 < 0, and
+        // 1 + round(-16.7) < 1 clamps to the minimum weight.
+        node.fixed_weight = 1;
         node.current_conns = 100;
         node.calculate_weight(3, 100);
         assert_eq!(node.current_weight, MIN_WEIGHT);

@@ -4,7 +4,6 @@
 //! Every field has a default, so an empty TOML table is a working config.
 //! [`Config::validate`] runs before anything binds.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -26,8 +25,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address of the HTTP push API (goim `httpServer.addr`). Default `0.0.0.0:3111`.
-    pub http_bind: SocketAddr,
+    /// Address (`host:port`) the binary binds the HTTP push API to (goim
+    /// `httpServer.addr`). Default `0.0.0.0:3111`.
+    pub http_bind: String,
     /// Largest accepted HTTP request body in bytes; larger bodies get 413.
     /// Default 1 MiB (1048576).
     pub max_body: usize,
@@ -51,7 +51,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            http_bind: SocketAddr::from(([0, 0, 0, 0], 3111)),
+            http_bind: "0.0.0.0:3111".to_owned(),
             max_body: 1024 * 1024,
             v1_operation: 5,
             online_stale: Duration::from_secs(5 * 60),
@@ -138,6 +138,9 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
 impl Config {
     /// Checks the values that deserialization cannot: run it before binding.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.http_bind.is_empty() {
+            return Err(invalid("http_bind", "must not be empty"));
+        }
         if self.max_body == 0 {
             return Err(invalid("max_body", "must be at least 1 byte"));
         }
@@ -162,10 +165,7 @@ impl Config {
         }
         let backoff = &self.backoff;
         if backoff.base_delay < 0 || backoff.max_delay < backoff.base_delay {
-            return Err(invalid(
-                "backoff",
-                "need 0 <= base_delay <= max_delay",
-            ));
+            return Err(invalid("backoff", "need 0 <= base_delay <= max_delay"));
         }
         if !(backoff.factor.is_finite() && backoff.factor >= 1.0) {
             return Err(invalid("backoff.factor", "must be at least 1"));
@@ -193,7 +193,7 @@ mod tests {
         let config: Config = toml::from_str("").unwrap();
         assert_eq!(config, Config::default());
         config.validate().unwrap();
-        assert_eq!(config.http_bind.to_string(), "0.0.0.0:3111");
+        assert_eq!(config.http_bind, "0.0.0.0:3111");
         assert_eq!(config.max_body, 1 << 20);
         assert_eq!(config.heartbeat_timeout_nanos(), 8 * 60 * 1_000_000_000);
     }
@@ -231,13 +231,18 @@ mod tests {
         config.node.heartbeat_max = 0;
         assert!(matches!(
             config.validate(),
-            Err(ConfigError::Invalid { field: "node.heartbeat_max", .. })
+            Err(ConfigError::Invalid {
+                field: "node.heartbeat_max",
+                ..
+            })
         ));
         let mut config = Config::default();
         config.node.heartbeat = Duration::ZERO;
         assert!(config.validate().is_err());
-        let mut config = Config::default();
-        config.max_body = 0;
+        let config = Config {
+            max_body: 0,
+            ..Config::default()
+        };
         assert!(config.validate().is_err());
     }
 }

@@ -44,7 +44,9 @@ impl From<StoreError> for LogicError {
         // caller a message that says what failed, not where.
         tracing::warn!(error = %err, "session store request failed");
         match err {
-            StoreError::Unavailable(_) => LogicError::Unavailable("session store unavailable".into()),
+            StoreError::Unavailable(_) => {
+                LogicError::Unavailable("session store unavailable".into())
+            }
             StoreError::NoShards => LogicError::Internal(err.to_string()),
         }
     }

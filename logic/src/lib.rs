@@ -1,2 +1,54 @@
-//! rim logic (work in progress).
+//! rim logic: the HTTP push API, the logic service that comets call, and the
+//! publisher of push records to the push queue.
+//!
+//! # Data flow
+//!
+//! A business backend calls the HTTP API ([`http::router`]). For a push to
+//! keys or users, [`Logic`] asks the session registry ([`rim_router::Router`])
+//! which comet holds each connection and publishes one `goim.logic.PushMsg`
+//! per comet to the [`PushQueue`] (Kafka, or [`InProcessQueue`] standalone);
+//! a room or broadcast push is one record. job consumes the queue and
+//! delivers to comets. A push is answered with success only once the queue
+//! has accepted every record.
+//!
+//! Comets call the logic service ([`Logic::connect`], [`Logic::heartbeat`],
+//! [`Logic::disconnect`], [`Logic::renew_online`], ...) in-process
+//! (standalone) or through gRPC (`goim.logic.Logic`), to register sessions
+//! and report their online counts.
+//!
+//! # Glossary
+//! - **mid**: member id, the user (int64); 0 is an anonymous connection.
+//! - **key**: one client connection, unique in the cluster.
+//! - **room**: a free-form string, conventionally `type://id`.
+//! - **server**: a comet's id (its hostname).
+//! - **op / operation**: the business operation code written into the client frame.
+//!
+//! # Layout
+//! - `config`: [`Config`]. `error`: [`LogicError`]. `queue`: [`PushQueue`].
+//! - `service`: [`Logic`] and the comet-facing operations; `push`: push
+//!   resolution into records; `online`: the cluster online aggregate;
+//!   `balancer`: weighted comet choice for the nodes API; `token`: the
+//!   client's auth token.
+//! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
+//! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
+//! - [`kafka`]: the push queue on Kafka (distributed mode).
+
+#![warn(missing_docs)]
+
+mod balancer;
+mod config;
+mod error;
+pub mod grpc;
+pub mod http;
+pub mod kafka;
+mod online;
+mod push;
 pub mod queue;
+mod service;
+mod token;
+
+pub use config::{BackoffConfig, Config, ConfigError, NodeConfig};
+pub use error::LogicError;
+pub use online::OnlineTotal;
+pub use queue::{InProcessQueue, PushQueue, QueueError};
+pub use service::Logic;

@@ -6,6 +6,17 @@
 
 use serde::{Deserialize, Deserializer};
 
+/// Why a token could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TokenError {
+    /// The token is not a JSON object.
+    #[error("expected a JSON object")]
+    NotAnObject,
+    /// The token is not valid JSON or a field has the wrong type.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// A parsed auth token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
@@ -37,9 +48,14 @@ where
 }
 
 impl Token {
-    /// Parses the token bytes of a connect request.
-    pub(crate) fn parse(raw: &[u8]) -> Result<Token, serde_json::Error> {
-        serde_json::from_slice(raw)
+    /// Parses the token bytes of a connect request. The token must be a
+    /// JSON object: serde would also read a struct from an array (`[1]`),
+    /// which goim refuses.
+    pub(crate) fn parse(raw: &[u8]) -> Result<Token, TokenError> {
+        if raw.trim_ascii_start().first() != Some(&b'{') {
+            return Err(TokenError::NotAnObject);
+        }
+        Ok(serde_json::from_slice(raw)?)
     }
 }
 
@@ -82,6 +98,9 @@ mod tests {
             br#"{"accepts":[3000000000]}"#,
             br#"{"key":5}"#,
             b"123",
+            b"[1]",
+            b"null",
+            br#""{}""#,
             b"",
             b"{",
             b"\xff",

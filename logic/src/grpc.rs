@@ -1,0 +1,91 @@
+//! The logic gRPC service (`goim.logic.Logic`, goim's names and field
+//! numbers) that comets call in the distributed mode: a thin shell over
+//! [`Logic`]'s service methods.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rim_proto::pb::logic::logic_server::{Logic as LogicRpc, LogicServer};
+use rim_proto::pb::logic::{
+    ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReply, HeartbeatReq,
+    NodesReply, NodesReq, OnlineReply, OnlineReq, ReceiveReply, ReceiveReq,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{Logic, LogicError};
+
+/// `goim.logic.Logic` over a [`Logic`].
+#[derive(Clone)]
+pub struct LogicService {
+    logic: Arc<Logic>,
+}
+
+impl LogicService {
+    /// The tonic server for `logic` (gzip accepted, as goim's comets send it).
+    pub fn server(logic: Arc<Logic>) -> LogicServer<LogicService> {
+        LogicServer::new(LogicService { logic })
+    }
+}
+
+impl From<LogicError> for Status {
+    fn from(e: LogicError) -> Status {
+        match e {
+            LogicError::BadRequest(m) => Status::invalid_argument(m),
+            LogicError::Refused(m) => Status::permission_denied(m),
+            LogicError::Unavailable(m) => Status::unavailable(m),
+            other => Status::internal(other.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl LogicRpc for LogicService {
+    async fn connect(&self, req: Request<ConnectReq>) -> Result<Response<ConnectReply>, Status> {
+        Ok(Response::new(self.logic.connect(req.into_inner()).await?))
+    }
+
+    async fn disconnect(
+        &self,
+        req: Request<DisconnectReq>,
+    ) -> Result<Response<DisconnectReply>, Status> {
+        Ok(Response::new(
+            self.logic.disconnect(req.into_inner()).await?,
+        ))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatReq>,
+    ) -> Result<Response<HeartbeatReply>, Status> {
+        Ok(Response::new(self.logic.heartbeat(req.into_inner()).await?))
+    }
+
+    async fn renew_online(&self, req: Request<OnlineReq>) -> Result<Response<OnlineReply>, Status> {
+        Ok(Response::new(
+            self.logic.renew_online(req.into_inner()).await?,
+        ))
+    }
+
+    async fn receive(&self, req: Request<ReceiveReq>) -> Result<Response<ReceiveReply>, Status> {
+        Ok(Response::new(self.logic.receive(req.into_inner()).await?))
+    }
+
+    async fn nodes(&self, req: Request<NodesReq>) -> Result<Response<NodesReply>, Status> {
+        Ok(Response::new(self.logic.nodes(req.into_inner()).await?))
+    }
+}
+
+/// Serves the logic gRPC service on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    logic: Arc<Logic>,
+    listener: tokio::net::TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(LogicService::server(logic))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await
+}

@@ -1,0 +1,90 @@
+//! The HTTP API (axum): goim's v2 paths under `/goim` and v1.2 paths under
+//! `/1`, with their envelopes, a body limit, and 404/405 answers in the
+//! envelope of the path's API version.
+//!
+//! Handlers only parse requests and shape answers; every decision is made by
+//! [`Logic`]. Binding and serving belong to the binary.
+
+mod error;
+mod nodes;
+mod online;
+mod params;
+mod push;
+mod v1;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use self::error::{ApiError, V1Error};
+use crate::Logic;
+
+/// The complete HTTP application over `logic`.
+pub fn router(logic: Arc<Logic>) -> axum::Router {
+    let max_body = logic.config().max_body;
+    axum::Router::new()
+        .route("/goim/push/keys", post(push::keys))
+        .route("/goim/push/mids", post(push::mids))
+        .route("/goim/push/room", post(push::room))
+        .route("/goim/push/all", post(push::all))
+        .route("/goim/online/top", get(online::top))
+        .route("/goim/online/room", get(online::room))
+        .route("/goim/online/total", get(online::total))
+        .route("/goim/nodes/weighted", get(nodes::weighted))
+        .route("/goim/nodes/instances", get(nodes::instances))
+        .route("/1/push", post(v1::push))
+        .route("/1/pushs", post(v1::pushs))
+        .route("/1/push/room", post(v1::push_room))
+        .route("/1/push/all", post(v1::push_all))
+        .route("/1/count", get(v1::count))
+        .route("/1/server/del", post(v1::server_del))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(track))
+        .with_state(logic)
+}
+
+fn is_v1(uri: &Uri) -> bool {
+    uri.path().starts_with("/1/")
+}
+
+fn in_envelope_of(uri: &Uri, err: ApiError) -> Response {
+    if is_v1(uri) {
+        V1Error(err).into_response()
+    } else {
+        err.into_response()
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let err = ApiError::NotFound(format!("no such path: {}", uri.path()));
+    in_envelope_of(&uri, err)
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let err = ApiError::MethodNotAllowed(format!("method {method} not allowed for {}", uri.path()));
+    in_envelope_of(&uri, err)
+}
+
+/// Counts every request by route and status.
+async fn track(request: Request, next: Next) -> Response {
+    // The route pattern, not the raw path, keeps the label set bounded.
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    tracing::debug!(%method, path = %path, status, "http request");
+    metrics::counter!("rim_logic_http_requests_total", "path" => path, "status" => status.to_string()).increment(1);
+    response
+}

@@ -1,0 +1,71 @@
+//! v2 push endpoints (`/goim/push/*`, goim-spec 4.1): parameters in the
+//! query, the message as the raw body.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::Response;
+
+use super::error::{ok, read_body, ApiError};
+use super::params::Params;
+use crate::Logic;
+
+/// `POST /goim/push/keys?operation=&keys=a&keys=b`.
+pub(crate) async fn keys(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let operation = params.optional("operation")?.unwrap_or(0);
+    let keys = params.list_str("keys");
+    let msg = read_body(body, logic.config().max_body)?;
+    logic.push_keys(operation, &keys, msg).await?;
+    Ok(ok())
+}
+
+/// `POST /goim/push/mids?operation=&mids=1&mids=2`.
+pub(crate) async fn mids(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let operation = params.optional("operation")?.unwrap_or(0);
+    let mids: Vec<i64> = params.list("mids")?;
+    let msg = read_body(body, logic.config().max_body)?;
+    logic.push_mids(operation, &mids, msg).await?;
+    Ok(ok())
+}
+
+/// `POST /goim/push/room?operation=&type=&room=`; the room key is `type://room`.
+pub(crate) async fn room(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let operation = params.required_nonzero("operation")?;
+    let room_type = params.required_str("type")?;
+    let room = params.required_str("room")?;
+    let msg = read_body(body, logic.config().max_body)?;
+    logic
+        .push_room(operation, &format!("{room_type}://{room}"), msg)
+        .await?;
+    Ok(ok())
+}
+
+/// `POST /goim/push/all?operation=&speed=`.
+pub(crate) async fn all(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let operation = params.required_nonzero("operation")?;
+    let speed = params.optional("speed")?.unwrap_or(0);
+    if speed < 0 {
+        return Err(ApiError::BadRequest("speed: must not be negative".into()));
+    }
+    let msg = read_body(body, logic.config().max_body)?;
+    logic.push_all(operation, speed, msg).await?;
+    Ok(ok())
+}

@@ -1,0 +1,812 @@
+//! HTTP tests without sockets: the real in-memory router and the real
+//! in-process queue, asserting on exact envelopes and on the records queued.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use rim_proto::pb::logic::push_msg::Type;
+use rim_proto::pb::logic::{OnlineReq, PushMsg};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::Receiver;
+use tower::ServiceExt;
+
+use crate::service::tests::{logic, logic_with};
+use crate::{Config, Logic};
+
+struct Answer {
+    status: StatusCode,
+    json: Value,
+    allow: Option<String>,
+}
+
+async fn call(logic: &Arc<Logic>, method: &str, uri: &str, body: impl Into<Body>) -> Answer {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(body.into())
+        .unwrap();
+    let response = super::router(logic.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let allow = response
+        .headers()
+        .get(header::ALLOW)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("{method} {uri}: not JSON: {bytes:?}"));
+    Answer {
+        status,
+        json,
+        allow,
+    }
+}
+
+async fn post(logic: &Arc<Logic>, uri: &str, body: &'static [u8]) -> Answer {
+    call(logic, "POST", uri, body).await
+}
+
+async fn get(logic: &Arc<Logic>, uri: &str) -> Answer {
+    call(logic, "GET", uri, Body::empty()).await
+}
+
+#[track_caller]
+fn assert_answer(answer: &Answer, status: StatusCode, json: Value) {
+    assert_eq!((answer.status, &answer.json), (status, &json));
+}
+
+fn ok() -> Value {
+    json!({"code": 0, "message": ""})
+}
+
+fn bad(message: &str) -> Value {
+    json!({"code": -400, "message": message})
+}
+
+fn v1_bad(message: &str) -> Value {
+    json!({"ret": 65535, "message": message})
+}
+
+fn drain(rx: &mut Receiver<PushMsg>) -> Vec<PushMsg> {
+    let mut out = Vec::new();
+    while let Ok(record) = rx.try_recv() {
+        out.push(record);
+    }
+    out
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+async fn report(logic: &Logic, server: &str, rooms: &[(&str, i32)], conns: i64, ips: i64) {
+    logic
+        .renew_online(OnlineReq {
+            server: server.into(),
+            room_count: rooms.iter().map(|(r, c)| (r.to_string(), *c)).collect(),
+            conn_count: conns,
+            ip_count: ips,
+            addrs: vec![format!("{server}.example:3101")],
+            weight: 0,
+        })
+        .await
+        .unwrap();
+}
+
+// === v2 push ===
+
+#[tokio::test]
+async fn push_keys_groups_per_server() {
+    let (logic, mut rx, _) = logic();
+    logic.router.add_mapping(1, "k1", "c1").await.unwrap();
+    logic.router.add_mapping(2, "k2", "c2").await.unwrap();
+    logic.router.add_mapping(3, "k3", "c1").await.unwrap();
+    let answer = post(
+        &logic,
+        "/goim/push/keys?operation=1000&keys=k1&keys=k2&keys=k3&keys=gone",
+        b"hello",
+    )
+    .await;
+    assert_answer(&answer, StatusCode::OK, ok());
+    let records = drain(&mut rx);
+    assert_eq!(
+        records,
+        vec![
+            PushMsg {
+                r#type: Type::Push as i32,
+                operation: 1000,
+                server: "c1".into(),
+                keys: strings(&["k1", "k3"]),
+                msg: Bytes::from_static(b"hello"),
+                ..PushMsg::default()
+            },
+            PushMsg {
+                r#type: Type::Push as i32,
+                operation: 1000,
+                server: "c2".into(),
+                keys: strings(&["k2"]),
+                msg: Bytes::from_static(b"hello"),
+                ..PushMsg::default()
+            },
+        ]
+    );
+    // operation is optional and defaults to 0.
+    assert_answer(
+        &post(&logic, "/goim/push/keys?keys=k2", b"x").await,
+        StatusCode::OK,
+        ok(),
+    );
+    assert_eq!(drain(&mut rx)[0].operation, 0);
+}
+
+#[tokio::test]
+async fn push_keys_bad_requests() {
+    let (logic, mut rx, _) = logic();
+    assert_answer(
+        &post(&logic, "/goim/push/keys?operation=1", b"x").await,
+        StatusCode::BAD_REQUEST,
+        bad("keys: at least one key is required"),
+    );
+    assert_answer(
+        &post(&logic, "/goim/push/keys?operation=1&keys=", b"x").await,
+        StatusCode::BAD_REQUEST,
+        bad("keys: at least one key is required"),
+    );
+    assert_answer(
+        &post(&logic, "/goim/push/keys?operation=abc&keys=a", b"x").await,
+        StatusCode::BAD_REQUEST,
+        bad("operation: invalid digit found in string \"abc\""),
+    );
+    assert!(drain(&mut rx).is_empty());
+}
+
+#[tokio::test]
+async fn push_mids_resolves_users() {
+    let (logic, mut rx, _) = logic();
+    logic.router.add_mapping(1, "a", "c1").await.unwrap();
+    logic.router.add_mapping(1, "b", "c2").await.unwrap();
+    let answer = post(&logic, "/goim/push/mids?operation=7&mids=1&mids=404", b"m").await;
+    assert_answer(&answer, StatusCode::OK, ok());
+    let mut records = drain(&mut rx);
+    records.sort_by(|a, b| a.server.cmp(&b.server));
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        (records[0].server.as_str(), records[0].keys.clone()),
+        ("c1", strings(&["a"]))
+    );
+    assert_eq!(
+        (records[1].server.as_str(), records[1].keys.clone()),
+        ("c2", strings(&["b"]))
+    );
+    assert!(records
+        .iter()
+        .all(|r| r.operation == 7 && r.msg == "m" && r.r#type == Type::Push as i32));
+
+    assert_answer(
+        &post(&logic, "/goim/push/mids?operation=7&mids=1&mids=x", b"m").await,
+        StatusCode::BAD_REQUEST,
+        bad("mids: invalid digit found in string \"x\""),
+    );
+    assert_answer(
+        &post(&logic, "/goim/push/mids?operation=7", b"m").await,
+        StatusCode::BAD_REQUEST,
+        bad("mids: at least one mid is required"),
+    );
+    assert_answer(
+        &post(&logic, "/goim/push/mids?operation=1.5&mids=1", b"m").await,
+        StatusCode::BAD_REQUEST,
+        bad("operation: invalid digit found in string \"1.5\""),
+    );
+    assert!(drain(&mut rx).is_empty());
+}
+
+#[tokio::test]
+async fn push_room_joins_type_and_room() {
+    let (logic, mut rx, _) = logic();
+    let answer = post(
+        &logic,
+        "/goim/push/room?operation=1001&type=live&room=1000",
+        b"r",
+    )
+    .await;
+    assert_answer(&answer, StatusCode::OK, ok());
+    assert_eq!(
+        drain(&mut rx),
+        vec![PushMsg {
+            r#type: Type::Room as i32,
+            operation: 1001,
+            room: "live://1000".into(),
+            msg: Bytes::from_static(b"r"),
+            ..PushMsg::default()
+        }]
+    );
+    for (uri, message) in [
+        ("/goim/push/room?type=live&room=1", "operation: required"),
+        (
+            "/goim/push/room?operation=0&type=live&room=1",
+            "operation: required, must not be 0",
+        ),
+        (
+            "/goim/push/room?operation=x&type=live&room=1",
+            "operation: invalid digit found in string \"x\"",
+        ),
+        ("/goim/push/room?operation=1&room=1", "type: required"),
+        ("/goim/push/room?operation=1&type=live", "room: required"),
+    ] {
+        assert_answer(
+            &post(&logic, uri, b"r").await,
+            StatusCode::BAD_REQUEST,
+            bad(message),
+        );
+    }
+    assert!(drain(&mut rx).is_empty());
+}
+
+#[tokio::test]
+async fn push_all_broadcasts() {
+    let (logic, mut rx, _) = logic();
+    let answer = post(&logic, "/goim/push/all?operation=1002&speed=2", b"b").await;
+    assert_answer(&answer, StatusCode::OK, ok());
+    assert_eq!(
+        drain(&mut rx),
+        vec![PushMsg {
+            r#type: Type::Broadcast as i32,
+            operation: 1002,
+            speed: 2,
+            msg: Bytes::from_static(b"b"),
+            ..PushMsg::default()
+        }]
+    );
+    assert_answer(
+        &post(&logic, "/goim/push/all?operation=1002", b"b").await,
+        StatusCode::OK,
+        ok(),
+    );
+    assert_eq!(drain(&mut rx)[0].speed, 0);
+    for (uri, message) in [
+        ("/goim/push/all", "operation: required"),
+        (
+            "/goim/push/all?operation=0",
+            "operation: required, must not be 0",
+        ),
+        (
+            "/goim/push/all?operation=1&speed=fast",
+            "speed: invalid digit found in string \"fast\"",
+        ),
+        (
+            "/goim/push/all?operation=1&speed=-1",
+            "speed: must not be negative",
+        ),
+    ] {
+        assert_answer(
+            &post(&logic, uri, b"b").await,
+            StatusCode::BAD_REQUEST,
+            bad(message),
+        );
+    }
+    assert!(drain(&mut rx).is_empty());
+}
+
+// === limits, routing ===
+
+#[tokio::test]
+async fn oversize_body_is_413_in_both_envelopes() {
+    let config = Config {
+        max_body: 16,
+        ..Config::default()
+    };
+    let (logic, mut rx, _) = logic_with(config, 16);
+    let fits = post(&logic, "/goim/push/all?operation=1", b"0123456789abcdef").await;
+    assert_answer(&fits, StatusCode::OK, ok());
+    let big = post(&logic, "/goim/push/all?operation=1", b"0123456789abcdefX").await;
+    assert_answer(
+        &big,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        bad("body: larger than the limit of 16 bytes"),
+    );
+    let big = post(&logic, "/1/push/all", b"0123456789abcdefX").await;
+    assert_answer(
+        &big,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        v1_bad("body: larger than the limit of 16 bytes"),
+    );
+    assert_eq!(drain(&mut rx).len(), 1);
+}
+
+#[tokio::test]
+async fn default_limit_is_one_mebibyte() {
+    let (logic, mut rx, _) = logic();
+    let answer = call(
+        &logic,
+        "POST",
+        "/goim/push/all?operation=1",
+        vec![b'x'; (1 << 20) + 1],
+    )
+    .await;
+    assert_answer(
+        &answer,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        bad("body: larger than the limit of 1048576 bytes"),
+    );
+    let answer = call(
+        &logic,
+        "POST",
+        "/goim/push/all?operation=1",
+        vec![b'x'; 1 << 20],
+    )
+    .await;
+    assert_answer(&answer, StatusCode::OK, ok());
+    assert_eq!(drain(&mut rx)[0].msg.len(), 1 << 20);
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_envelope() {
+    let (logic, _rx, _) = logic();
+    let answer = get(&logic, "/goim/push/keys?keys=a").await;
+    assert_answer(
+        &answer,
+        StatusCode::METHOD_NOT_ALLOWED,
+        bad("method GET not allowed for /goim/push/keys"),
+    );
+    assert_eq!(answer.allow.as_deref(), Some("POST"));
+    let answer = post(&logic, "/goim/online/total", b"").await;
+    assert_answer(
+        &answer,
+        StatusCode::METHOD_NOT_ALLOWED,
+        bad("method POST not allowed for /goim/online/total"),
+    );
+    let answer = get(&logic, "/1/push?uid=1").await;
+    assert_answer(
+        &answer,
+        StatusCode::METHOD_NOT_ALLOWED,
+        v1_bad("method GET not allowed for /1/push"),
+    );
+}
+
+#[tokio::test]
+async fn unknown_path_is_404_with_envelope() {
+    let (logic, _rx, _) = logic();
+    assert_answer(
+        &get(&logic, "/goim/nope").await,
+        StatusCode::NOT_FOUND,
+        bad("no such path: /goim/nope"),
+    );
+    assert_answer(
+        &post(&logic, "/", b"").await,
+        StatusCode::NOT_FOUND,
+        bad("no such path: /"),
+    );
+    assert_answer(
+        &get(&logic, "/1/nope").await,
+        StatusCode::NOT_FOUND,
+        v1_bad("no such path: /1/nope"),
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_queue_is_503_never_success() {
+    let (logic, mut rx, _) = logic_with(Config::default(), 1);
+    assert_answer(
+        &post(&logic, "/goim/push/all?operation=1", b"a").await,
+        StatusCode::OK,
+        ok(),
+    );
+    let answer = post(&logic, "/goim/push/all?operation=1", b"b").await;
+    assert_answer(
+        &answer,
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"code": -500, "message": "message not accepted: push queue did not accept the message within 50ms"}),
+    );
+    let answer = post(&logic, "/1/push/room?rid=live://1", b"c").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.json["ret"], 65535);
+
+    // A push over two comets with room for one record says what happened.
+    assert_eq!(drain(&mut rx).len(), 1);
+    logic.router.add_mapping(1, "a", "c1").await.unwrap();
+    logic.router.add_mapping(1, "b", "c2").await.unwrap();
+    let answer = post(&logic, "/goim/push/mids?operation=1&mids=1", b"d").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    let message = answer.json["message"].as_str().unwrap();
+    assert!(message.contains("1 of 2"), "{message}");
+    assert_eq!(answer.json["code"], -500);
+}
+
+#[tokio::test]
+async fn closed_queue_is_503() {
+    let (logic, rx, _) = logic();
+    drop(rx);
+    let answer = post(&logic, "/goim/push/room?operation=1&type=live&room=1", b"x").await;
+    assert_answer(
+        &answer,
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"code": -500, "message": "message not accepted: push queue unavailable: job is not consuming"}),
+    );
+    let answer = post(&logic, "/1/push/all", b"x").await;
+    assert_answer(
+        &answer,
+        StatusCode::SERVICE_UNAVAILABLE,
+        v1_bad("message not accepted: push queue unavailable: job is not consuming"),
+    );
+}
+
+// === v2 online ===
+
+#[tokio::test]
+async fn online_top_matches_the_exact_type() {
+    let (logic, _rx, _) = logic();
+    assert_answer(
+        &get(&logic, "/goim/online/top?type=live&limit=5").await,
+        StatusCode::OK,
+        json!({"code": 0, "message": "", "data": []}),
+    );
+    report(
+        &logic,
+        "c1",
+        &[("live://1", 3), ("live://2", 9), ("liveshow://3", 50)],
+        12,
+        10,
+    )
+    .await;
+    report(&logic, "c2", &[("live://1", 4), ("chat://1", 8)], 12, 10).await;
+    assert_answer(
+        &get(&logic, "/goim/online/top?type=live&limit=5").await,
+        StatusCode::OK,
+        json!({"code": 0, "message": "", "data": [
+            {"room_id": "2", "count": 9},
+            {"room_id": "1", "count": 7},
+        ]}),
+    );
+    assert_answer(
+        &get(&logic, "/goim/online/top?type=live&limit=1").await,
+        StatusCode::OK,
+        json!({"code": 0, "message": "", "data": [{"room_id": "2", "count": 9}]}),
+    );
+    for (uri, message) in [
+        ("/goim/online/top?limit=1", "type: required"),
+        ("/goim/online/top?type=live", "limit: required"),
+        (
+            "/goim/online/top?type=live&limit=0",
+            "limit: required, must not be 0",
+        ),
+        (
+            "/goim/online/top?type=live&limit=-2",
+            "limit: must be positive",
+        ),
+        (
+            "/goim/online/top?type=live&limit=ten",
+            "limit: invalid digit found in string \"ten\"",
+        ),
+    ] {
+        assert_answer(
+            &get(&logic, uri).await,
+            StatusCode::BAD_REQUEST,
+            bad(message),
+        );
+    }
+}
+
+#[tokio::test]
+async fn online_room_and_total() {
+    let (logic, _rx, _) = logic();
+    report(&logic, "c1", &[("live://1", 3)], 5, 4).await;
+    report(&logic, "c2", &[("live://1", 4), ("live://2", 1)], 6, 6).await;
+    assert_answer(
+        &get(
+            &logic,
+            "/goim/online/room?type=live&rooms=1&rooms=404&rooms=2",
+        )
+        .await,
+        StatusCode::OK,
+        json!({"code": 0, "message": "", "data": {"1": 7, "404": 0, "2": 1}}),
+    );
+    assert_answer(
+        &get(&logic, "/goim/online/room?rooms=1").await,
+        StatusCode::BAD_REQUEST,
+        bad("type: required"),
+    );
+    assert_answer(
+        &get(&logic, "/goim/online/room?type=live").await,
+        StatusCode::BAD_REQUEST,
+        bad("rooms: required"),
+    );
+    assert_answer(
+        &get(&logic, "/goim/online/total").await,
+        StatusCode::OK,
+        json!({"code": 0, "message": "", "data": {"ip_count": 10, "conn_count": 11}}),
+    );
+}
+
+// === v2 nodes ===
+
+#[tokio::test]
+async fn nodes_weighted_shape_web_and_other() {
+    let config = Config {
+        online_refresh: std::time::Duration::ZERO,
+        ..Config::default()
+    };
+    let (logic, _rx, _) = logic_with(config, 4);
+    let expected = |nodes: Value| {
+        json!({"code": 0, "message": "", "data": {
+            "domain": "conn.goim.io",
+            "tcp_port": 3101,
+            "ws_port": 3102,
+            "wss_port": 3103,
+            "heartbeat": 240,
+            "nodes": nodes,
+            "backoff": {"max_delay": 300, "base_delay": 3, "factor": 1.8, "jitter": 1.3},
+            "heartbeat_max": 2,
+        }})
+    };
+    assert_answer(
+        &get(&logic, "/goim/nodes/weighted?platform=web").await,
+        StatusCode::OK,
+        expected(json!(["conn.goim.io"])),
+    );
+    report(&logic, "c1", &[], 0, 0).await;
+    assert_answer(
+        &get(&logic, "/goim/nodes/weighted?platform=web").await,
+        StatusCode::OK,
+        expected(json!(["c1.goim.io"])),
+    );
+    assert_answer(
+        &get(&logic, "/goim/nodes/weighted?platform=android").await,
+        StatusCode::OK,
+        expected(json!(["c1.example:3101"])),
+    );
+    assert_answer(
+        &get(&logic, "/goim/nodes/weighted").await,
+        StatusCode::OK,
+        expected(json!(["c1.example:3101"])),
+    );
+}
+
+#[tokio::test]
+async fn nodes_weighted_omits_zero_values() {
+    let mut config = Config::default();
+    config.node.wss_port = 0;
+    config.backoff.jitter = 0.0;
+    let (logic, _rx, _) = logic_with(config, 4);
+    let answer = get(&logic, "/goim/nodes/weighted?platform=web").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let data = answer.json["data"].as_object().unwrap();
+    assert!(!data.contains_key("wss_port"));
+    assert!(!data["backoff"].as_object().unwrap().contains_key("jitter"));
+    assert_eq!(data["ws_port"], 3102);
+}
+
+#[tokio::test]
+async fn nodes_instances_lists_fresh_comets() {
+    let (logic, _rx, clock) = logic();
+    assert_answer(
+        &get(&logic, "/goim/nodes/instances").await,
+        StatusCode::OK,
+        json!({"code": 0, "message": "", "data": []}),
+    );
+    report(&logic, "c1", &[("live://1", 2)], 2, 1).await;
+    assert_answer(
+        &get(&logic, "/goim/nodes/instances").await,
+        StatusCode::OK,
+        json!({"code": 0, "message": "", "data": [{
+            "hostname": "c1",
+            "addrs": ["c1.example:3101"],
+            "latest_timestamp": 1_700_000_000,
+            "metadata": {"weight": "1", "conn_count": "2", "ip_count": "1", "offline": "false"},
+        }]}),
+    );
+    // A stale report is gone after the next refresh.
+    clock.set(1_700_000_000 + 301);
+    report(&logic, "c2", &[], 0, 0).await;
+    let answer = get(&logic, "/goim/nodes/instances").await;
+    let hosts: Vec<&str> = answer.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, vec!["c2"]);
+}
+
+// === v1 ===
+
+#[tokio::test]
+async fn v1_push_by_uid() {
+    let (logic, mut rx, _) = logic();
+    logic.router.add_mapping(5, "k5", "c1").await.unwrap();
+    assert_answer(
+        &post(&logic, "/1/push?uid=5", b"hi").await,
+        StatusCode::OK,
+        json!({"ret": 1}),
+    );
+    assert_eq!(
+        drain(&mut rx),
+        vec![PushMsg {
+            r#type: Type::Push as i32,
+            operation: 5,
+            server: "c1".into(),
+            keys: strings(&["k5"]),
+            msg: Bytes::from_static(b"hi"),
+            ..PushMsg::default()
+        }]
+    );
+    assert_answer(
+        &post(&logic, "/1/push?uid=5&operation=1000", b"hi").await,
+        StatusCode::OK,
+        json!({"ret": 1}),
+    );
+    assert_eq!(drain(&mut rx)[0].operation, 1000);
+    // Offline user: success, nothing queued (goim).
+    assert_answer(
+        &post(&logic, "/1/push?uid=6", b"hi").await,
+        StatusCode::OK,
+        json!({"ret": 1}),
+    );
+    assert!(drain(&mut rx).is_empty());
+    for (uri, message) in [
+        ("/1/push", "uid: required"),
+        (
+            "/1/push?uid=1.5",
+            "uid: invalid digit found in string \"1.5\"",
+        ),
+        (
+            "/1/push?uid=5&operation=x",
+            "operation: invalid digit found in string \"x\"",
+        ),
+    ] {
+        assert_answer(
+            &post(&logic, uri, b"hi").await,
+            StatusCode::BAD_REQUEST,
+            v1_bad(message),
+        );
+    }
+}
+
+#[tokio::test]
+async fn v1_pushs_sends_the_raw_json_of_m() {
+    let (logic, mut rx, _) = logic();
+    logic.router.add_mapping(1, "a", "c1").await.unwrap();
+    logic.router.add_mapping(2, "b", "c1").await.unwrap();
+    let answer = post(
+        &logic,
+        "/1/pushs",
+        br#"{"u":[1,2,3],"m":{"text": "hi", "n":[1, 2]}}"#,
+    )
+    .await;
+    assert_answer(&answer, StatusCode::OK, json!({"ret": 1}));
+    assert_eq!(
+        drain(&mut rx),
+        vec![PushMsg {
+            r#type: Type::Push as i32,
+            operation: 5,
+            server: "c1".into(),
+            keys: strings(&["a", "b"]),
+            msg: Bytes::from_static(br#"{"text": "hi", "n":[1, 2]}"#),
+            ..PushMsg::default()
+        }]
+    );
+    assert_answer(
+        &post(&logic, "/1/pushs?operation=9", br#"{"m":"plain","u":[1]}"#).await,
+        StatusCode::OK,
+        json!({"ret": 1}),
+    );
+    let record = &drain(&mut rx)[0];
+    assert_eq!(
+        (record.operation, record.msg.as_ref()),
+        (9, &br#""plain""#[..])
+    );
+
+    let answer = post(&logic, "/1/pushs", b"{not json").await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json["ret"], 65535);
+    assert!(answer.json["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("body: invalid JSON: "));
+    let answer = post(&logic, "/1/pushs", br#"{"u":[1]}"#).await;
+    assert_answer(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        v1_bad("body: invalid JSON: missing field `m` at line 1 column 9"),
+    );
+    let answer = post(&logic, "/1/pushs", br#"{"m":1,"u":["x"]}"#).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_answer(
+        &post(&logic, "/1/pushs", br#"{"m":1,"u":[]}"#).await,
+        StatusCode::BAD_REQUEST,
+        v1_bad("u: at least one uid is required"),
+    );
+    assert!(drain(&mut rx).is_empty());
+}
+
+#[tokio::test]
+async fn v1_room_and_all() {
+    let (logic, mut rx, _) = logic();
+    assert_answer(
+        &post(&logic, "/1/push/room?rid=live://1000", b"r").await,
+        StatusCode::OK,
+        json!({"ret": 1}),
+    );
+    assert_answer(
+        &post(&logic, "/1/push/room?rid=1000&operation=1001", b"r").await,
+        StatusCode::OK,
+        json!({"ret": 1}),
+    );
+    let records = drain(&mut rx);
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.r#type, r.operation, r.room.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (Type::Room as i32, 5, "live://1000"),
+            (Type::Room as i32, 1001, "1000")
+        ]
+    );
+    assert_answer(
+        &post(&logic, "/1/push/room", b"r").await,
+        StatusCode::BAD_REQUEST,
+        v1_bad("rid: required"),
+    );
+
+    assert_answer(
+        &post(&logic, "/1/push/all", b"b").await,
+        StatusCode::OK,
+        json!({"ret": 1}),
+    );
+    assert_eq!(
+        drain(&mut rx),
+        vec![PushMsg {
+            r#type: Type::Broadcast as i32,
+            operation: 5,
+            msg: Bytes::from_static(b"b"),
+            ..PushMsg::default()
+        }]
+    );
+}
+
+#[tokio::test]
+async fn v1_count_and_server_del() {
+    let (logic, _rx, _) = logic();
+    report(&logic, "c1", &[("live://1", 3), ("2", 1)], 4, 4).await;
+    report(&logic, "c2", &[("live://1", 1)], 1, 1).await;
+    assert_answer(
+        &get(&logic, "/1/count?type=room").await,
+        StatusCode::OK,
+        json!({"ret": 1, "data": [{"RoomId": "2", "Count": 1}, {"RoomId": "live://1", "Count": 4}]}),
+    );
+    assert_answer(
+        &get(&logic, "/1/count?type=server").await,
+        StatusCode::OK,
+        json!({"ret": 1, "data": [{"Server": "c1", "Count": 4}, {"Server": "c2", "Count": 1}]}),
+    );
+    assert_answer(
+        &get(&logic, "/1/count").await,
+        StatusCode::BAD_REQUEST,
+        v1_bad("type: required"),
+    );
+    assert_answer(
+        &get(&logic, "/1/count?type=user").await,
+        StatusCode::BAD_REQUEST,
+        v1_bad("type: must be \"room\" or \"server\", got \"user\""),
+    );
+
+    logic.router.add_mapping(1, "k1", "c1").await.unwrap();
+    assert_answer(
+        &post(&logic, "/1/server/del?server=c1", b"").await,
+        StatusCode::OK,
+        json!({"ret": 1}),
+    );
+    assert!(logic.router.keys_by_mids(&[1]).await.unwrap().is_empty());
+    assert_answer(
+        &get(&logic, "/1/count?type=server").await,
+        StatusCode::OK,
+        json!({"ret": 1, "data": [{"Server": "c2", "Count": 1}]}),
+    );
+    assert_answer(
+        &post(&logic, "/1/server/del", b"").await,
+        StatusCode::BAD_REQUEST,
+        v1_bad("server: required"),
+    );
+}

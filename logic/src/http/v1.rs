@@ -1,0 +1,149 @@
+//! goim v1.2's HTTP API (`/1/*`, goim-spec 4.8) on top of the same logic
+//! service: `{"ret":1}` envelopes, users addressed by uid (= mid), rooms by
+//! their full string id.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::error::{read_body, v1_ok, v1_ok_data, ApiError, V1Error};
+use super::params::Params;
+use crate::Logic;
+
+/// The operation of a v1 push: `operation` if given, else the configured one.
+fn operation(logic: &Logic, params: &Params) -> Result<i32, ApiError> {
+    Ok(params
+        .optional("operation")?
+        .unwrap_or(logic.config().v1_operation))
+}
+
+/// `POST /1/push?uid=`: push the body to every connection of one user.
+pub(crate) async fn push(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V1Error> {
+    let uid: i64 = params.required("uid")?;
+    let operation = operation(&logic, &params)?;
+    let msg = read_body(body, logic.config().max_body)?;
+    logic.push_mids(operation, &[uid], msg).await?;
+    Ok(v1_ok())
+}
+
+/// The `/1/pushs` body: the message as any JSON value, and the users.
+#[derive(Debug, Deserialize)]
+struct PushsBody<'a> {
+    #[serde(borrow)]
+    m: &'a RawValue,
+    #[serde(default)]
+    u: Vec<i64>,
+}
+
+/// `POST /1/pushs`: push the raw JSON of `m` to every connection of the users `u`.
+pub(crate) async fn pushs(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V1Error> {
+    let operation = operation(&logic, &params)?;
+    let body = read_body(body, logic.config().max_body)?;
+    let parsed: PushsBody<'_> = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::BadRequest(format!("body: invalid JSON: {err}")))?;
+    if parsed.u.is_empty() {
+        return Err(ApiError::BadRequest("u: at least one uid is required".into()).into());
+    }
+    // `m` borrows from the body, so the message shares its buffer.
+    let msg = body.slice_ref(parsed.m.get().as_bytes());
+    logic.push_mids(operation, &parsed.u, msg).await?;
+    Ok(v1_ok())
+}
+
+/// `POST /1/push/room?rid=`: push the body to a room, `rid` used verbatim.
+pub(crate) async fn push_room(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V1Error> {
+    let room = params.required_str("rid")?;
+    let operation = operation(&logic, &params)?;
+    let msg = read_body(body, logic.config().max_body)?;
+    logic.push_room(operation, room, msg).await?;
+    Ok(v1_ok())
+}
+
+/// `POST /1/push/all`: broadcast the body.
+pub(crate) async fn push_all(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V1Error> {
+    let operation = operation(&logic, &params)?;
+    let msg = read_body(body, logic.config().max_body)?;
+    logic.push_all(operation, 0, msg).await?;
+    Ok(v1_ok())
+}
+
+#[derive(Debug, Serialize)]
+struct RoomCount {
+    #[serde(rename = "RoomId")]
+    room_id: String,
+    #[serde(rename = "Count")]
+    count: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerCount {
+    #[serde(rename = "Server")]
+    server: String,
+    #[serde(rename = "Count")]
+    count: i64,
+}
+
+/// `GET /1/count?type=room|server`: connections per room or per comet.
+pub(crate) async fn count(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+) -> Result<Response, V1Error> {
+    match params.required_str("type")? {
+        "room" => {
+            let rooms: Vec<RoomCount> = logic
+                .online_room_counts()
+                .await?
+                .into_iter()
+                .map(|(room_id, count)| RoomCount { room_id, count })
+                .collect();
+            Ok(v1_ok_data(rooms))
+        }
+        "server" => {
+            let servers: Vec<ServerCount> = logic
+                .online_servers()
+                .await?
+                .into_iter()
+                .map(|s| ServerCount {
+                    server: s.server,
+                    count: s.conn_count,
+                })
+                .collect();
+            Ok(v1_ok_data(servers))
+        }
+        other => Err(ApiError::BadRequest(format!(
+            "type: must be \"room\" or \"server\", got {other:?}"
+        ))
+        .into()),
+    }
+}
+
+/// `POST /1/server/del?server=`: forget a comet and its sessions.
+pub(crate) async fn server_del(
+    State(logic): State<Arc<Logic>>,
+    params: Params,
+) -> Result<Response, V1Error> {
+    let server = params.required_str("server")?;
+    logic.del_server(server).await?;
+    Ok(v1_ok())
+}

@@ -1,0 +1,400 @@
+//! Cluster online aggregation (goim-spec 4.4): comets report their room
+//! counts and connection totals through `renew_online`; logic keeps one
+//! cluster-wide aggregate in memory for the `RenewOnline` reply, the online
+//! and count endpoints, the instance list and the balancer.
+//!
+//! The reports themselves live in the session registry (so that every logic
+//! node sees every comet); this module owns only the aggregate built from
+//! them. Reports older than `online_stale` are skipped (their comet is
+//! presumed gone). The aggregate is rebuilt on every report and, when a read
+//! finds it older than `online_refresh`, before answering.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rim_proto::pb::logic::{OnlineReply, OnlineReq};
+use rim_router::ServerOnline;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::{Logic, LogicError};
+
+/// Cluster-wide connection totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnlineTotal {
+    /// Distinct client IPs, summed over comets.
+    pub ip_count: i64,
+    /// Connections, summed over comets.
+    pub conn_count: i64,
+}
+
+/// One aggregate, built from the fresh reports of one registry read.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// Which refresh built it; a slower, older refresh never replaces a newer one.
+    generation: u64,
+    /// When it was built (tokio clock, so paused-time tests see it).
+    built_at: Option<Instant>,
+    /// Room key → connections, summed over comets.
+    rooms: HashMap<String, i64>,
+    total: OnlineTotal,
+    /// The fresh reports, ordered by server id.
+    servers: Vec<ServerOnline>,
+}
+
+/// The in-memory aggregate. Readers clone the `Arc` and release the lock at
+/// once; a refresh swaps in a new snapshot.
+#[derive(Debug, Default)]
+pub(crate) struct OnlineState {
+    current: RwLock<Arc<Snapshot>>,
+    generations: AtomicU64,
+}
+
+fn saturating_i32(count: i64) -> i32 {
+    i32::try_from(count.max(0)).unwrap_or(i32::MAX)
+}
+
+impl Logic {
+    /// Stores a comet's online report (goim `RenewOnline`) and answers with
+    /// the cluster-wide room counts.
+    pub async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicError> {
+        if req.server.is_empty() {
+            return Err(LogicError::BadRequest("server: required".into()));
+        }
+        let report = ServerOnline {
+            room_count: req
+                .room_count
+                .into_iter()
+                .filter(|(_, count)| *count > 0)
+                .collect(),
+            conn_count: req.conn_count.max(0),
+            ip_count: req.ip_count.max(0),
+            addrs: req.addrs,
+            weight: req.weight,
+            updated: self.now(),
+            server: req.server,
+        };
+        self.router.put_online(&report).await?;
+        metrics::counter!("rim_logic_online_reports_total").increment(1);
+        debug!(
+            server = %report.server,
+            rooms = report.room_count.len(),
+            conns = report.conn_count,
+            "online report stored"
+        );
+        let snapshot = self.refresh_online().await?;
+        Ok(OnlineReply {
+            all_room_count: snapshot
+                .rooms
+                .iter()
+                .map(|(room, count)| (room.clone(), saturating_i32(*count)))
+                .collect(),
+        })
+    }
+
+    /// The most populated rooms of type `room_type` (rooms keyed exactly
+    /// `room_type://id`), as (id, count), largest first, at most `limit`.
+    pub async fn online_top(
+        &self,
+        room_type: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, LogicError> {
+        let snapshot = self.online_snapshot().await?;
+        let prefix = format!("{room_type}://");
+        let mut top: Vec<(String, i64)> = snapshot
+            .rooms
+            .iter()
+            .filter_map(|(room, count)| {
+                room.strip_prefix(&prefix).map(|id| (id.to_owned(), *count))
+            })
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(limit);
+        Ok(top)
+    }
+
+    /// The connections in each room `room_type://id` of `ids`, as (id, count);
+    /// 0 for rooms nobody is in.
+    pub async fn online_rooms(
+        &self,
+        room_type: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, i64)>, LogicError> {
+        let snapshot = self.online_snapshot().await?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let count = snapshot
+                    .rooms
+                    .get(&format!("{room_type}://{id}"))
+                    .copied()
+                    .unwrap_or(0);
+                (id.clone(), count)
+            })
+            .collect())
+    }
+
+    /// Every non-empty room key with its connections, ordered by room.
+    pub async fn online_room_counts(&self) -> Result<Vec<(String, i64)>, LogicError> {
+        let snapshot = self.online_snapshot().await?;
+        let mut rooms: Vec<(String, i64)> = snapshot
+            .rooms
+            .iter()
+            .map(|(r, c)| (r.clone(), *c))
+            .collect();
+        rooms.sort();
+        Ok(rooms)
+    }
+
+    /// Cluster-wide connection and IP totals.
+    pub async fn online_total(&self) -> Result<OnlineTotal, LogicError> {
+        Ok(self.online_snapshot().await?.total)
+    }
+
+    /// The fresh online report of every comet, ordered by server id.
+    pub async fn online_servers(&self) -> Result<Vec<ServerOnline>, LogicError> {
+        Ok(self.online_snapshot().await?.servers.clone())
+    }
+
+    /// Forgets a comet (goim v1 `DelServer`): its report and every session
+    /// on it. Returns how many sessions were removed.
+    pub async fn del_server(&self, server: &str) -> Result<u64, LogicError> {
+        if server.is_empty() {
+            return Err(LogicError::BadRequest("server: required".into()));
+        }
+        let removed = self.router.del_server(server).await?;
+        tracing::info!(server = %server, removed, "server removed");
+        self.refresh_online().await?;
+        Ok(removed)
+    }
+
+    /// The aggregate, rebuilt first if it is older than `online_refresh`.
+    async fn online_snapshot(&self) -> Result<Arc<Snapshot>, LogicError> {
+        let current = self.online.current.read().clone();
+        match current.built_at {
+            Some(at) if at.elapsed() < self.config.online_refresh => Ok(current),
+            _ => self.refresh_online().await,
+        }
+    }
+
+    /// Rebuilds the aggregate when it is older than `online_refresh`.
+    pub(crate) async fn ensure_online_fresh(&self) -> Result<(), LogicError> {
+        self.online_snapshot().await.map(|_| ())
+    }
+
+    /// Rebuilds the aggregate from the registry's reports, skipping stale ones.
+    async fn refresh_online(&self) -> Result<Arc<Snapshot>, LogicError> {
+        let generation = self.online.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let reports = self.router.online().await?;
+        let now = self.now();
+        let stale = i64::try_from(self.config.online_stale.as_secs()).unwrap_or(i64::MAX);
+        let mut snapshot = Snapshot {
+            generation,
+            built_at: Some(Instant::now()),
+            ..Snapshot::default()
+        };
+        for report in reports {
+            if now.saturating_sub(report.updated) > stale {
+                debug!(server = %report.server, updated = report.updated, "skipping stale online report");
+                continue;
+            }
+            for (room, count) in &report.room_count {
+                *snapshot.rooms.entry(room.clone()).or_default() += i64::from(*count);
+            }
+            snapshot.total.conn_count = snapshot.total.conn_count.saturating_add(report.conn_count);
+            snapshot.total.ip_count = snapshot.total.ip_count.saturating_add(report.ip_count);
+            snapshot.servers.push(report);
+        }
+        snapshot.servers.sort_by(|a, b| a.server.cmp(&b.server));
+
+        let snapshot = Arc::new(snapshot);
+        let mut current = self.online.current.write();
+        if current.generation > generation {
+            // A refresh that started later already stored a newer view.
+            return Ok(current.clone());
+        }
+        metrics::gauge!("rim_logic_online_servers").set(snapshot.servers.len() as f64);
+        metrics::gauge!("rim_logic_online_rooms").set(snapshot.rooms.len() as f64);
+        metrics::gauge!("rim_logic_online_connections").set(snapshot.total.conn_count as f64);
+        metrics::gauge!("rim_logic_online_ips").set(snapshot.total.ip_count as f64);
+        // Under the snapshot lock so that the balancer follows the same order
+        // of refreshes; the balancer lock is never held while taking this one.
+        self.balancer.lock().update(&snapshot.servers);
+        *current = snapshot.clone();
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::service::tests::{logic, logic_with};
+    use crate::Config;
+
+    fn report(server: &str, rooms: &[(&str, i32)], conns: i64, ips: i64) -> OnlineReq {
+        OnlineReq {
+            server: server.into(),
+            room_count: rooms.iter().map(|(r, c)| (r.to_string(), *c)).collect(),
+            conn_count: conns,
+            ip_count: ips,
+            addrs: vec![],
+            weight: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn aggregates_rooms_across_servers() {
+        let (logic, _rx, _) = logic();
+        let reply = logic
+            .renew_online(report("c1", &[("live://1", 3), ("live://2", 1)], 10, 8))
+            .await
+            .unwrap();
+        assert_eq!(reply.all_room_count.len(), 2);
+        let reply = logic
+            .renew_online(report(
+                "c2",
+                &[("live://1", 4), ("chat://9", 2), ("live://0", 0)],
+                7,
+                7,
+            ))
+            .await
+            .unwrap();
+        let expected: HashMap<String, i32> = [("live://1", 7), ("live://2", 1), ("chat://9", 2)]
+            .iter()
+            .map(|(r, c)| (r.to_string(), *c))
+            .collect();
+        assert_eq!(reply.all_room_count, expected);
+        assert_eq!(
+            logic.online_total().await.unwrap(),
+            OnlineTotal {
+                ip_count: 15,
+                conn_count: 17
+            }
+        );
+        // A new report of c1 replaces its old one.
+        let reply = logic
+            .renew_online(report("c1", &[("live://2", 5)], 5, 5))
+            .await
+            .unwrap();
+        assert_eq!(reply.all_room_count.get("live://1"), Some(&4));
+        assert_eq!(reply.all_room_count.get("live://2"), Some(&5));
+        let servers: Vec<_> = logic
+            .online_servers()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.server)
+            .collect();
+        assert_eq!(servers, vec!["c1".to_string(), "c2".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn stale_reports_are_skipped() {
+        let (logic, _rx, clock) = logic();
+        logic
+            .renew_online(report("old", &[("live://1", 3)], 3, 3))
+            .await
+            .unwrap();
+        clock.set(1_700_000_000 + 300);
+        // Exactly online_stale old: still counted.
+        let reply = logic
+            .renew_online(report("new", &[("live://1", 1)], 1, 1))
+            .await
+            .unwrap();
+        assert_eq!(reply.all_room_count.get("live://1"), Some(&4));
+        clock.set(1_700_000_000 + 301);
+        let reply = logic
+            .renew_online(report("new", &[("live://1", 1)], 1, 1))
+            .await
+            .unwrap();
+        assert_eq!(reply.all_room_count.get("live://1"), Some(&1));
+        assert_eq!(logic.online_total().await.unwrap().conn_count, 1);
+        assert_eq!(logic.online_servers().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_refresh_a_snapshot_older_than_online_refresh() {
+        let (logic, _rx, clock) = logic_with(Config::default(), 4);
+        logic
+            .renew_online(report("c1", &[("live://1", 3)], 3, 3))
+            .await
+            .unwrap();
+        assert_eq!(logic.online_total().await.unwrap().conn_count, 3);
+        // c1 goes silent; without a refresh the aggregate still shows it.
+        clock.set(1_700_000_000 + 400);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(logic.online_total().await.unwrap().conn_count, 3);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(logic.online_total().await.unwrap().conn_count, 0);
+        assert!(logic.online_top("live", 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn top_matches_the_exact_type_not_a_prefix() {
+        let (logic, _rx, _) = logic();
+        logic
+            .renew_online(report(
+                "c1",
+                &[
+                    ("live://1", 3),
+                    ("live://2", 9),
+                    ("liveshow://3", 50),
+                    ("live://3", 3),
+                    ("chat://4", 7),
+                ],
+                0,
+                0,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            logic.online_top("live", 10).await.unwrap(),
+            vec![
+                ("2".to_string(), 9),
+                ("1".to_string(), 3),
+                ("3".to_string(), 3)
+            ]
+        );
+        assert_eq!(
+            logic.online_top("live", 1).await.unwrap(),
+            vec![("2".to_string(), 9)]
+        );
+        assert!(logic.online_top("nope", 5).await.unwrap().is_empty());
+        assert_eq!(
+            logic
+                .online_rooms("live", &["1".into(), "404".into()])
+                .await
+                .unwrap(),
+            vec![("1".to_string(), 3), ("404".to_string(), 0)]
+        );
+    }
+
+    #[tokio::test]
+    async fn del_server_drops_its_sessions_and_report() {
+        let (logic, _rx, _) = logic();
+        logic
+            .renew_online(report("c1", &[("live://1", 1)], 1, 1))
+            .await
+            .unwrap();
+        logic.router.add_mapping(1, "k1", "c1").await.unwrap();
+        assert_eq!(logic.del_server("c1").await.unwrap(), 1);
+        assert!(logic.online_servers().await.unwrap().is_empty());
+        assert!(matches!(
+            logic.del_server("").await,
+            Err(LogicError::BadRequest(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn report_without_server_is_refused() {
+        let (logic, _rx, _) = logic();
+        assert!(matches!(
+            logic.renew_online(report("", &[], 0, 0)).await,
+            Err(LogicError::BadRequest(_))
+        ));
+    }
+}

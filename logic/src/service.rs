@@ -1,0 +1,516 @@
+//! [`Logic`]: the logic service state and the `goim.logic.Logic` operations
+//! comets call (connect, disconnect, heartbeat, receive, nodes; renew_online
+//! lives in `online.rs`, pushes in `push.rs`).
+//!
+//! The methods take and return the generated protobuf types so that the
+//! standalone mode (in-process calls) and a tonic service share one code path.
+//! The transport (tonic, in-process) is not this module's concern.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use rim_proto::pb::logic::{
+    Backoff, ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReply,
+    HeartbeatReq, NodesReply, NodesReq, ReceiveReply, ReceiveReq,
+};
+use rim_router::Router;
+use tracing::{debug, info, warn};
+
+use crate::balancer::{Balancer, MAX_NODES};
+use crate::online::OnlineState;
+use crate::token::Token;
+use crate::{Config, LogicError, PushQueue};
+
+/// The wall clock in Unix seconds; injectable so that tests control staleness.
+pub(crate) type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The logic service: session registry access, online aggregation, node
+/// balancing and push publishing. Shared as `Arc<Logic>` by the HTTP API and
+/// the comet-facing service.
+pub struct Logic {
+    pub(crate) config: Config,
+    pub(crate) router: Router,
+    pub(crate) queue: Arc<dyn PushQueue>,
+    pub(crate) online: OnlineState,
+    // A plain mutex: picks are short, synchronous and never cross an await.
+    pub(crate) balancer: Mutex<Balancer>,
+    pub(crate) clock: Clock,
+}
+
+impl std::fmt::Debug for Logic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logic")
+            .field("config", &self.config)
+            .field("router", &self.router)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Logic {
+    /// A logic service over a session registry and a push queue. The config
+    /// should have passed [`Config::validate`].
+    pub fn new(config: Config, router: Router, queue: Arc<dyn PushQueue>) -> Arc<Logic> {
+        Logic::with_clock(config, router, queue, Arc::new(system_clock))
+    }
+
+    pub(crate) fn with_clock(
+        config: Config,
+        router: Router,
+        queue: Arc<dyn PushQueue>,
+        clock: Clock,
+    ) -> Arc<Logic> {
+        Arc::new(Logic {
+            config,
+            router,
+            queue,
+            online: OnlineState::default(),
+            balancer: Mutex::new(Balancer::default()),
+            clock,
+        })
+    }
+
+    /// The configuration this service runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The session registry.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Admits a connection (goim `Connect`): parses the token, picks a key
+    /// when the client gave none, and records mid → key → comet.
+    pub async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicError> {
+        let token = match Token::parse(&req.token) {
+            Ok(token) => token,
+            Err(err) => {
+                metrics::counter!("rim_logic_connects_total", "result" => "refused").increment(1);
+                debug!(server = %req.server, error = %err, "connect refused: invalid token");
+                return Err(LogicError::Refused(format!("invalid token: {err}")));
+            }
+        };
+        let key = if token.key.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            token.key
+        };
+        if let Err(err) = self.router.add_mapping(token.mid, &key, &req.server).await {
+            metrics::counter!("rim_logic_connects_total", "result" => "error").increment(1);
+            return Err(err.into());
+        }
+        metrics::counter!("rim_logic_connects_total", "result" => "ok").increment(1);
+        debug!(
+            mid = token.mid,
+            key = %key,
+            room = %token.room_id,
+            server = %req.server,
+            platform = %token.platform,
+            "connected"
+        );
+        Ok(ConnectReply {
+            mid: token.mid,
+            key,
+            room_id: token.room_id,
+            accepts: token.accepts,
+            heartbeat: self.config.heartbeat_timeout_nanos(),
+        })
+    }
+
+    /// Forgets a connection (goim `Disconnect`) unless its key now belongs to
+    /// a newer session on another comet. `has` says whether the key record
+    /// was removed.
+    pub async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicError> {
+        let has = self
+            .router
+            .del_mapping(req.mid, &req.key, &req.server)
+            .await?;
+        metrics::counter!("rim_logic_disconnects_total").increment(1);
+        debug!(mid = req.mid, key = %req.key, server = %req.server, has, "disconnected");
+        Ok(DisconnectReply { has })
+    }
+
+    /// Refreshes a connection's mapping (goim `Heartbeat`), re-adding it if it
+    /// expired meanwhile.
+    pub async fn heartbeat(&self, req: HeartbeatReq) -> Result<HeartbeatReply, LogicError> {
+        let alive = self
+            .router
+            .expire_mapping(req.mid, &req.key, &req.server)
+            .await?;
+        metrics::counter!("rim_logic_heartbeats_total").increment(1);
+        if !alive {
+            debug!(mid = req.mid, key = %req.key, server = %req.server, "heartbeat re-added an expired mapping");
+        }
+        Ok(HeartbeatReply {})
+    }
+
+    /// Takes an upstream client message (goim `Receive`): like goim, logic only
+    /// logs and counts it; business backends receive client messages by other means.
+    pub async fn receive(&self, req: ReceiveReq) -> Result<ReceiveReply, LogicError> {
+        let (op, len) = req.proto.as_ref().map_or((0, 0), |p| (p.op, p.body.len()));
+        metrics::counter!("rim_logic_receives_total").increment(1);
+        info!(
+            mid = req.mid,
+            op,
+            body_len = len,
+            "upstream message received"
+        );
+        Ok(ReceiveReply {})
+    }
+
+    /// The comet nodes a client should connect to (goim `Nodes`): ports,
+    /// heartbeat, backoff and up to five comets picked by weight.
+    pub async fn nodes(&self, req: NodesReq) -> Result<NodesReply, LogicError> {
+        // Clients bootstrap from this answer: a registry hiccup degrades it to
+        // the last known comets (or the default domain), it does not fail it.
+        if let Err(err) = self.ensure_online_fresh().await {
+            warn!(error = %err, "nodes: online refresh failed, answering from the last known comets");
+        }
+        let node = &self.config.node;
+        let picked = self.balancer.lock().pick(MAX_NODES);
+        let mut nodes: Vec<String> = if req.platform == "web" {
+            picked
+                .into_iter()
+                .map(|p| format!("{}{}", p.hostname, node.host_domain))
+                .collect()
+        } else {
+            picked.into_iter().flat_map(|p| p.addrs).collect()
+        };
+        if nodes.is_empty() {
+            nodes.push(node.default_domain.clone());
+        }
+        let backoff = &self.config.backoff;
+        Ok(NodesReply {
+            domain: node.default_domain.clone(),
+            tcp_port: i32::from(node.tcp_port),
+            ws_port: i32::from(node.ws_port),
+            wss_port: i32::from(node.wss_port),
+            heartbeat: i32::try_from(node.heartbeat.as_secs()).unwrap_or(i32::MAX),
+            nodes,
+            backoff: Some(Backoff {
+                max_delay: backoff.max_delay,
+                base_delay: backoff.base_delay,
+                factor: backoff.factor,
+                jitter: backoff.jitter,
+            }),
+            heartbeat_max: node.heartbeat_max,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::InProcessQueue;
+    use bytes::Bytes;
+    use rim_proto::pb::logic::PushMsg;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    /// A test clock in Unix seconds, set by hand.
+    #[derive(Clone, Default)]
+    pub(crate) struct ManualClock(Arc<AtomicI64>);
+
+    impl ManualClock {
+        pub(crate) fn set(&self, secs: i64) {
+            self.0.store(secs, Ordering::SeqCst);
+        }
+        pub(crate) fn clock(&self) -> Clock {
+            let now = self.0.clone();
+            Arc::new(move || now.load(Ordering::SeqCst))
+        }
+    }
+
+    /// A logic over the real in-memory router and in-process queue.
+    pub(crate) fn logic_with(
+        config: Config,
+        capacity: usize,
+    ) -> (Arc<Logic>, mpsc::Receiver<PushMsg>, ManualClock) {
+        let (queue, rx) = InProcessQueue::new(capacity, Duration::from_millis(50));
+        let clock = ManualClock::default();
+        clock.set(1_700_000_000);
+        let router = Router::memory(&rim_router::Config::default());
+        (
+            Logic::with_clock(config, router, Arc::new(queue), clock.clock()),
+            rx,
+            clock,
+        )
+    }
+
+    pub(crate) fn logic() -> (Arc<Logic>, mpsc::Receiver<PushMsg>, ManualClock) {
+        logic_with(Config::default(), 64)
+    }
+
+    fn connect_req(server: &str, token: &str) -> ConnectReq {
+        ConnectReq {
+            server: server.into(),
+            cookie: String::new(),
+            token: Bytes::copy_from_slice(token.as_bytes()),
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_with_key_records_the_mapping() {
+        let (logic, _rx, _) = logic();
+        let reply = logic
+            .connect(connect_req(
+                "comet-1",
+                r#"{"mid":7,"key":"k7","room_id":"live://1","platform":"ios","accepts":[1000,1001]}"#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            reply,
+            ConnectReply {
+                mid: 7,
+                key: "k7".into(),
+                room_id: "live://1".into(),
+                accepts: vec![1000, 1001],
+                heartbeat: 480_000_000_000,
+            }
+        );
+        assert_eq!(
+            logic.router.keys_by_mids(&[7]).await.unwrap(),
+            vec![("k7".to_string(), "comet-1".to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_without_key_generates_a_uuid() {
+        let (logic, _rx, _) = logic();
+        let a = logic
+            .connect(connect_req("c", r#"{"mid":1}"#))
+            .await
+            .unwrap();
+        let b = logic.connect(connect_req("c", "{}")).await.unwrap();
+        for reply in [&a, &b] {
+            let uuid = uuid::Uuid::parse_str(&reply.key).unwrap();
+            assert_eq!(uuid.get_version_num(), 4);
+            assert_eq!(reply.heartbeat, 8 * 60 * 1_000_000_000);
+        }
+        assert_ne!(a.key, b.key);
+        assert_eq!(b.mid, 0);
+        // The anonymous session is still routable by key.
+        assert_eq!(
+            logic
+                .router
+                .servers_by_keys(std::slice::from_ref(&b.key))
+                .await
+                .unwrap(),
+            vec![Some("c".to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_tokens_are_refused() {
+        let (logic, _rx, _) = logic();
+        for token in ["", "not json", r#"{"mid":"x"}"#, r#"{"mid":1.5}"#, "[1]"] {
+            let err = logic.connect(connect_req("c", token)).await.unwrap_err();
+            match err {
+                LogicError::Refused(message) => {
+                    assert!(message.starts_with("invalid token: "), "{message}")
+                }
+                other => panic!("{token:?}: expected Refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn heartbeat_value_follows_config() {
+        let mut config = Config::default();
+        config.node.heartbeat = Duration::from_secs(30);
+        config.node.heartbeat_max = 3;
+        let (logic, _rx, _) = logic_with(config, 4);
+        let reply = logic.connect(connect_req("c", "{}")).await.unwrap();
+        assert_eq!(reply.heartbeat, 90_000_000_000);
+    }
+
+    #[tokio::test]
+    async fn disconnect_leaves_a_newer_session_alone() {
+        let (logic, mut rx, _) = logic();
+        logic
+            .connect(connect_req("old", r#"{"mid":3,"key":"k"}"#))
+            .await
+            .unwrap();
+        // The client reconnects with the same key to another comet before the
+        // old comet reports the disconnect.
+        logic
+            .connect(connect_req("new", r#"{"mid":3,"key":"k"}"#))
+            .await
+            .unwrap();
+        let reply = logic
+            .disconnect(DisconnectReq {
+                mid: 3,
+                key: "k".into(),
+                server: "old".into(),
+            })
+            .await
+            .unwrap();
+        assert!(!reply.has);
+        logic
+            .push_mids(1000, &[3], Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
+        let record = rx.recv().await.unwrap();
+        assert_eq!(record.server, "new");
+        assert_eq!(record.keys, vec!["k".to_string()]);
+
+        let reply = logic
+            .disconnect(DisconnectReq {
+                mid: 3,
+                key: "k".into(),
+                server: "new".into(),
+            })
+            .await
+            .unwrap();
+        assert!(reply.has);
+        assert!(logic.router.keys_by_mids(&[3]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeat_keeps_and_restores_the_mapping() {
+        let (queue, _rx) = InProcessQueue::new(4, Duration::from_secs(1));
+        let router = Router::memory(&rim_router::Config {
+            expire: Duration::from_secs(10),
+        });
+        let logic = Logic::new(Config::default(), router, Arc::new(queue));
+        logic
+            .connect(connect_req("c", r#"{"mid":9,"key":"k9"}"#))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(logic.router.keys_by_mids(&[9]).await.unwrap().is_empty());
+        logic
+            .heartbeat(HeartbeatReq {
+                mid: 9,
+                key: "k9".into(),
+                server: "c".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(logic.router.keys_by_mids(&[9]).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn receive_only_acknowledges() {
+        let (logic, mut rx, _) = logic();
+        let req = ReceiveReq {
+            mid: 1,
+            proto: Some(rim_proto::pb::protocol::Proto {
+                ver: 1,
+                op: 4,
+                seq: 1,
+                body: Bytes::from_static(b"up"),
+            }),
+        };
+        assert_eq!(logic.receive(req).await.unwrap(), ReceiveReply {});
+        assert!(rx.try_recv().is_err());
+        logic.receive(ReceiveReq::default()).await.unwrap();
+    }
+
+    fn online_req(server: &str, conns: i64, weight: i32) -> rim_proto::pb::logic::OnlineReq {
+        rim_proto::pb::logic::OnlineReq {
+            server: server.into(),
+            room_count: Default::default(),
+            conn_count: conns,
+            ip_count: conns,
+            addrs: vec![
+                format!("{server}.example:3101"),
+                format!("{server}.example:3102"),
+            ],
+            weight,
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_without_comets_fall_back_to_the_default_domain() {
+        let (logic, _rx, _) = logic();
+        let reply = logic
+            .nodes(NodesReq {
+                platform: "web".into(),
+                client_ip: String::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            reply,
+            NodesReply {
+                domain: "conn.goim.io".into(),
+                tcp_port: 3101,
+                ws_port: 3102,
+                wss_port: 3103,
+                heartbeat: 240,
+                nodes: vec!["conn.goim.io".into()],
+                backoff: Some(Backoff {
+                    max_delay: 300,
+                    base_delay: 3,
+                    factor: 1.8,
+                    jitter: 1.3
+                }),
+                heartbeat_max: 2,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn nodes_web_gets_hostnames_others_get_addrs() {
+        let config = Config {
+            online_refresh: Duration::ZERO,
+            ..Config::default()
+        };
+        let (logic, _rx, clock) = logic_with(config, 4);
+        logic.renew_online(online_req("c1", 0, 1)).await.unwrap();
+        logic.renew_online(online_req("c2", 0, 1)).await.unwrap();
+        let web = NodesReq {
+            platform: "web".into(),
+            client_ip: String::new(),
+        };
+        let reply = logic.nodes(web.clone()).await.unwrap();
+        assert_eq!(
+            reply.nodes,
+            vec!["c1.goim.io".to_string(), "c2.goim.io".to_string()]
+        );
+        // Each pick credits the top comet with a connection. Halves round
+        // down as in goim, so c1 also wins the second pick's tie; then c2 leads.
+        logic.nodes(web).await.unwrap();
+        let ios = logic
+            .nodes(NodesReq {
+                platform: "ios".into(),
+                client_ip: String::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            ios.nodes,
+            vec![
+                "c2.example:3101".to_string(),
+                "c2.example:3102".to_string(),
+                "c1.example:3101".to_string(),
+                "c1.example:3102".to_string(),
+            ]
+        );
+
+        // Stale reports vanish from the nodes answer.
+        clock.set(1_700_000_000 + 301);
+        let reply = logic
+            .nodes(NodesReq {
+                platform: "web".into(),
+                client_ip: String::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.nodes, vec!["conn.goim.io".to_string()]);
+    }
+}

@@ -1,0 +1,99 @@
+//! The Kafka push queue against a real Kafka-protocol broker (Tansu, started
+//! by scripts/services.sh; address from RIM_TEST_KAFKA).
+
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rim_logic::kafka::{KafkaConfig, KafkaQueue};
+use rim_logic::{PushQueue, QueueError};
+use rim_proto::pb::logic::{push_msg::Type, PushMsg};
+
+fn broker() -> Option<String> {
+    match std::env::var("RIM_TEST_KAFKA") {
+        Ok(addr) if !addr.is_empty() => Some(addr),
+        _ if std::env::var("RIM_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("RIM_TEST_KAFKA is not set but services are required; run scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "skipping: RIM_TEST_KAFKA not set (scripts/test.sh starts a broker and sets it)"
+            );
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn records_are_goim_pushmsg_with_goim_keys_and_acknowledged() {
+    let Some(broker) = broker() else { return };
+    let config = KafkaConfig {
+        brokers: vec![broker.clone()],
+        topic: unique("rim-test-push"),
+        partitions: 2,
+        ..KafkaConfig::default()
+    };
+    let queue = KafkaQueue::new(&config).unwrap();
+    queue.ensure_topic(&config).await.unwrap();
+    // Idempotent.
+    queue.ensure_topic(&config).await.unwrap();
+
+    let room = PushMsg {
+        r#type: Type::Room as i32,
+        operation: 1002,
+        room: "live://1000".into(),
+        msg: bytes::Bytes::from_static(b"{\"room\":\"msg\"}"),
+        ..PushMsg::default()
+    };
+    queue.publish("live://1000", room.clone()).await.unwrap();
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker)
+        .set("group.id", unique("rim-test-group"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("max.poll.interval.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&config.topic]).unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+        .await
+        .expect("record arrives")
+        .unwrap();
+    assert_eq!(msg.key(), Some(&b"live://1000"[..]));
+    let decoded = PushMsg::decode(msg.payload().unwrap()).unwrap();
+    assert_eq!(decoded, room);
+}
+
+#[tokio::test]
+async fn unreachable_broker_fails_within_the_timeout() {
+    // Nothing listens on port 1: no service needed for this test.
+    let config = KafkaConfig {
+        brokers: vec!["127.0.0.1:1".into()],
+        topic: "rim-nowhere".into(),
+        timeout: Duration::from_millis(800),
+        ..KafkaConfig::default()
+    };
+    let queue = KafkaQueue::new(&config).unwrap();
+    let started = std::time::Instant::now();
+    let err = queue.publish("k", PushMsg::default()).await.unwrap_err();
+    assert!(
+        matches!(err, QueueError::Unavailable(_) | QueueError::Timeout(_)),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
