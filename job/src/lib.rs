@@ -1,2 +1,59 @@
-//! rim job (work in progress).
+//! rim job: consumes push records (`goim.logic.PushMsg`) and fans them out to
+//! comets through per-comet routine queues, with room batching.
+//!
+//! # Data flow
+//!
+//! ```text
+//! logic -> queue (Kafka, or in-process) -> Job::dispatch
+//!   PUSH      -> the named comet's worker for the first key -> CometClient::push_msg
+//!   ROOM      -> the room's batcher -> every comet's worker for the room -> broadcast_room
+//!   BROADCAST -> every comet's worker for the op -> CometClient::broadcast
+//! ```
+//!
+//! Every push reaches comets as goim frames it: a proto `{ver 1, op 9, seq 0}`
+//! whose body is the inner frame `{ver 1, op, seq 0, msg}` (a room batch: several
+//! inner frames back to back). [`Job::dispatch`] returns a [`Delivery`] that
+//! resolves once the comets accepted the record, so a Kafka consumer can commit
+//! the offset only then.
+//!
+//! Where rim differs from goim's job: every queue is bounded and every wait has
+//! a deadline (a dead comet cannot stall the others forever); every message not
+//! delivered is logged and counted in `rim_job_dropped_total{reason}`; a quiet
+//! room's message is sent at once instead of after up to 1 s; zero comets is an
+//! error, not a division by zero.
+//!
+//! # Glossary
+//! - **comet** (server id): a connection node; job calls it through [`CometClient`].
+//! - **key**: one client connection; **room**: a channel sessions join (`type://id`).
+//! - **op**: the business operation code written into the client frame.
+//! - **routine**: one of a comet's workers, each with its own bounded queue.
+//!
+//! # Layout
+//! - `job`: [`Job`], dispatch rules, consumer loop, shutdown.
+//! - `routine`: per-comet workers, deadlines, retries, circuit breaker.
+//! - `room`: per-room batchers.
+//! - `delivery`: [`Delivery`] and the acks behind it.
+//! - [`comet`]: the [`CometClient`] trait; [`config`]: [`Config`]; [`metrics`]: metric names.
+//! - [`kafka`]: the Kafka consumer (distributed mode); [`grpc`]: [`grpc::GrpcComet`], a comet over gRPC.
+
+#![warn(missing_docs)]
+
 pub mod comet;
+pub mod config;
+mod delivery;
+mod error;
+pub mod grpc;
+mod job;
+pub mod kafka;
+pub mod metrics;
+mod room;
+mod routine;
+
+pub use comet::{CometClient, CometError};
+pub use config::{Config, RoomConfig};
+pub use error::JobError;
+pub use job::{Delivery, Job};
+pub use metrics::describe_metrics;
+
+#[cfg(test)]
+mod testing;

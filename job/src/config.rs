@@ -1,0 +1,167 @@
+//! Job configuration: routine queues, comet call deadlines and retries, room
+//! batching. Every field has a default, so an empty `[job]` section works.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::JobError;
+
+/// Fan-out settings of the job.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Workers per comet, each with its own queue; a keyed push goes to the
+    /// worker chosen by its first key, a room batch by its room, so each
+    /// stays in order. Default 8 (goim `comet.routineSize` 32).
+    pub routines: usize,
+    /// Capacity of each worker's queue. Default 1024 (goim `comet.routineChan`).
+    pub routine_queue: usize,
+    /// How long `dispatch` (and a room batcher) waits for room in a full
+    /// queue before that comet's part fails. Bounds how long one slow comet
+    /// delays the others (goim waits forever). Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub enqueue_timeout: Duration,
+    /// Deadline of one call to a comet. Default 5s (goim has none).
+    #[serde(with = "humantime_serde")]
+    pub push_timeout: Duration,
+    /// Retries of a call that timed out or found the comet unavailable,
+    /// after a 100 ms backoff that doubles each time. Default 3.
+    pub retries: u32,
+    /// How long `Job::shutdown` lets workers deliver what is queued before
+    /// failing the rest. Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Room batching.
+    pub room: RoomConfig,
+}
+
+/// Room batching settings (goim `[room]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomConfig {
+    /// Most messages in one batch. Default 64 (goim 20).
+    pub batch: usize,
+    /// How long a batch waits for more messages after its first one.
+    /// Default 0s: a batch holds what is already queued and never waits,
+    /// so a quiet room adds no latency. `1s` with `batch = 20` is goim's behaviour.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Capacity of each room's queue. Default 1024 (goim `2 * batch`).
+    pub queue: usize,
+    /// A room without messages for this long stops its batcher; the next
+    /// message starts a new one. Default 15m.
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            routines: 8,
+            routine_queue: 1024,
+            enqueue_timeout: Duration::from_secs(5),
+            push_timeout: Duration::from_secs(5),
+            retries: 3,
+            shutdown_grace: Duration::from_secs(5),
+            room: RoomConfig::default(),
+        }
+    }
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            batch: 64,
+            window: Duration::ZERO,
+            queue: 1024,
+            idle: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl Config {
+    /// Checks that every value is usable.
+    pub fn validate(&self) -> Result<(), JobError> {
+        let invalid = |m: &str| Err(JobError::Config(m.to_owned()));
+        if self.routines == 0 {
+            return invalid("routines must be at least 1");
+        }
+        if self.routine_queue == 0 {
+            return invalid("routine_queue must be at least 1");
+        }
+        if self.push_timeout.is_zero() {
+            return invalid("push_timeout must be greater than 0");
+        }
+        if self.room.batch == 0 {
+            return invalid("room.batch must be at least 1");
+        }
+        if self.room.queue == 0 {
+            return invalid("room.queue must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The config with every value forced into its valid range, so that a
+    /// config that skipped `validate` cannot make the job panic (a zero
+    /// capacity channel does).
+    pub(crate) fn clamped(mut self) -> Config {
+        self.routines = self.routines.max(1);
+        self.routine_queue = self.routine_queue.max(1);
+        if self.push_timeout.is_zero() {
+            self.push_timeout = Config::default().push_timeout;
+        }
+        self.room.batch = self.room.batch.max(1);
+        self.room.queue = self.room.queue.max(1);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_is_the_default() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.routines, 8);
+        assert_eq!(config.room.batch, 64);
+        assert_eq!(config.room.window, Duration::ZERO);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        let config: Config = toml::from_str(
+            "push_timeout = \"250ms\"\n[room]\nbatch = 20\nwindow = \"1s\"\nidle = \"15m\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.push_timeout, Duration::from_millis(250));
+        assert_eq!(config.room.batch, 20);
+        assert_eq!(config.room.window, Duration::from_secs(1));
+        assert_eq!(config.room.idle, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(toml::from_str::<Config>("routineSize = 32").is_err());
+        assert!(toml::from_str::<Config>("[room]\nsignal = \"1s\"").is_err());
+    }
+
+    #[test]
+    fn zero_values_fail_validation_and_are_clamped() {
+        let mut config = Config {
+            routines: 0,
+            ..Config::default()
+        };
+        assert!(matches!(config.validate(), Err(JobError::Config(_))));
+        config.room.batch = 0;
+        config.room.queue = 0;
+        config.routine_queue = 0;
+        config.push_timeout = Duration::ZERO;
+        let clamped = config.clamped();
+        clamped.validate().unwrap();
+        assert_eq!(clamped.routines, 1);
+    }
+}

@@ -1,0 +1,183 @@
+//! The outcome of one record: [`Delivery`] (the caller's side) and `Ack`
+//! (the side held by whoever delivers one part of it).
+//!
+//! A record targets one comet (PUSH) or all of them (ROOM, BROADCAST); each
+//! target gets its own `Ack`, and the `Delivery` resolves once every one of
+//! them did. Counting and logging a failure is done where it is decided, not
+//! here, so that each failure is counted exactly once.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use crate::{metrics, JobError};
+
+type Outcome = Result<(), JobError>;
+
+/// Resolves when every comet a record targets has accepted it (`Ok`), or as
+/// soon as one target failed (`Err`, already logged and counted).
+///
+/// Dropping a `Delivery` does not cancel the delivery.
+#[must_use = "a Delivery tells whether the record reached the comets"]
+pub struct Delivery {
+    ready: Option<Outcome>,
+    pending: Vec<oneshot::Receiver<Outcome>>,
+}
+
+impl Delivery {
+    /// A delivery that already has its outcome.
+    pub(crate) fn done(outcome: Outcome) -> Delivery {
+        Delivery {
+            ready: Some(outcome),
+            pending: Vec::new(),
+        }
+    }
+
+    /// A delivery that waits for every one of `receivers`.
+    pub(crate) fn waiting(receivers: Vec<oneshot::Receiver<Outcome>>) -> Delivery {
+        Delivery {
+            ready: None,
+            pending: receivers,
+        }
+    }
+}
+
+impl Future for Delivery {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.get_mut();
+        if let Some(outcome) = this.ready.take() {
+            return Poll::Ready(outcome);
+        }
+        let mut i = 0;
+        while i < this.pending.len() {
+            match Pin::new(&mut this.pending[i]).poll(cx) {
+                Poll::Ready(Ok(Ok(()))) => {
+                    this.pending.swap_remove(i);
+                }
+                Poll::Ready(Ok(Err(e))) => {
+                    this.pending.clear();
+                    return Poll::Ready(Err(e));
+                }
+                // The Ack's Drop always sends; a closed channel means its task
+                // was torn down with the runtime.
+                Poll::Ready(Err(_)) => {
+                    this.pending.clear();
+                    return Poll::Ready(Err(JobError::Abandoned));
+                }
+                Poll::Pending => i += 1,
+            }
+        }
+        if this.pending.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("ready", &self.ready)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+/// The delivering side of one target of a record (or of a room batch).
+///
+/// Must be resolved; if it is dropped unresolved (its task was aborted) it
+/// fails the delivery with [`JobError::Abandoned`] and counts `messages` drops.
+pub(crate) struct Ack {
+    tx: Option<oneshot::Sender<Outcome>>,
+    messages: u64,
+}
+
+impl Ack {
+    /// An ack for `messages` messages (1, or the size of a room batch).
+    pub(crate) fn new(messages: u64) -> (Ack, oneshot::Receiver<Outcome>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Ack {
+                tx: Some(tx),
+                messages,
+            },
+            rx,
+        )
+    }
+
+    /// Messages this ack stands for.
+    pub(crate) fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// Reports the outcome. A failure must already be logged and counted.
+    pub(crate) fn resolve(mut self, outcome: Outcome) {
+        if let Some(tx) = self.tx.take() {
+            // The Delivery may have been dropped by a caller that does not
+            // care; the outcome is recorded either way.
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let err = JobError::Abandoned;
+            warn!(
+                messages = self.messages,
+                reason = err.reason(),
+                "push dropped"
+            );
+            metrics::dropped(err.reason(), self.messages);
+            let _ = tx.send(Err(err));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn waits_for_every_target() {
+        let (a, rx_a) = Ack::new(1);
+        let (b, rx_b) = Ack::new(1);
+        let mut delivery = Delivery::waiting(vec![rx_a, rx_b]);
+        assert!((&mut delivery).now_or_never().is_none());
+        a.resolve(Ok(()));
+        assert!((&mut delivery).now_or_never().is_none());
+        b.resolve(Ok(()));
+        assert_eq!(delivery.await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn first_failure_resolves() {
+        let (a, rx_a) = Ack::new(1);
+        let (_b, rx_b) = Ack::new(1);
+        let delivery = Delivery::waiting(vec![rx_a, rx_b]);
+        a.resolve(Err(JobError::NoComets));
+        assert_eq!(delivery.await, Err(JobError::NoComets));
+    }
+
+    #[tokio::test]
+    async fn dropped_ack_is_abandoned() {
+        let (a, rx) = Ack::new(3);
+        drop(a);
+        assert_eq!(Delivery::waiting(vec![rx]).await, Err(JobError::Abandoned));
+        assert_eq!(Delivery::waiting(Vec::new()).await, Ok(()));
+        assert_eq!(
+            Delivery::done(Err(JobError::Shutdown)).await,
+            Err(JobError::Shutdown)
+        );
+    }
+}

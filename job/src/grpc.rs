@@ -1,0 +1,73 @@
+//! [`GrpcComet`]: a comet reached over gRPC (`goim.comet.Comet`), the
+//! distributed-mode [`CometClient`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rim_proto::pb::comet::comet_client::CometClient as CometRpcClient;
+use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::{CometClient, CometError};
+
+/// One comet over gRPC; connects lazily and reconnects on its own.
+#[derive(Clone, Debug)]
+pub struct GrpcComet {
+    client: CometRpcClient<Channel>,
+}
+
+impl GrpcComet {
+    /// A client for the comet at `addr` (`host:port`); `timeout` bounds
+    /// connecting and every call.
+    pub fn new(addr: &str, timeout: Duration) -> Result<GrpcComet, CometError> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| CometError::Invalid(format!("comet address {addr:?}: {e}")))?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        Ok(GrpcComet {
+            client: CometRpcClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(16 << 20)
+                .max_encoding_message_size(16 << 20),
+        })
+    }
+}
+
+fn comet_error(status: Status) -> CometError {
+    metrics::counter!("rim_job_grpc_errors_total", "code" => format!("{:?}", status.code()))
+        .increment(1);
+    match status.code() {
+        Code::InvalidArgument => CometError::Invalid(status.message().to_owned()),
+        _ => CometError::Unavailable(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+#[async_trait]
+impl CometClient for GrpcComet {
+    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometError> {
+        self.client
+            .clone()
+            .push_msg(req)
+            .await
+            .map_err(comet_error)?;
+        Ok(())
+    }
+
+    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometError> {
+        self.client
+            .clone()
+            .broadcast(req)
+            .await
+            .map_err(comet_error)?;
+        Ok(())
+    }
+
+    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometError> {
+        self.client
+            .clone()
+            .broadcast_room(req)
+            .await
+            .map_err(comet_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,648 @@
+//! [`Job`]: routes each push record to its comets (goim-spec 3.3), the
+//! standalone consumer loop, and shutdown.
+//!
+//! Owns the dispatch rules (which comets a record targets, how it is framed,
+//! how broadcast speed is split); the queues and workers live in `routine`,
+//! room batching in `room`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rim_proto::pb::comet::{BroadcastReq, PushMsgReq};
+use rim_proto::pb::logic::{push_msg::Type, PushMsg};
+use rim_proto::pb::protocol::Proto;
+use rim_proto::{encode_raw_push, Op, PUSH_VER};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+pub use crate::delivery::Delivery;
+
+use crate::comet::CometClient;
+use crate::delivery::Ack;
+use crate::room::{RoomMsg, Rooms};
+use crate::routine::{fan_out, route_hash, Comets, Request, Task};
+use crate::{metrics, Config, JobError};
+
+/// How long `shutdown` waits, after the grace period, for cancelled workers
+/// to fail what they still hold (they no longer call comets, so it is quick).
+const CANCEL_WAIT: Duration = Duration::from_secs(1);
+
+/// The job: fans push records out to comets through per-comet routine
+/// queues, with room batching.
+pub struct Job {
+    config: Config,
+    comets: Arc<Comets>,
+    rooms: Arc<Rooms>,
+    routine_tracker: TaskTracker,
+    room_tracker: TaskTracker,
+    /// Fires when the shutdown grace runs out (or the job is dropped):
+    /// workers and batchers then fail what they hold instead of delivering it.
+    cancel: CancellationToken,
+    closed: AtomicBool,
+}
+
+impl Job {
+    /// A job without comets. Out-of-range config values (which `validate`
+    /// reports) are clamped to their minimum rather than panicking.
+    pub fn new(config: Config) -> Arc<Job> {
+        if let Err(e) = config.validate() {
+            warn!(error = %e, "job config out of range; clamping");
+        }
+        let config = config.clamped();
+        let cancel = CancellationToken::new();
+        let routine_tracker = TaskTracker::new();
+        let room_tracker = TaskTracker::new();
+        let comets = Arc::new(Comets::new(
+            config.clone(),
+            routine_tracker.clone(),
+            cancel.clone(),
+        ));
+        let rooms = Rooms::new(
+            &config,
+            comets.clone(),
+            room_tracker.clone(),
+            cancel.clone(),
+        );
+        Arc::new(Job {
+            config,
+            comets,
+            rooms,
+            routine_tracker,
+            room_tracker,
+            cancel,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Adds (or replaces) a comet and starts its routine workers.
+    pub fn add_comet(&self, server_id: &str, client: Arc<dyn CometClient>) {
+        self.comets.add(server_id, client);
+    }
+
+    /// Removes a comet; its workers finish what is queued, then stop.
+    pub fn remove_comet(&self, server_id: &str) {
+        if !self.comets.remove(server_id) {
+            debug!(server = server_id, "remove of unknown comet ignored");
+        }
+    }
+
+    /// Server ids of the known comets, sorted.
+    pub fn comets(&self) -> Vec<String> {
+        self.comets.names()
+    }
+
+    /// Rooms with a running batcher.
+    #[cfg(test)]
+    pub(crate) fn active_rooms(&self) -> usize {
+        self.rooms.active()
+    }
+
+    /// Room batchers started so far.
+    #[cfg(test)]
+    pub(crate) fn rooms_started(&self) -> u64 {
+        self.rooms.started()
+    }
+
+    /// Routes one record. Awaits only the bounded enqueue (backpressure);
+    /// the returned [`Delivery`] resolves when every comet the record targets
+    /// has accepted it (`Ok`) or some target failed (`Err`, already logged
+    /// and counted).
+    ///
+    /// `Err` here means the record was not routed at all: an unknown type, a
+    /// PUSH without keys, a ROOM without a room, or a job that is shut down
+    /// (also logged and counted).
+    pub async fn dispatch(&self, msg: PushMsg) -> Result<Delivery, JobError> {
+        let Ok(kind) = Type::try_from(msg.r#type) else {
+            let err = JobError::InvalidRecord(format!("unknown push type {}", msg.r#type));
+            return Err(reject(&msg, err));
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(reject(&msg, JobError::Shutdown));
+        }
+        match kind {
+            Type::Push => self.push(msg).await,
+            Type::Room => self.room(msg).await,
+            Type::Broadcast => self.broadcast(msg).await,
+        }
+    }
+
+    /// PUSH: to the named comet only, on the worker of the first key.
+    async fn push(&self, msg: PushMsg) -> Result<Delivery, JobError> {
+        metrics::pushed("push");
+        let Some(first_key) = msg.keys.first() else {
+            return Err(reject(
+                &msg,
+                JobError::InvalidRecord("push without keys".into()),
+            ));
+        };
+        let hash = route_hash(first_key);
+        let Some(comet) = self.comets.get(&msg.server) else {
+            let err = self.unless_closed(JobError::UnknownComet(msg.server.clone()));
+            return Ok(Delivery::done(Err(reject(&msg, err))));
+        };
+        let request = Request::Push(PushMsgReq {
+            proto: Some(raw_proto(msg.operation, &msg.msg)),
+            proto_op: msg.operation,
+            keys: msg.keys,
+        });
+        let (ack, rx) = Ack::new(1);
+        let task = Task { request, ack };
+        comet.enqueue(hash, task, self.config.enqueue_timeout).await;
+        Ok(Delivery::waiting(vec![rx]))
+    }
+
+    /// ROOM: to the room's batcher, which sends batches to every comet.
+    async fn room(&self, msg: PushMsg) -> Result<Delivery, JobError> {
+        metrics::pushed("room");
+        if msg.room.is_empty() {
+            let err = JobError::InvalidRecord("room push without a room".into());
+            return Err(reject(&msg, err));
+        }
+        let PushMsg {
+            room,
+            operation,
+            msg: body,
+            ..
+        } = msg;
+        let (ack, rx) = Ack::new(1);
+        let msg = RoomMsg {
+            op: operation,
+            body,
+            ack,
+        };
+        self.rooms.send(&room, msg).await;
+        Ok(Delivery::waiting(vec![rx]))
+    }
+
+    /// BROADCAST: to every comet, the speed split between them.
+    async fn broadcast(&self, msg: PushMsg) -> Result<Delivery, JobError> {
+        metrics::pushed("broadcast");
+        let comets = self.comets.snapshot();
+        if comets.is_empty() {
+            let err = self.unless_closed(JobError::NoComets);
+            return Ok(Delivery::done(Err(reject(&msg, err))));
+        }
+        let request = Request::Broadcast(BroadcastReq {
+            proto_op: msg.operation,
+            proto: Some(raw_proto(msg.operation, &msg.msg)),
+            speed: per_comet_speed(msg.speed, comets.len()),
+        });
+        let hash = route_hash(msg.operation);
+        let timeout = self.config.enqueue_timeout;
+        let receivers = fan_out(&comets, hash, &request, 1, timeout).await;
+        Ok(Delivery::waiting(receivers))
+    }
+
+    /// `err`, or `Shutdown` if the job's comets are gone because it shut down.
+    fn unless_closed(&self, err: JobError) -> JobError {
+        if self.closed.load(Ordering::Acquire) {
+            JobError::Shutdown
+        } else {
+            err
+        }
+    }
+
+    /// Standalone consumer loop: reads records from the in-process queue and
+    /// dispatches them (pipelined: does not wait for each [`Delivery`], but
+    /// watches them) until the receiver closes or `shutdown` is cancelled;
+    /// then drains what is queued and waits, at most `shutdown_grace`, for
+    /// the outcomes still in flight.
+    pub async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<PushMsg>,
+        shutdown: CancellationToken,
+    ) {
+        let mut in_flight = FuturesUnordered::new();
+        let mut stats = Stats::default();
+        info!("job consuming");
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => stats.record(outcome),
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.consume(msg, &mut in_flight).await,
+                    None => break,
+                },
+            }
+        }
+        rx.close();
+        let mut drained = 0u64;
+        while let Some(msg) = rx.recv().await {
+            self.consume(msg, &mut in_flight).await;
+            drained += 1;
+        }
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        loop {
+            match timeout_at(deadline, in_flight.next()).await {
+                Ok(Some(outcome)) => stats.record(outcome),
+                Ok(None) => break,
+                Err(_) => {
+                    // Not lost: each still resolves (and is counted if it fails)
+                    // when its worker delivers it or `shutdown` fails it.
+                    warn!(
+                        in_flight = in_flight.len(),
+                        "job consumer stopped with deliveries in flight"
+                    );
+                    break;
+                }
+            }
+        }
+        info!(
+            drained,
+            delivered = stats.delivered,
+            failed = stats.failed,
+            "job consumer stopped"
+        );
+    }
+
+    async fn consume(&self, msg: PushMsg, in_flight: &mut FuturesUnordered<Delivery>) {
+        // A dispatch error is already logged and counted.
+        if let Ok(delivery) = self.dispatch(msg).await {
+            in_flight.push(delivery);
+        }
+    }
+
+    /// Stops workers after they drained their queues, bounded by config
+    /// `shutdown_grace`; what is still queued then fails with
+    /// [`JobError::Shutdown`] (logged and counted). Later dispatches fail.
+    pub async fn shutdown(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            info!(grace = ?self.config.shutdown_grace, "job shutting down");
+        }
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        // Batchers first: they hand their queues to the comet workers.
+        self.rooms.close();
+        self.room_tracker.close();
+        let mut clean = timeout_at(deadline, self.room_tracker.wait()).await.is_ok();
+        if !clean {
+            self.cancel.cancel();
+        }
+        self.comets.close();
+        self.routine_tracker.close();
+        clean &= timeout_at(deadline, self.routine_tracker.wait())
+            .await
+            .is_ok();
+        if !clean {
+            warn!(grace = ?self.config.shutdown_grace, "job shutdown grace expired; failing what is still queued");
+        }
+        self.cancel.cancel();
+        let stopped = timeout(CANCEL_WAIT, async {
+            tokio::join!(self.room_tracker.wait(), self.routine_tracker.wait())
+        })
+        .await
+        .is_ok();
+        if !stopped {
+            warn!("job workers did not stop after cancellation");
+        }
+        info!(clean, "job stopped");
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        // Workers must not outlive an unreachable job; queued work fails as Shutdown.
+        self.cancel.cancel();
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("comets", &self.comets.names())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Outcomes seen by the consumer loop.
+#[derive(Default)]
+struct Stats {
+    delivered: u64,
+    failed: u64,
+}
+
+impl Stats {
+    fn record(&mut self, outcome: Result<(), JobError>) {
+        match outcome {
+            Ok(()) => self.delivered += 1,
+            Err(e) => {
+                // Logged at warn and counted where it failed.
+                debug!(error = %e, "delivery failed");
+                self.failed += 1;
+            }
+        }
+    }
+}
+
+/// Logs and counts a record (or one record's only target) that is dropped.
+fn reject(msg: &PushMsg, err: JobError) -> JobError {
+    warn!(
+        server = %msg.server,
+        room = %msg.room,
+        op = msg.operation,
+        keys = msg.keys.len(),
+        reason = err.reason(),
+        error = %err,
+        "push dropped"
+    );
+    metrics::dropped(err.reason(), 1);
+    err
+}
+
+/// goim's push framing: the op 9 proto whose body is the inner frame
+/// `{ver 1, op, seq 0, body}`.
+fn raw_proto(op: i32, body: &Bytes) -> Proto {
+    Proto {
+        ver: PUSH_VER.into(),
+        op: Op::Raw.code(),
+        seq: 0,
+        body: encode_raw_push(op, body),
+    }
+}
+
+/// Each comet's share of a broadcast speed (goim divides by the comet
+/// count). 0 means unthrottled; a positive speed never rounds down to 0.
+fn per_comet_speed(speed: i32, comets: usize) -> i32 {
+    if speed <= 0 || comets == 0 {
+        return 0;
+    }
+    let comets = i32::try_from(comets).unwrap_or(i32::MAX);
+    (speed / comets).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+    use rim_proto::pb::comet::BroadcastReq;
+
+    use super::*;
+    use crate::testing::{broadcast, push, room, Call, FakeComet, TestRecorder};
+
+    fn job_with(comets: &[(&str, Arc<FakeComet>)]) -> Arc<Job> {
+        let job = Job::new(Config::default());
+        for (server, comet) in comets {
+            job.add_comet(server, comet.clone());
+        }
+        job
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn push_is_framed_like_goim_and_goes_only_to_its_comet() {
+        let (a, b) = (FakeComet::accepting(), FakeComet::accepting());
+        let job = job_with(&[("a", a.clone()), ("b", b.clone())]);
+        let start = Instant::now();
+        let delivery = job
+            .dispatch(push("a", &["k1", "k2"], 1000, b"hi"))
+            .await
+            .unwrap();
+        assert_eq!(delivery.await, Ok(()));
+        assert_eq!(Instant::now(), start, "no timer on the push path");
+        let expected = PushMsgReq {
+            keys: vec!["k1".into(), "k2".into()],
+            proto_op: 1000,
+            proto: Some(Proto {
+                ver: 1,
+                op: 9,
+                seq: 0,
+                body: encode_raw_push(1000, b"hi"),
+            }),
+        };
+        assert_eq!(a.calls(), vec![Call::Push(expected)]);
+        assert!(b.calls().is_empty());
+        // The inner frame is goim's {ver 1, op, seq 0, body}.
+        let frames = a.calls()[0].frames();
+        assert_eq!(frames, vec![rim_proto::Frame::new(1, 1000, 0, &b"hi"[..])]);
+    }
+
+    #[tokio::test]
+    async fn unknown_comet_is_counted_and_fails_the_delivery() {
+        let recorder = TestRecorder::default();
+        let _guard = ::metrics::set_default_local_recorder(&recorder);
+        let a = FakeComet::accepting();
+        let job = job_with(&[("a", a.clone())]);
+        let delivery = job
+            .dispatch(push("gone", &["k"], 1000, b"x"))
+            .await
+            .unwrap();
+        assert_eq!(delivery.await, Err(JobError::UnknownComet("gone".into())));
+        assert_eq!(
+            recorder.counter("rim_job_dropped_total{reason=unknown_comet}"),
+            1
+        );
+        assert_eq!(recorder.counter("rim_job_pushes_total{type=push}"), 1);
+        assert!(a.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn invalid_records_are_rejected_and_counted() {
+        let recorder = TestRecorder::default();
+        let _guard = ::metrics::set_default_local_recorder(&recorder);
+        let job = job_with(&[("a", FakeComet::accepting())]);
+        let mut unknown = push("a", &["k"], 1000, b"x");
+        unknown.r#type = 7;
+        assert!(matches!(
+            job.dispatch(unknown).await,
+            Err(JobError::InvalidRecord(_))
+        ));
+        let no_keys = push("a", &[], 1000, b"x");
+        assert!(matches!(
+            job.dispatch(no_keys).await,
+            Err(JobError::InvalidRecord(_))
+        ));
+        let no_room = room("", 1000, "x");
+        assert!(matches!(
+            job.dispatch(no_room).await,
+            Err(JobError::InvalidRecord(_))
+        ));
+        assert_eq!(
+            recorder.counter("rim_job_dropped_total{reason=invalid_record}"),
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn pushes_of_one_key_keep_their_order() {
+        let a = FakeComet::accepting();
+        let job = job_with(&[("a", a.clone())]);
+        let mut deliveries = Vec::new();
+        for op in 0..200 {
+            deliveries.push(job.dispatch(push("a", &["k"], op, b"x")).await.unwrap());
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap();
+        }
+        let ops: Vec<i32> = a
+            .calls()
+            .iter()
+            .map(|c| match c {
+                Call::Push(req) => req.proto_op,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(ops, (0..200).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delivery_resolves_only_after_the_comet_accepted() {
+        let (a, gate) = FakeComet::gated();
+        let job = job_with(&[("a", a.clone())]);
+        let mut delivery = job.dispatch(push("a", &["k"], 1000, b"x")).await.unwrap();
+        a.wait_attempts(1).await;
+        assert!((&mut delivery).now_or_never().is_none());
+        assert!(a.calls().is_empty());
+        gate.add_permits(1);
+        assert_eq!(delivery.await, Ok(()));
+        assert_eq!(a.calls().len(), 1);
+    }
+
+    #[test]
+    fn broadcast_speed_is_split_and_never_rounds_to_unthrottled() {
+        assert_eq!(per_comet_speed(10, 3), 3);
+        assert_eq!(per_comet_speed(2, 3), 1);
+        assert_eq!(per_comet_speed(0, 3), 0);
+        assert_eq!(per_comet_speed(-5, 3), 0);
+        assert_eq!(per_comet_speed(10, 0), 0);
+        assert_eq!(per_comet_speed(i32::MAX, usize::MAX), 1);
+    }
+
+    #[tokio::test]
+    async fn broadcast_goes_to_every_comet_with_its_share_of_the_speed() {
+        let comets: Vec<_> = (0..3).map(|_| FakeComet::accepting()).collect();
+        let job = job_with(&[
+            ("a", comets[0].clone()),
+            ("b", comets[1].clone()),
+            ("c", comets[2].clone()),
+        ]);
+        let delivery = job.dispatch(broadcast(1001, 10, b"all")).await.unwrap();
+        assert_eq!(delivery.await, Ok(()));
+        let expected = BroadcastReq {
+            proto_op: 1001,
+            proto: Some(Proto {
+                ver: 1,
+                op: 9,
+                seq: 0,
+                body: encode_raw_push(1001, b"all"),
+            }),
+            speed: 3,
+        };
+        for comet in &comets {
+            assert_eq!(comet.calls(), vec![Call::Broadcast(expected.clone())]);
+        }
+    }
+
+    #[tokio::test]
+    async fn broadcast_without_comets_is_counted_not_a_panic() {
+        let recorder = TestRecorder::default();
+        let _guard = ::metrics::set_default_local_recorder(&recorder);
+        let job = Job::new(Config::default());
+        let delivery = job.dispatch(broadcast(1001, 10, b"all")).await.unwrap();
+        assert_eq!(delivery.await, Err(JobError::NoComets));
+        assert_eq!(
+            recorder.counter("rim_job_dropped_total{reason=no_comets}"),
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn removed_comet_finishes_its_queue() {
+        let (a, gate) = FakeComet::gated();
+        let job = job_with(&[("a", a.clone())]);
+        let first = job.dispatch(push("a", &["k"], 1, b"x")).await.unwrap();
+        let second = job.dispatch(push("a", &["k"], 2, b"x")).await.unwrap();
+        job.remove_comet("a");
+        assert!(job.comets().is_empty());
+        gate.add_permits(2);
+        assert_eq!(first.await, Ok(()));
+        assert_eq!(second.await, Ok(()));
+        assert_eq!(a.calls().len(), 2);
+        let after = job.dispatch(push("a", &["k"], 3, b"x")).await.unwrap();
+        assert_eq!(after.await, Err(JobError::UnknownComet("a".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_drains_the_queue_and_exits_on_shutdown() {
+        let a = FakeComet::accepting();
+        let job = job_with(&[("a", a.clone())]);
+        let (tx, rx) = mpsc::channel(64);
+        for op in 0..10 {
+            tx.send(push("a", &["k"], op, b"x")).await.unwrap();
+        }
+        tx.send(room("live://1", 2000, "r")).await.unwrap();
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        job.clone().run(rx, shutdown).await;
+        // Everything queued before the cancel was dispatched and delivered.
+        assert_eq!(a.calls().len(), 11);
+        assert!(
+            tx.send(push("a", &["k"], 99, b"x")).await.is_err(),
+            "receiver closed"
+        );
+        job.shutdown().await;
+        assert_eq!(
+            job.dispatch(push("a", &["k"], 1, b"x")).await.unwrap_err(),
+            JobError::Shutdown
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_exits_when_the_queue_closes() {
+        let a = FakeComet::accepting();
+        let job = job_with(&[("a", a.clone())]);
+        let (tx, rx) = mpsc::channel(4);
+        let running = tokio::spawn(job.clone().run(rx, CancellationToken::new()));
+        for op in 0..20 {
+            tx.send(push("a", &["k"], op, b"x")).await.unwrap();
+        }
+        drop(tx);
+        running.await.unwrap();
+        assert_eq!(a.calls().len(), 20);
+        job.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_for_queued_work_then_fails_the_rest_after_grace() {
+        let recorder = TestRecorder::default();
+        let _guard = ::metrics::set_default_local_recorder(&recorder);
+        let (slow, gate) = FakeComet::gated();
+        let config = Config {
+            shutdown_grace: Duration::from_secs(2),
+            push_timeout: Duration::from_secs(60),
+            ..Config::default()
+        };
+        let job = Job::new(config);
+        job.add_comet("a", slow.clone());
+        let delivered = job.dispatch(push("a", &["k"], 1, b"x")).await.unwrap();
+        let stuck = job.dispatch(push("a", &["k"], 2, b"x")).await.unwrap();
+        slow.wait_attempts(1).await;
+        gate.add_permits(1);
+        let start = Instant::now();
+        job.shutdown().await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+        assert_eq!(delivered.await, Ok(()));
+        assert_eq!(stuck.await, Err(JobError::Shutdown));
+        assert_eq!(
+            recorder.counter("rim_job_dropped_total{reason=shutdown}"),
+            1
+        );
+        assert!(job.comets().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clean_shutdown_is_immediate() {
+        let a = FakeComet::accepting();
+        let job = job_with(&[("a", a.clone())]);
+        let delivery = job.dispatch(room("live://1", 1, "x")).await.unwrap();
+        let start = Instant::now();
+        job.shutdown().await;
+        assert_eq!(Instant::now(), start);
+        assert_eq!(delivery.await, Ok(()));
+        assert_eq!(a.calls().len(), 1);
+    }
+}

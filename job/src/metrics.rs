@@ -1,0 +1,46 @@
+//! The job's metric names, in one place, and the helpers that record them.
+//!
+//! Drops are counted per message and per comet: a room batch of 10 messages
+//! that one comet did not accept adds 10 to `rim_job_dropped_total`.
+
+use metrics::{counter, describe_counter, describe_histogram, histogram};
+
+/// Records consumed, by `type` (`push`, `room`, `broadcast`).
+pub const PUSHES_TOTAL: &str = "rim_job_pushes_total";
+/// Messages not delivered to a comet, by `reason` (see [`crate::JobError::reason`]).
+pub const DROPPED_TOTAL: &str = "rim_job_dropped_total";
+/// Messages per room batch sent to the comets.
+pub const ROOM_BATCH_MESSAGES: &str = "rim_job_room_batch_messages";
+/// Failed comet calls (every attempt, retries included), by `server`.
+pub const COMET_ERRORS_TOTAL: &str = "rim_job_comet_errors_total";
+
+/// Registers descriptions of the job's metrics with the installed recorder.
+pub fn describe_metrics() {
+    describe_counter!(PUSHES_TOTAL, "push records consumed by the job, by type");
+    describe_counter!(
+        DROPPED_TOTAL,
+        "messages not delivered to a comet, per message and comet, by reason"
+    );
+    describe_histogram!(ROOM_BATCH_MESSAGES, "messages per room batch");
+    describe_counter!(
+        COMET_ERRORS_TOTAL,
+        "failed comet calls, retries included, by server"
+    );
+}
+
+pub(crate) fn pushed(kind: &'static str) {
+    counter!(PUSHES_TOTAL, "type" => kind).increment(1);
+}
+
+pub(crate) fn dropped(reason: &'static str, messages: u64) {
+    counter!(DROPPED_TOTAL, "reason" => reason).increment(messages);
+}
+
+pub(crate) fn comet_error(server: &str) {
+    counter!(COMET_ERRORS_TOTAL, "server" => server.to_owned()).increment(1);
+}
+
+pub(crate) fn room_batch(messages: usize) {
+    // Batches hold at most `room.batch` messages, far below f64's exact range.
+    histogram!(ROOM_BATCH_MESSAGES).record(messages as f64);
+}

@@ -1,0 +1,218 @@
+//! The Kafka consumer against a real Kafka-protocol broker (Tansu, started by
+//! scripts/services.sh; address from RIM_TEST_KAFKA): records reach the comet,
+//! and offsets are committed only after the comet accepted them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use prost::Message as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rim_job::kafka::{consume, KafkaConfig};
+use rim_job::{CometClient, CometError, Job};
+use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
+use rim_proto::pb::logic::{push_msg::Type, PushMsg};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+fn broker() -> Option<String> {
+    match std::env::var("RIM_TEST_KAFKA") {
+        Ok(addr) if !addr.is_empty() => Some(addr),
+        _ if std::env::var("RIM_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("RIM_TEST_KAFKA is not set but services are required; run scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "skipping: RIM_TEST_KAFKA not set (scripts/test.sh starts a broker and sets it)"
+            );
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Records keyed pushes; never answers pushes whose body starts with `hang`.
+struct Recorder {
+    bodies: Mutex<Vec<Vec<u8>>>,
+    hanging: Mutex<usize>,
+    changed: Notify,
+}
+
+impl Recorder {
+    fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            bodies: Mutex::new(Vec::new()),
+            hanging: Mutex::new(0),
+            changed: Notify::new(),
+        })
+    }
+
+    async fn wait_until(&self, what: &str, done: impl Fn(&Recorder) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let notified = self.changed.notified();
+            if done(self) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(500), notified).await;
+        }
+    }
+}
+
+#[async_trait]
+impl CometClient for Recorder {
+    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometError> {
+        let inner = req.proto.map(|p| p.body.to_vec()).unwrap_or_default();
+        let body = inner[16..].to_vec();
+        if body.starts_with(b"hang") {
+            *self.hanging.lock() += 1;
+            self.changed.notify_waiters();
+            std::future::pending::<()>().await;
+        }
+        self.bodies.lock().push(body);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+    async fn broadcast(&self, _req: BroadcastReq) -> Result<(), CometError> {
+        Ok(())
+    }
+    async fn broadcast_room(&self, _req: BroadcastRoomReq) -> Result<(), CometError> {
+        Ok(())
+    }
+}
+
+async fn produce(broker: &str, topic: &str, bodies: impl Iterator<Item = String>) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for body in bodies {
+        let msg = PushMsg {
+            r#type: Type::Push as i32,
+            operation: 1000,
+            server: "comet-1".into(),
+            keys: vec!["k".into()],
+            msg: body.into_bytes().into(),
+            ..PushMsg::default()
+        };
+        let payload = msg.encode_to_vec();
+        producer
+            .send(
+                FutureRecord::to(topic).key("k").payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+fn config(broker: &str, topic: &str, group: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: vec![broker.to_owned()],
+        topic: topic.to_owned(),
+        group: group.to_owned(),
+        session_timeout: Duration::from_secs(6),
+        ..KafkaConfig::default()
+    }
+}
+
+fn job(comet: Arc<Recorder>) -> Arc<Job> {
+    let mut cfg = rim_job::Config::default();
+    cfg.push_timeout = Duration::from_secs(60);
+    cfg.shutdown_grace = Duration::from_millis(300);
+    let job = Job::new(cfg);
+    job.add_comet("comet-1", comet);
+    job
+}
+
+fn bodies(comet: &Recorder, prefix: &str) -> Vec<String> {
+    comet
+        .bodies
+        .lock()
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .filter(|b| b.starts_with(prefix))
+        .collect()
+}
+
+#[tokio::test]
+async fn records_reach_the_comet_in_order() {
+    let Some(broker) = broker() else { return };
+    let topic = unique("rim-test-consume");
+    produce(&broker, &topic, (0..50).map(|i| format!("m{i}"))).await;
+    let comet = Recorder::new();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consume(
+        job(comet.clone()),
+        config(&broker, &topic, &unique("g")),
+        stop.clone(),
+    ));
+    comet
+        .wait_until("50 records", |c| c.bodies.lock().len() >= 50)
+        .await;
+    let expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies(&comet, "m"), expected);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn unaccepted_records_stay_uncommitted_and_a_new_job_redelivers_them() {
+    let Some(broker) = broker() else { return };
+    let topic = unique("rim-test-redeliver");
+    let group = unique("g");
+    let names = ["ok-0", "ok-1", "ok-2", "hang-0", "hang-1", "hang-2"];
+    produce(&broker, &topic, names.iter().map(|s| s.to_string())).await;
+
+    // The comet accepts the ok-* records and never answers the hang-* ones;
+    // the job is stopped while they are in flight.
+    let comet = Recorder::new();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consume(
+        job(comet.clone()),
+        config(&broker, &topic, &group),
+        stop.clone(),
+    ));
+    comet
+        .wait_until("ok-* delivered and hang-0 in flight", |c| {
+            c.bodies.lock().len() == 3 && *c.hanging.lock() >= 1
+        })
+        .await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    // A new job in the group starts after the accepted records: it gets every
+    // hang-* record again and none of the ok-* ones.
+    let again = Recorder::new();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consume(
+        job(again.clone()),
+        config(&broker, &topic, &group),
+        stop.clone(),
+    ));
+    again
+        .wait_until("hang-0 redelivered", |c| *c.hanging.lock() >= 1)
+        .await;
+    assert!(
+        bodies(&again, "ok").is_empty(),
+        "accepted records were not committed: {:?}",
+        bodies(&again, "ok")
+    );
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
