@@ -132,10 +132,11 @@ fn config(broker: &str, topic: &str, group: &str) -> KafkaConfig {
 }
 
 fn job(comet: Arc<Recorder>) -> Arc<Job> {
-    let mut cfg = rim_job::Config::default();
-    cfg.push_timeout = Duration::from_secs(60);
-    cfg.shutdown_grace = Duration::from_millis(300);
-    let job = Job::new(cfg);
+    let job = Job::new(rim_job::Config {
+        push_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_millis(300),
+        ..rim_job::Config::default()
+    });
     job.add_comet("comet-1", comet);
     job
 }
