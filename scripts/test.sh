@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit, property and end-to-end tests.
-# This is the README's test command and what CI runs (.ci/run).
+# The whole test suite: formatting, lints, unit, property, service and
+# end-to-end tests. This is the README's test command and what CI runs (.ci/run).
 #
-# Standalone tests need nothing installed. Everything is built once (debug
-# profile) and the end-to-end tests start rim in-process on 127.0.0.1:0.
+# It installs and starts what the tests need (a Kafka-protocol broker and
+# Redis on loopback, see scripts/services.sh), builds everything once, and
+# runs every test against those one broker and one Redis. Service tests fail,
+# rather than skip, when a service is missing (RIM_REQUIRE_SERVICES=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "services (Kafka-protocol broker, Redis)"
+scripts/services.sh up
+eval "$(scripts/services.sh env)"
+export RIM_REQUIRE_SERVICES=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -17,8 +24,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 mkdir -p target
+# cargo test exits non-zero on any failure; pipefail keeps that status.
 cargo test --workspace --locked 2>&1 | tee target/test-output.log
-# cargo test exits non-zero on any failure (set -o pipefail keeps that status).
 
 step "summary"
 grep -E '^test result:' target/test-output.log | awk '

@@ -85,10 +85,11 @@ impl StandaloneConfig {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<StandaloneConfig, ConfigError> {
-        let config: StandaloneConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: "<text>".into(),
-            source,
-        })?;
+        let config: StandaloneConfig =
+            toml::from_str(text).map_err(|source| ConfigError::Parse {
+                path: "<text>".into(),
+                source,
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -105,7 +106,9 @@ impl StandaloneConfig {
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[job] {e}")))?;
         if self.queue.capacity == 0 {
-            return Err(ConfigError::Invalid("[queue] capacity must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "[queue] capacity must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -122,9 +125,19 @@ mod tests {
     }
 
     #[test]
-    fn example_config_parses() {
+    fn example_config_is_the_defaults() {
         let text = include_str!("../config/standalone.example.toml");
-        StandaloneConfig::parse(text).unwrap();
+        let parsed = StandaloneConfig::parse(text).unwrap();
+        let default = StandaloneConfig::default();
+        assert_eq!(parsed.comet, default.comet);
+        assert_eq!(
+            format!("{:?}", parsed.logic),
+            format!("{:?}", default.logic)
+        );
+        assert_eq!(format!("{:?}", parsed.job), format!("{:?}", default.job));
+        assert_eq!(parsed.router.expire, default.router.expire);
+        assert_eq!(parsed.queue.capacity, default.queue.capacity);
+        assert_eq!(parsed.queue.timeout, default.queue.timeout);
     }
 
     #[test]

@@ -1,16 +1,21 @@
-//! The `rim` command: `rim standalone` runs the whole push pipeline in one process.
+//! The `rim` command: `rim standalone` runs the whole push pipeline in one
+//! process; `rim logic|router|job|comet -c FILE` run one component each.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rim::config::StandaloneConfig;
+use rim::distributed;
 use rim::standalone::Standalone;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// rim: a goim-compatible push server (TCP and WebSocket clients, HTTP push API).
+///
+/// Logging follows RUST_LOG (default "info"), e.g. RUST_LOG=rim_comet=debug.
 #[derive(Debug, Parser)]
-#[command(name = "rim", version, about, long_about = None)]
+#[command(name = "rim", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,9 +25,17 @@ struct Cli {
 enum Command {
     /// Run logic, router, job and comet in one process: no Kafka, no Redis, no config file needed.
     ///
-    /// Defaults: clients on TCP :3101 and WebSocket :3102 (path /sub), HTTP push API on :3111.
-    /// Logging follows RUST_LOG (default "info").
+    /// Defaults: clients on TCP :3101 and WebSocket :3102 (path /sub), HTTP push API
+    /// and /metrics on :3111.
     Standalone(StandaloneArgs),
+    /// Run the HTTP push API and the logic gRPC service (HTTP :3111, gRPC :3119); needs Kafka and routers.
+    Logic(ProcessArgs),
+    /// Run one router shard (gRPC :3129), in memory or on Redis.
+    Router(ProcessArgs),
+    /// Run a job: consume Kafka and push to comets over gRPC.
+    Job(ProcessArgs),
+    /// Run a comet: client listeners (TCP :3101, WebSocket :3102) and the push gRPC service (:3109).
+    Comet(ProcessArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,34 +58,86 @@ struct StandaloneArgs {
     server_id: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+struct ProcessArgs {
+    /// TOML configuration file; see config/<component>.example.toml. Without it, defaults apply.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rim: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Standalone(args) => standalone(args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rim: {e:#}");
-            // EX_CONFIG for configuration problems, 1 otherwise.
-            ExitCode::from(if e.is::<rim::config::ConfigError>() { 78 } else { 1 })
+            // EX_CONFIG (78) for configuration problems, 1 otherwise.
+            ExitCode::from(if e.is::<rim::config::ConfigError>() {
+                78
+            } else {
+                1
+            })
         }
     }
 }
 
-async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+fn load_or_default<T: Default + serde::de::DeserializeOwned>(
+    path: &Option<PathBuf>,
+) -> anyhow::Result<T> {
+    Ok(match path {
+        Some(p) => distributed::load(p)?,
+        None => T::default(),
+    })
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("signal received, shutting down");
+            shutdown.cancel();
+        }
+    });
+    match command {
+        Command::Standalone(args) => standalone(args, metrics, shutdown).await,
+        Command::Logic(args) => {
+            distributed::logic::run(load_or_default(&args.config)?, Some(metrics), shutdown).await
+        }
+        Command::Router(args) => {
+            distributed::router::run(load_or_default(&args.config)?, Some(metrics), shutdown).await
+        }
+        Command::Job(args) => {
+            distributed::job::run(load_or_default(&args.config)?, Some(metrics), shutdown).await
+        }
+        Command::Comet(args) => {
+            distributed::comet::run(load_or_default(&args.config)?, Some(metrics), shutdown).await
+        }
+    }
+}
+
+async fn standalone(
+    args: StandaloneArgs,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut config = match &args.config {
         Some(path) => StandaloneConfig::load(path)?,
         None => StandaloneConfig::default(),
@@ -90,12 +155,10 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         config.comet.server_id = Some(id);
     }
     config.validate()?;
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let server = Standalone::bind_and_start(config, Some(metrics)).await?;
     let token = server.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received, shutting down");
+        shutdown.cancelled().await;
         token.cancel();
     });
     server.wait().await;

@@ -51,27 +51,32 @@ pub enum StartError {
 }
 
 async fn bind_one(addr: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-        addr: addr.to_owned(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// Binds the client listeners a comet configuration names.
+pub async fn bind_comet(config: &rim_comet::Config) -> Result<rim_comet::Listeners, StartError> {
+    let mut tcp = Vec::new();
+    for addr in &config.tcp_bind {
+        tcp.push(bind_one(addr).await?);
+    }
+    let mut ws = Vec::new();
+    for addr in &config.ws_bind {
+        ws.push(bind_one(addr).await?);
+    }
+    Ok(rim_comet::Listeners { tcp, ws })
 }
 
 /// Binds every listener the configuration names.
 pub async fn bind(config: &StandaloneConfig) -> Result<Listeners, StartError> {
-    let mut tcp = Vec::new();
-    for addr in &config.comet.tcp_bind {
-        tcp.push(bind_one(addr).await?);
-    }
-    let mut ws = Vec::new();
-    for addr in &config.comet.ws_bind {
-        ws.push(bind_one(addr).await?);
-    }
+    let comet = bind_comet(&config.comet).await?;
     let http = bind_one(&config.logic.http_bind).await?;
-    Ok(Listeners {
-        http,
-        comet: rim_comet::Listeners { tcp, ws },
-    })
+    Ok(Listeners { http, comet })
 }
 
 /// A running standalone server.
@@ -106,8 +111,9 @@ impl Standalone {
         let (queue, queue_rx) =
             rim_logic::InProcessQueue::new(config.queue.capacity, config.queue.timeout);
         let logic = rim_logic::Logic::new(config.logic.clone(), router, Arc::new(queue));
-        let comet = rim_comet::Comet::new(config.comet.clone(), Arc::new(LocalLogic(logic.clone())))
-            .map_err(|e| StartError::Config(e.to_string()))?;
+        let comet =
+            rim_comet::Comet::new(config.comet.clone(), Arc::new(LocalLogic(logic.clone())))
+                .map_err(|e| StartError::Config(e.to_string()))?;
         let job = rim_job::Job::new(config.job.clone());
         job.add_comet(comet.server_id(), Arc::new(LocalComet(comet.clone())));
 

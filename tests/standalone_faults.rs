@@ -33,7 +33,11 @@ async fn closes_on(ws: bool, bytes: Bytes) {
 
 #[tokio::test]
 async fn garbage_before_auth_closes() {
-    closes_on(false, Bytes::from_static(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+    closes_on(
+        false,
+        Bytes::from_static(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
     closes_on(true, Bytes::from_static(b"\x01\x02\x03")).await;
 }
 
@@ -60,7 +64,9 @@ async fn negative_pack_len_closes() {
 async fn invalid_token_closes_without_reply() {
     let rim = Rim::start().await;
     let mut c = Client::tcp(rim.tcp()).await.unwrap();
-    c.send(&Frame::new(1, Op::Auth, 1, Bytes::from_static(b"not-json"))).await.unwrap();
+    c.send(&Frame::new(1, Op::Auth, 1, Bytes::from_static(b"not-json")))
+        .await
+        .unwrap();
     // goim has no error frame: the server closes the socket and sends nothing.
     match c.recv().await.unwrap() {
         rim_testkit::Incoming::Closed => {}
@@ -105,8 +111,16 @@ async fn malformed_http_requests_get_clear_4xx() {
     for (path, status) in cases {
         let reply = rim.http.post(path, "x").await.unwrap();
         assert_eq!(reply.status, *status, "{path}: {:?}", reply.json);
-        let message = reply.json.get("message").and_then(|m| m.as_str()).unwrap_or("");
-        assert!(!message.is_empty(), "{path}: no message in {:?}", reply.json);
+        let message = reply
+            .json
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("");
+        assert!(
+            !message.is_empty(),
+            "{path}: no message in {:?}",
+            reply.json
+        );
     }
     let reply = rim.http.post("/1/pushs", "{not json").await.unwrap();
     assert_eq!(reply.status, 400);
@@ -138,34 +152,49 @@ async fn slow_client_is_disconnected_without_slowing_others() {
     config.comet.session_queue = 16;
     let rim = Rim::start_with(config).await;
     // A raw TCP client that authenticates and then never reads again.
-    let mut slow = Client::connect(rim.tcp(), false, &Token::new(1, "slow", "live://busy")).await.unwrap();
-    let mut fast = Client::connect(rim.ws(), true, &Token::new(2, "fast", "live://busy")).await.unwrap();
+    let mut slow = Client::connect(rim.tcp(), false, &Token::new(1, "slow", "live://busy"))
+        .await
+        .unwrap();
+    let mut fast = Client::connect(rim.ws(), true, &Token::new(2, "fast", "live://busy"))
+        .await
+        .unwrap();
 
     // 64 KiB messages fill the slow client's socket buffers and then its queue.
     let body: &'static str = Box::leak("x".repeat(64 * 1024).into_boxed_str());
     let total = 200;
     let reader = tokio::spawn(async move {
         for i in 0..total {
-            let push = fast.next_push().await.unwrap_or_else(|e| panic!("message {i}: {e}"));
+            let push = fast
+                .next_push()
+                .await
+                .unwrap_or_else(|e| panic!("message {i}: {e}"));
             assert_eq!(push.body.len(), 64 * 1024);
         }
         fast
     });
     for _ in 0..total {
-        rim.http.push_ok("/goim/push/room?operation=1000&type=live&room=busy", body).await;
+        rim.http
+            .push_ok("/goim/push/room?operation=1000&type=live&room=busy", body)
+            .await;
     }
     let _fast = reader.await.unwrap();
     // The slow client was disconnected: after what its buffers held, the stream ends.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut received = 0;
     loop {
-        assert!(tokio::time::Instant::now() < deadline, "slow client never disconnected");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slow client never disconnected"
+        );
         match slow.recv_within(Duration::from_secs(5)).await {
             Ok(Some(rim_testkit::Incoming::Frame(_))) => received += 1,
             Ok(Some(rim_testkit::Incoming::Closed)) | Err(_) => break,
             Ok(None) => panic!("slow client neither closed nor fed"),
         }
     }
-    assert!(received < total, "slow client got everything ({received}); it was never cut off");
+    assert!(
+        received < total,
+        "slow client got everything ({received}); it was never cut off"
+    );
     rim.server.stop().await;
 }

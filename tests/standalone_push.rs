@@ -13,24 +13,38 @@ use rim_testkit::{Client, Token};
 /// Broadcasts a marker and asserts it is the next (and only) thing `client`
 /// receives: proves that nothing meant for others reached it.
 async fn assert_only_marker(rim: &Rim, clients: &mut [&mut Client]) {
-    rim.http.push_ok("/goim/push/all?operation=1000", "marker").await;
+    rim.http
+        .push_ok("/goim/push/all?operation=1000", "marker")
+        .await;
     for client in clients.iter_mut() {
         let push = client.next_push().await.expect("marker arrives");
-        assert_eq!(&push.body[..], b"marker", "received a push meant for someone else");
+        assert_eq!(
+            &push.body[..],
+            b"marker",
+            "received a push meant for someone else"
+        );
     }
 }
 
 async fn keyed_push_reaches_only_its_target(ws: bool) {
     let rim = Rim::start().await;
-    let mut a = Client::connect(rim.addr(ws), ws, &Token::new(1, "key-a", "live://1")).await.unwrap();
-    let mut b = Client::connect(rim.addr(ws), ws, &Token::new(2, "key-b", "live://1")).await.unwrap();
+    let mut a = Client::connect(rim.addr(ws), ws, &Token::new(1, "key-a", "live://1"))
+        .await
+        .unwrap();
+    let mut b = Client::connect(rim.addr(ws), ws, &Token::new(2, "key-b", "live://1"))
+        .await
+        .unwrap();
 
-    rim.http.push_ok("/goim/push/keys?operation=1000&keys=key-a", "to-a").await;
+    rim.http
+        .push_ok("/goim/push/keys?operation=1000&keys=key-a", "to-a")
+        .await;
     let push = a.next_push().await.unwrap();
     assert_eq!((push.ver, push.op, push.seq), (1, 1000, 0));
     assert_eq!(&push.body[..], b"to-a");
 
-    rim.http.push_ok("/goim/push/mids?operation=1001&mids=2", "to-b").await;
+    rim.http
+        .push_ok("/goim/push/mids?operation=1001&mids=2", "to-b")
+        .await;
     let push = b.next_push().await.unwrap();
     assert_eq!((push.op, &push.body[..]), (1001, &b"to-b"[..]));
 
@@ -51,12 +65,23 @@ async fn keyed_push_reaches_only_its_target_ws() {
 #[tokio::test]
 async fn tcp_push_bytes_match_goim_capture() {
     let rim = Rim::start().await;
-    let mut c = Client::connect(rim.tcp(), false, &Token::new(1001, "tcp-key-1", "live://1000")).await.unwrap();
-    rim.http.push_ok("/goim/push/keys?operation=1000&keys=tcp-key-1", "push-to-key").await;
+    let mut c = Client::connect(
+        rim.tcp(),
+        false,
+        &Token::new(1001, "tcp-key-1", "live://1000"),
+    )
+    .await
+    .unwrap();
+    rim.http
+        .push_ok(
+            "/goim/push/keys?operation=1000&keys=tcp-key-1",
+            "push-to-key",
+        )
+        .await;
     let bytes = c.read_exact_tcp(27).await.unwrap();
     let expected: [u8; 27] = [
-        0x00, 0x00, 0x00, 0x1b, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x00, 0x00,
-        b'p', b'u', b's', b'h', b'-', b't', b'o', b'-', b'k', b'e', b'y',
+        0x00, 0x00, 0x00, 0x1b, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x00,
+        0x00, b'p', b'u', b's', b'h', b'-', b't', b'o', b'-', b'k', b'e', b'y',
     ];
     assert_eq!(&bytes[..], &expected[..]);
     rim.server.stop().await;
@@ -65,12 +90,20 @@ async fn tcp_push_bytes_match_goim_capture() {
 #[tokio::test]
 async fn ws_push_is_one_op9_message_matching_goim_capture() {
     let rim = Rim::start().await;
-    let mut c = Client::connect(rim.ws(), true, &Token::new(1002, "ws-key-1", "live://1000")).await.unwrap();
-    rim.http.push_ok("/goim/push/keys?operation=1000&keys=ws-key-1", "push-to-key").await;
+    let mut c = Client::connect(rim.ws(), true, &Token::new(1002, "ws-key-1", "live://1000"))
+        .await
+        .unwrap();
+    rim.http
+        .push_ok(
+            "/goim/push/keys?operation=1000&keys=ws-key-1",
+            "push-to-key",
+        )
+        .await;
     let msg = c.read_ws_message().await.unwrap();
     let mut expected = vec![
-        0x00, 0x00, 0x00, 0x2b, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x1b, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x2b, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x1b, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00,
+        0x00, 0x00,
     ];
     expected.extend_from_slice(b"push-to-key");
     assert_eq!(&msg[..], &expected[..]);
@@ -84,23 +117,36 @@ async fn room_push_reaches_members_only_without_accepts_filtering() {
     let mut t = Token::new(1, "tcp-member", "live://1000");
     t.accepts.clear();
     let mut tcp_member = Client::connect(rim.tcp(), false, &t).await.unwrap();
-    let mut ws_member = Client::connect(rim.ws(), true, &Token::new(2, "ws-member", "live://1000")).await.unwrap();
-    let mut outsider = Client::connect(rim.tcp(), false, &Token::new(3, "outsider", "live://2000")).await.unwrap();
+    let mut ws_member = Client::connect(rim.ws(), true, &Token::new(2, "ws-member", "live://1000"))
+        .await
+        .unwrap();
+    let mut outsider = Client::connect(rim.tcp(), false, &Token::new(3, "outsider", "live://2000"))
+        .await
+        .unwrap();
 
-    rim.http.push_ok("/goim/push/room?operation=1002&type=live&room=1000", r#"{"room":"msg"}"#).await;
+    rim.http
+        .push_ok(
+            "/goim/push/room?operation=1002&type=live&room=1000",
+            r#"{"room":"msg"}"#,
+        )
+        .await;
     for c in [&mut tcp_member, &mut ws_member] {
         let push = c.next_push().await.unwrap();
         assert_eq!((push.op, &push.body[..]), (1002, &br#"{"room":"msg"}"#[..]));
     }
     // v1 room push: rid is the room id verbatim.
-    rim.http.push_v1_ok("/1/push/room?rid=live://2000&operation=1000", "v1-room").await;
+    rim.http
+        .push_v1_ok("/1/push/room?rid=live://2000&operation=1000", "v1-room")
+        .await;
     let push = outsider.next_push().await.unwrap();
     assert_eq!(&push.body[..], b"v1-room");
 
     // Room pushes arrive in order.
     for i in 0..20 {
         let body: &'static str = Box::leak(format!("m{i}").into_boxed_str());
-        rim.http.push_ok("/goim/push/room?operation=1000&type=live&room=1000", body).await;
+        rim.http
+            .push_ok("/goim/push/room?operation=1000&type=live&room=1000", body)
+            .await;
     }
     for c in [&mut tcp_member, &mut ws_member] {
         for i in 0..20 {
@@ -110,19 +156,26 @@ async fn room_push_reaches_members_only_without_accepts_filtering() {
     }
     // tcp_member accepts no op, so only the WS member and the outsider see the broadcast marker.
     assert_only_marker(&rim, &mut [&mut ws_member, &mut outsider]).await;
-    tcp_member.expect_no_push(Duration::from_millis(200)).await.unwrap();
+    tcp_member
+        .expect_no_push(Duration::from_millis(200))
+        .await
+        .unwrap();
     rim.server.stop().await;
 }
 
 #[tokio::test]
 async fn broadcast_honours_accepts_and_v1_endpoints_work() {
     let rim = Rim::start().await;
-    let mut accepts_1000 = Client::connect(rim.tcp(), false, &Token::new(10, "k10", "")).await.unwrap();
+    let mut accepts_1000 = Client::connect(rim.tcp(), false, &Token::new(10, "k10", ""))
+        .await
+        .unwrap();
     let mut t = Token::new(11, "k11", "");
     t.accepts = vec![5, 2000];
     let mut accepts_5 = Client::connect(rim.ws(), true, &t).await.unwrap();
 
-    rim.http.push_ok("/goim/push/all?operation=2000&speed=100", "only-11").await;
+    rim.http
+        .push_ok("/goim/push/all?operation=2000&speed=100", "only-11")
+        .await;
     let push = accepts_5.next_push().await.unwrap();
     assert_eq!((push.op, &push.body[..]), (2000, &b"only-11"[..]));
 
@@ -131,26 +184,42 @@ async fn broadcast_honours_accepts_and_v1_endpoints_work() {
     let push = accepts_5.next_push().await.unwrap();
     assert_eq!((push.op, &push.body[..]), (5, &b"v1-uid"[..]));
 
-    rim.http.push_v1_ok("/1/pushs?operation=1000", r#"{"m":{"hello":1},"u":[10,11,12]}"#).await;
+    rim.http
+        .push_v1_ok(
+            "/1/pushs?operation=1000",
+            r#"{"m":{"hello":1},"u":[10,11,12]}"#,
+        )
+        .await;
     let push = accepts_1000.next_push().await.unwrap();
     assert_eq!((push.op, &push.body[..]), (1000, &br#"{"hello":1}"#[..]));
 
-    rim.http.push_v1_ok("/1/push/all?operation=2000", "v1-all").await;
+    rim.http
+        .push_v1_ok("/1/push/all?operation=2000", "v1-all")
+        .await;
     let push = accepts_5.next_push().await.unwrap();
     assert_eq!(&push.body[..], b"v1-all");
 
     // accepts_1000 got only the /1/pushs message; accepts_5 accepted neither 1000 nor the marker.
     assert_only_marker(&rim, &mut [&mut accepts_1000]).await;
-    accepts_5.expect_no_push(Duration::from_millis(200)).await.unwrap();
+    accepts_5
+        .expect_no_push(Duration::from_millis(200))
+        .await
+        .unwrap();
     rim.server.stop().await;
 }
 
 #[tokio::test]
 async fn auth_without_key_gets_a_server_key_and_mid_pushes_reach_it() {
     let rim = Rim::start().await;
-    let mut c = Client::connect(rim.ws(), true, &Token::new(77, "", "")).await.unwrap();
-    let mut d = Client::connect(rim.tcp(), false, &Token::new(77, "", "")).await.unwrap();
-    rim.http.push_ok("/goim/push/mids?operation=1000&mids=77", "both").await;
+    let mut c = Client::connect(rim.ws(), true, &Token::new(77, "", ""))
+        .await
+        .unwrap();
+    let mut d = Client::connect(rim.tcp(), false, &Token::new(77, "", ""))
+        .await
+        .unwrap();
+    rim.http
+        .push_ok("/goim/push/mids?operation=1000&mids=77", "both")
+        .await;
     assert_eq!(&c.next_push().await.unwrap().body[..], b"both");
     assert_eq!(&d.next_push().await.unwrap().body[..], b"both");
     rim.server.stop().await;
@@ -158,29 +227,66 @@ async fn auth_without_key_gets_a_server_key_and_mid_pushes_reach_it() {
 
 async fn sub_unsub_and_room_change(ws: bool) {
     let rim = Rim::start().await;
-    let mut c = Client::connect(rim.addr(ws), ws, &Token::new(1, "k", "live://1000")).await.unwrap();
+    let mut c = Client::connect(rim.addr(ws), ws, &Token::new(1, "k", "live://1000"))
+        .await
+        .unwrap();
 
     // Op 2000 is not accepted yet.
-    rim.http.push_ok("/goim/push/keys?operation=2000&keys=k", "dropped").await;
-    let reply = c.request(Op::Sub.code(), 4, b"2000,2001", Op::SubReply.code()).await.unwrap();
+    rim.http
+        .push_ok("/goim/push/keys?operation=2000&keys=k", "dropped")
+        .await;
+    let reply = c
+        .request(Op::Sub.code(), 4, b"2000,2001", Op::SubReply.code())
+        .await
+        .unwrap();
     assert_eq!(&reply.body[..], b"2000,2001");
-    rim.http.push_ok("/goim/push/keys?operation=2000&keys=k", "now-accepted").await;
+    rim.http
+        .push_ok("/goim/push/keys?operation=2000&keys=k", "now-accepted")
+        .await;
     assert_eq!(&c.next_push().await.unwrap().body[..], b"now-accepted");
 
-    let reply = c.request(Op::Unsub.code(), 5, b"2000", Op::UnsubReply.code()).await.unwrap();
+    let reply = c
+        .request(Op::Unsub.code(), 5, b"2000", Op::UnsubReply.code())
+        .await
+        .unwrap();
     assert_eq!(&reply.body[..], b"2000");
-    rim.http.push_ok("/goim/push/keys?operation=2000&keys=k", "dropped-again").await;
-    rim.http.push_ok("/goim/push/keys?operation=2001&keys=k", "still-2001").await;
+    rim.http
+        .push_ok("/goim/push/keys?operation=2000&keys=k", "dropped-again")
+        .await;
+    rim.http
+        .push_ok("/goim/push/keys?operation=2001&keys=k", "still-2001")
+        .await;
     assert_eq!(&c.next_push().await.unwrap().body[..], b"still-2001");
 
-    let reply = c.request(Op::ChangeRoom.code(), 6, b"live://2000", Op::ChangeRoomReply.code()).await.unwrap();
+    let reply = c
+        .request(
+            Op::ChangeRoom.code(),
+            6,
+            b"live://2000",
+            Op::ChangeRoomReply.code(),
+        )
+        .await
+        .unwrap();
     assert_eq!(&reply.body[..], b"live://2000");
-    rim.http.push_ok("/goim/push/room?operation=1000&type=live&room=1000", "old-room").await;
-    rim.http.push_ok("/goim/push/room?operation=1000&type=live&room=2000", "new-room").await;
+    rim.http
+        .push_ok(
+            "/goim/push/room?operation=1000&type=live&room=1000",
+            "old-room",
+        )
+        .await;
+    rim.http
+        .push_ok(
+            "/goim/push/room?operation=1000&type=live&room=2000",
+            "new-room",
+        )
+        .await;
     assert_eq!(&c.next_push().await.unwrap().body[..], b"new-room");
 
     // Other ops are echoed with the same op and seq and an empty body.
-    let reply = c.request(Op::SendMsg.code(), 7, b"hello-up", Op::SendMsg.code()).await.unwrap();
+    let reply = c
+        .request(Op::SendMsg.code(), 7, b"hello-up", Op::SendMsg.code())
+        .await
+        .unwrap();
     assert!(reply.body.is_empty());
     assert_eq!((reply.ver, reply.seq), (1, 7));
 
@@ -201,13 +307,21 @@ async fn sub_unsub_and_room_change_ws() {
 #[tokio::test]
 async fn same_key_reconnect_kicks_the_old_session() {
     let rim = Rim::start().await;
-    let mut old = Client::connect(rim.tcp(), false, &Token::new(5, "dup", "live://9")).await.unwrap();
-    let mut new = Client::connect(rim.ws(), true, &Token::new(5, "dup", "live://9")).await.unwrap();
+    let mut old = Client::connect(rim.tcp(), false, &Token::new(5, "dup", "live://9"))
+        .await
+        .unwrap();
+    let mut new = Client::connect(rim.ws(), true, &Token::new(5, "dup", "live://9"))
+        .await
+        .unwrap();
     old.expect_closed(Duration::from_secs(5)).await.unwrap();
     // The kicked session's teardown must not delete the new session's mapping.
-    rim.http.push_ok("/goim/push/keys?operation=1000&keys=dup", "to-new").await;
+    rim.http
+        .push_ok("/goim/push/keys?operation=1000&keys=dup", "to-new")
+        .await;
     assert_eq!(&new.next_push().await.unwrap().body[..], b"to-new");
-    rim.http.push_ok("/goim/push/mids?operation=1000&mids=5", "mid-to-new").await;
+    rim.http
+        .push_ok("/goim/push/mids?operation=1000&mids=5", "mid-to-new")
+        .await;
     assert_eq!(&new.next_push().await.unwrap().body[..], b"mid-to-new");
     rim.server.stop().await;
 }
@@ -215,12 +329,20 @@ async fn same_key_reconnect_kicks_the_old_session() {
 #[tokio::test]
 async fn heartbeat_reply_carries_room_online_count() {
     let rim = Rim::start().await;
-    let mut a = Client::connect(rim.tcp(), false, &Token::new(1, "a", "live://1000")).await.unwrap();
+    let mut a = Client::connect(rim.tcp(), false, &Token::new(1, "a", "live://1000"))
+        .await
+        .unwrap();
     assert_eq!(a.heartbeat(2).await.unwrap(), 1);
-    let mut b = Client::connect(rim.ws(), true, &Token::new(2, "b", "live://1000")).await.unwrap();
-    let _c = Client::connect(rim.tcp(), false, &Token::new(3, "c", "live://other")).await.unwrap();
+    let mut b = Client::connect(rim.ws(), true, &Token::new(2, "b", "live://1000"))
+        .await
+        .unwrap();
+    let _c = Client::connect(rim.tcp(), false, &Token::new(3, "c", "live://other"))
+        .await
+        .unwrap();
     assert_eq!(b.heartbeat(1).await.unwrap(), 2);
-    let mut lonely = Client::connect(rim.tcp(), false, &Token::new(4, "d", "")).await.unwrap();
+    let mut lonely = Client::connect(rim.tcp(), false, &Token::new(4, "d", ""))
+        .await
+        .unwrap();
     assert_eq!(lonely.heartbeat(9).await.unwrap(), 0);
     rim.server.stop().await;
 }
@@ -228,34 +350,66 @@ async fn heartbeat_reply_carries_room_online_count() {
 #[tokio::test]
 async fn online_endpoints_and_v1_count_aggregate_sessions() {
     let rim = Rim::start().await;
-    let _a = Client::connect(rim.tcp(), false, &Token::new(1, "a", "live://1000")).await.unwrap();
-    let _b = Client::connect(rim.ws(), true, &Token::new(2, "b", "live://1000")).await.unwrap();
-    let _c = Client::connect(rim.tcp(), false, &Token::new(3, "c", "liveshow://1")).await.unwrap();
-    let _d = Client::connect(rim.tcp(), false, &Token::new(4, "d", "")).await.unwrap();
+    let _a = Client::connect(rim.tcp(), false, &Token::new(1, "a", "live://1000"))
+        .await
+        .unwrap();
+    let _b = Client::connect(rim.ws(), true, &Token::new(2, "b", "live://1000"))
+        .await
+        .unwrap();
+    let _c = Client::connect(rim.tcp(), false, &Token::new(3, "c", "liveshow://1"))
+        .await
+        .unwrap();
+    let _d = Client::connect(rim.tcp(), false, &Token::new(4, "d", ""))
+        .await
+        .unwrap();
 
     let json = rim
         .http
-        .get_until("/goim/online/room?type=live&rooms=1000&rooms=404", |j| j["data"]["1000"] == 2)
+        .get_until("/goim/online/room?type=live&rooms=1000&rooms=404", |j| {
+            j["data"]["1000"] == 2
+        })
         .await;
     assert_eq!(json["code"], 0);
     assert_eq!(json["data"]["404"], 0);
 
-    let json = rim.http.get("/goim/online/top?type=live&limit=10").await.unwrap().json;
-    assert_eq!(json["data"], serde_json::json!([{"room_id": "1000", "count": 2}]));
+    let json = rim
+        .http
+        .get("/goim/online/top?type=live&limit=10")
+        .await
+        .unwrap()
+        .json;
+    assert_eq!(
+        json["data"],
+        serde_json::json!([{"room_id": "1000", "count": 2}])
+    );
 
-    let json = rim.http.get_until("/goim/online/total", |j| j["data"]["conn_count"] == 4).await;
+    let json = rim
+        .http
+        .get_until("/goim/online/total", |j| j["data"]["conn_count"] == 4)
+        .await;
     assert_eq!(json["data"]["ip_count"], 1);
 
     let json = rim.http.get("/1/count?type=room").await.unwrap().json;
     assert_eq!(json["ret"], 1);
     let rooms = json["data"].as_array().unwrap();
-    assert!(rooms.contains(&serde_json::json!({"RoomId": "live://1000", "Count": 2})), "{rooms:?}");
+    assert!(
+        rooms.contains(&serde_json::json!({"RoomId": "live://1000", "Count": 2})),
+        "{rooms:?}"
+    );
     let json = rim.http.get("/1/count?type=server").await.unwrap().json;
-    assert_eq!(json["data"], serde_json::json!([{"Server": "comet-test", "Count": 4}]));
+    assert_eq!(
+        json["data"],
+        serde_json::json!([{"Server": "comet-test", "Count": 4}])
+    );
 
     let json = rim.http.get("/goim/nodes/instances").await.unwrap().json;
     assert_eq!(json["data"][0]["hostname"], "comet-test");
-    let json = rim.http.get("/goim/nodes/weighted?platform=web").await.unwrap().json;
+    let json = rim
+        .http
+        .get("/goim/nodes/weighted?platform=web")
+        .await
+        .unwrap()
+        .json;
     assert_eq!(json["data"]["tcp_port"], 3101);
     assert_eq!(json["data"]["heartbeat"], 240);
     rim.server.stop().await;
@@ -264,10 +418,16 @@ async fn online_endpoints_and_v1_count_aggregate_sessions() {
 #[tokio::test]
 async fn server_del_forgets_the_comets_sessions() {
     let rim = Rim::start().await;
-    let mut c = Client::connect(rim.tcp(), false, &Token::new(8, "k8", "")).await.unwrap();
-    rim.http.push_v1_ok("/1/server/del?server=comet-test", "").await;
+    let mut c = Client::connect(rim.tcp(), false, &Token::new(8, "k8", ""))
+        .await
+        .unwrap();
+    rim.http
+        .push_v1_ok("/1/server/del?server=comet-test", "")
+        .await;
     // The registry no longer routes keyed pushes to that comet.
-    rim.http.push_ok("/goim/push/mids?operation=1000&mids=8", "lost-route").await;
+    rim.http
+        .push_ok("/goim/push/mids?operation=1000&mids=8", "lost-route")
+        .await;
     assert_only_marker(&rim, &mut [&mut c]).await;
     rim.server.stop().await;
 }
@@ -276,9 +436,18 @@ async fn server_del_forgets_the_comets_sessions() {
 async fn upstream_op_before_auth_is_ignored_then_auth_works() {
     let rim = Rim::start().await;
     let mut c = Client::tcp(rim.tcp()).await.unwrap();
-    c.send(&Frame::new(1, Op::Heartbeat, 1, Bytes::new())).await.unwrap();
-    assert!(c.recv_within(Duration::from_millis(200)).await.unwrap().is_none());
-    let reply = c.auth(&Token::new(1004, "neg-key", "live://1000")).await.unwrap();
+    c.send(&Frame::new(1, Op::Heartbeat, 1, Bytes::new()))
+        .await
+        .unwrap();
+    assert!(c
+        .recv_within(Duration::from_millis(200))
+        .await
+        .unwrap()
+        .is_none());
+    let reply = c
+        .auth(&Token::new(1004, "neg-key", "live://1000"))
+        .await
+        .unwrap();
     assert_eq!((reply.ver, reply.seq, reply.body.len()), (1, 1, 0));
     rim.server.stop().await;
 }

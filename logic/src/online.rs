@@ -73,6 +73,7 @@ impl Logic {
             ip_count: req.ip_count.max(0),
             addrs: req.addrs,
             weight: req.weight,
+            grpc_addr: req.grpc_addr,
             updated: self.now(),
             server: req.server,
         };
@@ -243,6 +244,7 @@ mod tests {
             ip_count: ips,
             addrs: vec![],
             weight: 1,
+            grpc_addr: String::new(),
         }
     }
 

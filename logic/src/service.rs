@@ -431,6 +431,7 @@ pub(crate) mod tests {
                 format!("{server}.example:3102"),
             ],
             weight,
+            grpc_addr: String::new(),
         }
     }
 

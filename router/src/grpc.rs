@@ -41,6 +41,7 @@ fn to_pb(o: &ServerOnline) -> pb::ServerOnline {
         addrs: o.addrs.clone(),
         weight: o.weight,
         updated: o.updated,
+        grpc_addr: o.grpc_addr.clone(),
     }
 }
 
@@ -53,6 +54,7 @@ fn from_pb(o: pb::ServerOnline) -> ServerOnline {
         addrs: o.addrs,
         weight: o.weight,
         updated: o.updated,
+        grpc_addr: o.grpc_addr,
     }
 }
 

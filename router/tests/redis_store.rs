@@ -116,6 +116,7 @@ async fn online_reports_replace_old_rooms_and_list_servers() {
         addrs: vec!["127.0.0.1:3101".into()],
         weight: 1,
         updated: now,
+        grpc_addr: "127.0.0.1:3109".into(),
     };
     store.put_online(&report).await.unwrap();
     report.room_count = HashMap::from([("live://1".into(), 2)]);

@@ -81,7 +81,11 @@ impl Http {
         }
     }
 
-    pub async fn post(&self, path_and_query: &str, body: impl Into<reqwest::Body>) -> Result<Reply> {
+    pub async fn post(
+        &self,
+        path_and_query: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<Reply> {
         let resp = self
             .client
             .post(format!("{}{}", self.base, path_and_query))
@@ -134,7 +138,10 @@ impl Http {
                 return reply.json;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("{path_and_query} never matched; last reply {:?}", reply.json);
+                panic!(
+                    "{path_and_query} never matched; last reply {:?}",
+                    reply.json
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -90,6 +90,7 @@ async fn report(logic: &Logic, server: &str, rooms: &[(&str, i32)], conns: i64, 
             ip_count: ips,
             addrs: vec![format!("{server}.example:3101")],
             weight: 0,
+            grpc_addr: String::new(),
         })
         .await
         .unwrap();

@@ -34,6 +34,8 @@ pub struct ServerOnline {
     pub weight: i32,
     /// When the report was made, in Unix seconds.
     pub updated: i64,
+    /// The comet's push service address (gRPC), empty for an in-process comet.
+    pub grpc_addr: String,
 }
 
 /// The storage of one shard. Key records and mid records of the same session

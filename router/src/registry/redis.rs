@@ -72,6 +72,8 @@ struct OnlineExtra {
     addrs: Vec<String>,
     weight: i32,
     updated: i64,
+    #[serde(default)]
+    grpc_addr: String,
 }
 
 impl RedisStore {
@@ -244,6 +246,7 @@ impl SessionStore for RedisStore {
             addrs: online.addrs.clone(),
             weight: online.weight,
             updated: online.updated,
+            grpc_addr: online.grpc_addr.clone(),
         })
         .map_err(|e| StoreError::Unavailable(format!("encoding online report: {e}")))?;
         pipe.hset(&name, keys::ONLINE_RIM_FIELD, extra)
@@ -293,6 +296,7 @@ impl SessionStore for RedisStore {
                             report.ip_count = extra.ip_count;
                             report.addrs = extra.addrs;
                             report.weight = extra.weight;
+                            report.grpc_addr = extra.grpc_addr;
                             report.updated = report.updated.max(extra.updated);
                         }
                         Err(e) => {

@@ -1,0 +1,282 @@
+//! Comet configuration: the serde [`Config`] (every field has a default, so an
+//! empty TOML table is a valid config) and its validation.
+//!
+//! Binding the listen addresses is not done here: the binary binds
+//! `tcp_bind` / `ws_bind` (see [`crate::Listeners::bind`]) and hands the
+//! listeners to [`crate::Comet::serve`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// Largest accepted `max_body`: a frame's packLen is an int32 that includes the
+/// 16-byte header.
+const MAX_BODY_LIMIT: usize = i32::MAX as usize - rim_proto::HEADER_LEN;
+
+/// Settings of one comet node.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This comet's id, stored by logic as the server of every session and
+    /// used by job to address pushes; must be unique in the cluster.
+    /// Default: the host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`,
+    /// else `"comet"`); see [`Config::server_id`].
+    pub server_id: Option<String>,
+    /// Raw TCP listen addresses (goim `tcp.bind`). Default `["0.0.0.0:3101"]`.
+    pub tcp_bind: Vec<String>,
+    /// WebSocket listen addresses, path `/sub` (goim `websocket.bind`).
+    /// Default `["0.0.0.0:3102"]`.
+    pub ws_bind: Vec<String>,
+    /// Client-facing addresses (`host:port`) reported to logic for its nodes
+    /// API. Default empty.
+    pub addrs: Vec<String>,
+    /// Load-balancing weight reported to logic. Default 1.
+    pub weight: i32,
+    /// Where job reaches this comet's push service (gRPC `host:port`),
+    /// reported with the online counts so job can discover the comet. Set by
+    /// `rim comet` from its `grpc_bind`/`grpc_addr`; empty (the default) for
+    /// an in-process comet.
+    pub grpc_addr: String,
+    /// Time from accept (including the WebSocket upgrade) to a successful
+    /// auth reply (goim `protocol.handshakeTimeout`). Default 8s.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Heartbeat timeout used when logic's `ConnectReply.heartbeat` is 0.
+    /// Default 8m (goim: 4m heartbeat × 2).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Largest client frame body in bytes; a WebSocket message may hold at
+    /// most 16 + `max_body` bytes. Default 4096 (goim `MaxBodySize`).
+    pub max_body: usize,
+    /// Number of session buckets (lock shards). Default 32.
+    pub buckets: usize,
+    /// Bounded outbound queue per session, in messages; a push into a full
+    /// queue disconnects the session as a slow client. Default 128.
+    pub session_queue: usize,
+    /// How often room and connection counts are reported to logic.
+    /// Default 10s (retry after 1s on error).
+    #[serde(with = "humantime_serde")]
+    pub online_report_interval: Duration,
+    /// Deadline on every call to logic; a timeout counts as
+    /// `LogicError::Unavailable`. Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub logic_timeout: Duration,
+    /// Lower bound of the per-connection interval between logic heartbeats
+    /// (TTL refreshes, sent on client heartbeats). Default 5m.
+    #[serde(with = "humantime_serde")]
+    pub logic_heartbeat_interval_min: Duration,
+    /// Upper bound of that interval; each connection picks a random value in
+    /// `[min, max]` once. Default 10m.
+    #[serde(with = "humantime_serde")]
+    pub logic_heartbeat_interval_max: Duration,
+    /// How long `serve` waits for connection tasks after shutdown. Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_id: None,
+            tcp_bind: vec!["0.0.0.0:3101".to_owned()],
+            ws_bind: vec!["0.0.0.0:3102".to_owned()],
+            addrs: Vec::new(),
+            weight: 1,
+            grpc_addr: String::new(),
+            handshake_timeout: Duration::from_secs(8),
+            heartbeat_timeout: Duration::from_secs(8 * 60),
+            max_body: rim_proto::MAX_BODY_DEFAULT,
+            buckets: 32,
+            session_queue: 128,
+            online_report_interval: Duration::from_secs(10),
+            logic_timeout: Duration::from_secs(5),
+            logic_heartbeat_interval_min: Duration::from_secs(5 * 60),
+            logic_heartbeat_interval_max: Duration::from_secs(10 * 60),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// The server id: `server_id` if set, else the host name.
+    pub fn server_id(&self) -> String {
+        match &self.server_id {
+            Some(id) => id.clone(),
+            None => host_name(),
+        }
+    }
+
+    /// Checks every field; call before binding anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(id) = &self.server_id {
+            if id.trim().is_empty() {
+                return Err(invalid("server_id", "must not be empty when set"));
+            }
+        }
+        for (field, addrs) in [("tcp_bind", &self.tcp_bind), ("ws_bind", &self.ws_bind)] {
+            if addrs.iter().any(|a| a.trim().is_empty()) {
+                return Err(invalid(field, "addresses must not be empty"));
+            }
+        }
+        if self.weight < 0 {
+            return Err(invalid("weight", "must not be negative"));
+        }
+        if self.max_body == 0 || self.max_body > MAX_BODY_LIMIT {
+            return Err(invalid(
+                "max_body",
+                format!("must be between 1 and {MAX_BODY_LIMIT}"),
+            ));
+        }
+        if self.buckets == 0 || self.buckets > u32::MAX as usize {
+            return Err(invalid("buckets", "must be between 1 and 2^32-1"));
+        }
+        if self.session_queue == 0 {
+            return Err(invalid("session_queue", "must be at least 1"));
+        }
+        for (field, value) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("heartbeat_timeout", self.heartbeat_timeout),
+            ("online_report_interval", self.online_report_interval),
+            ("logic_timeout", self.logic_timeout),
+            (
+                "logic_heartbeat_interval_min",
+                self.logic_heartbeat_interval_min,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(field, "must be greater than zero"));
+            }
+        }
+        if self.logic_heartbeat_interval_max < self.logic_heartbeat_interval_min {
+            return Err(invalid(
+                "logic_heartbeat_interval_max",
+                "must not be below logic_heartbeat_interval_min",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// The host name, as goim's `-host` default (`os.Hostname`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+        })
+        .unwrap_or_else(|| "comet".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_gives_defaults() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config, Config::default());
+        config.validate().unwrap();
+        assert_eq!(config.tcp_bind, ["0.0.0.0:3101"]);
+        assert_eq!(config.ws_bind, ["0.0.0.0:3102"]);
+        assert_eq!(config.handshake_timeout, Duration::from_secs(8));
+        assert_eq!(config.heartbeat_timeout, Duration::from_secs(480));
+        assert_eq!(config.max_body, 4096);
+        assert_eq!(config.buckets, 32);
+        assert_eq!(config.session_queue, 128);
+    }
+
+    #[test]
+    fn humantime_durations_parse() {
+        let config: Config = toml::from_str(
+            r#"
+            server_id = "comet-1"
+            handshake_timeout = "500ms"
+            logic_heartbeat_interval_min = "1m"
+            logic_heartbeat_interval_max = "1m 30s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(config.logic_heartbeat_interval_max, Duration::from_secs(90));
+        assert_eq!(config.server_id(), "comet-1");
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(toml::from_str::<Config>("bucket_size = 3").is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_reported_by_field() {
+        let cases: Vec<(&str, Config)> = vec![
+            (
+                "buckets",
+                Config {
+                    buckets: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "session_queue",
+                Config {
+                    session_queue: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_body",
+                Config {
+                    max_body: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "handshake_timeout",
+                Config {
+                    handshake_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+            ),
+            (
+                "logic_heartbeat_interval_max",
+                Config {
+                    logic_heartbeat_interval_max: Duration::from_secs(1),
+                    ..Config::default()
+                },
+            ),
+            (
+                "server_id",
+                Config {
+                    server_id: Some(" ".into()),
+                    ..Config::default()
+                },
+            ),
+        ];
+        for (field, config) in cases {
+            match config.validate() {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: expected an error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn default_server_id_is_not_empty() {
+        assert!(!Config::default().server_id().is_empty());
+    }
+}

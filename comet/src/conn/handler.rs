@@ -1,0 +1,387 @@
+//! The transport-independent life of a connection: auth handshake, session
+//! registration, the op dispatch of goim-spec 1.5, the writer, and teardown.
+//!
+//! Ordering guarantees: the session is registered before the auth reply is
+//! buffered, and the task is the only writer, so no push can precede op 8;
+//! replies and pushes reach the socket in the order the task handled them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use rim_proto::pb::logic::{ConnectReply, ConnectReq, DisconnectReq, HeartbeatReq, ReceiveReq};
+use rim_proto::{Frame, Op};
+use tokio::time::{Instant, Sleep};
+use tracing::{debug, info, warn};
+
+use super::{log_close, CloseReason, ConnInfo, FrameIo};
+use crate::logic::LogicError;
+use crate::metrics;
+use crate::server::Comet;
+use crate::session::{Closed, Session};
+
+/// Runs a connection whose transport is ready (TCP accepted, WebSocket
+/// upgraded) until it closes. `deadline` ends the handshake; `cookie` is the
+/// WebSocket `Cookie` header ("" on TCP).
+///
+/// The handshake and the teardown run boxed: their state (logic requests and
+/// replies, timers) is freed when they finish, so an idle connection's task
+/// holds only what the frame loop needs.
+pub(crate) async fn run<T: FrameIo>(
+    comet: &Arc<Comet>,
+    io: &mut T,
+    conn: ConnInfo,
+    cookie: String,
+    deadline: Instant,
+) {
+    let active = match Box::pin(establish(comet, io, conn, cookie, deadline)).await {
+        Ok(active) => active,
+        Err(reason) => {
+            log_close(&conn, None, &reason);
+            return;
+        }
+    };
+    let reason = active.run(io).await;
+    // Logic is told before the caller drops the socket, so a client that sees
+    // the close can rely on its mapping being gone (or left to its successor).
+    Box::pin(teardown(comet, &active.session, conn, reason)).await;
+}
+
+/// Authenticates within the handshake deadline, registers the session and
+/// buffers the auth reply.
+async fn establish<'a, T: FrameIo>(
+    comet: &'a Arc<Comet>,
+    io: &mut T,
+    conn: ConnInfo,
+    cookie: String,
+    deadline: Instant,
+) -> Result<Active<'a>, CloseReason> {
+    let (auth, reply) = tokio::select! {
+        biased;
+        () = comet.closing.cancelled() => return Err(CloseReason::Shutdown),
+        result = tokio::time::timeout_at(deadline, authenticate(comet, io, &conn, cookie)) => {
+            match result {
+                Ok(result) => result?,
+                Err(_) => return Err(CloseReason::HandshakeTimeout(comet.config.handshake_timeout)),
+            }
+        }
+    };
+    let ConnectReply {
+        mid,
+        key,
+        room_id,
+        accepts,
+        heartbeat,
+    } = reply;
+    let session = Arc::new(Session::new(
+        conn.id,
+        Arc::from(key),
+        mid,
+        conn.peer.ip(),
+        &accepts,
+    ));
+    comet.register(&session, (!room_id.is_empty()).then_some(room_id.as_str()));
+    ::metrics::gauge!(metrics::SESSIONS).increment(1.0);
+    // Registered first: no push can be queued before this reply goes out.
+    io.queue_reply(&auth.reply(Op::AuthReply, Bytes::new()));
+    debug!(
+        conn.id = conn.id,
+        peer.addr = %conn.peer,
+        key = %session.key,
+        mid,
+        room = room_id,
+        "authenticated"
+    );
+    let heartbeat = match u64::try_from(heartbeat) {
+        Ok(nanos) if nanos > 0 => Duration::from_nanos(nanos),
+        _ => comet.config.heartbeat_timeout,
+    };
+    let (min, max) = (
+        comet.config.logic_heartbeat_interval_min,
+        comet.config.logic_heartbeat_interval_max,
+    );
+    Ok(Active {
+        comet,
+        session,
+        conn,
+        heartbeat,
+        logic_heartbeat_interval: rand::rng().random_range(min..=max),
+    })
+}
+
+/// Unregisters the session, counts what it still had queued, logs the close
+/// and, if the key was still this session's, tells logic.
+async fn teardown(comet: &Comet, session: &Arc<Session>, conn: ConnInfo, reason: CloseReason) {
+    let current = comet.unregister(session);
+    ::metrics::gauge!(metrics::SESSIONS).decrement(1.0);
+    let lost = session.close(Closed::Ended);
+    if lost > 0 {
+        debug!(conn.id = conn.id, key = %session.key, mid = session.mid, lost, "queued messages dropped at close");
+        metrics::dropped(metrics::DROP_CONNECTION_CLOSED, lost as u64);
+    }
+    log_close(&conn, Some(session), &reason);
+    if !current {
+        // Kicked: the key's mapping in logic belongs to the successor now.
+        return;
+    }
+    let req = DisconnectReq {
+        mid: session.mid,
+        key: session.key.to_string(),
+        server: comet.server_id().to_owned(),
+    };
+    if let Err(e) = comet
+        .call_logic("disconnect", comet.logic().disconnect(req))
+        .await
+    {
+        warn!(conn.id = conn.id, key = %session.key, mid = session.mid, error = %e, "logic disconnect failed");
+    }
+}
+
+/// Reads until op 7 (other frames are ignored) and asks logic to connect.
+async fn authenticate<T: FrameIo>(
+    comet: &Comet,
+    io: &mut T,
+    conn: &ConnInfo,
+    cookie: String,
+) -> Result<(Frame, ConnectReply), CloseReason> {
+    let auth = loop {
+        match io.read_frame().await? {
+            Some(frame) if frame.op == Op::Auth.code() => break frame,
+            Some(frame) => debug!(
+                conn.id = conn.id,
+                peer.addr = %conn.peer,
+                op = frame.op,
+                "frame before auth ignored"
+            ),
+            None => return Err(CloseReason::ClientClosed),
+        }
+    };
+    let req = ConnectReq {
+        server: comet.server_id().to_owned(),
+        cookie,
+        token: auth.body.clone(),
+    };
+    let reply = comet
+        .call_logic("connect", comet.logic().connect(req))
+        .await
+        .map_err(CloseReason::AuthFailed)?;
+    if reply.key.is_empty() {
+        return Err(CloseReason::AuthFailed(LogicError::Refused(
+            "logic returned an empty key".to_owned(),
+        )));
+    }
+    Ok((auth, reply))
+}
+
+/// An authenticated connection.
+struct Active<'a> {
+    comet: &'a Arc<Comet>,
+    session: Arc<Session>,
+    conn: ConnInfo,
+    /// Close if no op 2 arrives within this.
+    heartbeat: Duration,
+    /// Least time between two logic heartbeats of this connection.
+    logic_heartbeat_interval: Duration,
+}
+
+impl Active<'_> {
+    async fn run<T: FrameIo>(&self, io: &mut T) -> CloseReason {
+        let timer = tokio::time::sleep(self.heartbeat);
+        tokio::pin!(timer);
+        loop {
+            match self.session.take_queue() {
+                Ok(queue) => {
+                    for push in &queue {
+                        io.queue_push(push);
+                    }
+                }
+                Err(closed) => return closed.into(),
+            }
+            if io.has_output() {
+                if let Err(reason) = self.flush(io, timer.as_mut()).await {
+                    return reason;
+                }
+            }
+            // Reads come before the queue notification, and the queue is
+            // drained on every iteration, so neither a flood of client frames
+            // nor a stream of pushes starves the other. Pushes that arrived
+            // during the write left a notification, so this does not sleep.
+            let read = tokio::select! {
+                biased;
+                () = self.comet.closing.cancelled() => return CloseReason::Shutdown,
+                () = timer.as_mut() => return CloseReason::HeartbeatTimeout(self.heartbeat),
+                read = io.read_frame() => read,
+                () = self.session.notified() => continue,
+            };
+            let frame = match read {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return CloseReason::ClientClosed,
+                Err(reason) => return reason,
+            };
+            if frame.op == Op::Heartbeat.code() {
+                // Only op 2 keeps the connection alive (goim-spec 1.6).
+                timer.as_mut().reset(Instant::now() + self.heartbeat);
+            }
+            // Boxed: a logic call's state is only needed while it runs.
+            match Box::pin(self.apply(frame)).await {
+                Ok(reply) => io.queue_reply(&reply),
+                Err(reason) => return reason,
+            }
+        }
+    }
+
+    /// Writes everything buffered; a close of the session, shutdown or the
+    /// heartbeat deadline abandons a write stuck on a client that does not read.
+    async fn flush<T: FrameIo>(
+        &self,
+        io: &mut T,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Result<(), CloseReason> {
+        let write = io.flush();
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.comet.closing.cancelled() => return Err(CloseReason::Shutdown),
+                () = self.session.notified() => {
+                    if let Some(closed) = self.session.closed() {
+                        return Err(closed.into());
+                    }
+                }
+                () = timer.as_mut() => return Err(CloseReason::HeartbeatTimeout(self.heartbeat)),
+                written = &mut write => return written,
+            }
+        }
+    }
+
+    /// Handles one client frame after auth and returns the reply.
+    async fn apply(&self, frame: Frame) -> Result<Frame, CloseReason> {
+        let session = &self.session;
+        match frame.op() {
+            Op::Heartbeat => {
+                let online = session
+                    .room()
+                    .map_or(0, |room| self.comet.room_online(&room));
+                self.maybe_logic_heartbeat();
+                Ok(frame.reply(
+                    Op::HeartbeatReply,
+                    Bytes::copy_from_slice(&online.to_be_bytes()),
+                ))
+            }
+            Op::ChangeRoom => {
+                match std::str::from_utf8(&frame.body) {
+                    Ok(room) => {
+                        self.comet
+                            .change_room(session, (!room.is_empty()).then_some(room));
+                        debug!(conn.id = self.conn.id, key = %session.key, mid = session.mid, room, "room changed");
+                    }
+                    Err(_) => info!(
+                        conn.id = self.conn.id,
+                        key = %session.key,
+                        mid = session.mid,
+                        "change room ignored: room id is not utf-8"
+                    ),
+                }
+                Ok(frame.reply(Op::ChangeRoomReply, frame.body.clone()))
+            }
+            Op::Sub => {
+                match parse_ops(&frame.body) {
+                    Some(ops) => {
+                        if !session.sub(&ops) {
+                            info!(conn.id = self.conn.id, key = %session.key, mid = session.mid, "sub ignored: too many accepted ops");
+                        }
+                    }
+                    None => {
+                        info!(conn.id = self.conn.id, key = %session.key, mid = session.mid, "sub ignored: body is not a comma-separated int32 list")
+                    }
+                }
+                Ok(frame.reply(Op::SubReply, frame.body.clone()))
+            }
+            Op::Unsub => {
+                match parse_ops(&frame.body) {
+                    Some(ops) => session.unsub(&ops),
+                    None => {
+                        info!(conn.id = self.conn.id, key = %session.key, mid = session.mid, "unsub ignored: body is not a comma-separated int32 list")
+                    }
+                }
+                Ok(frame.reply(Op::UnsubReply, frame.body.clone()))
+            }
+            op => {
+                let reply = frame.reply(op, Bytes::new());
+                let req = ReceiveReq {
+                    mid: session.mid,
+                    proto: Some(frame.into()),
+                };
+                let call = self
+                    .comet
+                    .call_logic("receive", self.comet.logic().receive(req));
+                tokio::select! {
+                    biased;
+                    () = self.comet.closing.cancelled() => return Err(CloseReason::Shutdown),
+                    result = call => {
+                        if let Err(e) = result {
+                            warn!(conn.id = self.conn.id, key = %session.key, mid = session.mid, op = op.code(), error = %e, "logic receive failed");
+                        }
+                    }
+                }
+                Ok(reply)
+            }
+        }
+    }
+
+    /// Refreshes logic's mapping TTL at most once per interval, without
+    /// holding up this connection's frames.
+    fn maybe_logic_heartbeat(&self) {
+        if !self
+            .session
+            .start_logic_heartbeat(Instant::now(), self.logic_heartbeat_interval)
+        {
+            return;
+        }
+        let comet = Arc::clone(self.comet);
+        let session = Arc::clone(&self.session);
+        self.comet.tracker.spawn(async move {
+            let req = HeartbeatReq {
+                mid: session.mid,
+                key: session.key.to_string(),
+                server: comet.server_id().to_owned(),
+            };
+            let result = comet
+                .call_logic("heartbeat", comet.logic().heartbeat(req))
+                .await;
+            if let Err(e) = &result {
+                warn!(conn.id = session.id, key = %session.key, mid = session.mid, error = %e, "logic heartbeat failed");
+            }
+            session.finish_logic_heartbeat(result.is_ok(), Instant::now());
+        });
+    }
+}
+
+/// Parses a sub/unsub body `"1000, 1001"`; `None` if any element is not an
+/// int32 (goim then ignores the whole request).
+fn parse_ops(body: &[u8]) -> Option<Vec<i32>> {
+    std::str::from_utf8(body)
+        .ok()?
+        .split(',')
+        .map(|op| op.trim().parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ops;
+
+    #[test]
+    fn ops_parse_like_goim() {
+        assert_eq!(parse_ops(b"2000,2001"), Some(vec![2000, 2001]));
+        assert_eq!(parse_ops(b" 1 , 2 "), Some(vec![1, 2]));
+        assert_eq!(parse_ops(b"-5"), Some(vec![-5]));
+        assert_eq!(parse_ops(b""), None);
+        assert_eq!(parse_ops(b"1,"), None);
+        assert_eq!(parse_ops(b"1,x"), None);
+        assert_eq!(parse_ops(b"99999999999"), None);
+        assert_eq!(parse_ops(&[0xff]), None);
+    }
+}

@@ -1,0 +1,228 @@
+//! One client connection, from accept to close: the transports (`tcp`, `ws`)
+//! turn a socket into goim frames ([`FrameIo`]) and one shared handler
+//! (`handler`) runs the handshake, the op dispatch and the writer over it.
+//!
+//! Each connection is one task: it selects over the next client frame, its
+//! session's queue notification, the heartbeat deadline and shutdown. Why a
+//! connection ended is a [`CloseReason`], logged and counted in one place
+//! ([`log_close`]).
+
+mod handler;
+mod tcp;
+mod ws;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rim_proto::{Frame, ProtoError};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite;
+
+use crate::logic::LogicError;
+use crate::metrics;
+use crate::push::Push;
+use crate::server::Comet;
+use crate::session::{Closed, Session};
+
+/// The client transport of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Raw goim frames over TCP.
+    Tcp,
+    /// One goim frame per binary (or text) WebSocket message, path `/sub`.
+    Ws,
+}
+
+impl Transport {
+    /// Metric label and log field value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Ws => "ws",
+        }
+    }
+}
+
+/// Identity of one accepted connection, for logs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    /// Unique per comet process (`conn.id`).
+    pub(crate) id: u64,
+    /// The client's address (`peer.addr`).
+    pub(crate) peer: SocketAddr,
+    /// Which listener accepted it.
+    pub(crate) transport: Transport,
+}
+
+/// Why a connection was closed. goim has no error frame: the socket is just
+/// closed, and the reason goes to the log and `rim_comet_disconnects_total`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CloseReason {
+    /// The comet is shutting down.
+    #[error("comet shutting down")]
+    Shutdown,
+    /// EOF, or a WebSocket close frame.
+    #[error("closed by client")]
+    ClientClosed,
+    /// No successful auth within `handshake_timeout` of accept.
+    #[error("handshake timed out after {0:?}")]
+    HandshakeTimeout(Duration),
+    /// Logic refused the token or could not be reached.
+    #[error("auth failed: {0}")]
+    AuthFailed(LogicError),
+    /// Malformed header, oversize body, or a WebSocket message that is not
+    /// exactly one frame.
+    #[error("malformed frame: {0}")]
+    BadFrame(ProtoError),
+    /// Bad WebSocket framing (oversize message, unmasked frame, ...).
+    #[error("websocket protocol error: {0}")]
+    WsProtocol(tungstenite::Error),
+    /// Reading or writing the socket failed (reset, broken pipe, ...).
+    #[error("i/o error: {0}")]
+    Io(io::Error),
+    /// No heartbeat (op 2) within the heartbeat timeout.
+    #[error("heartbeat timed out after {0:?}")]
+    HeartbeatTimeout(Duration),
+    /// A newer connection registered the same key.
+    #[error("kicked: same key connected again")]
+    Kicked,
+    /// The outbound queue was full.
+    #[error("slow client: outbound queue full")]
+    SlowClient,
+    /// A WebSocket upgrade for a path other than `/sub` (answered 404).
+    #[error("websocket path {0:?} rejected: only /sub is served")]
+    WsPathRejected(String),
+    /// The HTTP upgrade to WebSocket failed.
+    #[error("websocket upgrade failed: {0}")]
+    WsHandshake(tungstenite::Error),
+}
+
+impl CloseReason {
+    /// The `reason` label of `rim_comet_disconnects_total`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::HandshakeTimeout(_) => "handshake_timeout",
+            CloseReason::AuthFailed(_) => "auth_failed",
+            CloseReason::BadFrame(_) => "bad_frame",
+            CloseReason::WsProtocol(_) => "ws_protocol",
+            CloseReason::Io(_) => "io_error",
+            CloseReason::HeartbeatTimeout(_) => "heartbeat_timeout",
+            CloseReason::Kicked => "kicked",
+            CloseReason::SlowClient => "slow_client",
+            CloseReason::WsPathRejected(_) => "ws_path_rejected",
+            CloseReason::WsHandshake(_) => "ws_handshake_failed",
+        }
+    }
+
+    /// Ends that happen all the time and need no attention: logged at debug.
+    fn is_routine(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::Shutdown | CloseReason::ClientClosed | CloseReason::Io(_)
+        )
+    }
+}
+
+impl From<ProtoError> for CloseReason {
+    fn from(e: ProtoError) -> Self {
+        match e {
+            ProtoError::Io(e) => CloseReason::Io(e),
+            other => CloseReason::BadFrame(other),
+        }
+    }
+}
+
+impl From<Closed> for CloseReason {
+    fn from(closed: Closed) -> Self {
+        match closed {
+            Closed::Kicked => CloseReason::Kicked,
+            Closed::SlowClient => CloseReason::SlowClient,
+            // Only the connection task itself sets `Ended`, after its loop.
+            Closed::Ended => CloseReason::ClientClosed,
+        }
+    }
+}
+
+/// A connection's framed byte stream, as the shared handler sees it.
+/// Output is buffered by `queue_*` and written by `flush`.
+pub(crate) trait FrameIo: Send {
+    /// The next client frame; `None` at a clean end (EOF, WebSocket close).
+    /// Must be cancel-safe: it is polled in `select!`.
+    fn read_frame(&mut self) -> impl Future<Output = Result<Option<Frame>, CloseReason>> + Send;
+    /// Buffers a reply to a client frame.
+    fn queue_reply(&mut self, frame: &Frame);
+    /// Buffers a push.
+    fn queue_push(&mut self, push: &Push);
+    /// Whether anything is buffered.
+    fn has_output(&self) -> bool;
+    /// Writes everything buffered (one socket write on TCP when it fits).
+    fn flush(&mut self) -> impl Future<Output = Result<(), CloseReason>> + Send;
+}
+
+/// Spawns the task serving one accepted connection on the comet's tracker.
+/// Each transport gets its own task type, so a TCP connection's task is not
+/// sized for the larger WebSocket state.
+pub(crate) fn spawn(
+    comet: &Arc<Comet>,
+    stream: TcpStream,
+    conn: ConnInfo,
+    accepted_at: Instant,
+) -> tokio::task::JoinHandle<()> {
+    metrics::connection_opened(conn.transport.name());
+    let opened = Opened;
+    let deadline = accepted_at + comet.config.handshake_timeout;
+    let comet_for_task = Arc::clone(comet);
+    match conn.transport {
+        Transport::Tcp => {
+            comet
+                .tracker
+                .spawn(tcp::serve(comet_for_task, stream, conn, deadline, opened))
+        }
+        Transport::Ws => {
+            comet
+                .tracker
+                .spawn(ws::serve(comet_for_task, stream, conn, deadline, opened))
+        }
+    }
+}
+
+/// Held by a connection task: decrements the connection gauge however the
+/// task ends (even if it is dropped before it first runs).
+pub(crate) struct Opened;
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        metrics::connection_closed();
+    }
+}
+
+/// Logs and counts the end of a connection.
+pub(crate) fn log_close(conn: &ConnInfo, session: Option<&Session>, reason: &CloseReason) {
+    metrics::disconnect(reason.label());
+    let (key, mid) = session.map_or(("", 0), |s| (&*s.key, s.mid));
+    macro_rules! log_at {
+        ($level:ident) => {
+            tracing::$level!(
+                conn.id = conn.id,
+                peer.addr = %conn.peer,
+                transport = conn.transport.name(),
+                key,
+                mid,
+                reason = %reason,
+                reason.label = reason.label(),
+                "connection closed"
+            )
+        };
+    }
+    if reason.is_routine() {
+        log_at!(debug);
+    } else {
+        log_at!(info);
+    }
+}

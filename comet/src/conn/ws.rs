@@ -1,0 +1,164 @@
+//! WebSocket transport (goim-spec 1.9): HTTP upgrade on path `/sub`, then one
+//! goim frame per message. Client binary and text messages are both frames;
+//! the server sends binary messages only, one per reply or push.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use rim_proto::{Frame, HEADER_LEN};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::{handler, log_close, CloseReason, ConnInfo, FrameIo, Opened};
+use crate::push::Push;
+use crate::server::Comet;
+
+/// The only path served (a query string is allowed).
+const PATH: &str = "/sub";
+/// tungstenite's eagerly allocated read buffer; it grows for larger messages.
+const READ_BUFFER: usize = 256;
+
+/// Upgrades one accepted connection and serves it.
+pub(super) async fn serve(
+    comet: Arc<Comet>,
+    stream: TcpStream,
+    conn: ConnInfo,
+    deadline: Instant,
+    _opened: Opened,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(conn.id = conn.id, peer.addr = %conn.peer, error = %e, "set TCP_NODELAY failed");
+    }
+    let max_message = HEADER_LEN + comet.config.max_body;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+
+    let mut cookie = String::new();
+    let upgraded = {
+        let mut rejected_path = None;
+        // The signature is tungstenite's `Callback`; its error type is not ours to shrink.
+        #[allow(clippy::result_large_err)]
+        let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+            if request.uri().path() != PATH {
+                rejected_path = Some(request.uri().path().to_owned());
+                return Err(not_found());
+            }
+            if let Some(value) = request.headers().get(header::COOKIE) {
+                cookie = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            }
+            Ok(response)
+        };
+        // Boxed: the upgrade's state is large and only needed until it is done.
+        let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            callback,
+            Some(config),
+        ));
+        tokio::select! {
+            biased;
+            () = comet.closing.cancelled() => Err(CloseReason::Shutdown),
+            result = tokio::time::timeout_at(deadline, upgrade) => match result {
+                Ok(Ok(ws)) => Ok(ws),
+                Ok(Err(e)) => Err(match rejected_path.take() {
+                    Some(path) => CloseReason::WsPathRejected(path),
+                    None => CloseReason::WsHandshake(e),
+                }),
+                Err(_) => Err(CloseReason::HandshakeTimeout(comet.config.handshake_timeout)),
+            },
+        }
+    };
+    let mut io = match upgraded {
+        Ok(ws) => WsIo {
+            ws,
+            out: Vec::new(),
+            max_body: comet.config.max_body,
+        },
+        Err(reason) => return log_close(&conn, None, &reason),
+    };
+    handler::run(&comet, &mut io, conn, cookie, deadline).await;
+}
+
+fn not_found() -> ErrorResponse {
+    let mut response = ErrorResponse::new(None);
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}
+
+struct WsIo {
+    ws: WebSocketStream<TcpStream>,
+    out: Vec<Bytes>,
+    max_body: usize,
+}
+
+impl WsIo {
+    fn decode(&self, message: Bytes) -> Result<Option<Frame>, CloseReason> {
+        Frame::decode_exact(message, self.max_body)
+            .map(Some)
+            .map_err(CloseReason::from)
+    }
+}
+
+impl FrameIo for WsIo {
+    async fn read_frame(&mut self) -> Result<Option<Frame>, CloseReason> {
+        loop {
+            // tungstenite answers pings with pongs as part of reading.
+            let message = match self.ws.next().await {
+                None => return Ok(None),
+                Some(Ok(message)) => message,
+                Some(Err(e)) => return Err(ws_error(e)),
+            };
+            match message {
+                Message::Binary(bytes) => return self.decode(bytes),
+                Message::Text(text) => return self.decode(Bytes::from(text)),
+                Message::Close(_) => return Ok(None),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        }
+    }
+
+    fn queue_reply(&mut self, frame: &Frame) {
+        self.out.push(frame.to_bytes());
+    }
+
+    fn queue_push(&mut self, push: &Push) {
+        self.out.push(push.ws.clone());
+    }
+
+    fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        for bytes in std::mem::take(&mut self.out) {
+            self.ws
+                .feed(Message::Binary(bytes))
+                .await
+                .map_err(ws_error)?;
+        }
+        self.ws.flush().await.map_err(ws_error)
+    }
+}
+
+fn ws_error(e: tungstenite::Error) -> CloseReason {
+    use tungstenite::error::ProtocolError;
+    match e {
+        tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed
+        | tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            CloseReason::ClientClosed
+        }
+        tungstenite::Error::Io(e) => CloseReason::Io(e),
+        other => CloseReason::WsProtocol(other),
+    }
+}

@@ -1,0 +1,27 @@
+//! Errors the comet reports to its callers: configuration errors (from
+//! [`crate::Comet::new`]) and push-request errors (from the push methods, which
+//! the gRPC layer maps to `InvalidArgument`).
+//!
+//! Why a single connection was closed is not an error returned to anyone; it
+//! is logged and counted where the connection ends (`conn` module).
+
+/// The configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A field holds a value outside its allowed range.
+    #[error("invalid comet config field `{field}`: {reason}")]
+    Invalid {
+        /// The field's name in the TOML file.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A push request was rejected before any session saw it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The request is malformed (no keys, no proto, empty room id).
+    #[error("invalid push request: {0}")]
+    Invalid(String),
+}

@@ -1,0 +1,181 @@
+//! The comet's gRPC side in the distributed mode: the push service
+//! `goim.comet.Comet` that job calls ([`CometService`]), and the client for
+//! logic's `goim.logic.Logic` ([`GrpcLogic`]). Both are thin shells over the
+//! same code standalone mode calls directly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rim_proto::pb::comet::comet_server::{Comet as CometRpc, CometServer};
+use rim_proto::pb::comet::{
+    BroadcastReply, BroadcastReq, BroadcastRoomReply, BroadcastRoomReq, PushMsgReply, PushMsgReq,
+    RoomsReply, RoomsReq,
+};
+use rim_proto::pb::logic::logic_client::LogicClient as LogicRpcClient;
+use rim_proto::pb::logic::{
+    ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
+    ReceiveReq,
+};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use crate::{Comet, LogicClient, LogicError, PushError};
+
+/// `goim.comet.Comet` over a [`Comet`].
+#[derive(Clone)]
+pub struct CometService {
+    comet: Arc<Comet>,
+}
+
+impl CometService {
+    /// The tonic server for `comet`.
+    pub fn server(comet: Arc<Comet>) -> CometServer<CometService> {
+        CometServer::new(CometService { comet })
+    }
+}
+
+fn push_status(e: PushError) -> Status {
+    match e {
+        PushError::Invalid(m) => Status::invalid_argument(m),
+    }
+}
+
+#[async_trait]
+impl CometRpc for CometService {
+    async fn push_msg(&self, req: Request<PushMsgReq>) -> Result<Response<PushMsgReply>, Status> {
+        self.comet.push_msg(req.into_inner()).map_err(push_status)?;
+        Ok(Response::new(PushMsgReply {}))
+    }
+
+    async fn broadcast(
+        &self,
+        req: Request<BroadcastReq>,
+    ) -> Result<Response<BroadcastReply>, Status> {
+        self.comet
+            .broadcast(req.into_inner())
+            .map_err(push_status)?;
+        Ok(Response::new(BroadcastReply {}))
+    }
+
+    async fn broadcast_room(
+        &self,
+        req: Request<BroadcastRoomReq>,
+    ) -> Result<Response<BroadcastRoomReply>, Status> {
+        self.comet
+            .broadcast_room(req.into_inner())
+            .map_err(push_status)?;
+        Ok(Response::new(BroadcastRoomReply {}))
+    }
+
+    async fn rooms(&self, _req: Request<RoomsReq>) -> Result<Response<RoomsReply>, Status> {
+        Ok(Response::new(self.comet.rooms()))
+    }
+}
+
+/// Serves the comet push service on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    comet: Arc<Comet>,
+    listener: tokio::net::TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(CometService::server(comet))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await
+}
+
+/// logic reached over gRPC, with a deadline on every call (goim sets none).
+/// Several addresses are balanced by tonic's channel.
+#[derive(Clone, Debug)]
+pub struct GrpcLogic {
+    client: LogicRpcClient<Channel>,
+}
+
+impl GrpcLogic {
+    /// A client for the logic instances at `addrs` (`host:port`), connecting
+    /// lazily; `timeout` bounds connecting and every call.
+    pub fn new(addrs: &[String], timeout: Duration) -> Result<GrpcLogic, LogicError> {
+        let mut endpoints = Vec::new();
+        for addr in addrs {
+            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|e| LogicError::Unavailable(format!("logic address {addr:?}: {e}")))?
+                .connect_timeout(timeout)
+                .timeout(timeout);
+            endpoints.push(endpoint);
+        }
+        if endpoints.is_empty() {
+            return Err(LogicError::Unavailable(
+                "no logic address configured".into(),
+            ));
+        }
+        let channel = Channel::balance_list(endpoints.into_iter());
+        Ok(GrpcLogic {
+            client: LogicRpcClient::new(channel),
+        })
+    }
+}
+
+fn logic_error(status: Status) -> LogicError {
+    match status.code() {
+        Code::InvalidArgument
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::FailedPrecondition => LogicError::Refused(status.message().to_owned()),
+        _ => LogicError::Unavailable(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+#[async_trait]
+impl LogicClient for GrpcLogic {
+    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicError> {
+        Ok(self
+            .client
+            .clone()
+            .connect(req)
+            .await
+            .map_err(logic_error)?
+            .into_inner())
+    }
+
+    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicError> {
+        Ok(self
+            .client
+            .clone()
+            .disconnect(req)
+            .await
+            .map_err(logic_error)?
+            .into_inner())
+    }
+
+    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicError> {
+        self.client
+            .clone()
+            .heartbeat(req)
+            .await
+            .map_err(logic_error)?;
+        Ok(())
+    }
+
+    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicError> {
+        Ok(self
+            .client
+            .clone()
+            .renew_online(req)
+            .await
+            .map_err(logic_error)?
+            .into_inner())
+    }
+
+    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicError> {
+        self.client
+            .clone()
+            .receive(req)
+            .await
+            .map_err(logic_error)?;
+        Ok(())
+    }
+}

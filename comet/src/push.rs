@@ -1,0 +1,129 @@
+//! [`Push`]: one server push, encoded once and shared by every recipient.
+//!
+//! goim's job hands the comet a `goim.protocol.Proto`. When its op is 9 (Raw),
+//! the body already holds complete frames: TCP clients get those bytes
+//! verbatim, WebSocket clients get the proto as one op 9 frame (goim-spec 1.8).
+//! Any other op is encoded as a normal frame for both transports.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rim_proto::pb::protocol::Proto;
+use rim_proto::{Frame, Op};
+
+use crate::metrics;
+use crate::session::Enqueue;
+
+/// The encoded bytes of one push, for each transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Push {
+    /// Written to TCP sessions.
+    pub(crate) tcp: Bytes,
+    /// Sent as one binary message to WebSocket sessions.
+    pub(crate) ws: Bytes,
+}
+
+impl Push {
+    /// Encodes `proto` once; the result is shared by `Arc` among recipients.
+    pub(crate) fn encode(proto: Proto) -> Arc<Push> {
+        let push = if proto.op == Op::Raw.code() {
+            // Only the low 16 bits of `ver` go on the wire (goim keeps int32).
+            let ws = Frame::new(proto.ver as i16, Op::Raw, 0, proto.body.clone()).to_bytes();
+            Push {
+                tcp: proto.body,
+                ws,
+            }
+        } else {
+            let bytes = Frame::from(proto).to_bytes();
+            Push {
+                tcp: bytes.clone(),
+                ws: bytes,
+            }
+        };
+        Arc::new(push)
+    }
+}
+
+/// Outcome counts of one fan-out, recorded once when it ends.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fanout {
+    /// Messages queued.
+    pub(crate) queued: u64,
+    /// Recipients that do not accept the op.
+    pub(crate) filtered: u64,
+    /// Recipients already closing (message dropped).
+    pub(crate) closed: u64,
+    /// Recipients disconnected as slow clients (logged and counted already).
+    pub(crate) overflowed: u64,
+}
+
+impl Fanout {
+    /// Adds one recipient's outcome.
+    pub(crate) fn add(&mut self, outcome: Enqueue) {
+        match outcome {
+            Enqueue::Queued => self.queued += 1,
+            Enqueue::NotAccepted => self.filtered += 1,
+            Enqueue::Closed => self.closed += 1,
+            Enqueue::Overflow => self.overflowed += 1,
+        }
+    }
+
+    /// Records the counts under `kind` (`keys`, `broadcast`, `room`).
+    pub(crate) fn record(&self, kind: &'static str) {
+        if self.queued > 0 {
+            ::metrics::counter!(metrics::ENQUEUED_MESSAGES, "kind" => kind).increment(self.queued);
+        }
+        if self.filtered > 0 {
+            ::metrics::counter!(metrics::FILTERED_MESSAGES, "kind" => kind)
+                .increment(self.filtered);
+        }
+        if self.closed > 0 {
+            tracing::debug!(
+                kind,
+                recipients = self.closed,
+                "push dropped for sessions that are closing"
+            );
+            metrics::dropped(metrics::DROP_SESSION_CLOSED, self.closed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rim_proto::encode_raw_push;
+
+    #[test]
+    fn raw_push_is_bare_on_tcp_and_wrapped_on_ws() {
+        // goim-spec 1.12: keyed push of "hi", operation 1000.
+        let inner = encode_raw_push(1000, b"hi");
+        let push = Push::encode(Proto {
+            ver: 1,
+            op: 9,
+            seq: 0,
+            body: inner.clone(),
+        });
+        assert_eq!(push.tcp, inner);
+        assert_eq!(push.ws.len(), 34);
+        assert_eq!(
+            &push.ws[..16],
+            &[0, 0, 0, 0x22, 0, 0x10, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0]
+        );
+        assert_eq!(&push.ws[16..], &inner[..]);
+    }
+
+    #[test]
+    fn other_ops_are_one_frame_for_both() {
+        let push = Push::encode(Proto {
+            ver: 1,
+            op: 1000,
+            seq: 5,
+            body: Bytes::from_static(b"hi"),
+        });
+        assert_eq!(push.tcp, push.ws);
+        assert_eq!(
+            &push.tcp[..],
+            &[0, 0, 0, 0x12, 0, 0x10, 0, 1, 0, 0, 0x03, 0xE8, 0, 0, 0, 5, b'h', b'i']
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! [`Session`]: the handle of one authenticated connection (goim's `Channel`),
+//! shared between its bucket, its room and its connection task.
+//!
+//! A session owns the bounded outbound queue and the wake-up of its
+//! connection task. Pushes never wait: they append under a short lock and
+//! notify; a full queue closes the session as a slow client. The connection
+//! task (`conn::handler`) is the only reader of the queue and the only writer
+//! of the socket. The queue is a `VecDeque` that allocates only when a message
+//! is queued and is taken whole by the writer, so an idle session holds no
+//! queue memory.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::{Duration, Instant};
+
+use crate::metrics;
+use crate::push::Push;
+
+/// Most ops one session may accept; a sub request that would exceed it is
+/// ignored (goim has no limit; this bounds what one client can make us store).
+pub(crate) const MAX_ACCEPTS: usize = 1024;
+
+/// Why a session was closed by someone other than its connection task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// A newer connection registered the same key.
+    Kicked,
+    /// A push found the outbound queue full.
+    SlowClient,
+    /// The connection task is tearing down.
+    Ended,
+}
+
+/// What happened to one push offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueue {
+    /// The message is queued for the writer.
+    Queued,
+    /// The session does not accept this op (keyed and broadcast pushes only).
+    NotAccepted,
+    /// The session is closing; the message was dropped (the caller counts it).
+    Closed,
+    /// The queue was full: the session is now closed as a slow client; the
+    /// lost messages are already logged and counted.
+    Overflow,
+}
+
+/// One authenticated connection, as seen by buckets and rooms.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// Connection id, unique per comet process (log field `conn.id`).
+    pub(crate) id: u64,
+    /// The connection key logic assigned (unique per cluster).
+    pub(crate) key: Arc<str>,
+    /// The user id (0 = anonymous).
+    pub(crate) mid: i64,
+    /// The client's IP address, for the distinct-IP count.
+    pub(crate) ip: IpAddr,
+    state: Mutex<State>,
+    /// Wakes the connection task: something was queued, or the session closed.
+    notify: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Arc<Push>>,
+    /// Sorted, deduplicated.
+    accepts: Vec<i32>,
+    /// Current room id; changed only under the bucket's write lock.
+    room: Option<Arc<str>>,
+    closed: Option<Closed>,
+    /// When logic last confirmed a heartbeat (or the connect) for this session.
+    logic_heartbeat_at: Instant,
+    logic_heartbeat_pending: bool,
+}
+
+impl Session {
+    /// A new open session accepting `accepts` (order and duplicates ignored).
+    pub(crate) fn new(id: u64, key: Arc<str>, mid: i64, ip: IpAddr, accepts: &[i32]) -> Session {
+        let mut accepts = accepts.to_vec();
+        accepts.sort_unstable();
+        accepts.dedup();
+        accepts.truncate(MAX_ACCEPTS);
+        Session {
+            id,
+            key,
+            mid,
+            ip,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                accepts,
+                room: None,
+                closed: None,
+                logic_heartbeat_at: Instant::now(),
+                logic_heartbeat_pending: false,
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Offers a push. `op` is the accepts filter (`None` for room pushes).
+    /// Never blocks; `capacity` is the queue bound in messages.
+    pub(crate) fn push(&self, push: &Arc<Push>, op: Option<i32>, capacity: usize) -> Enqueue {
+        let mut state = self.state.lock();
+        if let Some(op) = op {
+            if state.accepts.binary_search(&op).is_err() {
+                return Enqueue::NotAccepted;
+            }
+        }
+        if state.closed.is_some() {
+            return Enqueue::Closed;
+        }
+        if state.queue.len() >= capacity {
+            // Everything still queued is lost with this message: the
+            // connection is closed instead of delivering a gapped stream.
+            let lost = state.queue.len() + 1;
+            state.queue = VecDeque::new();
+            state.closed = Some(Closed::SlowClient);
+            drop(state);
+            self.notify.notify_one();
+            tracing::warn!(
+                conn.id = self.id,
+                key = %self.key,
+                mid = self.mid,
+                capacity,
+                lost,
+                "slow client: outbound queue full, disconnecting"
+            );
+            metrics::slow_client(lost as u64);
+            return Enqueue::Overflow;
+        }
+        state.queue.push_back(Arc::clone(push));
+        // A non-empty queue means a wake-up is already pending or the writer
+        // will look at the queue again after its current write.
+        let wake = state.queue.len() == 1;
+        drop(state);
+        if wake {
+            self.notify.notify_one();
+        }
+        Enqueue::Queued
+    }
+
+    /// Takes everything queued, or says why the session is closed.
+    pub(crate) fn take_queue(&self) -> Result<VecDeque<Arc<Push>>, Closed> {
+        let mut state = self.state.lock();
+        match state.closed {
+            Some(closed) => Err(closed),
+            None => Ok(std::mem::take(&mut state.queue)),
+        }
+    }
+
+    /// Why the session is closed, if it is.
+    pub(crate) fn closed(&self) -> Option<Closed> {
+        self.state.lock().closed
+    }
+
+    /// Closes the session (first reason wins) and wakes its task. Returns the
+    /// number of queued messages discarded, for the caller to count.
+    pub(crate) fn close(&self, reason: Closed) -> usize {
+        let mut state = self.state.lock();
+        if state.closed.is_some() {
+            return 0;
+        }
+        state.closed = Some(reason);
+        let lost = std::mem::take(&mut state.queue).len();
+        drop(state);
+        self.notify.notify_one();
+        lost
+    }
+
+    /// Resolves when the session has been notified (push or close).
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Whether keyed and broadcast pushes of `op` reach this session.
+    #[cfg(test)]
+    pub(crate) fn accepts(&self, op: i32) -> bool {
+        self.state.lock().accepts.binary_search(&op).is_ok()
+    }
+
+    /// Adds ops to the accepts set. Returns false (and changes nothing) if the
+    /// set would grow past [`MAX_ACCEPTS`].
+    pub(crate) fn sub(&self, ops: &[i32]) -> bool {
+        let mut state = self.state.lock();
+        let mut merged = state.accepts.clone();
+        merged.extend_from_slice(ops);
+        merged.sort_unstable();
+        merged.dedup();
+        if merged.len() > MAX_ACCEPTS {
+            return false;
+        }
+        state.accepts = merged;
+        true
+    }
+
+    /// Removes ops from the accepts set.
+    pub(crate) fn unsub(&self, ops: &[i32]) {
+        self.state.lock().accepts.retain(|op| !ops.contains(op));
+    }
+
+    /// The current room id.
+    pub(crate) fn room(&self) -> Option<Arc<str>> {
+        self.state.lock().room.clone()
+    }
+
+    /// Sets the room id; callers hold the bucket's write lock.
+    pub(crate) fn set_room(&self, room: Option<Arc<str>>) {
+        self.state.lock().room = room;
+    }
+
+    /// Whether a logic heartbeat is due (`interval` since the last confirmed
+    /// one and none in flight); if so, marks one in flight.
+    pub(crate) fn start_logic_heartbeat(&self, now: Instant, interval: Duration) -> bool {
+        let mut state = self.state.lock();
+        if state.logic_heartbeat_pending || now < state.logic_heartbeat_at + interval {
+            return false;
+        }
+        state.logic_heartbeat_pending = true;
+        true
+    }
+
+    /// Records the end of a logic heartbeat; a failed one is retried on the
+    /// next client heartbeat.
+    pub(crate) fn finish_logic_heartbeat(&self, ok: bool, now: Instant) {
+        let mut state = self.state.lock();
+        state.logic_heartbeat_pending = false;
+        if ok {
+            state.logic_heartbeat_at = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::net::Ipv4Addr;
+
+    fn session(accepts: &[i32]) -> Session {
+        Session::new(1, "k".into(), 7, IpAddr::V4(Ipv4Addr::LOCALHOST), accepts)
+    }
+
+    fn push() -> Arc<Push> {
+        Arc::new(Push {
+            tcp: Bytes::from_static(b"t"),
+            ws: Bytes::from_static(b"w"),
+        })
+    }
+
+    #[test]
+    fn accepts_filter_only_when_asked() {
+        let s = session(&[1000, 1000, 1001]);
+        let p = push();
+        assert_eq!(s.push(&p, Some(2000), 4), Enqueue::NotAccepted);
+        assert_eq!(s.push(&p, Some(1000), 4), Enqueue::Queued);
+        assert_eq!(s.push(&p, None, 4), Enqueue::Queued);
+        assert_eq!(s.take_queue().unwrap().len(), 2);
+        assert!(s.take_queue().unwrap().is_empty());
+    }
+
+    #[test]
+    fn sub_and_unsub_change_accepts() {
+        let s = session(&[1000]);
+        assert!(s.sub(&[2000, 2001]));
+        assert!(s.accepts(2000) && s.accepts(2001) && s.accepts(1000));
+        s.unsub(&[2000, 1000]);
+        assert!(!s.accepts(2000) && !s.accepts(1000) && s.accepts(2001));
+        let too_many: Vec<i32> = (0..MAX_ACCEPTS as i32 + 1).collect();
+        assert!(!s.sub(&too_many));
+        assert!(!s.accepts(0));
+    }
+
+    #[test]
+    fn full_queue_closes_as_slow_client() {
+        let s = session(&[]);
+        let p = push();
+        for _ in 0..3 {
+            assert_eq!(s.push(&p, None, 3), Enqueue::Queued);
+        }
+        assert_eq!(s.push(&p, None, 3), Enqueue::Overflow);
+        assert_eq!(s.take_queue(), Err(Closed::SlowClient));
+        assert_eq!(s.push(&p, None, 3), Enqueue::Closed);
+        // The first reason wins.
+        assert_eq!(s.close(Closed::Kicked), 0);
+        assert_eq!(s.closed(), Some(Closed::SlowClient));
+    }
+
+    #[test]
+    fn close_discards_queue() {
+        let s = session(&[]);
+        let p = push();
+        s.push(&p, None, 8);
+        s.push(&p, None, 8);
+        assert_eq!(s.close(Closed::Kicked), 2);
+        assert_eq!(s.take_queue(), Err(Closed::Kicked));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn logic_heartbeat_interval() {
+        let s = session(&[]);
+        let interval = Duration::from_secs(60);
+        assert!(!s.start_logic_heartbeat(Instant::now(), interval));
+        tokio::time::advance(interval).await;
+        assert!(s.start_logic_heartbeat(Instant::now(), interval));
+        // One in flight at a time.
+        assert!(!s.start_logic_heartbeat(Instant::now(), interval));
+        s.finish_logic_heartbeat(false, Instant::now());
+        // A failure is retried on the next client heartbeat.
+        assert!(s.start_logic_heartbeat(Instant::now(), interval));
+        s.finish_logic_heartbeat(true, Instant::now());
+        assert!(!s.start_logic_heartbeat(Instant::now(), interval));
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests: a real comet on 127.0.0.1:0 with a fake logic and raw
+//! goim clients, checked against the goim wire captures
+//! (shared/reference/goim-wire-captures.md).
+
+#![allow(unreachable_pub)] // test helpers shared between modules
+
+mod common;
+mod online;
+mod push;
+mod tcp;
+mod timers;
+mod ws;
