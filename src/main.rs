@@ -63,11 +63,16 @@ struct ProcessArgs {
     /// TOML configuration file; see config/<component>.example.toml. Without it, defaults apply.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Once listening, print one line `READY {json}` with the bound addresses on stdout
+    /// (for scripts and tests that bind port 0).
+    #[arg(long)]
+    ready: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -119,16 +124,40 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Standalone(args) => standalone(args, metrics, shutdown).await,
         Command::Logic(args) => {
-            distributed::logic::run(load_or_default(&args.config)?, Some(metrics), shutdown).await
+            distributed::logic::run(
+                load_or_default(&args.config)?,
+                Some(metrics),
+                args.ready,
+                shutdown,
+            )
+            .await
         }
         Command::Router(args) => {
-            distributed::router::run(load_or_default(&args.config)?, Some(metrics), shutdown).await
+            distributed::router::run(
+                load_or_default(&args.config)?,
+                Some(metrics),
+                args.ready,
+                shutdown,
+            )
+            .await
         }
         Command::Job(args) => {
-            distributed::job::run(load_or_default(&args.config)?, Some(metrics), shutdown).await
+            distributed::job::run(
+                load_or_default(&args.config)?,
+                Some(metrics),
+                args.ready,
+                shutdown,
+            )
+            .await
         }
         Command::Comet(args) => {
-            distributed::comet::run(load_or_default(&args.config)?, Some(metrics), shutdown).await
+            distributed::comet::run(
+                load_or_default(&args.config)?,
+                Some(metrics),
+                args.ready,
+                shutdown,
+            )
+            .await
         }
     }
 }

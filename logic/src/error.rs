@@ -54,6 +54,6 @@ impl From<StoreError> for LogicError {
 
 impl From<QueueError> for LogicError {
     fn from(err: QueueError) -> Self {
-        LogicError::Unavailable(format!("message not accepted: {err}"))
+        LogicError::Unavailable(format!("message not confirmed: {err}"))
     }
 }

@@ -154,8 +154,10 @@ impl PushQueue for KafkaQueue {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => {
                 metrics::counter!("rim_logic_kafka_produce_errors_total").increment(1);
+                // A produce request already on the wire when the deadline
+                // passed may still be written by the broker: say so.
                 Err(QueueError::Unavailable(format!(
-                    "kafka did not accept the message: {e}"
+                    "kafka did not acknowledge the message ({e}); it is not confirmed and may or may not be delivered"
                 )))
             }
             Err(_) => {

@@ -202,7 +202,7 @@ impl Logic {
                     "push not accepted by the queue"
                 );
                 let message = if accepted == 0 {
-                    format!("message not accepted: {err}")
+                    format!("message not confirmed: {err}")
                 } else {
                     format!(
                         "message partly accepted: {accepted} of {total} per-server records were queued \
@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(
             err,
             LogicError::Unavailable(
-                "message not accepted: push queue did not accept the message within 50ms".into()
+                "message not confirmed: push queue did not accept the message within 50ms".into()
             )
         );
     }

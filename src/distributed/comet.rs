@@ -55,6 +55,7 @@ impl CometProcessConfig {
 pub async fn run(
     config: CometProcessConfig,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ready: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
@@ -73,10 +74,28 @@ pub async fn run(
     let logic = rim_comet::grpc::GrpcLogic::new(&config.logic_addrs, comet_config.logic_timeout)?;
     let comet = rim_comet::Comet::new(comet_config.clone(), Arc::new(logic))?;
     let listeners = crate::standalone::bind_comet(&comet_config).await?;
+    let mut metrics_addr = None;
     if let Some(handle) = metrics {
         let m = super::bind(&config.metrics_bind).await?;
+        metrics_addr = Some(m.local_addr()?.to_string());
         tokio::spawn(super::serve_metrics(m, handle, shutdown.clone()));
     }
+    let addrs = |ls: &[tokio::net::TcpListener]| -> Vec<String> {
+        ls.iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .collect()
+    };
+    super::announce(
+        ready,
+        serde_json::json!({
+            "server_id": comet.server_id(),
+            "grpc": grpc_local.to_string(),
+            "tcp": addrs(&listeners.tcp),
+            "ws": addrs(&listeners.ws),
+            "metrics": metrics_addr,
+        }),
+    );
     info!(
         server_id = comet.server_id(),
         grpc = %grpc_local,

@@ -165,14 +165,18 @@ async fn discover(job: Arc<rim_job::Job>, config: JobProcessConfig, shutdown: Ca
 pub async fn run(
     config: JobProcessConfig,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ready: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
     let job = rim_job::Job::new(config.job.clone());
+    let mut metrics_addr = None;
     if let Some(handle) = metrics {
         let m = super::bind(&config.metrics_bind).await?;
+        metrics_addr = Some(m.local_addr()?.to_string());
         tokio::spawn(super::serve_metrics(m, handle, shutdown.clone()));
     }
+    super::announce(ready, serde_json::json!({"metrics": metrics_addr}));
     let discovery_stop = CancellationToken::new();
     let discovery = tokio::spawn(discover(
         job.clone(),

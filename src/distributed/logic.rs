@@ -64,6 +64,7 @@ impl LogicProcessConfig {
 pub async fn run(
     config: LogicProcessConfig,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ready: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
@@ -78,7 +79,12 @@ pub async fn run(
     let logic = rim_logic::Logic::new(config.logic.clone(), router, Arc::new(queue));
     let http = super::bind(&config.logic.http_bind).await?;
     let grpc = super::bind(&config.grpc_bind).await?;
-    info!(http = %http.local_addr()?, grpc = %grpc.local_addr()?, "rim logic listening");
+    let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+    info!(http = %http_addr, grpc = %grpc_addr, "rim logic listening");
+    super::announce(
+        ready,
+        serde_json::json!({"http": http_addr.to_string(), "grpc": grpc_addr.to_string()}),
+    );
 
     let mut app = rim_logic::http::router(logic.clone());
     if let Some(handle) = metrics {

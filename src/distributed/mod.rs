@@ -78,6 +78,17 @@ pub async fn bind(addr: &str) -> Result<TcpListener, crate::standalone::StartErr
         })
 }
 
+/// Prints `READY {json}` on stdout (one line, flushed) with the bound
+/// addresses, for scripts and tests that start rim processes on port 0.
+pub fn announce(ready: bool, addrs: serde_json::Value) {
+    if ready {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "READY {addrs}");
+        let _ = out.flush();
+    }
+}
+
 /// Reads a TOML file into `T`, naming the file in errors.
 pub fn load<T: serde::de::DeserializeOwned>(
     path: &std::path::Path,

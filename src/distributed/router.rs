@@ -56,6 +56,7 @@ impl RouterProcessConfig {
 pub async fn run(
     config: RouterProcessConfig,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ready: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
@@ -74,11 +75,18 @@ pub async fn run(
         _ => Arc::new(rim_router::MemoryStore::new(config.registry.expire)),
     };
     let listener = super::bind(&config.grpc_bind).await?;
+    let mut metrics_addr = None;
     if let Some(handle) = metrics {
         let m = super::bind(&config.metrics_bind).await?;
+        metrics_addr = Some(m.local_addr()?.to_string());
         tokio::spawn(super::serve_metrics(m, handle, shutdown.clone()));
     }
-    info!(grpc = %listener.local_addr()?, store = %config.store, "rim router listening");
+    let grpc_addr = listener.local_addr()?;
+    info!(grpc = %grpc_addr, store = %config.store, "rim router listening");
+    super::announce(
+        ready,
+        serde_json::json!({"grpc": grpc_addr.to_string(), "metrics": metrics_addr}),
+    );
     rim_router::grpc::serve(store, listener, shutdown).await?;
     info!("router stopped");
     Ok(())

@@ -398,7 +398,7 @@ async fn full_queue_is_503_never_success() {
     assert_answer(
         &answer,
         StatusCode::SERVICE_UNAVAILABLE,
-        json!({"code": -500, "message": "message not accepted: push queue did not accept the message within 50ms"}),
+        json!({"code": -500, "message": "message not confirmed: push queue did not accept the message within 50ms"}),
     );
     let answer = post(&logic, "/1/push/room?rid=live://1", b"c").await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -423,13 +423,13 @@ async fn closed_queue_is_503() {
     assert_answer(
         &answer,
         StatusCode::SERVICE_UNAVAILABLE,
-        json!({"code": -500, "message": "message not accepted: push queue unavailable: job is not consuming"}),
+        json!({"code": -500, "message": "message not confirmed: push queue unavailable: job is not consuming"}),
     );
     let answer = post(&logic, "/1/push/all", b"x").await;
     assert_answer(
         &answer,
         StatusCode::SERVICE_UNAVAILABLE,
-        v1_bad("message not accepted: push queue unavailable: job is not consuming"),
+        v1_bad("message not confirmed: push queue unavailable: job is not consuming"),
     );
 }
 

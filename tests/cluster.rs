@@ -1,0 +1,459 @@
+//! The distributed mode, end to end: every component is the built `rim`
+//! binary in its own process, connected through the suite's real Kafka-protocol
+//! broker (Tansu) and real Redis, and faults are real process kills.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::cluster::{free_port, services, unique, Cluster, Options};
+use parking_lot::Mutex;
+use rim_testkit::{Client, Token};
+use tokio::process::Command;
+
+const FIRST: Duration = Duration::from_secs(60);
+
+fn opts(kafka: &str) -> Options {
+    Options {
+        kafka: kafka.to_owned(),
+        redis: None,
+        comets: 2,
+        session_refresh: "5m",
+    }
+}
+
+/// Reads pushes until every `expected` body arrived; fails on any other body.
+async fn expect_exactly(client: &mut Client, who: &str, expected: &[&str]) {
+    let mut missing: HashSet<String> = expected.iter().map(|s| s.to_string()).collect();
+    while !missing.is_empty() {
+        let push = client
+            .next_push_within(FIRST)
+            .await
+            .unwrap_or_else(|e| panic!("{who}: {e}"))
+            .unwrap_or_else(|| panic!("{who}: still missing {missing:?}"));
+        let body = String::from_utf8_lossy(&push.body).into_owned();
+        assert!(
+            missing.remove(&body),
+            "{who} received {body:?}, which was not meant for it (missing {missing:?})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
+    let Some((kafka, _)) = services() else { return };
+    let c = Cluster::start("pushes", opts(&kafka)).await;
+    let mut a = Client::connect(c.comet_tcp(0), false, &Token::new(1, "pa", "live://1"))
+        .await
+        .unwrap();
+    let mut b = Client::connect(c.comet_ws(1), true, &Token::new(2, "pb", "live://1"))
+        .await
+        .unwrap();
+    let mut d = Client::connect(c.comet_tcp(1), false, &Token::new(3, "pd", "live://2"))
+        .await
+        .unwrap();
+
+    c.http
+        .push_ok("/goim/push/keys?operation=1000&keys=pa", "keys-a")
+        .await;
+    c.http
+        .push_ok("/goim/push/mids?operation=1000&mids=2", "mids-b")
+        .await;
+    c.http
+        .push_ok("/goim/push/room?operation=1000&type=live&room=1", "room-1")
+        .await;
+    c.http
+        .push_v1_ok("/1/push?uid=3&operation=1001", "v1-d")
+        .await;
+    c.http
+        .push_v1_ok("/1/pushs?operation=1000", r#"{"m":"v1s","u":[1,3]}"#)
+        .await;
+    c.http
+        .push_v1_ok("/1/push/room?rid=live://2&operation=1000", "v1-room-2")
+        .await;
+    c.http
+        .push_ok("/goim/push/all?operation=1002&speed=10", "all")
+        .await;
+
+    expect_exactly(&mut a, "a", &["keys-a", "room-1", "\"v1s\"", "all"]).await;
+    expect_exactly(&mut b, "b", &["mids-b", "room-1", "all"]).await;
+    expect_exactly(&mut d, "d", &["v1-d", "\"v1s\"", "v1-room-2", "all"]).await;
+    for (client, who) in [(&mut a, "a"), (&mut b, "b"), (&mut d, "d")] {
+        client
+            .expect_no_push(Duration::from_millis(300))
+            .await
+            .unwrap_or_else(|e| panic!("{who}: {e}"));
+    }
+
+    // Online counts aggregate across both comets.
+    c.http
+        .get_until("/goim/online/total", |j| j["data"]["conn_count"] == 3)
+        .await;
+    c.http
+        .get_until("/goim/online/room?type=live&rooms=1&rooms=2", |j| {
+            j["data"]["1"] == 2 && j["data"]["2"] == 1
+        })
+        .await;
+    let instances = c.http.get("/goim/nodes/instances").await.unwrap().json;
+    assert_eq!(
+        instances["data"].as_array().map(Vec::len),
+        Some(2),
+        "{instances}"
+    );
+    // The cluster-wide count reaches clients through the heartbeat reply.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seq = 10;
+    while a.heartbeat(seq).await.unwrap() != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "heartbeat never carried the cluster count"
+        );
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Collects every push body a client receives, in the background.
+fn collect(mut client: Client) -> Arc<Mutex<HashSet<String>>> {
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(push)) = client.next_push_within(Duration::from_secs(600)).await {
+            out.lock()
+                .insert(String::from_utf8_lossy(&push.body).into_owned());
+        }
+    });
+    seen
+}
+
+async fn wait_for_all(seen: &Mutex<HashSet<String>>, accepted: &[String], who: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let missing: Vec<String> = {
+            let seen = seen.lock();
+            accepted
+                .iter()
+                .filter(|m| !seen.contains(*m))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{who} lost {} accepted messages, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_killed_mid_stream_and_restarted_loses_nothing() {
+    let Some((kafka, _)) = services() else { return };
+    let mut c = Cluster::start("killjob", opts(&kafka)).await;
+    let x = Client::connect(c.comet_tcp(0), false, &Token::new(10, "kx", "live://k"))
+        .await
+        .unwrap();
+    let y = Client::connect(c.comet_ws(1), true, &Token::new(11, "ky", "live://k"))
+        .await
+        .unwrap();
+    let (seen_x, seen_y) = (collect(x), collect(y));
+
+    let http = c.http.clone();
+    let pusher = tokio::spawn(async move {
+        let mut accepted = Vec::new();
+        for i in 0..400 {
+            let body = format!("n{i}");
+            let path = if i % 2 == 0 {
+                "/goim/push/mids?operation=1000&mids=10&mids=11"
+            } else {
+                "/goim/push/room?operation=1000&type=live&room=k"
+            };
+            let reply = http.post(path, body.clone()).await.unwrap();
+            if reply.status == 200 {
+                accepted.push(body);
+            }
+        }
+        accepted
+    });
+    // Kill the job once deliveries are flowing.
+    let deadline = tokio::time::Instant::now() + FIRST;
+    while seen_x.lock().len() < 40 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no deliveries before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.job.kill9().await;
+    c.restart_job().await;
+    let accepted = pusher.await.unwrap();
+    assert!(
+        accepted.len() >= 390,
+        "logic refused {} pushes while Kafka was up",
+        400 - accepted.len()
+    );
+    wait_for_all(&seen_x, &accepted, "client on comet 1").await;
+    wait_for_all(&seen_y, &accepted, "client on comet 2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_comet_does_not_stop_delivery_to_the_others() {
+    let Some((kafka, _)) = services() else { return };
+    let mut c = Cluster::start("killcomet", opts(&kafka)).await;
+    let mut live = Client::connect(c.comet_tcp(0), false, &Token::new(20, "live", "live://d"))
+        .await
+        .unwrap();
+    let _doomed = Client::connect(c.comet_tcp(1), false, &Token::new(21, "doomed", "live://d"))
+        .await
+        .unwrap();
+    c.http
+        .push_ok("/goim/push/room?operation=1000&type=live&room=d", "before")
+        .await;
+    expect_exactly(&mut live, "live", &["before"]).await;
+
+    c.comets[1].kill9().await;
+    let started = tokio::time::Instant::now();
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let room = format!("room-{i}");
+        let key = format!("key-{i}");
+        c.http
+            .post(
+                "/goim/push/room?operation=1000&type=live&room=d",
+                room.clone(),
+            )
+            .await
+            .unwrap();
+        c.http
+            .post("/goim/push/keys?operation=1000&keys=live", key.clone())
+            .await
+            .unwrap();
+        expected.push(room);
+        expected.push(key);
+    }
+    c.http.push_ok("/goim/push/all?operation=1000", "all").await;
+    expected.push("all".into());
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    expect_exactly(&mut live, "live", &expected).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "delivery to the live comet took {:?}",
+        started.elapsed()
+    );
+    // The dead comet's registry entry expires and job forgets it.
+    c.wait_for_comets(1).await;
+}
+
+/// A private Tansu broker for tests that stop it.
+struct Broker {
+    child: tokio::process::Child,
+    addr: String,
+}
+
+impl Broker {
+    async fn start() -> Broker {
+        let tansu =
+            std::env::var("RIM_TEST_TANSU").expect("RIM_TEST_TANSU (scripts/services.sh env)");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tansu starts");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(&addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tansu did not open {addr}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Broker { child, addr }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("broker running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_broker_makes_the_push_api_answer_503_and_it_recovers() {
+    let Some(_) = services() else { return };
+    let broker = Broker::start().await;
+    let mut o = opts(&broker.addr);
+    o.comets = 1;
+    let c = Cluster::start("broker", o).await;
+    let mut client = Client::connect(c.comet_tcp(0), false, &Token::new(30, "bk", ""))
+        .await
+        .unwrap();
+    c.http
+        .push_ok("/goim/push/keys?operation=1000&keys=bk", "before")
+        .await;
+    expect_exactly(&mut client, "client", &["before"]).await;
+
+    broker.signal("-STOP");
+    let started = tokio::time::Instant::now();
+    let reply = c
+        .http
+        .post("/goim/push/keys?operation=1000&keys=bk", "while-down")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 503, "{:?}", reply.json);
+    let message = reply.json["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("not confirmed"),
+        "unclear 503 message {message:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "503 took {:?}",
+        started.elapsed()
+    );
+
+    broker.signal("-CONT");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = c
+            .http
+            .post("/goim/push/keys?operation=1000&keys=bk", "after")
+            .await
+            .unwrap();
+        if reply.status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "push API never recovered: {:?}",
+            reply.json
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // What was accepted is delivered. The push answered 503 was not confirmed:
+    // a produce request already sent to the paused broker may still be
+    // written when it resumes, so it may arrive too (the 503 says so).
+    loop {
+        let push = client
+            .next_push_within(FIRST)
+            .await
+            .unwrap()
+            .expect("delivery after recovery");
+        match &push.body[..] {
+            b"after" => break,
+            b"while-down" => continue,
+            other => panic!("unexpected push {:?}", String::from_utf8_lossy(other)),
+        }
+    }
+}
+
+/// A private redis-server for tests that restart it.
+fn start_redis(port: u16) -> std::process::Child {
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis did not open {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_sessions_re_register_on_heartbeat() {
+    let Some((kafka, _)) = services() else { return };
+    let port = free_port();
+    let mut redis = start_redis(port);
+    let mut o = opts(&kafka);
+    o.redis = Some(format!("redis://127.0.0.1:{port}/"));
+    o.comets = 1;
+    o.session_refresh = "1ms";
+    let c = Cluster::start("redis", o).await;
+    let key = unique("rk");
+    let mut client = Client::connect(c.comet_tcp(0), false, &Token::new(40, &key, ""))
+        .await
+        .unwrap();
+    let push = format!("/goim/push/keys?operation=1000&keys={key}");
+    c.http.push_ok(&push, "before").await;
+    expect_exactly(&mut client, "client", &["before"]).await;
+
+    // Redis comes back empty: the session is unknown until the client's next heartbeat.
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let mut redis = start_redis(port);
+    // The router reconnects on its own; until then the API says the store is
+    // unavailable (503), never success.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = c.http.post(&push, "lost-route").await.unwrap();
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 503, "{:?}", reply.json);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "router never reconnected to redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seq = 2;
+    loop {
+        client.heartbeat(seq).await.unwrap();
+        seq += 1;
+        c.http.push_ok(&push, "after").await;
+        if let Some(p) = client
+            .next_push_within(Duration::from_secs(2))
+            .await
+            .unwrap()
+        {
+            assert_eq!(
+                &p.body[..],
+                b"after",
+                "the push sent while the session was unknown arrived"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "session never re-registered"
+        );
+    }
+    redis.kill().unwrap();
+    let _ = redis.wait();
+}

@@ -1,0 +1,308 @@
+//! Multi-process clusters for the distributed tests: every component is the
+//! built `rim` binary in its own process, bound to 127.0.0.1:0, reporting its
+//! addresses on a `READY {json}` line. Each cluster has its own Kafka topic
+//! and consumer group on the suite's one broker, so clusters never see each
+//! other's messages.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::Http;
+
+/// The broker and Redis the suite started (scripts/services.sh), or `None`
+/// with a printed reason; with RIM_REQUIRE_SERVICES=1 a missing one panics.
+pub fn services() -> Option<(String, String)> {
+    let kafka = std::env::var("RIM_TEST_KAFKA")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let redis = std::env::var("RIM_TEST_REDIS")
+        .ok()
+        .filter(|s| !s.is_empty());
+    match (kafka, redis) {
+        (Some(k), Some(r)) => Some((k, r)),
+        _ if std::env::var("RIM_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("RIM_TEST_KAFKA / RIM_TEST_REDIS are not set but services are required; run scripts/test.sh")
+        }
+        _ => {
+            eprintln!("skipping: RIM_TEST_KAFKA / RIM_TEST_REDIS not set (scripts/test.sh starts and sets them)");
+            None
+        }
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// A free loopback port (for services whose advertised address must be
+/// known before they start).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// One rim process.
+pub struct Proc {
+    pub name: String,
+    pub ready: Value,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `rim <kind> -c <dir>/<name>.toml --ready` and waits for its READY line.
+    pub async fn spawn(dir: &Path, kind: &str, name: &str, config: &str) -> Proc {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rim"))
+            .arg(kind)
+            .arg("-c")
+            .arg(&path)
+            .arg("--ready")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("rim binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(json) = line.strip_prefix("READY ") {
+                    return Some(serde_json::from_str::<Value>(json).unwrap());
+                }
+            }
+            None
+        })
+        .await;
+        match ready {
+            Ok(Some(ready)) => Proc {
+                name: name.to_owned(),
+                ready,
+                child,
+                log,
+            },
+            _ => panic!(
+                "{name} ({kind}) never became ready; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        }
+    }
+
+    pub fn addr(&self, field: &str) -> String {
+        self.ready[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no {field} in {}", self.name, self.ready))
+            .to_owned()
+    }
+
+    pub fn first(&self, field: &str) -> std::net::SocketAddr {
+        self.ready[field][0].as_str().unwrap().parse().unwrap()
+    }
+
+    /// SIGKILL, and wait until it is gone.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM, and wait (bounded) for a clean exit; returns whether it exited 0.
+    pub async fn terminate(&mut self) -> bool {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => false,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Knobs of a test cluster.
+pub struct Options {
+    pub kafka: String,
+    /// Router store: `None` for memory, `Some(url)` for Redis.
+    pub redis: Option<String>,
+    pub comets: usize,
+    /// Comet: seconds between a connection's refreshes of its session (0: every heartbeat).
+    pub session_refresh: &'static str,
+}
+
+/// 2 routers, 1 logic, N comets, 1 job.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub topic: String,
+    pub group: String,
+    pub kafka: String,
+    pub routers: Vec<Proc>,
+    pub logic: Proc,
+    pub comets: Vec<Proc>,
+    pub job: Proc,
+    pub http: Http,
+}
+
+impl Cluster {
+    pub async fn start(name: &str, opts: Options) -> Cluster {
+        let dir = std::env::temp_dir().join(unique(&format!("rim-{name}")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let topic = unique(&format!("rim-{name}"));
+        let group = unique(&format!("rim-{name}-group"));
+        let store = match &opts.redis {
+            Some(url) => format!("store = \"redis\"\nredis_url = \"{url}\"\n"),
+            None => "store = \"memory\"\n".to_owned(),
+        };
+        let mut routers = Vec::new();
+        for i in 1..=2 {
+            let config =
+                format!("grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\n{store}");
+            routers.push(Proc::spawn(&dir, "router", &format!("router{i}"), &config).await);
+        }
+        let router_list: String = routers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                format!(
+                    "[[routers]]\nname = \"r{}\"\naddr = \"{}\"\n",
+                    i + 1,
+                    r.addr("grpc")
+                )
+            })
+            .collect();
+        let logic_config = format!(
+            "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n\n\
+             [kafka]\nbrokers = [\"{}\"]\ntopic = \"{topic}\"\ntimeout = \"3s\"\npartitions = 4\n",
+            opts.kafka
+        );
+        let logic = Proc::spawn(&dir, "logic", "logic", &logic_config).await;
+        let mut comets = Vec::new();
+        for i in 1..=opts.comets {
+            let config = format!(
+                "grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\nlogic_addrs = [\"{}\"]\n\n[comet]\n\
+                 server_id = \"{name}-comet{i}\"\ntcp_bind = [\"127.0.0.1:0\"]\nws_bind = [\"127.0.0.1:0\"]\n\
+                 online_report_interval = \"200ms\"\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n",
+                logic.addr("grpc"),
+                r = opts.session_refresh,
+            );
+            comets.push(Proc::spawn(&dir, "comet", &format!("comet{i}"), &config).await);
+        }
+        let job = Self::spawn_job(&dir, &opts.kafka, &topic, &group, &router_list, "job").await;
+        let http = Http::new(logic.addr("http").parse().unwrap());
+        let cluster = Cluster {
+            dir,
+            topic,
+            group,
+            kafka: opts.kafka,
+            routers,
+            logic,
+            comets,
+            job,
+            http,
+        };
+        cluster.wait_for_comets(opts.comets).await;
+        cluster
+    }
+
+    async fn spawn_job(
+        dir: &Path,
+        kafka: &str,
+        topic: &str,
+        group: &str,
+        router_list: &str,
+        name: &str,
+    ) -> Proc {
+        let config = format!(
+            "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"3s\"\n{router_list}\n\
+             [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\n\
+             [job]\npush_timeout = \"2s\"\nretries = 1\n"
+        );
+        Proc::spawn(dir, "job", name, &config).await
+    }
+
+    pub fn router_list(&self) -> String {
+        self.routers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                format!(
+                    "[[routers]]\nname = \"r{}\"\naddr = \"{}\"\n",
+                    i + 1,
+                    r.addr("grpc")
+                )
+            })
+            .collect()
+    }
+
+    /// Replaces the job with a new process in the same consumer group.
+    pub async fn restart_job(&mut self) {
+        let list = self.router_list();
+        self.job = Self::spawn_job(
+            &self.dir,
+            &self.kafka,
+            &self.topic,
+            &self.group,
+            &list,
+            "job-restarted",
+        )
+        .await;
+        self.wait_for_comets(self.comets.len()).await;
+    }
+
+    /// Waits until the job reports `n` comets (its discovery found them).
+    pub async fn wait_for_comets(&self, n: usize) {
+        let metrics = format!("http://{}/metrics", self.job.addr("metrics"));
+        let want = format!("rim_job_comets {n}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(resp) = reqwest::get(&metrics).await {
+                if resp
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.trim() == want)
+                {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job never saw {n} comets; job log:\n{}",
+                self.job.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn comet_tcp(&self, i: usize) -> std::net::SocketAddr {
+        self.comets[i].first("tcp")
+    }
+
+    pub fn comet_ws(&self, i: usize) -> std::net::SocketAddr {
+        self.comets[i].first("ws")
+    }
+}
