@@ -103,3 +103,64 @@ pub fn load<T: serde::de::DeserializeOwned>(
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_configs_parse_and_validate() {
+        let logic: logic::LogicProcessConfig = toml::from_str(include_str!("../../config/logic.example.toml")).unwrap();
+        logic.validate().unwrap();
+        assert_eq!(logic.routers, logic::LogicProcessConfig::default().routers);
+        let router: router::RouterProcessConfig =
+            toml::from_str(include_str!("../../config/router.example.toml")).unwrap();
+        router.validate().unwrap();
+        assert_eq!(router.store, "redis");
+        let job: job::JobProcessConfig = toml::from_str(include_str!("../../config/job.example.toml")).unwrap();
+        job.validate().unwrap();
+        assert!(job.comets.is_empty());
+        let comet: comet::CometProcessConfig = toml::from_str(include_str!("../../config/comet.example.toml")).unwrap();
+        comet.validate().unwrap();
+        assert_eq!(comet.comet, rim_comet::Config::default());
+    }
+
+    #[test]
+    fn empty_files_are_the_defaults() {
+        let logic: logic::LogicProcessConfig = toml::from_str("").unwrap();
+        assert_eq!(logic.grpc_bind, "0.0.0.0:3119");
+        let job: job::JobProcessConfig = toml::from_str("").unwrap();
+        job.validate().unwrap();
+        let router: router::RouterProcessConfig = toml::from_str("").unwrap();
+        assert_eq!(router.store, "memory");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<router::RouterProcessConfig>("stroe = \"redis\"").is_err());
+        let bad_store: router::RouterProcessConfig = toml::from_str("store = \"etcd\"").unwrap();
+        assert!(bad_store.validate().is_err());
+    }
+}
+
+#[cfg(test)]
+mod deploy_tests {
+    use super::*;
+
+    /// The docker-compose configs must parse too, even though compose cannot run here.
+    #[test]
+    fn deploy_configs_parse_and_validate() {
+        let logic: logic::LogicProcessConfig = toml::from_str(include_str!("../../deploy/logic.toml")).unwrap();
+        logic.validate().unwrap();
+        assert_eq!(logic.routers.len(), 2);
+        let router: router::RouterProcessConfig = toml::from_str(include_str!("../../deploy/router.toml")).unwrap();
+        router.validate().unwrap();
+        let job: job::JobProcessConfig = toml::from_str(include_str!("../../deploy/job.toml")).unwrap();
+        job.validate().unwrap();
+        for text in [include_str!("../../deploy/comet1.toml"), include_str!("../../deploy/comet2.toml")] {
+            let comet: comet::CometProcessConfig = toml::from_str(text).unwrap();
+            comet.validate().unwrap();
+            assert!(comet.grpc_addr.is_some());
+        }
+    }
+}
