@@ -14,31 +14,9 @@ use rim_job::kafka::{consume, KafkaConfig};
 use rim_job::{CometClient, CometError, Job};
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
+use rim_testkit::services::{self, unique};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-
-fn broker() -> Option<String> {
-    match std::env::var("RIM_TEST_KAFKA") {
-        Ok(addr) if !addr.is_empty() => Some(addr),
-        _ if std::env::var("RIM_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("RIM_TEST_KAFKA is not set but services are required; run scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "skipping: RIM_TEST_KAFKA not set (scripts/test.sh starts a broker and sets it)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 /// Records keyed pushes; never answers pushes whose body starts with `hang`.
 struct Recorder {
@@ -153,7 +131,9 @@ fn bodies(comet: &Recorder, prefix: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn records_reach_the_comet_in_order() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = unique("rim-test-consume");
     produce(&broker, &topic, (0..50).map(|i| format!("m{i}"))).await;
     let comet = Recorder::new();
@@ -174,7 +154,9 @@ async fn records_reach_the_comet_in_order() {
 
 #[tokio::test]
 async fn unaccepted_records_stay_uncommitted_and_a_new_job_redelivers_them() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = unique("rim-test-redeliver");
     let group = unique("g");
     let names = ["ok-0", "ok-1", "ok-2", "hang-0", "hang-1", "hang-2"];

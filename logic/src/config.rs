@@ -1,9 +1,11 @@
 //! Logic configuration: the HTTP listener, request limits, online
-//! aggregation timings and what the nodes API tells clients (goim-spec 4.7).
+//! aggregation timings, what the nodes API tells clients (goim-spec 4.7),
+//! client token verification (`[auth]`) and push API bearer tokens (`[api]`).
 //!
 //! Every field has a default, so an empty TOML table is a working config.
 //! [`Config::validate`] runs before anything binds.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -46,6 +48,10 @@ pub struct Config {
     pub node: NodeConfig,
     /// Client reconnect backoff advertised by the nodes API (goim `[backoff]`).
     pub backoff: BackoffConfig,
+    /// How the op 7 token of a client is verified (goim: not at all).
+    pub auth: AuthConfig,
+    /// Who may call the HTTP push API (goim: anyone).
+    pub api: ApiConfig,
 }
 
 impl Default for Config {
@@ -58,6 +64,8 @@ impl Default for Config {
             online_refresh: Duration::from_secs(10),
             node: NodeConfig::default(),
             backoff: BackoffConfig::default(),
+            auth: AuthConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -128,6 +136,114 @@ impl Default for BackoffConfig {
     }
 }
 
+/// How client tokens are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// goim's behaviour: the client's JSON token is believed as it is (any
+    /// mid, any room). Only for trusted networks and goim compatibility.
+    #[default]
+    Trust,
+    /// The token is a JWT signed by the business backend; the mid, and the
+    /// room and accepts when present, come from its claims.
+    Jwt,
+}
+
+/// JWT signature algorithms accepted in `jwt` mode; exactly one is configured,
+/// every other (`none` included) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with the shared `secret`.
+    #[default]
+    HS256,
+    /// RSA PKCS#1 v1.5 SHA-256, verified with `public_key_file`.
+    RS256,
+    /// ECDSA P-256 SHA-256, verified with `public_key_file`.
+    ES256,
+}
+
+/// Client token verification (`[logic.auth]`).
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `trust` (goim: no verification) or `jwt`. Default `trust`.
+    pub mode: AuthMode,
+    /// jwt: the signature algorithm, `HS256`, `RS256` or `ES256`. Default `HS256`.
+    pub algorithm: JwtAlgorithm,
+    /// jwt, HS256: the shared secret (its UTF-8 bytes). Default empty.
+    pub secret: String,
+    /// jwt, RS256/ES256: the PEM file of the public key. Default none.
+    pub public_key_file: Option<PathBuf>,
+    /// jwt: when set, the `iss` claim must equal it. Default none.
+    pub issuer: Option<String>,
+    /// jwt: when set, the `aud` claim must contain it. Default none.
+    pub audience: Option<String>,
+    /// jwt: clock skew allowed on `exp` and `nbf`. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Trust,
+            algorithm: JwtAlgorithm::HS256,
+            secret: String::new(),
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Shows whether a secret is set, never the secret.
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        ""
+    } else {
+        "<redacted>"
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("mode", &self.mode)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &redacted(&self.secret))
+            .field("public_key_file", &self.public_key_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
+}
+
+/// Push API access (`[logic.api]`).
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer tokens accepted in `Authorization: Bearer <token>`. When any is
+    /// set, every push endpoint (v1 and v2) and `/1/server/del` requires one.
+    /// Default empty: the API is open, as goim's (a warning is logged).
+    pub tokens: Vec<String>,
+    /// Also require a token on the read endpoints (`/goim/online/*`,
+    /// `/goim/nodes/instances`, `/1/count`). `/goim/nodes/weighted`, which
+    /// clients call to find comets, stays open. Default false.
+    pub protect_reads: bool,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tokens: Vec<&str> = self.tokens.iter().map(|t| redacted(t)).collect();
+        f.debug_struct("ApiConfig")
+            .field("tokens", &tokens)
+            .field("protect_reads", &self.protect_reads)
+            .finish()
+    }
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field,
@@ -173,6 +289,14 @@ impl Config {
         if !(backoff.jitter.is_finite() && backoff.jitter >= 0.0) {
             return Err(invalid("backoff.jitter", "must not be negative"));
         }
+        if self.auth.mode == AuthMode::Jwt {
+            // Loads the key file too, so that a bad key stops start-up.
+            crate::auth::decoding_key(&self.auth)
+                .map_err(|(field, reason)| invalid(field, reason))?;
+        }
+        if self.api.tokens.iter().any(|t| t.trim().is_empty()) {
+            return Err(invalid("api.tokens", "a token must not be empty"));
+        }
         Ok(())
     }
 
@@ -217,6 +341,60 @@ mod tests {
         assert_eq!(config.heartbeat_timeout_nanos(), 90_000_000_000);
         assert_eq!(config.backoff.jitter, 0.3);
         assert_eq!(config.node.tcp_port, 3101);
+    }
+
+    #[test]
+    fn auth_and_api_parse_and_validate() {
+        let config: Config = toml::from_str(
+            r#"
+            [auth]
+            mode = "jwt"
+            algorithm = "HS256"
+            secret = "s3cret"
+            issuer = "backend"
+            leeway = "5s"
+            [api]
+            tokens = ["abc"]
+            protect_reads = true
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.auth.mode, AuthMode::Jwt);
+        assert_eq!(config.auth.leeway, Duration::from_secs(5));
+        assert_eq!(config.auth.issuer.as_deref(), Some("backend"));
+        assert!(config.api.protect_reads);
+        // Secrets never reach logs through Debug.
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("abc"),
+            "{debug}"
+        );
+
+        assert!(toml::from_str::<Config>("[auth]\nmode = \"open\"").is_err());
+        assert!(toml::from_str::<Config>("[auth]\nalgorithm = \"none\"").is_err());
+        assert!(toml::from_str::<Config>("[auth]\nalgorithm = \"HS384\"").is_err());
+        let refused = |text: &str| toml::from_str::<Config>(text).unwrap().validate();
+        assert!(matches!(
+            refused("[auth]\nmode = \"jwt\""),
+            Err(ConfigError::Invalid {
+                field: "auth.secret",
+                ..
+            })
+        ));
+        assert!(matches!(
+            refused("[auth]\nmode = \"jwt\"\nalgorithm = \"RS256\"\npublic_key_file = \"/nonexistent.pem\""),
+            Err(ConfigError::Invalid { field: "auth.public_key_file", .. })
+        ));
+        assert!(matches!(
+            refused("[api]\ntokens = [\"\"]"),
+            Err(ConfigError::Invalid {
+                field: "api.tokens",
+                ..
+            })
+        ));
+        // Trust mode ignores the jwt settings.
+        refused("[auth]\nalgorithm = \"ES256\"").unwrap();
     }
 
     #[test]

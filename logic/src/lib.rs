@@ -28,13 +28,14 @@
 //! - `service`: [`Logic`] and the comet-facing operations; `push`: push
 //!   resolution into records; `online`: the cluster online aggregate;
 //!   `balancer`: weighted comet choice for the nodes API; `token`: the
-//!   client's auth token.
+//!   client's auth token; `auth`: its verification (`trust` or `jwt`).
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
 //! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
 //! - [`kafka`]: the push queue on Kafka (distributed mode).
 
 #![warn(missing_docs)]
 
+mod auth;
 mod balancer;
 mod config;
 mod error;
@@ -47,7 +48,9 @@ pub mod queue;
 mod service;
 mod token;
 
-pub use config::{BackoffConfig, Config, ConfigError, NodeConfig};
+pub use config::{
+    ApiConfig, AuthConfig, AuthMode, BackoffConfig, Config, ConfigError, JwtAlgorithm, NodeConfig,
+};
 pub use error::LogicError;
 pub use online::OnlineTotal;
 pub use queue::{InProcessQueue, PushQueue, QueueError};

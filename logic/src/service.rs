@@ -17,9 +17,9 @@ use rim_proto::pb::logic::{
 use rim_router::Router;
 use tracing::{debug, info, warn};
 
+use crate::auth::Authenticator;
 use crate::balancer::{Balancer, MAX_NODES};
 use crate::online::OnlineState;
-use crate::token::Token;
 use crate::{Config, LogicError, PushQueue};
 
 /// The wall clock in Unix seconds; injectable so that tests control staleness.
@@ -42,6 +42,8 @@ pub struct Logic {
     // A plain mutex: picks are short, synchronous and never cross an await.
     pub(crate) balancer: Mutex<Balancer>,
     pub(crate) clock: Clock,
+    /// Verifies client tokens (`config.auth`).
+    pub(crate) auth: Authenticator,
 }
 
 impl std::fmt::Debug for Logic {
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Logic {
         f.debug_struct("Logic")
             .field("config", &self.config)
             .field("router", &self.router)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -66,7 +69,9 @@ impl Logic {
         queue: Arc<dyn PushQueue>,
         clock: Clock,
     ) -> Arc<Logic> {
+        let auth = Authenticator::from_config(&config.auth);
         Arc::new(Logic {
+            auth,
             config,
             router,
             queue,
@@ -90,20 +95,24 @@ impl Logic {
         (self.clock)()
     }
 
-    /// Admits a connection (goim `Connect`): parses the token, picks a key
-    /// when the client gave none, and records mid → key → comet.
+    /// Admits a connection (goim `Connect`): verifies the token (per
+    /// `config.auth`), picks a key when the client gave none, refuses a key
+    /// that is live for another user, and records mid → key → comet.
     pub async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicError> {
-        let token = match Token::parse(&req.token) {
+        let token = match self.auth.authenticate(&req.token, self.now()) {
             Ok(token) => token,
-            Err(err) => {
-                metrics::counter!("rim_logic_connects_total", "result" => "refused").increment(1);
-                debug!(server = %req.server, error = %err, "connect refused: invalid token");
-                return Err(LogicError::Refused(format!("invalid token: {err}")));
-            }
+            Err(reason) => return Err(refuse(&req.server, 0, "", reason)),
         };
         let key = if token.key.is_empty() {
             uuid::Uuid::new_v4().to_string()
         } else {
+            if let Err(err) = self.check_key_owner(token.mid, &token.key).await {
+                if !matches!(err, LogicError::Refused(_)) {
+                    metrics::counter!("rim_logic_connects_total", "result" => "error").increment(1);
+                    return Err(err);
+                }
+                return Err(refuse(&req.server, token.mid, &token.key, err.to_string()));
+            }
             token.key
         };
         if let Err(err) = self.router.add_mapping(token.mid, &key, &req.server).await {
@@ -128,6 +137,28 @@ impl Logic {
         })
     }
 
+    /// A client-chosen key may replace a live session (the comet holding it
+    /// closes the old connection) only when that session is the same user's:
+    /// goim let anyone who knew a key kick its owner off and take its pushes.
+    /// Anonymous (mid 0) clients own no keys, so they never take a live one.
+    ///
+    /// Check then add is not atomic: two users racing for the same fresh key
+    /// can both pass; the later mapping wins, as in goim.
+    async fn check_key_owner(&self, mid: i64, key: &str) -> Result<(), LogicError> {
+        let servers = self.router.servers_by_keys(&[key.to_owned()]).await?;
+        if servers.first().is_none_or(Option::is_none) {
+            return Ok(());
+        }
+        if mid != 0 {
+            let own = self.router.keys_by_mids(&[mid]).await?;
+            if own.iter().any(|(k, _)| k == key) {
+                return Ok(());
+            }
+        }
+        Err(LogicError::Refused(format!(
+            "key {key:?} belongs to another user's live connection"
+        )))
+    }
     /// Forgets a connection (goim `Disconnect`) unless its key now belongs to
     /// a newer session on another comet. `has` says whether the key record
     /// was removed.
@@ -207,6 +238,14 @@ impl Logic {
             heartbeat_max: node.heartbeat_max,
         })
     }
+}
+
+/// Counts and logs a refused connect; the comet closes the connection
+/// without a reply (goim's protocol has no error frame).
+fn refuse(server: &str, mid: i64, key: &str, reason: String) -> LogicError {
+    metrics::counter!("rim_logic_connects_total", "result" => "refused").increment(1);
+    info!(server = %server, mid, key = %key, reason = %reason, "connect refused");
+    LogicError::Refused(reason)
 }
 
 #[cfg(test)]
@@ -325,6 +364,121 @@ pub(crate) mod tests {
                 other => panic!("{token:?}: expected Refused, got {other:?}"),
             }
         }
+    }
+
+    #[track_caller]
+    fn assert_refused(result: Result<ConnectReply, LogicError>, expect: &str) {
+        match result {
+            Err(LogicError::Refused(message)) => {
+                assert!(
+                    message.contains(expect),
+                    "{message:?} should contain {expect:?}"
+                )
+            }
+            other => panic!("expected Refused({expect:?}), got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn another_user_cannot_take_a_live_key() {
+        let (logic, mut rx, _) = logic();
+        logic
+            .connect(connect_req("c1", r#"{"mid":1,"key":"k1"}"#))
+            .await
+            .unwrap();
+        // goim would move k1 to mid 2 and kick mid 1 off.
+        let stolen = logic
+            .connect(connect_req("c2", r#"{"mid":2,"key":"k1"}"#))
+            .await;
+        assert_refused(stolen, "belongs to another user");
+        let anonymous = logic.connect(connect_req("c2", r#"{"key":"k1"}"#)).await;
+        assert_refused(anonymous, "belongs to another user");
+        assert_eq!(
+            logic.router.servers_by_keys(&["k1".into()]).await.unwrap(),
+            vec![Some("c1".to_string())]
+        );
+        assert!(logic.router.keys_by_mids(&[2]).await.unwrap().is_empty());
+
+        // The owner reconnecting with its key (to another comet) is the
+        // legitimate same-key takeover.
+        logic
+            .connect(connect_req("c3", r#"{"mid":1,"key":"k1"}"#))
+            .await
+            .unwrap();
+        logic
+            .push_mids(1000, &[1], Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap().server, "c3");
+
+        // Once the owner is gone, the key is free again.
+        logic
+            .disconnect(DisconnectReq {
+                mid: 1,
+                key: "k1".into(),
+                server: "c3".into(),
+            })
+            .await
+            .unwrap();
+        let reply = logic
+            .connect(connect_req("c2", r#"{"mid":2,"key":"k1"}"#))
+            .await
+            .unwrap();
+        assert_eq!((reply.mid, reply.key.as_str()), (2, "k1"));
+    }
+
+    #[tokio::test]
+    async fn an_anonymous_live_key_is_not_taken_either() {
+        let (logic, _rx, _) = logic();
+        logic
+            .connect(connect_req("c1", r#"{"key":"anon"}"#))
+            .await
+            .unwrap();
+        for token in [r#"{"key":"anon"}"#, r#"{"mid":5,"key":"anon"}"#] {
+            assert_refused(
+                logic.connect(connect_req("c2", token)).await,
+                "belongs to another user",
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn jwt_mode_takes_the_mid_from_the_verified_token() {
+        use crate::auth::tests::{hs256, hs256_config, NOW};
+        use serde_json::json;
+        let config = Config {
+            auth: hs256_config(),
+            ..Config::default()
+        };
+        let (logic, _rx, clock) = logic_with(config, 4);
+        clock.set(NOW);
+        let jwt = hs256(&json!({"sub": "8", "exp": NOW + 60, "room": "live://8"}));
+        let body = json!({"token": jwt, "mid": 1, "key": "k8", "room_id": "live://1"});
+        let reply = logic
+            .connect(connect_req("c", &body.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(
+            (reply.mid, reply.key.as_str(), reply.room_id.as_str()),
+            (8, "k8", "live://8")
+        );
+        // The goim token that trust mode believes is refused.
+        assert_refused(
+            logic
+                .connect(connect_req("c", r#"{"mid":1,"key":"k1"}"#))
+                .await,
+            "no \"token\" field",
+        );
+        // The same JWT once expired (past the 30 s leeway) is refused.
+        clock.set(NOW + 91);
+        assert_refused(logic.connect(connect_req("c", &jwt)).await, "expired");
+        // Another user's valid JWT cannot take k8.
+        let other = hs256(&json!({"sub": "9", "exp": NOW + 600}));
+        let body = json!({"token": other, "key": "k8"});
+        assert_refused(
+            logic.connect(connect_req("c", &body.to_string())).await,
+            "belongs to another user",
+        );
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! goim's `json.Unmarshal` does: every field optional, `null` as absent,
 //! unknown fields ignored, wrong types refused.
 //!
-//! This module only parses; it verifies nothing (goim trusts the token).
+//! This module only parses; verification is `auth`'s (in `trust` mode,
+//! none: goim trusts the token).
 
 use serde::{Deserialize, Deserializer};
 
@@ -36,6 +37,10 @@ pub(crate) struct Token {
     /// Ops the connection accepts for keyed and broadcast pushes.
     #[serde(deserialize_with = "null_as_default")]
     pub(crate) accepts: Vec<i32>,
+    /// rim, `jwt` auth mode: the signed JWT carrying the identity; ignored
+    /// in `trust` mode.
+    #[serde(deserialize_with = "null_as_default")]
+    pub(crate) token: String,
 }
 
 /// Go leaves a field at its zero value when the JSON says `null`.
@@ -77,6 +82,7 @@ mod tests {
                 room_id: "live://1000".into(),
                 platform: "web".into(),
                 accepts: vec![1000, 1001, 1002],
+                token: String::new(),
             }
         );
     }

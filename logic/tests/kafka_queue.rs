@@ -10,33 +10,13 @@ use rdkafka::message::Message;
 use rim_logic::kafka::{KafkaConfig, KafkaQueue};
 use rim_logic::{PushQueue, QueueError};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
-
-fn broker() -> Option<String> {
-    match std::env::var("RIM_TEST_KAFKA") {
-        Ok(addr) if !addr.is_empty() => Some(addr),
-        _ if std::env::var("RIM_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("RIM_TEST_KAFKA is not set but services are required; run scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "skipping: RIM_TEST_KAFKA not set (scripts/test.sh starts a broker and sets it)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
+use rim_testkit::services::{self, unique};
 
 #[tokio::test]
 async fn records_are_goim_pushmsg_with_goim_keys_and_acknowledged() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let config = KafkaConfig {
         brokers: vec![broker.clone()],
         topic: unique("rim-test-push"),

@@ -5,27 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rim_router::{RedisStore, ServerOnline, SessionStore};
-
-/// The test Redis, or `None` with a printed reason. When the suite requires
-/// services (RIM_REQUIRE_SERVICES=1, set by scripts/test.sh) a missing Redis fails the test.
-fn redis_url() -> Option<String> {
-    match std::env::var("RIM_TEST_REDIS") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("RIM_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("RIM_TEST_REDIS is not set but services are required; run scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "skipping: RIM_TEST_REDIS not set (scripts/test.sh starts Redis and sets it)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
-}
+use rim_testkit::services::{self, unique};
 
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -40,7 +20,7 @@ fn store(url: &str) -> RedisStore {
 
 #[tokio::test]
 async fn sessions_round_trip_in_goim_layout() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = services::redis() else { return };
     let store = store(&url);
     store.ping().await.expect("redis answers PING");
     let key = unique("key");
@@ -101,7 +81,7 @@ async fn sessions_round_trip_in_goim_layout() {
 
 #[tokio::test]
 async fn online_reports_replace_old_rooms_and_list_servers() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = services::redis() else { return };
     let store = store(&url);
     let server = unique("comet");
     let now = std::time::SystemTime::now()

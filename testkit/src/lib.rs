@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::codec::Decoder;
 
+pub mod services;
+
 /// Default wait for something that should arrive.
 pub const WAIT: Duration = Duration::from_secs(10);
 

@@ -16,34 +16,12 @@ use tokio::process::{Child, Command};
 
 use super::Http;
 
-/// The broker and Redis the suite started (scripts/services.sh), or `None`
-/// with a printed reason; with RIM_REQUIRE_SERVICES=1 a missing one panics.
+/// The broker and Redis the suite started (see `rim_testkit::services`).
 pub fn services() -> Option<(String, String)> {
-    let kafka = std::env::var("RIM_TEST_KAFKA")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let redis = std::env::var("RIM_TEST_REDIS")
-        .ok()
-        .filter(|s| !s.is_empty());
-    match (kafka, redis) {
-        (Some(k), Some(r)) => Some((k, r)),
-        _ if std::env::var("RIM_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("RIM_TEST_KAFKA / RIM_TEST_REDIS are not set but services are required; run scripts/test.sh")
-        }
-        _ => {
-            eprintln!("skipping: RIM_TEST_KAFKA / RIM_TEST_REDIS not set (scripts/test.sh starts and sets them)");
-            None
-        }
-    }
+    Some((rim_testkit::services::kafka()?, rim_testkit::services::redis()?))
 }
 
-pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
+pub use rim_testkit::services::unique;
 
 /// A free loopback port (for services whose advertised address must be
 /// known before they start).
@@ -141,6 +119,15 @@ impl Proc {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// The `[[routers]]` entries naming these router processes r1, r2, ...
+fn router_list(routers: &[Proc]) -> String {
+    routers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("[[routers]]\nname = \"r{}\"\naddr = \"{}\"\n", i + 1, r.addr("grpc")))
+        .collect()
 }
 
 /// Knobs of a test cluster.
@@ -259,7 +246,7 @@ impl Cluster {
 
     /// Replaces the job with a new process in the same consumer group.
     pub async fn restart_job(&mut self) {
-        let list = self.router_list();
+        let list = router_list(&self.routers);
         self.job = Self::spawn_job(
             &self.dir,
             &self.kafka,

@@ -8,7 +8,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -18,6 +18,10 @@ use crate::LogicError;
 
 /// goim's v2 code for a request error.
 const CODE_REQUEST_ERROR: i32 = -400;
+/// rim's v2 code for a request without a bearer token (HTTP 401).
+const CODE_UNAUTHORIZED: i32 = -401;
+/// rim's v2 code for a request with a bearer token not accepted (HTTP 403).
+const CODE_FORBIDDEN: i32 = -403;
 /// goim's v2 code for a server error.
 const CODE_SERVER_ERROR: i32 = -500;
 /// goim v1.2's success code.
@@ -36,6 +40,10 @@ pub(crate) enum ApiError {
     NotFound(String),
     /// The path exists, the method does not (405).
     MethodNotAllowed(String),
+    /// The API needs a bearer token and the request has none (401).
+    Unauthorized(String),
+    /// The request's bearer token is not one of the configured ones (403).
+    Forbidden(String),
     /// The logic service refused or failed the request.
     Logic(LogicError),
 }
@@ -54,6 +62,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::Logic(LogicError::BadRequest(m)) => (StatusCode::BAD_REQUEST, m),
             ApiError::Logic(LogicError::Refused(m)) => (StatusCode::FORBIDDEN, m),
             ApiError::Logic(LogicError::Unavailable(m)) => {
@@ -80,20 +90,35 @@ struct Envelope<T> {
     data: Option<T>,
 }
 
+/// Tells a 401's client which scheme to use (RFC 6750).
+fn with_challenge(mut response: Response) -> Response {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let special = match &self {
+            ApiError::Unauthorized(_) => Some(CODE_UNAUTHORIZED),
+            ApiError::Forbidden(_) => Some(CODE_FORBIDDEN),
+            _ => None,
+        };
         let (status, message) = self.status_and_message();
-        let code = if status.is_server_error() {
+        let code = special.unwrap_or(if status.is_server_error() {
             CODE_SERVER_ERROR
         } else {
             CODE_REQUEST_ERROR
-        };
+        });
         let body = Envelope::<()> {
             code,
             message,
             data: None,
         };
-        (status, Json(body)).into_response()
+        with_challenge((status, Json(body)).into_response())
     }
 }
 
@@ -131,7 +156,7 @@ impl IntoResponse for V1Error {
             message: Some(message),
             data: None,
         };
-        (status, Json(body)).into_response()
+        with_challenge((status, Json(body)).into_response())
     }
 }
 

@@ -1,10 +1,12 @@
 //! The HTTP API (axum): goim's v2 paths under `/goim` and v1.2 paths under
 //! `/1`, with their envelopes, a body limit, and 404/405 answers in the
-//! envelope of the path's API version.
+//! envelope of the path's API version, and bearer tokens on the push and
+//! admin routes (and the reads when `api.protect_reads`) when configured.
 //!
 //! Handlers only parse requests and shape answers; every decision is made by
 //! [`Logic`]. Binding and serving belong to the binary.
 
+mod bearer;
 mod error;
 mod nodes;
 mod online;
@@ -28,23 +30,42 @@ use crate::Logic;
 
 /// The complete HTTP application over `logic`.
 pub fn router(logic: Arc<Logic>) -> axum::Router {
-    let max_body = logic.config().max_body;
-    axum::Router::new()
+    let config = logic.config();
+    let max_body = config.max_body;
+    let api = &config.api;
+    if api.tokens.is_empty() {
+        tracing::warn!(
+            "push API is open: no bearer tokens configured (logic.api.tokens); \
+             anyone who reaches it can push and delete servers"
+        );
+    }
+    let bearer = || middleware::from_fn_with_state(logic.clone(), bearer::require);
+    // Pushes and admin: a token whenever tokens are configured.
+    let protected = axum::Router::new()
         .route("/goim/push/keys", post(push::keys))
         .route("/goim/push/mids", post(push::mids))
         .route("/goim/push/room", post(push::room))
         .route("/goim/push/all", post(push::all))
-        .route("/goim/online/top", get(online::top))
-        .route("/goim/online/room", get(online::room))
-        .route("/goim/online/total", get(online::total))
-        .route("/goim/nodes/weighted", get(nodes::weighted))
-        .route("/goim/nodes/instances", get(nodes::instances))
         .route("/1/push", post(v1::push))
         .route("/1/pushs", post(v1::pushs))
         .route("/1/push/room", post(v1::push_room))
         .route("/1/push/all", post(v1::push_all))
-        .route("/1/count", get(v1::count))
         .route("/1/server/del", post(v1::server_del))
+        .route_layer(bearer());
+    let mut reads = axum::Router::new()
+        .route("/goim/online/top", get(online::top))
+        .route("/goim/online/room", get(online::room))
+        .route("/goim/online/total", get(online::total))
+        .route("/goim/nodes/instances", get(nodes::instances))
+        .route("/1/count", get(v1::count));
+    if api.protect_reads {
+        reads = reads.route_layer(bearer());
+    }
+    // Clients call this one to find comets: always open.
+    let public = axum::Router::new().route("/goim/nodes/weighted", get(nodes::weighted));
+    protected
+        .merge(reads)
+        .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -811,3 +811,179 @@ async fn v1_count_and_server_del() {
         v1_bad("server: required"),
     );
 }
+
+// ---- bearer tokens (`[logic.api]`) ----
+
+fn with_tokens(protect_reads: bool) -> (Arc<Logic>, Receiver<PushMsg>) {
+    let mut config = Config::default();
+    config.api.tokens = vec!["t0ken-a".into(), "t0ken-b".into()];
+    config.api.protect_reads = protect_reads;
+    let (logic, rx, _) = logic_with(config, 64);
+    (logic, rx)
+}
+
+async fn call_auth(
+    logic: &Arc<Logic>,
+    method: &str,
+    uri: &str,
+    authorization: Option<&str>,
+) -> (Answer, Option<String>) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    let body = if method == "POST" {
+        Body::from("hello")
+    } else {
+        Body::empty()
+    };
+    let response = super::router(logic.clone())
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("{method} {uri}: not JSON: {bytes:?}"));
+    (
+        Answer {
+            status,
+            json,
+            allow: None,
+        },
+        challenge,
+    )
+}
+
+const PROTECTED: [&str; 9] = [
+    "/goim/push/keys?operation=1000&keys=k",
+    "/goim/push/mids?operation=1000&mids=1",
+    "/goim/push/room?operation=1000&type=live&room=1",
+    "/goim/push/all?operation=1000",
+    "/1/push?uid=1",
+    "/1/pushs",
+    "/1/push/room?rid=live://1",
+    "/1/push/all",
+    "/1/server/del?server=nope",
+];
+
+const READS: [&str; 5] = [
+    "/goim/online/top?type=live&limit=1",
+    "/goim/online/room?type=live&rooms=1",
+    "/goim/online/total",
+    "/goim/nodes/instances",
+    "/1/count?type=room",
+];
+
+#[track_caller]
+fn assert_refusal(uri: &str, answer: &Answer, status: StatusCode, message: &str) {
+    assert_eq!(answer.status, status, "{uri}: {:?}", answer.json);
+    let text = if uri.starts_with("/1/") {
+        assert_eq!(answer.json["ret"], 65535, "{uri}: {:?}", answer.json);
+        answer.json["message"].as_str().unwrap()
+    } else {
+        let code = -i64::from(status.as_u16());
+        assert_eq!(answer.json["code"], code, "{uri}: {:?}", answer.json);
+        answer.json["message"].as_str().unwrap()
+    };
+    assert!(text.contains(message), "{uri}: {text:?}");
+}
+
+#[tokio::test]
+async fn push_api_without_a_bearer_token_is_401() {
+    let (logic, mut rx) = with_tokens(false);
+    for uri in PROTECTED {
+        for authorization in [None, Some("Basic dXNlcjpwYXNz"), Some("Bearer ")] {
+            let (answer, challenge) = call_auth(&logic, "POST", uri, authorization).await;
+            assert_refusal(
+                uri,
+                &answer,
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token",
+            );
+            assert_eq!(challenge.as_deref(), Some("Bearer"), "{uri}");
+        }
+    }
+    assert!(rx.try_recv().is_err(), "nothing may be queued");
+}
+
+#[tokio::test]
+async fn push_api_with_a_wrong_bearer_token_is_403() {
+    let (logic, mut rx) = with_tokens(false);
+    for uri in PROTECTED {
+        for authorization in ["Bearer t0ken-c", "Bearer t0ken-a2", "Bearer t0ken-"] {
+            let (answer, challenge) = call_auth(&logic, "POST", uri, Some(authorization)).await;
+            assert_refusal(uri, &answer, StatusCode::FORBIDDEN, "not accepted");
+            assert_eq!(challenge, None);
+        }
+    }
+    assert!(rx.try_recv().is_err(), "nothing may be queued");
+}
+
+#[tokio::test]
+async fn push_api_with_a_right_bearer_token_works() {
+    let (logic, mut rx) = with_tokens(false);
+    let (answer, _) = call_auth(
+        &logic,
+        "POST",
+        "/goim/push/room?operation=1000&type=live&room=1",
+        Some("Bearer t0ken-a"),
+    )
+    .await;
+    assert_answer(&answer, StatusCode::OK, ok());
+    assert_eq!(rx.recv().await.unwrap().room, "live://1");
+    let (answer, _) = call_auth(&logic, "POST", "/1/push/all", Some("bearer t0ken-b")).await;
+    assert_answer(&answer, StatusCode::OK, json!({"ret": 1}));
+    assert!(rx.recv().await.is_some());
+    // Past the token check, the request is judged as usual.
+    let (answer, _) = call_auth(
+        &logic,
+        "POST",
+        "/goim/push/room?type=live&room=1",
+        Some("Bearer t0ken-a"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    // Unknown paths stay 404, whatever the token.
+    let (answer, _) = call_auth(&logic, "POST", "/goim/push/nope", None).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn reads_are_open_unless_protected() {
+    let (logic, _rx) = with_tokens(false);
+    for uri in READS.iter().chain(&["/goim/nodes/weighted?platform=web"]) {
+        let (answer, _) = call_auth(&logic, "GET", uri, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}: {:?}", answer.json);
+    }
+
+    let (logic, _rx) = with_tokens(true);
+    for uri in READS {
+        let (answer, _) = call_auth(&logic, "GET", uri, None).await;
+        assert_refusal(
+            uri,
+            &answer,
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token",
+        );
+        let (answer, _) = call_auth(&logic, "GET", uri, Some("Bearer wrong")).await;
+        assert_refusal(uri, &answer, StatusCode::FORBIDDEN, "not accepted");
+        let (answer, _) = call_auth(&logic, "GET", uri, Some("Bearer t0ken-b")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}: {:?}", answer.json);
+    }
+    // The client bootstrap endpoint stays open.
+    let (answer, _) = call_auth(&logic, "GET", "/goim/nodes/weighted?platform=web", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_tokens_the_api_is_open_as_goims() {
+    let (logic, mut rx, _) = logic();
+    let (answer, _) = call_auth(&logic, "POST", "/goim/push/all?operation=1000", None).await;
+    assert_answer(&answer, StatusCode::OK, ok());
+    assert!(rx.recv().await.is_some());
+}

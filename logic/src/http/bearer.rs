@@ -1,0 +1,90 @@
+//! Bearer tokens on the push API (`[logic.api]`): when tokens are
+//! configured, protected routes need `Authorization: Bearer <token>`;
+//! none answers 401, a wrong one 403, in the envelope of the path's API version.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::in_envelope_of;
+use crate::Logic;
+
+/// Lets the request through only with one of the configured tokens. Added
+/// as a route layer, so it runs before the handler reads the body.
+pub(crate) async fn require(
+    State(logic): State<Arc<Logic>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let tokens = &logic.config().api.tokens;
+    if tokens.is_empty() {
+        return next.run(request).await;
+    }
+    let offered = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token);
+    let refusal = match offered {
+        None => ApiError::Unauthorized(
+            "missing bearer token: send the header Authorization: Bearer <token>".into(),
+        ),
+        Some(offered) if accepted(tokens, offered) => return next.run(request).await,
+        Some(_) => ApiError::Forbidden("bearer token not accepted".into()),
+    };
+    tracing::info!(
+        method = %request.method(),
+        path = %request.uri().path(),
+        reason = ?refusal,
+        "push api request refused"
+    );
+    in_envelope_of(request.uri(), refusal)
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Whether `offered` is one of `tokens`, comparing every token in constant
+/// time (only the lengths can leak).
+fn accepted(tokens: &[String], offered: &str) -> bool {
+    tokens
+        .iter()
+        .fold(subtle::Choice::from(0), |found, token| {
+            found | token.as_bytes().ct_eq(offered.as_bytes())
+        })
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
+
+    #[test]
+    fn token_matching() {
+        let tokens = vec!["one".to_owned(), "two".to_owned()];
+        assert!(accepted(&tokens, "one"));
+        assert!(accepted(&tokens, "two"));
+        assert!(!accepted(&tokens, "on"));
+        assert!(!accepted(&tokens, "three"));
+        assert!(!accepted(&[], "one"));
+    }
+}
