@@ -110,17 +110,20 @@ mod tests {
 
     #[test]
     fn example_configs_parse_and_validate() {
-        let logic: logic::LogicProcessConfig = toml::from_str(include_str!("../../config/logic.example.toml")).unwrap();
+        let logic: logic::LogicProcessConfig =
+            toml::from_str(include_str!("../../config/logic.example.toml")).unwrap();
         logic.validate().unwrap();
         assert_eq!(logic.routers, logic::LogicProcessConfig::default().routers);
         let router: router::RouterProcessConfig =
             toml::from_str(include_str!("../../config/router.example.toml")).unwrap();
         router.validate().unwrap();
         assert_eq!(router.store, "redis");
-        let job: job::JobProcessConfig = toml::from_str(include_str!("../../config/job.example.toml")).unwrap();
+        let job: job::JobProcessConfig =
+            toml::from_str(include_str!("../../config/job.example.toml")).unwrap();
         job.validate().unwrap();
         assert!(job.comets.is_empty());
-        let comet: comet::CometProcessConfig = toml::from_str(include_str!("../../config/comet.example.toml")).unwrap();
+        let comet: comet::CometProcessConfig =
+            toml::from_str(include_str!("../../config/comet.example.toml")).unwrap();
         comet.validate().unwrap();
         assert_eq!(comet.comet, rim_comet::Config::default());
     }
@@ -150,14 +153,20 @@ mod deploy_tests {
     /// The docker-compose configs must parse too, even though compose cannot run here.
     #[test]
     fn deploy_configs_parse_and_validate() {
-        let logic: logic::LogicProcessConfig = toml::from_str(include_str!("../../deploy/logic.toml")).unwrap();
+        let logic: logic::LogicProcessConfig =
+            toml::from_str(include_str!("../../deploy/logic.toml")).unwrap();
         logic.validate().unwrap();
         assert_eq!(logic.routers.len(), 2);
-        let router: router::RouterProcessConfig = toml::from_str(include_str!("../../deploy/router.toml")).unwrap();
+        let router: router::RouterProcessConfig =
+            toml::from_str(include_str!("../../deploy/router.toml")).unwrap();
         router.validate().unwrap();
-        let job: job::JobProcessConfig = toml::from_str(include_str!("../../deploy/job.toml")).unwrap();
+        let job: job::JobProcessConfig =
+            toml::from_str(include_str!("../../deploy/job.toml")).unwrap();
         job.validate().unwrap();
-        for text in [include_str!("../../deploy/comet1.toml"), include_str!("../../deploy/comet2.toml")] {
+        for text in [
+            include_str!("../../deploy/comet1.toml"),
+            include_str!("../../deploy/comet2.toml"),
+        ] {
             let comet: comet::CometProcessConfig = toml::from_str(text).unwrap();
             comet.validate().unwrap();
             assert!(comet.grpc_addr.is_some());

@@ -18,7 +18,10 @@ use super::Http;
 
 /// The broker and Redis the suite started (see `rim_testkit::services`).
 pub fn services() -> Option<(String, String)> {
-    Some((rim_testkit::services::kafka()?, rim_testkit::services::redis()?))
+    Some((
+        rim_testkit::services::kafka()?,
+        rim_testkit::services::redis()?,
+    ))
 }
 
 pub use rim_testkit::services::unique;
@@ -126,7 +129,13 @@ fn router_list(routers: &[Proc]) -> String {
     routers
         .iter()
         .enumerate()
-        .map(|(i, r)| format!("[[routers]]\nname = \"r{}\"\naddr = \"{}\"\n", i + 1, r.addr("grpc")))
+        .map(|(i, r)| {
+            format!(
+                "[[routers]]\nname = \"r{}\"\naddr = \"{}\"\n",
+                i + 1,
+                r.addr("grpc")
+            )
+        })
         .collect()
 }
 

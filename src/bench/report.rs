@@ -1,0 +1,374 @@
+//! The result of a run: a table on stdout, JSON, and an optional SVG chart.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use super::procfs::ProcSample;
+use super::{BenchArgs, Scenario};
+
+/// The settings of a run, echoed in the JSON.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Settings {
+    tcp: String,
+    ws: String,
+    http: String,
+    connections: u32,
+    ws_ratio: f64,
+    ramp_rate: f64,
+    source_addrs: u8,
+    rooms: u32,
+    room_type: String,
+    operation: i32,
+    rate: f64,
+    duration_s: f64,
+    drain_s: f64,
+    hold_s: f64,
+    mids_per_push: u32,
+    concurrency: u32,
+    payload_size: usize,
+    heartbeat_s: f64,
+    server_pid: Option<u32>,
+}
+
+impl Settings {
+    pub(crate) fn from_args(a: &BenchArgs) -> Settings {
+        Settings {
+            tcp: a.tcp.clone(),
+            ws: a.ws.clone(),
+            http: a.http.clone(),
+            connections: a.connections,
+            ws_ratio: a.ws_ratio,
+            ramp_rate: a.ramp_rate,
+            source_addrs: a.source_addrs,
+            rooms: a.rooms,
+            room_type: a.room_type.clone(),
+            operation: a.operation,
+            rate: a.rate,
+            duration_s: a.duration.as_secs_f64(),
+            drain_s: a.drain.as_secs_f64(),
+            hold_s: a.hold.as_secs_f64(),
+            mids_per_push: a.mids_per_push,
+            concurrency: a.concurrency,
+            payload_size: a.payload_size,
+            heartbeat_s: a.heartbeat.as_secs_f64(),
+            server_pid: a.server_pid,
+        }
+    }
+}
+
+/// Everything measured in one run.
+pub(crate) struct Report {
+    pub(crate) scenario: Scenario,
+    pub(crate) settings: Settings,
+    pub(crate) connections: u64,
+    pub(crate) connections_failed: u64,
+    pub(crate) disconnected: u64,
+    pub(crate) ramp_secs: f64,
+    pub(crate) push_secs: f64,
+    pub(crate) pushes_sent: u64,
+    pub(crate) pushes_accepted: u64,
+    pub(crate) pushes_rejected: u64,
+    pub(crate) push_errors: u64,
+    pub(crate) expected: u64,
+    pub(crate) delivered: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) foreign: u64,
+    pub(crate) delivery_secs: f64,
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) http_latency: Option<Histogram<u64>>,
+    pub(crate) before_connect: Option<ProcSample>,
+    pub(crate) after_connect: Option<ProcSample>,
+    pub(crate) push_start: Option<ProcSample>,
+    pub(crate) after_push: Option<ProcSample>,
+    pub(crate) bench_rss_kb: Option<u64>,
+    /// The bench's own CPU time during the push (or hold) phase and drain.
+    pub(crate) bench_cpu_ms: Option<u64>,
+    pub(crate) first_error: Option<String>,
+}
+
+const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)];
+
+fn us(nanos: u64) -> f64 {
+    (nanos as f64 / 100.0).round() / 10.0
+}
+
+fn latency_json(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return Value::Null;
+    }
+    let mut m = serde_json::Map::new();
+    for (name, q) in QUANTILES {
+        m.insert(name.into(), json!(us(h.value_at_quantile(q))));
+    }
+    m.insert("max".into(), json!(us(h.max())));
+    m.insert("mean".into(), json!((h.mean() / 100.0).round() / 10.0));
+    m.insert("count".into(), json!(h.len()));
+    Value::Object(m)
+}
+
+fn per_sec(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        (count as f64 / secs).round()
+    } else {
+        0.0
+    }
+}
+
+impl Report {
+    fn rss_per_conn_kb(&self) -> Option<f64> {
+        let (b, a) = (self.before_connect?, self.after_connect?);
+        (self.connections > 0).then(|| {
+            let v = (a.rss_kb as f64 - b.rss_kb as f64) / self.connections as f64;
+            (v * 100.0).round() / 100.0
+        })
+    }
+
+    fn cpu_push_ns(&self) -> Option<u64> {
+        let (b, a) = (self.push_start?, self.after_push?);
+        Some(a.cpu_ns.saturating_sub(b.cpu_ns))
+    }
+
+    fn cpu_ns_per_delivery(&self) -> Option<f64> {
+        let cpu = self.cpu_push_ns()?;
+        (self.delivered > 0).then(|| (cpu as f64 / self.delivered as f64).round())
+    }
+
+    /// The JSON document written by `--json`.
+    pub(crate) fn json(&self) -> Value {
+        json!({
+            "scenario": self.scenario.name(),
+            "connections": self.connections,
+            "connections_failed": self.connections_failed,
+            "disconnected": self.disconnected,
+            "ramp_s": self.ramp_secs,
+            "push_s": self.push_secs,
+            "pushes_sent": self.pushes_sent,
+            "pushes_accepted": self.pushes_accepted,
+            "pushes_rejected": self.pushes_rejected,
+            "push_errors": self.push_errors,
+            "accepted_per_sec": per_sec(self.pushes_accepted, self.push_secs),
+            "expected": self.expected,
+            "delivered": self.delivered,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "foreign": self.foreign,
+            "delivered_per_sec": per_sec(self.delivered, self.delivery_secs),
+            "latency_us": latency_json(&self.latency),
+            "http_latency_us": self.http_latency.as_ref().map_or(Value::Null, latency_json),
+            "server_rss_before_kb": self.before_connect.map(|s| s.rss_kb),
+            "server_rss_connected_kb": self.after_connect.map(|s| s.rss_kb),
+            "server_rss_kb": self.after_push.map(|s| s.rss_kb),
+            "rss_per_conn_kb": self.rss_per_conn_kb(),
+            "server_cpu_push_ms": self.cpu_push_ns().map(|ns| ns / 1_000_000),
+            "server_cpu_ns_per_delivery": self.cpu_ns_per_delivery(),
+            "bench_rss_kb": self.bench_rss_kb,
+            "bench_cpu_push_ms": self.bench_cpu_ms,
+            "first_error": self.first_error,
+            "settings": self.settings,
+        })
+    }
+
+    /// Prints the result table on stdout.
+    pub(crate) fn print(&self) {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        let mut rows: Vec<(&str, String)> = vec![
+            ("scenario", self.scenario.name().into()),
+            (
+                "connections",
+                format!(
+                    "{} ({} failed, {} dropped during the run)",
+                    self.connections, self.connections_failed, self.disconnected
+                ),
+            ),
+            ("ramp", format!("{:.1} s", self.ramp_secs)),
+        ];
+        if self.scenario != Scenario::Idle {
+            rows.extend([
+                (
+                    "pushes",
+                    format!(
+                        "{} sent, {} accepted, {} refused, {} errors in {:.1} s",
+                        self.pushes_sent,
+                        self.pushes_accepted,
+                        self.pushes_rejected,
+                        self.push_errors,
+                        self.push_secs
+                    ),
+                ),
+                (
+                    "accepted/s",
+                    format!("{}", per_sec(self.pushes_accepted, self.push_secs)),
+                ),
+                (
+                    "delivered",
+                    format!(
+                        "{} of {} expected, {} lost, {} duplicates",
+                        self.delivered, self.expected, self.lost, self.duplicates
+                    ),
+                ),
+                (
+                    "delivered/s",
+                    format!("{}", per_sec(self.delivered, self.delivery_secs)),
+                ),
+            ]);
+            let fmt_lat = |h: &Histogram<u64>| {
+                if h.is_empty() {
+                    return "-".to_string();
+                }
+                let mut s = String::new();
+                for (name, q) in QUANTILES {
+                    let _ = write!(s, "{name} {} ", us(h.value_at_quantile(q)));
+                }
+                let _ = write!(s, "max {} (us)", us(h.max()));
+                s
+            };
+            rows.push(("latency", fmt_lat(&self.latency)));
+            if let Some(h) = &self.http_latency {
+                rows.push(("http latency", fmt_lat(h)));
+            }
+        }
+        rows.extend([
+            (
+                "server rss",
+                opt(self
+                    .before_connect
+                    .zip(self.after_connect)
+                    .zip(self.after_push)
+                    .map(|((b, c), a)| {
+                        format!(
+                            "{} KB before, {} KB connected, {} KB at end",
+                            b.rss_kb, c.rss_kb, a.rss_kb
+                        )
+                    })),
+            ),
+            (
+                "rss/conn",
+                opt(self.rss_per_conn_kb().map(|v| format!("{v} KB"))),
+            ),
+        ]);
+        if self.scenario != Scenario::Idle {
+            rows.push((
+                "server cpu",
+                opt(self.cpu_push_ns().map(|ns| {
+                    format!(
+                        "{} ms during push+drain, {} ns per delivery",
+                        ns / 1_000_000,
+                        opt(self.cpu_ns_per_delivery().map(|v| v.to_string()))
+                    )
+                })),
+            ));
+        }
+        rows.push((
+            "bench",
+            format!(
+                "rss {} KB, cpu {} ms during push+drain",
+                opt(self.bench_rss_kb.map(|v| v.to_string())),
+                opt(self.bench_cpu_ms.map(|v| v.to_string()))
+            ),
+        ));
+        if let Some(e) = &self.first_error {
+            rows.push(("first error", e.clone()));
+        }
+        for (k, v) in rows {
+            println!("{k:>14}  {v}");
+        }
+    }
+
+    /// A latency-by-percentile chart (delivery and HTTP), log-scaled on the
+    /// percentile axis like HdrHistogram's plots.
+    pub(crate) fn svg(&self) -> String {
+        const W: f64 = 720.0;
+        const H: f64 = 400.0;
+        const PAD: f64 = 60.0;
+        let qs: Vec<f64> = (0..=50)
+            .map(|i| 1.0 - 10f64.powf(-f64::from(i) / 10.0))
+            .collect();
+        let x_of = |q: f64| {
+            let x = (-(1.0 - q).max(1e-5).log10()).min(5.0);
+            PAD + x / 5.0 * (W - 2.0 * PAD)
+        };
+        let series: Vec<(&str, &str, &Histogram<u64>)> = std::iter::once((
+            "delivery (HTTP request start to client receipt)",
+            "#1f77b4",
+            &self.latency,
+        ))
+        .chain(
+            self.http_latency
+                .as_ref()
+                .map(|h| ("HTTP push call", "#ff7f0e", h)),
+        )
+        .filter(|(_, _, h)| !h.is_empty())
+        .collect();
+        let max_ms = series
+            .iter()
+            .map(|(_, _, h)| h.max() as f64 / 1e6)
+            .fold(0.001, f64::max);
+        let y_of = |ms: f64| H - PAD - ms / max_ms * (H - 2.0 * PAD);
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = write!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let _ = write!(
+            s,
+            r#"<text x="{PAD}" y="20" font-size="14">rim bench {}: latency by percentile ({} connections)</text>"#,
+            self.scenario.name(),
+            self.connections
+        );
+        let _ = write!(
+            s,
+            r#"<line x1="{PAD}" y1="{0}" x2="{1}" y2="{0}" stroke="black"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{0}" stroke="black"/>"#,
+            H - PAD,
+            W - PAD
+        );
+        for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+            .iter()
+            .enumerate()
+        {
+            let x = PAD + i as f64 / 5.0 * (W - 2.0 * PAD);
+            let _ = write!(
+                s,
+                r#"<text x="{x}" y="{}" text-anchor="middle">{label}</text>"#,
+                H - PAD + 18.0
+            );
+        }
+        for i in 0..=4 {
+            let ms = max_ms * f64::from(i) / 4.0;
+            let _ = write!(
+                s,
+                r#"<text x="{}" y="{}" text-anchor="end">{ms:.2} ms</text>"#,
+                PAD - 4.0,
+                y_of(ms) + 4.0
+            );
+        }
+        for (k, (name, color, h)) in series.iter().enumerate() {
+            let points: Vec<String> = qs
+                .iter()
+                .map(|&q| {
+                    format!(
+                        "{:.1},{:.1}",
+                        x_of(q),
+                        y_of(h.value_at_quantile(q) as f64 / 1e6)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                s,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                points.join(" ")
+            );
+            let _ = write!(
+                s,
+                r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
+                PAD + 10.0,
+                PAD + 16.0 * k as f64
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}

@@ -1,0 +1,512 @@
+//! The bench run: ramp, push, drain, count, report.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{self, ClientConfig, ClientOutcome, ClientSpec, Shared};
+use super::http::HttpConn;
+use super::procfs::{self, ProcSample};
+use super::report::{Report, Settings};
+use super::{BenchArgs, Scenario};
+
+/// Mids targeted by the api scenario when no clients are connected.
+const API_OFFLINE_MIDS: u32 = 1000;
+
+/// Runs `rim bench`; stops early with an error when `shutdown` is cancelled.
+pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tokio::select! {
+        r = bench(args) => r,
+        _ = shutdown.cancelled() => bail!("interrupted"),
+    }
+}
+
+async fn resolve(addr: &str, what: &str) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("resolve --{what} {addr}"))?
+        .next()
+        .with_context(|| format!("--{what} {addr}: no address"))
+}
+
+/// Server probe: RSS and CPU of `--server-pid`, when given.
+struct Probe {
+    pid: Option<String>,
+    ticks: u64,
+}
+
+impl Probe {
+    fn sample(&self) -> anyhow::Result<Option<ProcSample>> {
+        match &self.pid {
+            Some(pid) => procfs::sample(pid, self.ticks)
+                .map(Some)
+                .with_context(|| format!("--server-pid {pid}")),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Which clients a push targets.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    None,
+    /// seq % rooms; client i is in room (i-1) % rooms.
+    Room {
+        rooms: u32,
+    },
+    /// mids (seq*m % n)+1 .. +m, wrapping over n.
+    Mids {
+        n: u32,
+        m: u32,
+    },
+    All,
+}
+
+impl Target {
+    fn hits(self, seq: u32, index: u32) -> bool {
+        match self {
+            Target::None => false,
+            Target::Room { rooms } => seq % rooms == (index - 1) % rooms,
+            Target::Mids { n, m } => {
+                let start = (u64::from(seq) * u64::from(m) % u64::from(n)) as u32;
+                ((index - 1 + n - start) % n) < m
+            }
+            Target::All => true,
+        }
+    }
+
+    fn path(self, op: i32, room_type: &str, seq: u32) -> String {
+        match self {
+            Target::None => String::new(),
+            Target::Room { rooms } => format!(
+                "/goim/push/room?operation={op}&type={room_type}&room={}",
+                seq % rooms
+            ),
+            Target::Mids { n, m } => {
+                let start = u64::from(seq) * u64::from(m) % u64::from(n);
+                let mut p = format!("/goim/push/mids?operation={op}");
+                for k in 0..u64::from(m) {
+                    p.push_str(&format!("&mids={}", (start + k) % u64::from(n) + 1));
+                }
+                p
+            }
+            Target::All => format!("/goim/push/all?operation={op}"),
+        }
+    }
+}
+
+/// Results of the push phase, merged over the pushers.
+struct PushOutcome {
+    sent: u64,
+    accepted: Vec<u32>,
+    rejected: u64,
+    errors: u64,
+    http_latency: Histogram<u64>,
+    first_error: Option<String>,
+}
+
+fn payload(seq: u32, size: usize) -> Vec<u8> {
+    let mut body = format!("{}:{seq}", client::unix_nanos()).into_bytes();
+    if body.len() < size {
+        body.push(b':');
+        body.resize(size, b'x');
+    }
+    body
+}
+
+/// One pusher: sends the seqs it is given (or, for api, the next counter
+/// value until `deadline`) over one keep-alive connection.
+async fn pusher(
+    addr: SocketAddr,
+    target: Target,
+    args: Arc<PushSettings>,
+    source: PushSource,
+) -> PushOutcome {
+    let mut conn = HttpConn::new(addr);
+    let mut out = PushOutcome {
+        sent: 0,
+        accepted: Vec::new(),
+        rejected: 0,
+        errors: 0,
+        http_latency: client::new_histogram(),
+        first_error: None,
+    };
+    loop {
+        let seq = match &source {
+            PushSource::Queue(rx) => match rx.lock().await.recv().await {
+                Some(seq) => seq,
+                None => break,
+            },
+            PushSource::Counter { next, deadline } => {
+                if Instant::now() >= *deadline {
+                    break;
+                }
+                next.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        let path = target.path(args.op, &args.room_type, seq);
+        let body = payload(seq, args.payload_size);
+        let started = Instant::now();
+        out.sent += 1;
+        match conn.post(&path, &body).await {
+            Ok(answer) => {
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let _ = out.http_latency.record(nanos.max(1));
+                if answer.accepted() {
+                    out.accepted.push(seq);
+                } else {
+                    out.rejected += 1;
+                    if out.first_error.is_none() {
+                        out.first_error = Some(format!(
+                            "push refused: HTTP {} {}",
+                            answer.status,
+                            String::from_utf8_lossy(&answer.body)
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                out.errors += 1;
+                if out.first_error.is_none() {
+                    out.first_error = Some(format!("{e:#}"));
+                }
+                // Avoid a hot loop against a dead server.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    out
+}
+
+struct PushSettings {
+    op: i32,
+    room_type: String,
+    payload_size: usize,
+}
+
+enum PushSource {
+    Queue(Arc<tokio::sync::Mutex<mpsc::Receiver<u32>>>),
+    Counter {
+        next: Arc<AtomicU32>,
+        deadline: Instant,
+    },
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.ws_ratio) {
+        bail!("--ws-ratio must be between 0 and 1");
+    }
+    if args.ramp_rate <= 0.0 || args.rate <= 0.0 {
+        bail!("--ramp-rate and --rate must be positive");
+    }
+    if args.rooms == 0 || args.concurrency == 0 || args.mids_per_push == 0 {
+        bail!("--rooms, --concurrency and --mids-per-push must be at least 1");
+    }
+    let n = args.connections;
+    let tcp = resolve(&args.tcp, "tcp").await?;
+    let ws = resolve(&args.ws, "ws").await?;
+    let http = resolve(&args.http, "http").await?;
+
+    // File descriptors: one per client, the HTTP pool, and some slack.
+    let want = u64::from(n) + u64::from(args.concurrency) + 256;
+    let limit = rlimit::increase_nofile_limit(want.max(65_536)).context("raise RLIMIT_NOFILE")?;
+    if limit < want {
+        bail!(
+            "RLIMIT_NOFILE is {limit} (the hard limit), but {n} connections need about {want}; \
+             raise the hard limit (ulimit -Hn) or use fewer connections"
+        );
+    }
+
+    let probe = Probe {
+        pid: args.server_pid.map(|p| p.to_string()),
+        ticks: procfs::clock_ticks(),
+    };
+    let before_connect = probe.sample()?;
+
+    // Source addresses: 127.0.0.2.. for a loopback IPv4 server.
+    let loopback = |a: SocketAddr| matches!(a.ip(), IpAddr::V4(ip) if ip.is_loopback());
+    let sources = if args.source_addrs > 0 && loopback(tcp) && loopback(ws) {
+        usize::from(args.source_addrs.min(250))
+    } else {
+        0
+    };
+
+    // Ramp.
+    let progress = ProgressBar::new(u64::from(n));
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{msg:12} [{bar:40}] {pos}/{len} conns ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    progress.set_message("connecting");
+    let cfg = Arc::new(ClientConfig {
+        tcp,
+        ws,
+        op: args.operation,
+        heartbeat: args.heartbeat,
+        progress: progress.clone(),
+    });
+    let shared = Arc::new(Shared::new());
+    let stop = CancellationToken::new();
+    let mut clients: Vec<JoinHandle<ClientOutcome>> = Vec::with_capacity(n as usize);
+    let ramp_start = Instant::now();
+    for i in 1..=n {
+        let due = ramp_start + Duration::from_secs_f64(f64::from(i - 1) / args.ramp_rate);
+        tokio::time::sleep_until(due).await;
+        let ws_client =
+            (f64::from(i) * args.ws_ratio).floor() != (f64::from(i - 1) * args.ws_ratio).floor();
+        let source = (sources > 0).then(|| {
+            IpAddr::V4(Ipv4Addr::new(
+                127,
+                0,
+                0,
+                2 + ((i as usize - 1) % sources) as u8,
+            ))
+        });
+        let spec = ClientSpec {
+            index: i,
+            ws: ws_client,
+            room: format!("{}://{}", args.room_type, (i - 1) % args.rooms),
+            source,
+        };
+        clients.push(tokio::spawn(client::run(
+            spec,
+            cfg.clone(),
+            shared.clone(),
+            stop.clone(),
+        )));
+    }
+    let settle_deadline = Instant::now() + Duration::from_secs(20);
+    while shared.ready.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)
+        < u64::from(n)
+        && Instant::now() < settle_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ramp_secs = ramp_start.elapsed().as_secs_f64();
+    let ready = shared.ready.load(Ordering::Relaxed);
+    let failed = shared.failed.load(Ordering::Relaxed);
+    progress.finish_with_message("connected");
+    eprintln!(
+        "{ready} of {n} clients connected and authenticated in {ramp_secs:.1}s ({failed} failed)"
+    );
+    if let Some(e) = shared.first_error() {
+        eprintln!("first client error: {e}");
+    }
+    if n > 0 && ready == 0 {
+        bail!("no client could connect; is the server running at --tcp/--ws?");
+    }
+    tokio::time::sleep(args.settle).await;
+    let after_connect = probe.sample()?;
+
+    // Push phase.
+    let target = match args.scenario {
+        Scenario::Idle => Target::None,
+        Scenario::Room => Target::Room { rooms: args.rooms },
+        Scenario::Keyed => Target::Mids {
+            n: n.max(1),
+            m: args.mids_per_push.min(n.max(1)),
+        },
+        Scenario::Api => Target::Mids {
+            n: if n > 0 { n } else { API_OFFLINE_MIDS },
+            m: args
+                .mids_per_push
+                .min(if n > 0 { n } else { API_OFFLINE_MIDS }),
+        },
+        Scenario::Broadcast => Target::All,
+    };
+    let bench_start = procfs::sample("self", probe.ticks).ok();
+    let push_start = Instant::now();
+    let push_start_unix = client::unix_nanos();
+    let mut push = None;
+    let mut push_secs = 0.0;
+    if args.scenario == Scenario::Idle {
+        eprintln!("holding {ready} connections for {:?}", args.hold);
+        tokio::time::sleep(args.hold).await;
+    } else {
+        let settings = Arc::new(PushSettings {
+            op: args.operation,
+            room_type: args.room_type.clone(),
+            payload_size: args.payload_size,
+        });
+        let mut scheduler = None;
+        let source = if args.scenario == Scenario::Api {
+            PushSource::Counter {
+                next: Arc::new(AtomicU32::new(0)),
+                deadline: push_start + args.duration,
+            }
+        } else {
+            let total = (args.rate * args.duration.as_secs_f64()).round() as u32;
+            let (tx, rx) = mpsc::channel::<u32>(1024);
+            let rate = args.rate;
+            scheduler = Some(tokio::spawn(async move {
+                for seq in 0..total {
+                    tokio::time::sleep_until(
+                        push_start + Duration::from_secs_f64(f64::from(seq) / rate),
+                    )
+                    .await;
+                    if tx.send(seq).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+            PushSource::Queue(Arc::new(tokio::sync::Mutex::new(rx)))
+        };
+        let source = Arc::new(source);
+        let bar = ProgressBar::new(args.duration.as_millis() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:12} [{bar:40}] {elapsed}/{duration} {prefix}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message("pushing");
+        let ticker = tokio::spawn({
+            let bar = bar.clone();
+            let shared = shared.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    bar.set_position(push_start.elapsed().as_millis() as u64);
+                    bar.set_prefix(format!(
+                        "delivered {}",
+                        shared.delivered.load(Ordering::Relaxed)
+                    ));
+                }
+            }
+        });
+        let pushers: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                let source = match &*source {
+                    PushSource::Queue(rx) => PushSource::Queue(rx.clone()),
+                    PushSource::Counter { next, deadline } => PushSource::Counter {
+                        next: next.clone(),
+                        deadline: *deadline,
+                    },
+                };
+                tokio::spawn(pusher(http, target, settings.clone(), source))
+            })
+            .collect();
+        if let Some(s) = scheduler {
+            s.await.context("push scheduler")?;
+        }
+        let mut merged = PushOutcome {
+            sent: 0,
+            accepted: Vec::new(),
+            rejected: 0,
+            errors: 0,
+            http_latency: client::new_histogram(),
+            first_error: None,
+        };
+        for p in pushers {
+            let o = p.await.context("pusher task")?;
+            merged.sent += o.sent;
+            merged.accepted.extend(o.accepted);
+            merged.rejected += o.rejected;
+            merged.errors += o.errors;
+            let _ = merged.http_latency.add(&o.http_latency);
+            if merged.first_error.is_none() {
+                merged.first_error = o.first_error;
+            }
+        }
+        push_secs = push_start.elapsed().as_secs_f64();
+        ticker.abort();
+        bar.finish_with_message("pushed");
+        if let Some(e) = &merged.first_error {
+            eprintln!("first push error: {e}");
+        }
+        if ready > 0 {
+            eprintln!("draining for {:?}", args.drain);
+            tokio::time::sleep(args.drain).await;
+        }
+        push = Some(merged);
+    }
+    let after_push = probe.sample()?;
+    let bench_end = procfs::sample("self", probe.ticks).ok();
+
+    // Stop the clients and count.
+    stop.cancel();
+    let mut outcomes = Vec::with_capacity(clients.len());
+    for c in clients {
+        outcomes.push(c.await.context("client task")?);
+    }
+    let mut accepted = push
+        .as_ref()
+        .map(|p| p.accepted.clone())
+        .unwrap_or_default();
+    accepted.sort_unstable();
+    let mut expected = 0u64;
+    let mut lost = 0u64;
+    for o in outcomes.iter().filter(|o| o.ready) {
+        for &seq in &accepted {
+            if target.hits(seq, o.index) {
+                expected += 1;
+                if !o.seqs.contains(seq) {
+                    lost += 1;
+                }
+            }
+        }
+    }
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let last = shared.last_receipt_ns.load(Ordering::Relaxed);
+    let delivery_secs = if last > push_start_unix {
+        (last - push_start_unix) as f64 / 1e9
+    } else {
+        push_secs
+    };
+    let bench_rss_kb = bench_end.map(|s| s.rss_kb);
+    let bench_cpu_ms = bench_start
+        .zip(bench_end)
+        .map(|(a, b)| b.cpu_ns.saturating_sub(a.cpu_ns) / 1_000_000);
+
+    let report = Report {
+        scenario: args.scenario,
+        settings: Settings::from_args(&args),
+        connections: ready,
+        connections_failed: failed,
+        disconnected: shared.disconnected.load(Ordering::Relaxed),
+        ramp_secs,
+        push_secs,
+        pushes_sent: push.as_ref().map_or(0, |p| p.sent),
+        pushes_accepted: accepted.len() as u64,
+        pushes_rejected: push.as_ref().map_or(0, |p| p.rejected),
+        push_errors: push.as_ref().map_or(0, |p| p.errors),
+        expected,
+        delivered,
+        lost,
+        duplicates: shared.duplicates.load(Ordering::Relaxed),
+        foreign: shared.foreign.load(Ordering::Relaxed),
+        delivery_secs,
+        latency: shared.latency(),
+        http_latency: push.map(|p| p.http_latency),
+        before_connect,
+        after_connect,
+        push_start: after_connect,
+        after_push,
+        bench_rss_kb,
+        bench_cpu_ms,
+        first_error: shared.first_error(),
+    };
+    report.print();
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report.json())?)
+            .with_context(|| format!("write --json {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.chart {
+        std::fs::write(path, report.svg())
+            .with_context(|| format!("write --chart {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
