@@ -134,12 +134,23 @@ impl Router {
         self.shard(&online.server).put_online(online).await
     }
 
-    /// Every comet's latest online report.
+    /// Every comet's latest online report, one per comet. Shards may share a
+    /// backend (several routers on one Redis), so the same report can come
+    /// back from several shards; the newest one per server wins.
     pub async fn online(&self) -> Result<Vec<ServerOnline>, StoreError> {
-        let mut out = Vec::new();
+        let mut latest: HashMap<String, ServerOnline> = HashMap::new();
         for name in self.ring.shards() {
-            out.extend(self.shards[name].online().await?);
+            for report in self.shards[name].online().await? {
+                match latest.get(&report.server) {
+                    Some(seen) if seen.updated >= report.updated => {}
+                    _ => {
+                        latest.insert(report.server.clone(), report);
+                    }
+                }
+            }
         }
+        let mut out: Vec<ServerOnline> = latest.into_values().collect();
+        out.sort_by(|a, b| a.server.cmp(&b.server));
         Ok(out)
     }
 
@@ -219,6 +230,29 @@ mod tests {
             vec![("k".into(), "c".into())]
         );
         assert!(router.expire_mapping(5, "k", "c").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn shards_sharing_one_backend_report_each_comet_once() {
+        // Two router shards on the same store, as two routers on one Redis.
+        let shared: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(Duration::from_secs(60)));
+        let router =
+            Router::new(vec![("r1".into(), shared.clone()), ("r2".into(), shared)]).unwrap();
+        for (server, updated) in [("comet-a", 10), ("comet-b", 11)] {
+            router
+                .put_online(&ServerOnline {
+                    server: server.into(),
+                    conn_count: 5,
+                    updated,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        let online = router.online().await.unwrap();
+        let servers: Vec<&str> = online.iter().map(|o| o.server.as_str()).collect();
+        assert_eq!(servers, vec!["comet-a", "comet-b"]);
+        assert_eq!(online.iter().map(|o| o.conn_count).sum::<i64>(), 10);
     }
 
     #[test]
