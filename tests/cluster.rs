@@ -469,3 +469,61 @@ async fn after_a_redis_restart_sessions_re_register_on_heartbeat() {
     redis.kill().unwrap();
     let _ = redis.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_process_exits_cleanly_on_sigterm_and_delivers_what_it_accepted() {
+    let Some((kafka, _)) = services() else { return };
+    let mut o = opts(&kafka);
+    o.comets = 1;
+    let mut c = Cluster::start("sigterm", o).await;
+    let mut client = Client::connect(c.comet_tcp(0), false, &Token::new(50, "st", ""))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        c.http
+            .push_ok(
+                "/goim/push/keys?operation=1000&keys=st",
+                Box::leak(format!("m{i}").into_boxed_str()),
+            )
+            .await;
+    }
+    // Stop order of a rolling shutdown: the API first, then the job (which
+    // drains and commits), then the comet, then the routers.
+    let started = tokio::time::Instant::now();
+    assert!(
+        c.logic.terminate().await,
+        "logic did not exit cleanly:\n{}",
+        c.logic.log()
+    );
+    let expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    expect_exactly(&mut client, "client", &expected).await;
+    assert!(
+        c.job.terminate().await,
+        "job did not exit cleanly:\n{}",
+        c.job.log()
+    );
+    assert!(
+        c.job.log().contains("kafka offsets committed"),
+        "job log:\n{}",
+        c.job.log()
+    );
+    assert!(
+        c.comets[0].terminate().await,
+        "comet did not exit cleanly:\n{}",
+        c.comets[0].log()
+    );
+    client.expect_closed(Duration::from_secs(5)).await.unwrap();
+    for r in &mut c.routers {
+        assert!(
+            r.terminate().await,
+            "router did not exit cleanly:\n{}",
+            r.log()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
