@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 
 use crate::push::{Fanout, Push};
 use crate::room::Room;
-use crate::session::Session;
+use crate::session::{Closed, Session};
 
 /// One shard of sessions and rooms.
 #[derive(Debug, Default)]
@@ -175,6 +175,14 @@ impl Bucket {
     }
 
     /// Number of registered sessions.
+    /// Closes every session of the bucket with `reason` (their connection
+    /// tasks then unregister them).
+    pub(crate) fn close_all(&self, reason: Closed) {
+        for session in self.inner.read().sessions.values() {
+            session.close(reason);
+        }
+    }
+
     pub(crate) fn session_count(&self) -> usize {
         self.inner.read().sessions.len()
     }
@@ -190,7 +198,7 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Closed, Enqueue};
+    use crate::session::Enqueue;
     use bytes::Bytes;
     use std::net::Ipv4Addr;
 

@@ -277,6 +277,12 @@ impl Comet {
         shutdown.cancelled().await;
         info!(server_id = %self.server_id, "comet shutting down");
         self.closing.cancel();
+        // Authenticated connections wait on their session, not on `closing`
+        // (one waiter less in every idle connection task): close them all. A
+        // session registered after this sees `closing` before its frame loop.
+        for bucket in self.buckets.iter() {
+            bucket.close_all(Closed::Shutdown);
+        }
         while let Some(joined) = loops.join_next().await {
             if let Err(e) = joined {
                 warn!(error = %e, "comet loop task failed");

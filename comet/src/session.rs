@@ -13,8 +13,12 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use std::future::{poll_fn, Future};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
 use crate::metrics;
@@ -33,6 +37,8 @@ pub(crate) enum Closed {
     SlowClient,
     /// The connection task is tearing down.
     Ended,
+    /// The comet is shutting down.
+    Shutdown,
 }
 
 /// What happened to one push offered to a session.
@@ -62,7 +68,11 @@ pub(crate) struct Session {
     pub(crate) ip: IpAddr,
     state: Mutex<State>,
     /// Wakes the connection task: something was queued, or the session closed.
-    notify: Notify,
+    /// A flag and one waker (the task is the only waiter), so waiting for it
+    /// adds no state to the connection task's future.
+    waker: AtomicWaker,
+    /// A wake-up not yet seen by the task (like `Notify`'s single permit).
+    woken: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -98,7 +108,8 @@ impl Session {
                 logic_heartbeat_at: Instant::now(),
                 logic_heartbeat_pending: false,
             }),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
+            woken: AtomicBool::new(false),
         }
     }
 
@@ -121,7 +132,7 @@ impl Session {
             state.queue = VecDeque::new();
             state.closed = Some(Closed::SlowClient);
             drop(state);
-            self.notify.notify_one();
+            self.wake();
             tracing::warn!(
                 conn.id = self.id,
                 key = %self.key,
@@ -139,7 +150,7 @@ impl Session {
         let wake = state.queue.len() == 1;
         drop(state);
         if wake {
-            self.notify.notify_one();
+            self.wake();
         }
         Enqueue::Queued
     }
@@ -168,13 +179,30 @@ impl Session {
         state.closed = Some(reason);
         let lost = std::mem::take(&mut state.queue).len();
         drop(state);
-        self.notify.notify_one();
+        self.wake();
         lost
     }
 
     /// Resolves when the session has been notified (push or close).
-    pub(crate) async fn notified(&self) {
-        self.notify.notified().await;
+    pub(crate) fn notified(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(|cx| {
+            if self.woken.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // A wake between the check and the registration is not lost.
+            if self.woken.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Stores the wake-up and wakes the connection task if it waits.
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     /// Whether keyed and broadcast pushes of `op` reach this session.

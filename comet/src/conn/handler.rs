@@ -5,6 +5,7 @@
 //! buffered, and the task is the only writer, so no push can precede op 8;
 //! replies and pushes reach the socket in the order the task handled them.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,52 +17,68 @@ use rim_proto::{Frame, Op};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
-use super::{log_close, CloseReason, ConnInfo, FrameIo};
+use super::{log_close, CloseReason, ConnInfo, FrameIo, Opened};
 use crate::logic::LogicError;
 use crate::metrics;
 use crate::server::Comet;
 use crate::session::{Closed, Session};
 
-/// Runs a connection whose transport is ready (TCP accepted, WebSocket
-/// upgraded) until it closes. `deadline` ends the handshake; `cookie` is the
-/// WebSocket `Cookie` header ("" on TCP).
+/// Runs an authenticated connection until it closes, then tears it down.
+/// `handshake` is the boxed transport setup and [`establish`]; `None` if it
+/// failed (already logged).
 ///
-/// The handshake and the teardown run boxed: their state (logic requests and
-/// replies, timers) is freed when they finish, so an idle connection's task
-/// holds only what the frame loop needs.
-pub(crate) async fn run<T: FrameIo>(
-    comet: &Arc<Comet>,
-    io: &mut T,
+/// The handshake and the teardown run boxed: their state (the WebSocket
+/// upgrade, logic requests and replies, timers) is freed when they finish, so
+/// an idle connection's task holds only what the frame loop needs: the
+/// session, the transport and the heartbeat timer.
+pub(crate) async fn serve<T, F>(handshake: Pin<Box<F>>, _opened: Opened)
+where
+    T: FrameIo,
+    F: Future<Output = Option<(Active, T)>> + Send + ?Sized,
+{
+    let Some((active, mut io)) = handshake.await else {
+        return;
+    };
+    let reason = active.run(&mut io).await;
+    // Logic is told before `io` (the socket) is dropped, so a client that
+    // sees the close can rely on its mapping being gone (or left to its
+    // successor).
+    Box::pin(teardown(&active, reason)).await;
+}
+
+/// Authenticates a connection whose transport is ready (TCP accepted,
+/// WebSocket upgraded) within `deadline`, registers the session and buffers
+/// the auth reply; `cookie` is the WebSocket `Cookie` header ("" on TCP).
+/// Gives `io` back for the frame loop; on failure logs the close.
+pub(crate) async fn establish<T: FrameIo>(
+    comet: Arc<Comet>,
+    mut io: T,
     conn: ConnInfo,
     cookie: String,
     deadline: Instant,
-) {
-    let active = match Box::pin(establish(comet, io, conn, cookie, deadline)).await {
-        Ok(active) => active,
+) -> Option<(Active, T)> {
+    match authenticated(comet, &mut io, conn, cookie, deadline).await {
+        Ok(active) => Some((active, io)),
         Err(reason) => {
             log_close(&conn, None, &reason);
-            return;
+            None
         }
-    };
-    let reason = active.run(io).await;
-    // Logic is told before the caller drops the socket, so a client that sees
-    // the close can rely on its mapping being gone (or left to its successor).
-    Box::pin(teardown(comet, &active.session, conn, reason)).await;
+    }
 }
 
 /// Authenticates within the handshake deadline, registers the session and
 /// buffers the auth reply.
-async fn establish<'a, T: FrameIo>(
-    comet: &'a Arc<Comet>,
+async fn authenticated<T: FrameIo>(
+    comet: Arc<Comet>,
     io: &mut T,
     conn: ConnInfo,
     cookie: String,
     deadline: Instant,
-) -> Result<Active<'a>, CloseReason> {
+) -> Result<Active, CloseReason> {
     let (auth, reply) = tokio::select! {
         biased;
         () = comet.closing.cancelled() => return Err(CloseReason::Shutdown),
-        result = tokio::time::timeout_at(deadline, authenticate(comet, io, &conn, cookie)) => {
+        result = tokio::time::timeout_at(deadline, authenticate(&comet, io, &conn, cookie)) => {
             match result {
                 Ok(result) => result?,
                 Err(_) => return Err(CloseReason::HandshakeTimeout(comet.config.handshake_timeout)),
@@ -113,7 +130,13 @@ async fn establish<'a, T: FrameIo>(
 
 /// Unregisters the session, counts what it still had queued, logs the close
 /// and, if the key was still this session's, tells logic.
-async fn teardown(comet: &Comet, session: &Arc<Session>, conn: ConnInfo, reason: CloseReason) {
+async fn teardown(active: &Active, reason: CloseReason) {
+    let Active {
+        comet,
+        session,
+        conn,
+        ..
+    } = active;
     let current = comet.unregister(session);
     ::metrics::gauge!(metrics::SESSIONS).decrement(1.0);
     let lost = session.close(Closed::Ended);
@@ -121,7 +144,7 @@ async fn teardown(comet: &Comet, session: &Arc<Session>, conn: ConnInfo, reason:
         debug!(conn.id = conn.id, key = %session.key, mid = session.mid, lost, "queued messages dropped at close");
         metrics::dropped(metrics::DROP_CONNECTION_CLOSED, lost as u64);
     }
-    log_close(&conn, Some(session), &reason);
+    log_close(conn, Some(session), &reason);
     if !current {
         // Kicked: the key's mapping in logic belongs to the successor now.
         return;
@@ -176,8 +199,8 @@ async fn authenticate<T: FrameIo>(
 }
 
 /// An authenticated connection.
-struct Active<'a> {
-    comet: &'a Arc<Comet>,
+pub(crate) struct Active {
+    comet: Arc<Comet>,
     session: Arc<Session>,
     conn: ConnInfo,
     /// Close if no op 2 arrives within this.
@@ -186,8 +209,13 @@ struct Active<'a> {
     logic_heartbeat_interval: Duration,
 }
 
-impl Active<'_> {
+impl Active {
     async fn run<T: FrameIo>(&self, io: &mut T) -> CloseReason {
+        // Shutdown closes every registered session; one registered after
+        // that sees `closing` here.
+        if self.comet.closing.is_cancelled() {
+            return CloseReason::Shutdown;
+        }
         let timer = tokio::time::sleep(self.heartbeat);
         tokio::pin!(timer);
         loop {
@@ -208,9 +236,10 @@ impl Active<'_> {
             // drained on every iteration, so neither a flood of client frames
             // nor a stream of pushes starves the other. Pushes that arrived
             // during the write left a notification, so this does not sleep.
+            // No `closing` branch: shutdown closes the session, which wakes
+            // `notified` (and keeps this task's future small).
             let read = tokio::select! {
                 biased;
-                () = self.comet.closing.cancelled() => return CloseReason::Shutdown,
                 () = timer.as_mut() => return CloseReason::HeartbeatTimeout(self.heartbeat),
                 read = io.read_frame() => read,
                 () = self.session.notified() => continue,
@@ -232,8 +261,9 @@ impl Active<'_> {
         }
     }
 
-    /// Writes everything buffered; a close of the session, shutdown or the
-    /// heartbeat deadline abandons a write stuck on a client that does not read.
+    /// Writes everything buffered; a close of the session (also at shutdown)
+    /// or the heartbeat deadline abandons a write stuck on a client that does
+    /// not read.
     async fn flush<T: FrameIo>(
         &self,
         io: &mut T,
@@ -244,7 +274,6 @@ impl Active<'_> {
         loop {
             tokio::select! {
                 biased;
-                () = self.comet.closing.cancelled() => return Err(CloseReason::Shutdown),
                 () = self.session.notified() => {
                     if let Some(closed) = self.session.closed() {
                         return Err(closed.into());
@@ -340,7 +369,7 @@ impl Active<'_> {
         {
             return;
         }
-        let comet = Arc::clone(self.comet);
+        let comet = Arc::clone(&self.comet);
         let session = Arc::clone(&self.session);
         self.comet.tracker.spawn(async move {
             let req = HeartbeatReq {

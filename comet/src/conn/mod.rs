@@ -3,9 +3,9 @@
 //! (`handler`) runs the handshake, the op dispatch and the writer over it.
 //!
 //! Each connection is one task: it selects over the next client frame, its
-//! session's queue notification, the heartbeat deadline and shutdown. Why a
-//! connection ended is a [`CloseReason`], logged and counted in one place
-//! ([`log_close`]).
+//! session's wake-up (a push, a close, or shutdown, which closes every
+//! session) and the heartbeat deadline. Why a connection ended is a
+//! [`CloseReason`], logged and counted in one place ([`log_close`]).
 
 mod handler;
 mod tcp;
@@ -143,6 +143,7 @@ impl From<Closed> for CloseReason {
         match closed {
             Closed::Kicked => CloseReason::Kicked,
             Closed::SlowClient => CloseReason::SlowClient,
+            Closed::Shutdown => CloseReason::Shutdown,
             // Only the connection task itself sets `Ended`, after its loop.
             Closed::Ended => CloseReason::ClientClosed,
         }
@@ -224,5 +225,66 @@ pub(crate) fn log_close(conn: &ConnInfo, session: Option<&Session>, reason: &Clo
         log_at!(debug);
     } else {
         log_at!(info);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::config::Config;
+
+    struct NoLogic;
+
+    #[async_trait::async_trait]
+    impl crate::logic::LogicClient for NoLogic {
+        async fn connect(
+            &self,
+            _: rim_proto::pb::logic::ConnectReq,
+        ) -> Result<rim_proto::pb::logic::ConnectReply, LogicError> {
+            Err(LogicError::Refused("test".into()))
+        }
+        async fn disconnect(
+            &self,
+            _: rim_proto::pb::logic::DisconnectReq,
+        ) -> Result<rim_proto::pb::logic::DisconnectReply, LogicError> {
+            Err(LogicError::Refused("test".into()))
+        }
+        async fn heartbeat(&self, _: rim_proto::pb::logic::HeartbeatReq) -> Result<(), LogicError> {
+            Ok(())
+        }
+        async fn renew_online(
+            &self,
+            _: rim_proto::pb::logic::OnlineReq,
+        ) -> Result<rim_proto::pb::logic::OnlineReply, LogicError> {
+            std::future::pending().await
+        }
+        async fn receive(&self, _: rim_proto::pb::logic::ReceiveReq) -> Result<(), LogicError> {
+            Ok(())
+        }
+    }
+
+    /// An idle connection's memory is mostly its task: tokio allocates the
+    /// future plus ~96 bytes of task header, rounded up to 128 bytes. These
+    /// bounds keep the TCP task at 640 bytes and the WebSocket one at 1 KiB
+    /// (see docs/benchmark.md); a dependency update may move them a little.
+    #[tokio::test]
+    async fn connection_tasks_stay_small() {
+        let comet = Comet::new(Config::default(), Arc::new(NoLogic)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (s1, _) = listener.accept().await.unwrap();
+        let _client2 = TcpStream::connect(addr).await.unwrap();
+        let (s2, _) = listener.accept().await.unwrap();
+        let conn = ConnInfo {
+            id: 1,
+            peer: addr,
+            transport: Transport::Tcp,
+        };
+        let tcp = tcp::serve(Arc::clone(&comet), s1, conn, Instant::now(), Opened);
+        let ws = ws::serve(Arc::clone(&comet), s2, conn, Instant::now(), Opened);
+        let (tcp, ws) = (std::mem::size_of_val(&tcp), std::mem::size_of_val(&ws));
+        assert!(tcp <= 544, "TCP connection future is {tcp} bytes");
+        assert!(ws <= 928, "WebSocket connection future is {ws} bytes");
     }
 }

@@ -5,6 +5,7 @@
 //! never copied).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::IoSlice;
 use std::sync::Arc;
 
@@ -26,18 +27,19 @@ const READ_BUFFER: usize = 256;
 /// Buffers tokio's `write_all_buf` passes to one vectored write.
 const MAX_IOVECS: usize = 64;
 
-/// Serves one accepted TCP connection.
-pub(super) async fn serve(
+/// Serves one accepted TCP connection. The task's future holds the boxed
+/// handshake until it is done, then only what the frame loop needs.
+pub(super) fn serve(
     comet: Arc<Comet>,
     stream: TcpStream,
     conn: ConnInfo,
     deadline: Instant,
-    _opened: Opened,
-) {
+    opened: Opened,
+) -> impl Future<Output = ()> + Send {
     if let Err(e) = stream.set_nodelay(true) {
         debug!(conn.id = conn.id, peer.addr = %conn.peer, error = %e, "set TCP_NODELAY failed");
     }
-    let mut io = TcpIo {
+    let io = TcpIo {
         framed: FramedRead::with_capacity(
             stream,
             FrameCodec::new(comet.config.max_body),
@@ -45,10 +47,11 @@ pub(super) async fn serve(
         ),
         out: BufList::default(),
     };
-    handler::run(&comet, &mut io, conn, String::new(), deadline).await;
+    let handshake = Box::pin(handler::establish(comet, io, conn, String::new(), deadline));
+    handler::serve(handshake, opened)
 }
 
-struct TcpIo {
+pub(super) struct TcpIo {
     framed: FramedRead<TcpStream, FrameCodec>,
     out: BufList,
 }

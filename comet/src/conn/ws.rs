@@ -2,6 +2,7 @@
 //! goim frame per message. Client binary and text messages are both frames;
 //! the server sends binary messages only, one per reply or push.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,17 +25,43 @@ const PATH: &str = "/sub";
 /// tungstenite's eagerly allocated read buffer; it grows for larger messages.
 const READ_BUFFER: usize = 256;
 
-/// Upgrades one accepted connection and serves it.
-pub(super) async fn serve(
+/// Upgrades one accepted connection and serves it. The upgrade and the
+/// handshake run boxed, like on TCP (see `handler::serve`).
+pub(super) fn serve(
     comet: Arc<Comet>,
     stream: TcpStream,
     conn: ConnInfo,
     deadline: Instant,
-    _opened: Opened,
-) {
+    opened: Opened,
+) -> impl Future<Output = ()> + Send {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(conn.id = conn.id, peer.addr = %conn.peer, error = %e, "set TCP_NODELAY failed");
     }
+    let handshake = Box::pin(async move {
+        let (ws, cookie) = match upgrade(&comet, stream, deadline).await {
+            Ok(upgraded) => upgraded,
+            Err(reason) => {
+                log_close(&conn, None, &reason);
+                return None;
+            }
+        };
+        let max_body = comet.config.max_body;
+        let io = WsIo {
+            ws,
+            out: Vec::new(),
+            max_body,
+        };
+        handler::establish(comet, io, conn, cookie, deadline).await
+    });
+    handler::serve(handshake, opened)
+}
+
+/// The HTTP upgrade; returns the stream and the `Cookie` header ("" if none).
+async fn upgrade(
+    comet: &Comet,
+    stream: TcpStream,
+    deadline: Instant,
+) -> Result<(WebSocketStream<TcpStream>, String), CloseReason> {
     let max_message = HEADER_LEN + comet.config.max_body;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
@@ -42,48 +69,33 @@ pub(super) async fn serve(
         .max_frame_size(Some(max_message));
 
     let mut cookie = String::new();
-    let upgraded = {
-        let mut rejected_path = None;
-        // The signature is tungstenite's `Callback`; its error type is not ours to shrink.
-        #[allow(clippy::result_large_err)]
-        let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-            if request.uri().path() != PATH {
-                rejected_path = Some(request.uri().path().to_owned());
-                return Err(not_found());
-            }
-            if let Some(value) = request.headers().get(header::COOKIE) {
-                cookie = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            }
-            Ok(response)
-        };
-        // Boxed: the upgrade's state is large and only needed until it is done.
-        let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
-            stream,
-            callback,
-            Some(config),
-        ));
-        tokio::select! {
-            biased;
-            () = comet.closing.cancelled() => Err(CloseReason::Shutdown),
-            result = tokio::time::timeout_at(deadline, upgrade) => match result {
-                Ok(Ok(ws)) => Ok(ws),
-                Ok(Err(e)) => Err(match rejected_path.take() {
-                    Some(path) => CloseReason::WsPathRejected(path),
-                    None => CloseReason::WsHandshake(e),
-                }),
-                Err(_) => Err(CloseReason::HandshakeTimeout(comet.config.handshake_timeout)),
-            },
+    let mut rejected_path = None;
+    // The signature is tungstenite's `Callback`; its error type is not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        if request.uri().path() != PATH {
+            rejected_path = Some(request.uri().path().to_owned());
+            return Err(not_found());
         }
+        if let Some(value) = request.headers().get(header::COOKIE) {
+            cookie = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        }
+        Ok(response)
     };
-    let mut io = match upgraded {
-        Ok(ws) => WsIo {
-            ws,
-            out: Vec::new(),
-            max_body: comet.config.max_body,
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
+    let ws = tokio::select! {
+        biased;
+        () = comet.closing.cancelled() => Err(CloseReason::Shutdown),
+        result = tokio::time::timeout_at(deadline, upgrade) => match result {
+            Ok(Ok(ws)) => Ok(ws),
+            Ok(Err(e)) => Err(match rejected_path.take() {
+                Some(path) => CloseReason::WsPathRejected(path),
+                None => CloseReason::WsHandshake(e),
+            }),
+            Err(_) => Err(CloseReason::HandshakeTimeout(comet.config.handshake_timeout)),
         },
-        Err(reason) => return log_close(&conn, None, &reason),
-    };
-    handler::run(&comet, &mut io, conn, cookie, deadline).await;
+    }?;
+    Ok((ws, cookie))
 }
 
 fn not_found() -> ErrorResponse {
@@ -95,7 +107,7 @@ fn not_found() -> ErrorResponse {
     response
 }
 
-struct WsIo {
+pub(super) struct WsIo {
     ws: WebSocketStream<TcpStream>,
     out: Vec<Bytes>,
     max_body: usize,

@@ -1,8 +1,14 @@
 //! [`MemoryStore`]: an in-process shard. Expiry is checked on every read and
 //! expired entries are swept during writes, so memory stays bounded without a
 //! background task.
+//!
+//! There is an entry per connected key and per connected mid, so the entries
+//! are kept lean: keys are `Box<str>`, server ids are interned `Arc<str>`s
+//! (a handful of comets hold all sessions), and a mid's keys are stored
+//! inline while there is only one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,10 +26,103 @@ struct Expiring<T> {
 
 #[derive(Debug, Default)]
 struct Inner {
-    keys: HashMap<String, Expiring<String>>,
-    mids: HashMap<i64, Expiring<HashMap<String, String>>>,
+    /// key -> server.
+    keys: HashMap<Box<str>, Expiring<Arc<str>>>,
+    mids: HashMap<i64, Expiring<MidKeys>>,
     online: HashMap<String, Expiring<ServerOnline>>,
+    /// Every server id referenced by `keys` or `mids` (dropped in the sweep
+    /// once nothing else refers to it).
+    servers: HashSet<Arc<str>>,
     writes_since_sweep: usize,
+}
+
+impl Inner {
+    /// The shared copy of a server id.
+    fn server(&mut self, server: &str) -> Arc<str> {
+        if let Some(interned) = self.servers.get(server) {
+            return Arc::clone(interned);
+        }
+        let interned: Arc<str> = Arc::from(server);
+        self.servers.insert(Arc::clone(&interned));
+        interned
+    }
+}
+
+/// The keys of one mid and their servers: usually a single key, held inline
+/// (the map is boxed to keep every entry small).
+#[derive(Debug, Default)]
+enum MidKeys {
+    #[default]
+    None,
+    One(Box<str>, Arc<str>),
+    // Boxed on purpose: keeps `MidKeys` at two words and a tag.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<Box<str>, Arc<str>>>),
+}
+
+impl MidKeys {
+    fn is_empty(&self) -> bool {
+        match self {
+            MidKeys::None => true,
+            MidKeys::One(..) => false,
+            MidKeys::Many(keys) => keys.is_empty(),
+        }
+    }
+
+    fn insert(&mut self, key: &str, server: Arc<str>) {
+        match self {
+            MidKeys::One(k, s) if **k == *key => *s = server,
+            MidKeys::One(..) => {
+                let MidKeys::One(k, s) = std::mem::take(self) else {
+                    unreachable!("matched One")
+                };
+                *self = MidKeys::Many(Box::new(HashMap::from([(k, s), (Box::from(key), server)])));
+            }
+            MidKeys::None => *self = MidKeys::One(Box::from(key), server),
+            MidKeys::Many(keys) => {
+                keys.insert(Box::from(key), server);
+            }
+        }
+    }
+
+    /// Removes `key` if it is on `server`; returns whether it was.
+    fn remove_if_on(&mut self, key: &str, server: &str) -> bool {
+        match self {
+            MidKeys::One(k, s) if **k == *key && **s == *server => {
+                *self = MidKeys::default();
+                true
+            }
+            MidKeys::None | MidKeys::One(..) => false,
+            MidKeys::Many(keys) => match keys.get(key) {
+                Some(s) if **s == *server => keys.remove(key).is_some(),
+                _ => false,
+            },
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = MidKeys::default();
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        match self {
+            MidKeys::None => {}
+            MidKeys::One(k, s) => {
+                if !keep(k, s) {
+                    self.clear();
+                }
+            }
+            MidKeys::Many(keys) => keys.retain(|k, s| keep(k, s)),
+        }
+    }
+
+    fn pairs(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+        match self {
+            MidKeys::None => Box::new(std::iter::empty()),
+            MidKeys::One(k, s) => Box::new(std::iter::once((&**k, &**s))),
+            MidKeys::Many(keys) => Box::new(keys.iter().map(|(k, s)| (&**k, &**s))),
+        }
+    }
 }
 
 /// A shard kept in memory; mappings expire after `ttl` without refresh.
@@ -55,6 +154,7 @@ impl MemoryStore {
             inner.keys.retain(|_, e| e.expires > now);
             inner.mids.retain(|_, e| e.expires > now);
             inner.online.retain(|_, e| e.expires > now);
+            inner.servers.retain(|s| Arc::strong_count(s) > 1);
         }
         f(&mut inner, now, expires)
     }
@@ -64,13 +164,13 @@ impl MemoryStore {
 impl SessionStore for MemoryStore {
     async fn set_key(&self, key: &str, server: &str) -> Result<(), StoreError> {
         self.write(|inner, _, expires| {
-            inner.keys.insert(
-                key.to_owned(),
-                Expiring {
-                    value: server.to_owned(),
-                    expires,
-                },
-            );
+            let value = inner.server(server);
+            match inner.keys.get_mut(key) {
+                Some(e) => *e = Expiring { value, expires },
+                None => {
+                    inner.keys.insert(key.into(), Expiring { value, expires });
+                }
+            }
         });
         Ok(())
     }
@@ -89,7 +189,7 @@ impl SessionStore for MemoryStore {
 
     async fn del_key(&self, key: &str, server: &str) -> Result<bool, StoreError> {
         Ok(self.write(|inner, now, _| match inner.keys.get(key) {
-            Some(e) if e.value == server => {
+            Some(e) if *e.value == *server => {
                 let live = e.expires > now;
                 inner.keys.remove(key);
                 live
@@ -106,24 +206,25 @@ impl SessionStore for MemoryStore {
             .map(|k| {
                 inner
                     .keys
-                    .get(k)
+                    .get(k.as_str())
                     .filter(|e| e.expires > now)
-                    .map(|e| e.value.clone())
+                    .map(|e| e.value.to_string())
             })
             .collect())
     }
 
     async fn add_mid_key(&self, mid: i64, key: &str, server: &str) -> Result<(), StoreError> {
         self.write(|inner, now, expires| {
+            let server = inner.server(server);
             let entry = inner.mids.entry(mid).or_insert_with(|| Expiring {
-                value: HashMap::new(),
+                value: MidKeys::default(),
                 expires,
             });
             if entry.expires <= now {
                 entry.value.clear();
             }
             entry.expires = expires;
-            entry.value.insert(key.to_owned(), server.to_owned());
+            entry.value.insert(key, server);
         });
         Ok(())
     }
@@ -146,10 +247,7 @@ impl SessionStore for MemoryStore {
                 return false;
             };
             let live = entry.expires > now;
-            let removed = match entry.value.get(key) {
-                Some(s) if s == server => entry.value.remove(key).is_some(),
-                _ => false,
-            };
+            let removed = entry.value.remove_if_on(key, server);
             if entry.value.is_empty() || !live {
                 inner.mids.remove(&mid);
             }
@@ -163,7 +261,7 @@ impl SessionStore for MemoryStore {
         let mut out = Vec::new();
         for mid in mids {
             if let Some(e) = inner.mids.get(mid).filter(|e| e.expires > now) {
-                out.extend(e.value.iter().map(|(k, s)| (k.clone(), s.clone())));
+                out.extend(e.value.pairs().map(|(k, s)| (k.to_owned(), s.to_owned())));
             }
         }
         Ok(out)
@@ -197,7 +295,7 @@ impl SessionStore for MemoryStore {
         Ok(self.write(|inner, _, _| {
             inner.online.remove(server);
             let before = inner.keys.len();
-            inner.keys.retain(|_, e| e.value != server);
+            inner.keys.retain(|_, e| *e.value != *server);
             let removed = (before - inner.keys.len()) as u64;
             inner.mids.retain(|_, e| {
                 e.value.retain(|_, s| s != server);
@@ -282,5 +380,41 @@ mod tests {
             vec![("b".into(), "c2".into())]
         );
         assert!(store.online().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_mid_holds_one_key_inline_and_many_in_a_map() {
+        let store = MemoryStore::new(Duration::from_secs(60));
+        store.add_mid_key(1, "a", "c1").await.unwrap();
+        store.add_mid_key(1, "a", "c2").await.unwrap();
+        assert_eq!(
+            store.get_mids(&[1]).await.unwrap(),
+            vec![("a".into(), "c2".into())]
+        );
+        store.add_mid_key(1, "b", "c1").await.unwrap();
+        let mut keys = store.get_mids(&[1]).await.unwrap();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![("a".into(), "c2".into()), ("b".into(), "c1".into())]
+        );
+        assert!(!store.del_mid_key(1, "a", "c1").await.unwrap());
+        assert!(store.del_mid_key(1, "a", "c2").await.unwrap());
+        assert!(store.del_mid_key(1, "b", "c1").await.unwrap());
+        assert!(store.get_mids(&[1]).await.unwrap().is_empty());
+        // Empty again: the next key is held inline.
+        store.add_mid_key(1, "c", "c1").await.unwrap();
+        assert!(matches!(
+            store.inner.lock().mids[&1].value,
+            MidKeys::One(..)
+        ));
+        assert!(store.del_mid_key(1, "c", "c1").await.unwrap());
+        assert!(store.inner.lock().mids.is_empty());
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        // Two pointers and a tag: a mid's entry is as small as a key's.
+        assert!(std::mem::size_of::<MidKeys>() <= 40);
     }
 }
