@@ -27,6 +27,9 @@ mkdir -p target
 # cargo test exits non-zero on any failure; pipefail keeps that status.
 cargo test --workspace --locked 2>&1 | tee target/test-output.log
 
+step "fuzz (cargo-fuzz on nightly, ${FUZZ_SECONDS:-20}s per target; docs/fuzzing.md)"
+scripts/fuzz.sh
+
 step "summary"
 grep -E '^test result:' target/test-output.log | awk '
   { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

@@ -35,7 +35,23 @@ where
 {
     value
         .parse()
-        .map_err(|err| ApiError::BadRequest(format!("{name}: {err} {value:?}")))
+        .map_err(|err| ApiError::BadRequest(format!("{name}: {err} {}", quoted(value))))
+}
+
+/// The longest prefix of a refused value an error message repeats.
+const QUOTE_MAX: usize = 64;
+
+/// `value` quoted for an error message, cut after [`QUOTE_MAX`] bytes: a
+/// caller's 60 KB parameter must not come back in the answer and the logs.
+pub(crate) fn quoted(value: &str) -> String {
+    if value.len() <= QUOTE_MAX {
+        return format!("{value:?}");
+    }
+    let mut end = QUOTE_MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes)", &value[..end], value.len())
 }
 
 impl Params {
@@ -156,6 +172,16 @@ mod tests {
             message(params.required::<i32>("empty").unwrap_err()),
             "empty: required"
         );
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let long = format!("{}x", "\u{e9}".repeat(40));
+        let params = Params::parse(&format!("a={long}"));
+        let message = message(params.required::<i32>("a").unwrap_err());
+        assert!(message.ends_with("... (81 bytes)"), "{message}");
+        assert!(message.len() < 150, "{message}");
+        assert_eq!(quoted("short"), "\"short\"");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::error::{read_body, v1_ok, v1_ok_data, ApiError, V1Error};
-use super::params::Params;
+use super::params::{quoted, Params};
 use crate::Logic;
 
 /// The operation of a v1 push: `operation` if given, else the configured one.
@@ -132,7 +132,8 @@ pub(crate) async fn count(
             Ok(v1_ok_data(servers))
         }
         other => Err(ApiError::BadRequest(format!(
-            "type: must be \"room\" or \"server\", got {other:?}"
+            "type: must be \"room\" or \"server\", got {}",
+            quoted(other)
         ))
         .into()),
     }

@@ -1,0 +1,134 @@
+//! The client auth token (op 7 body) through logic's real `Authenticator`:
+//! `trust` mode (goim's JSON token) and `jwt` mode, HS256 with a fixed secret.
+//!
+//! logic's `config.rs`, `auth.rs` and `token.rs` are compiled into this
+//! target by `#[path]`, unchanged: depending on the whole `rim-logic` crate
+//! would build librdkafka, tonic and axum under the sanitizer for minutes.
+//! Those three files use nothing else of logic; if that changes, this
+//! target stops compiling, which is the signal to revisit it.
+//!
+//! Input: a mode byte, then the payload.
+//! - 0: trust mode, the payload is the op 7 body.
+//! - 1: jwt mode, the payload is the op 7 body (a forged or garbage JWT).
+//! - 2: jwt mode, the payload is the claims of a JWT correctly signed with
+//!   the secret (so everything after the signature check is reached).
+//! - 3: as 2, wrapped in goim's JSON token (`{"mid":..,"token":"<jwt>"}`).
+//!
+//! Asserts: nothing panics; trust mode accepts only JSON objects; jwt mode
+//! never accepts an unsigned payload and accepts signed claims only when
+//! they are a JSON object with an unexpired `exp` naming the returned mid.
+#![no_main]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../../logic/src/auth.rs"]
+mod auth;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../../logic/src/config.rs"]
+mod config;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../../logic/src/token.rs"]
+mod token;
+
+use auth::Authenticator;
+use config::{AuthConfig, AuthMode, JwtAlgorithm};
+
+const NOW: i64 = 1_700_000_000;
+const LEEWAY: i64 = 30;
+const SECRET: &str = "fuzz-secret-of-some-length";
+
+fn authenticators() -> &'static (Authenticator, Authenticator) {
+    static AUTH: OnceLock<(Authenticator, Authenticator)> = OnceLock::new();
+    AUTH.get_or_init(|| {
+        let trust = Authenticator::from_config(&AuthConfig::default());
+        let jwt = Authenticator::from_config(&AuthConfig {
+            mode: AuthMode::Jwt,
+            algorithm: JwtAlgorithm::HS256,
+            secret: SECRET.to_owned(),
+            leeway: Duration::from_secs(LEEWAY as u64),
+            ..AuthConfig::default()
+        });
+        assert!(matches!(jwt, Authenticator::Jwt(_)), "{jwt:?}");
+        (trust, jwt)
+    })
+}
+
+/// A compact HS256 JWT over arbitrary claim bytes, signed with `SECRET`.
+fn sign(claims: &[u8]) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let message = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256)
+        .expect("HS256 signing cannot fail");
+    format!("{message}.{signature}")
+}
+
+/// The user id a claim value names, as `auth` reads it.
+fn claim_mid(value: Option<&Value>) -> Option<i64> {
+    match value? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Accepted signed claims must be an object with a live `exp` and a mid.
+fn check_signed(claims: &[u8], accepted: Option<&token::Token>) {
+    let Some(token) = accepted else { return };
+    // serde skips ignored claims without checking their UTF-8, so an
+    // accepted payload may hold invalid bytes in a claim rim does not read.
+    let text = String::from_utf8_lossy(claims);
+    let value: Value = serde_json::from_str(&text).expect("accepted claims are JSON");
+    let object = value.as_object().expect("accepted claims are an object");
+    let exp = object["exp"]
+        .as_f64()
+        .expect("accepted claims have a numeric exp");
+    assert!(
+        (exp.ceil() as i64).saturating_add(LEEWAY) >= NOW,
+        "expired jwt accepted"
+    );
+    let mid = claim_mid(object.get("sub")).or_else(|| claim_mid(object.get("mid")));
+    assert_eq!(Some(token.mid), mid, "mid not taken from the jwt");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, payload)) = data.split_first() else {
+        return;
+    };
+    let (trust, jwt) = authenticators();
+    match mode % 4 {
+        0 => {
+            if trust.authenticate(payload, NOW).is_ok() {
+                assert_eq!(payload.trim_ascii_start().first(), Some(&b'{'));
+            }
+        }
+        1 => {
+            // Without the secret nothing can be signed: nothing is accepted.
+            // (A payload could only pass by forging HMAC-SHA256.)
+            assert!(
+                jwt.authenticate(payload, NOW).is_err(),
+                "unsigned token accepted"
+            );
+        }
+        2 => {
+            let signed = sign(payload);
+            check_signed(
+                payload,
+                jwt.authenticate(signed.as_bytes(), NOW).ok().as_ref(),
+            );
+        }
+        _ => {
+            let body = serde_json::json!({"mid": 7, "key": "k", "token": sign(payload)});
+            let body = serde_json::to_vec(&body).expect("JSON encodes");
+            check_signed(payload, jwt.authenticate(&body, NOW).ok().as_ref());
+        }
+    }
+});
