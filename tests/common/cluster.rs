@@ -195,12 +195,15 @@ impl Cluster {
             opts.kafka
         );
         let logic = Proc::spawn(&dir, "logic", "logic", &logic_config).await;
+        // The test clients share two cores with six clusters' processes; a
+        // deep session queue keeps a replay burst (after a job restart) from
+        // disconnecting them as slow. The slow-client policy has its own tests.
         let mut comets = Vec::new();
         for i in 1..=opts.comets {
             let config = format!(
                 "grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\nlogic_addrs = [\"{}\"]\n\n[comet]\n\
                  server_id = \"{name}-comet{i}\"\ntcp_bind = [\"127.0.0.1:0\"]\nws_bind = [\"127.0.0.1:0\"]\n\
-                 online_report_interval = \"200ms\"\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n",
+                 online_report_interval = \"200ms\"\nsession_queue = 8192\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n",
                 logic.addr("grpc"),
                 r = opts.session_refresh,
             );
