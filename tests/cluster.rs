@@ -378,38 +378,51 @@ async fn stopped_broker_makes_the_push_api_answer_503_and_it_recovers() {
     }
 }
 
-/// A private redis-server for tests that restart it.
-fn start_redis(port: u16) -> std::process::Child {
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server starts");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "redis did not open {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+/// A private redis-server for tests that restart it; killed when dropped,
+/// so a failing test does not leave it running.
+struct RedisProc(std::process::Child);
+
+impl RedisProc {
+    fn start(port: u16) -> RedisProc {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let redis = RedisProc(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis did not open {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
     }
-    child
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_redis_restart_sessions_re_register_on_heartbeat() {
     let Some((kafka, _)) = services() else { return };
     let port = free_port();
-    let mut redis = start_redis(port);
+    let redis = RedisProc::start(port);
     let mut o = opts(&kafka);
     o.redis = Some(format!("redis://127.0.0.1:{port}/"));
     o.comets = 1;
@@ -424,9 +437,8 @@ async fn after_a_redis_restart_sessions_re_register_on_heartbeat() {
     expect_exactly(&mut client, "client", &["before"]).await;
 
     // Redis comes back empty: the session is unknown until the client's next heartbeat.
-    redis.kill().unwrap();
-    redis.wait().unwrap();
-    let mut redis = start_redis(port);
+    drop(redis);
+    let _redis = RedisProc::start(port);
     // The router reconnects on its own; until then the API says the store is
     // unavailable (503), never success.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -466,8 +478,6 @@ async fn after_a_redis_restart_sessions_re_register_on_heartbeat() {
             "session never re-registered"
         );
     }
-    redis.kill().unwrap();
-    let _ = redis.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
