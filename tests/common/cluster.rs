@@ -178,17 +178,7 @@ impl Cluster {
                 format!("grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\n{store}");
             routers.push(Proc::spawn(&dir, "router", &format!("router{i}"), &config).await);
         }
-        let router_list: String = routers
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                format!(
-                    "[[routers]]\nname = \"r{}\"\naddr = \"{}\"\n",
-                    i + 1,
-                    r.addr("grpc")
-                )
-            })
-            .collect();
+        let router_list = router_list(&routers);
         let logic_config = format!(
             "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n\n\
              [kafka]\nbrokers = [\"{}\"]\ntopic = \"{topic}\"\ntimeout = \"3s\"\npartitions = 4\n",
@@ -240,20 +230,6 @@ impl Cluster {
              [job]\npush_timeout = \"2s\"\nretries = 1\n"
         );
         Proc::spawn(dir, "job", name, &config).await
-    }
-
-    pub fn router_list(&self) -> String {
-        self.routers
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                format!(
-                    "[[routers]]\nname = \"r{}\"\naddr = \"{}\"\n",
-                    i + 1,
-                    r.addr("grpc")
-                )
-            })
-            .collect()
     }
 
     /// Replaces the job with a new process in the same consumer group.
