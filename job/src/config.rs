@@ -32,6 +32,13 @@ pub struct Config {
     /// failing the rest. Default 5s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a keyed push for a comet the job does not know yet waits
+    /// for it to be discovered (a comet that just started may hold sessions
+    /// before the next discovery round). A comet still unknown after this is
+    /// given up for `unknown_comet_wait * 10`: its pushes fail at once, counted
+    /// as `unknown_comet`. Default 3s; 0 fails at once.
+    #[serde(with = "humantime_serde")]
+    pub unknown_comet_wait: Duration,
     /// Room batching.
     pub room: RoomConfig,
 }
@@ -64,6 +71,7 @@ impl Default for Config {
             push_timeout: Duration::from_secs(5),
             retries: 3,
             shutdown_grace: Duration::from_secs(5),
+            unknown_comet_wait: Duration::from_secs(3),
             room: RoomConfig::default(),
         }
     }

@@ -5,17 +5,19 @@
 //! how broadcast speed is split); the queues and workers live in `routine`,
 //! room batching in `room`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use parking_lot::Mutex;
 use rim_proto::pb::comet::{BroadcastReq, PushMsgReq};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
 use rim_proto::pb::protocol::Proto;
 use rim_proto::{encode_raw_push, Op, PUSH_VER};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +28,7 @@ pub use crate::delivery::Delivery;
 use crate::comet::CometClient;
 use crate::delivery::Ack;
 use crate::room::{RoomMsg, Rooms};
-use crate::routine::{fan_out, route_hash, Comets, Request, Task};
+use crate::routine::{fan_out, route_hash, CometHandle, Comets, Request, Task};
 use crate::{metrics, Config, JobError};
 
 /// How long `shutdown` waits, after the grace period, for cancelled workers
@@ -45,6 +47,11 @@ pub struct Job {
     /// workers and batchers then fail what they hold instead of delivering it.
     cancel: CancellationToken,
     closed: AtomicBool,
+    /// Asks the comet discovery (if any) for a round now: a push named a
+    /// comet the job does not know.
+    discover: Notify,
+    /// Comets waited for in vain, and until when they are given up.
+    missing: Mutex<HashMap<String, Instant>>,
 }
 
 impl Job {
@@ -77,6 +84,8 @@ impl Job {
             room_tracker,
             cancel,
             closed: AtomicBool::new(false),
+            discover: Notify::new(),
+            missing: Mutex::new(HashMap::new()),
         })
     }
 
@@ -90,6 +99,12 @@ impl Job {
         if !self.comets.remove(server_id) {
             debug!(server = server_id, "remove of unknown comet ignored");
         }
+    }
+
+    /// Resolves when a push named a comet the job does not know: comet
+    /// discovery should run a round now rather than at its next interval.
+    pub async fn discovery_wanted(&self) {
+        self.discover.notified().await;
     }
 
     /// Server ids of the known comets, sorted.
@@ -142,7 +157,7 @@ impl Job {
             ));
         };
         let hash = route_hash(first_key);
-        let Some(comet) = self.comets.get(&msg.server) else {
+        let Some(comet) = self.wait_for_comet(&msg.server).await else {
             let err = self.unless_closed(JobError::UnknownComet(msg.server.clone()));
             return Ok(Delivery::done(Err(reject(&msg, err))));
         };
@@ -155,6 +170,48 @@ impl Job {
         let task = Task { request, ack };
         comet.enqueue(hash, task, self.config.enqueue_timeout).await;
         Ok(Delivery::waiting(vec![rx]))
+    }
+
+    /// The comet `server`; one not known yet is waited for (up to
+    /// `unknown_comet_wait`, asking discovery for a round), unless it was
+    /// waited for in vain recently. Waiting here holds the consumer, which
+    /// keeps records in order.
+    async fn wait_for_comet(&self, server: &str) -> Option<Arc<CometHandle>> {
+        if let Some(comet) = self.comets.get(server) {
+            return Some(comet);
+        }
+        let wait = self.config.unknown_comet_wait;
+        let now = Instant::now();
+        {
+            let mut missing = self.missing.lock();
+            missing.retain(|_, until| *until > now);
+            if wait.is_zero() || missing.contains_key(server) {
+                return None;
+            }
+        }
+        let mut changes = self.comets.watch();
+        self.discover.notify_one();
+        let deadline = now + wait;
+        loop {
+            if let Some(comet) = self.comets.get(server) {
+                return Some(comet);
+            }
+            let changed = tokio::select! {
+                r = timeout_at(deadline, changes.changed()) => r,
+                _ = self.cancel.cancelled() => return None,
+            };
+            if !matches!(changed, Ok(Ok(()))) {
+                break;
+            }
+        }
+        if let Some(comet) = self.comets.get(server) {
+            return Some(comet);
+        }
+        warn!(server, waited = ?wait, "comet not discovered; its pushes fail for a while");
+        self.missing
+            .lock()
+            .insert(server.to_owned(), Instant::now() + wait * 10);
+        None
     }
 
     /// ROOM: to the room's batcher, which sends batches to every comet.
@@ -421,23 +478,81 @@ mod tests {
         assert_eq!(frames, vec![rim_proto::Frame::new(1, 1000, 0, &b"hi"[..])]);
     }
 
-    #[tokio::test]
-    async fn unknown_comet_is_counted_and_fails_the_delivery() {
+    #[tokio::test(start_paused = true)]
+    async fn unknown_comet_is_waited_for_then_counted_and_given_up_for_a_while() {
         let recorder = TestRecorder::default();
         let _guard = ::metrics::set_default_local_recorder(&recorder);
         let a = FakeComet::accepting();
         let job = job_with(&[("a", a.clone())]);
+        let wait = Config::default().unknown_comet_wait;
+        let start = Instant::now();
+        let delivery = job
+            .dispatch(push("gone", &["k"], 1000, b"x"))
+            .await
+            .unwrap();
+        assert_eq!(start.elapsed(), wait, "waited for discovery");
+        assert_eq!(delivery.await, Err(JobError::UnknownComet("gone".into())));
+        // Given up: the next push to it fails at once instead of stalling
+        // the consumer again.
+        let start = Instant::now();
+        let again = job
+            .dispatch(push("gone", &["k"], 1000, b"y"))
+            .await
+            .unwrap();
+        assert_eq!(again.await, Err(JobError::UnknownComet("gone".into())));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(
+            recorder.counter("rim_job_dropped_total{reason=unknown_comet}"),
+            2
+        );
+        assert_eq!(recorder.counter("rim_job_pushes_total{type=push}"), 2);
+        assert!(a.calls().is_empty());
+        // ... but only for a while.
+        tokio::time::sleep(wait * 10).await;
+        let start = Instant::now();
+        let later = job
+            .dispatch(push("gone", &["k"], 1000, b"z"))
+            .await
+            .unwrap();
+        assert_eq!(later.await, Err(JobError::UnknownComet("gone".into())));
+        assert_eq!(start.elapsed(), wait);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn push_for_a_comet_discovered_while_waiting_is_delivered() {
+        let job = Job::new(Config::default());
+        let discoverer = {
+            let job = job.clone();
+            tokio::spawn(async move {
+                job.discovery_wanted().await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let late = FakeComet::accepting();
+                job.add_comet("late", late.clone());
+                late
+            })
+        };
+        let start = Instant::now();
+        let delivery = job
+            .dispatch(push("late", &["k"], 1000, b"x"))
+            .await
+            .unwrap();
+        assert_eq!(delivery.await, Ok(()));
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        let late = discoverer.await.unwrap();
+        assert_eq!(late.calls().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_comet_fails_at_once_when_waiting_is_off() {
+        let job = Job::new(Config {
+            unknown_comet_wait: Duration::ZERO,
+            ..Config::default()
+        });
         let delivery = job
             .dispatch(push("gone", &["k"], 1000, b"x"))
             .await
             .unwrap();
         assert_eq!(delivery.await, Err(JobError::UnknownComet("gone".into())));
-        assert_eq!(
-            recorder.counter("rim_job_dropped_total{reason=unknown_comet}"),
-            1
-        );
-        assert_eq!(recorder.counter("rim_job_pushes_total{type=push}"), 1);
-        assert!(a.calls().is_empty());
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -158,6 +158,9 @@ impl CometHandle {
 /// The comets this job delivers to, by server id.
 pub(crate) struct Comets {
     map: RwLock<CometMap>,
+    /// Bumped on every add and remove, so a dispatch waiting for a comet
+    /// that is not known yet wakes when the set changes.
+    changed: watch::Sender<u64>,
     config: Config,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -175,6 +178,7 @@ impl Comets {
     pub(crate) fn new(config: Config, tracker: TaskTracker, cancel: CancellationToken) -> Comets {
         Comets {
             map: RwLock::new(CometMap::default()),
+            changed: watch::Sender::new(0),
             config,
             tracker,
             cancel,
@@ -220,6 +224,7 @@ impl Comets {
                 Some(map.comets.insert(server.to_string(), handle))
             }
         };
+        self.changed.send_modify(|v| *v += 1);
         match replaced {
             None => warn!(server = %server, "comet not added: job is shut down"),
             Some(None) => info!(server = %server, routines = self.config.routines, "comet added"),
@@ -230,6 +235,7 @@ impl Comets {
     /// Removes a comet; its workers finish their queues and stop.
     pub(crate) fn remove(&self, server: &str) -> bool {
         let removed = self.map.write().comets.remove(server);
+        self.changed.send_modify(|v| *v += 1);
         if removed.is_some() {
             info!(server, "comet removed");
         }
@@ -246,6 +252,11 @@ impl Comets {
     /// The comet with this server id.
     pub(crate) fn get(&self, server: &str) -> Option<Arc<CometHandle>> {
         self.map.read().comets.get(server).cloned()
+    }
+
+    /// A receiver that sees every change of the comet set.
+    pub(crate) fn watch(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Every comet, at this moment.

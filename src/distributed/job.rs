@@ -90,8 +90,18 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// Keeps the job's comet set equal to static comets plus discovered ones.
-async fn discover(job: Arc<rim_job::Job>, config: JobProcessConfig, shutdown: CancellationToken) {
+/// Keeps the job's comet set equal to static comets plus discovered ones:
+/// a round every `discovery_interval`, and at once when a push names a comet
+/// the job does not know. `first` fires after the first round that reached
+/// the routers (at once without routers), so the consumer does not route
+/// records before the comets are known.
+async fn discover(
+    job: Arc<rim_job::Job>,
+    config: JobProcessConfig,
+    first: tokio::sync::oneshot::Sender<()>,
+    shutdown: CancellationToken,
+) {
+    let mut first = Some(first);
     let router = if config.routers.is_empty() {
         None
     } else {
@@ -152,10 +162,20 @@ async fn discover(job: Arc<rim_job::Job>, config: JobProcessConfig, shutdown: Ca
                 known.remove(&id);
             }
             metrics::gauge!("rim_job_comets").set(known.len() as f64);
+            if let Some(first) = first.take() {
+                let _ = first.send(());
+            }
         }
+        let interval = if first.is_some() {
+            // Not started yet: retry sooner than a full interval.
+            config.discovery_interval.min(Duration::from_millis(500))
+        } else {
+            config.discovery_interval
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(config.discovery_interval) => {}
+            _ = tokio::time::sleep(interval) => {}
+            _ = job.discovery_wanted() => {}
         }
     }
 }
@@ -178,13 +198,22 @@ pub async fn run(
     }
     super::announce(ready, serde_json::json!({"metrics": metrics_addr}));
     let discovery_stop = CancellationToken::new();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let discovery = tokio::spawn(discover(
         job.clone(),
         config.clone(),
+        first_tx,
         discovery_stop.clone(),
     ));
-    info!(topic = %config.kafka.topic, group = %config.kafka.group, "rim job consuming");
-    let consumed = rim_job::kafka::consume(job.clone(), config.kafka.clone(), shutdown).await;
+    // Records routed before the comets are known would find none: wait for
+    // the first discovery round (retried while the routers are unreachable).
+    let consumed = tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        _ = first_rx => {
+            info!(topic = %config.kafka.topic, group = %config.kafka.group, comets = job.comets().len(), "rim job consuming");
+            rim_job::kafka::consume(job.clone(), config.kafka.clone(), shutdown).await
+        }
+    };
     job.shutdown().await;
     discovery_stop.cancel();
     let _ = discovery.await;
