@@ -40,10 +40,14 @@ where
         return;
     };
     let reason = active.run(&mut io).await;
-    // Logic is told before `io` (the socket) is dropped, so a client that
-    // sees the close can rely on its mapping being gone (or left to its
-    // successor).
-    Box::pin(teardown(&active, reason)).await;
+    // Logic is told before the client hears of the close (and before `io`,
+    // the socket, is dropped), so a client that sees the close can rely on
+    // its mapping being gone (or left to its successor).
+    Box::pin(async move {
+        teardown(&active, &reason).await;
+        io.finish(&reason).await;
+    })
+    .await;
 }
 
 /// Authenticates a connection whose transport is ready (TCP accepted,
@@ -61,6 +65,7 @@ pub(crate) async fn establish<T: FrameIo>(
         Ok(active) => Some((active, io)),
         Err(reason) => {
             log_close(&conn, None, &reason);
+            io.finish(&reason).await;
             None
         }
     }
@@ -130,7 +135,7 @@ async fn authenticated<T: FrameIo>(
 
 /// Unregisters the session, counts what it still had queued, logs the close
 /// and, if the key was still this session's, tells logic.
-async fn teardown(active: &Active, reason: CloseReason) {
+async fn teardown(active: &Active, reason: &CloseReason) {
     let Active {
         comet,
         session,
@@ -144,7 +149,7 @@ async fn teardown(active: &Active, reason: CloseReason) {
         debug!(conn.id = conn.id, key = %session.key, mid = session.mid, lost, "queued messages dropped at close");
         metrics::dropped(metrics::DROP_CONNECTION_CLOSED, lost as u64);
     }
-    log_close(conn, Some(session), &reason);
+    log_close(conn, Some(session), reason);
     if !current {
         // Kicked: the key's mapping in logic belongs to the successor now.
         return;

@@ -164,7 +164,15 @@ pub(crate) trait FrameIo: Send {
     fn has_output(&self) -> bool;
     /// Writes everything buffered (one socket write on TCP when it fits).
     fn flush(&mut self) -> impl Future<Output = Result<(), CloseReason>> + Send;
+    /// Ends the transport's side of the conversation before the socket is
+    /// dropped (the WebSocket closing handshake); best effort, bounded by
+    /// [`FINISH_TIMEOUT`].
+    fn finish(&mut self, reason: &CloseReason) -> impl Future<Output = ()> + Send;
 }
+
+/// How long a closing connection may spend telling the client why (a
+/// WebSocket close frame) before the socket is dropped anyway.
+pub(crate) const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Spawns the task serving one accepted connection on the comet's tracker.
 /// Each transport gets its own task type, so a TCP connection's task is not

@@ -91,6 +91,10 @@ impl FrameIo for TcpIo {
         self.out = BufList::default();
         Ok(())
     }
+
+    async fn finish(&mut self, _reason: &CloseReason) {
+        // goim has no goodbye frame on TCP: the close itself is the message.
+    }
 }
 
 /// A queue of buffers read as one, so a burst goes out in one vectored write.

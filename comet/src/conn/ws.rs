@@ -12,11 +12,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{handler, log_close, CloseReason, ConnInfo, FrameIo, Opened};
+use super::{handler, log_close, CloseReason, ConnInfo, FrameIo, Opened, FINISH_TIMEOUT};
 use crate::push::Push;
 use crate::server::Comet;
 
@@ -160,6 +161,52 @@ impl FrameIo for WsIo {
         }
         self.ws.flush().await.map_err(ws_error)
     }
+
+    async fn finish(&mut self, reason: &CloseReason) {
+        let goodbye = async {
+            match close_code(reason) {
+                // tungstenite queued the reply to the client's close frame
+                // (RFC 6455 5.5.1) while reading it: write it.
+                None => self.ws.flush().await,
+                Some(code) => {
+                    let frame = CloseFrame {
+                        code,
+                        reason: reason.label().into(),
+                    };
+                    self.ws.send(Message::Close(Some(frame))).await
+                }
+            }
+        };
+        // A client that cannot take the frame (gone, or not reading) only
+        // delays its own close, by at most FINISH_TIMEOUT.
+        let _ = tokio::time::timeout(FINISH_TIMEOUT, goodbye).await;
+    }
+}
+
+/// The close code sent when the server ends a connection for `reason`;
+/// `None` when there is nothing to announce (the client closed, or the
+/// socket failed).
+fn close_code(reason: &CloseReason) -> Option<CloseCode> {
+    use tungstenite::error::ProtocolError;
+    Some(match reason {
+        CloseReason::ClientClosed | CloseReason::Io(_) => return None,
+        CloseReason::WsProtocol(tungstenite::Error::Capacity(_)) => CloseCode::Size,
+        CloseReason::WsProtocol(tungstenite::Error::Utf8(_)) => CloseCode::Invalid,
+        CloseReason::WsProtocol(tungstenite::Error::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake,
+        )) => return None,
+        CloseReason::WsProtocol(_) => CloseCode::Protocol,
+        CloseReason::BadFrame(rim_proto::ProtoError::BodyTooLarge { .. }) => CloseCode::Size,
+        CloseReason::BadFrame(_) => CloseCode::Unsupported,
+        CloseReason::Shutdown => CloseCode::Away,
+        CloseReason::SlowClient
+        | CloseReason::Kicked
+        | CloseReason::AuthFailed(_)
+        | CloseReason::HandshakeTimeout(_)
+        | CloseReason::HeartbeatTimeout(_) => CloseCode::Policy,
+        // Never reach a connected WebSocket.
+        CloseReason::WsPathRejected(_) | CloseReason::WsHandshake(_) => return None,
+    })
 }
 
 fn ws_error(e: tungstenite::Error) -> CloseReason {

@@ -10,3 +10,4 @@ mod push;
 mod tcp;
 mod timers;
 mod ws;
+mod ws_rfc6455;
