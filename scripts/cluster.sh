@@ -71,6 +71,11 @@ grpc_bind = "127.0.0.1:3119"
 $routers
 [logic]
 http_bind = "127.0.0.1:3111"
+# A local dev cluster: goim's open behaviour, stated explicitly.
+[logic.auth]
+mode = "trust"
+[logic.api]
+open = true
 [kafka]
 brokers = ["$kafka"]
 TOML

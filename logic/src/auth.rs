@@ -106,7 +106,7 @@ impl Authenticator {
     /// The authenticator of a config. A `jwt` config whose key cannot be
     /// loaded gives one that refuses everyone.
     pub(crate) fn from_config(config: &AuthConfig) -> Authenticator {
-        match config.mode {
+        match config.mode() {
             AuthMode::Trust => {
                 tracing::warn!(
                     "client tokens are not verified (logic.auth.mode = \"trust\"): \
@@ -249,7 +249,7 @@ pub(crate) mod tests {
 
     pub(crate) fn hs256_config() -> AuthConfig {
         AuthConfig {
-            mode: AuthMode::Jwt,
+            mode: Some(AuthMode::Jwt),
             secret: SECRET.into(),
             ..AuthConfig::default()
         }
@@ -494,7 +494,7 @@ pub(crate) mod tests {
             ),
         ] {
             let auth = jwt_auth(&AuthConfig {
-                mode: AuthMode::Jwt,
+                mode: Some(AuthMode::Jwt),
                 algorithm: config_alg,
                 public_key_file: Some(data(public)),
                 ..AuthConfig::default()
@@ -525,22 +525,22 @@ pub(crate) mod tests {
     fn bad_key_config_refuses_everyone() {
         for config in [
             AuthConfig {
-                mode: AuthMode::Jwt,
+                mode: Some(AuthMode::Jwt),
                 ..AuthConfig::default()
             },
             AuthConfig {
-                mode: AuthMode::Jwt,
+                mode: Some(AuthMode::Jwt),
                 algorithm: JwtAlgorithm::ES256,
                 ..AuthConfig::default()
             },
             AuthConfig {
-                mode: AuthMode::Jwt,
+                mode: Some(AuthMode::Jwt),
                 algorithm: JwtAlgorithm::RS256,
                 public_key_file: Some(data("no-such-file.pem")),
                 ..AuthConfig::default()
             },
             AuthConfig {
-                mode: AuthMode::Jwt,
+                mode: Some(AuthMode::Jwt),
                 algorithm: JwtAlgorithm::RS256,
                 // An EC key where an RSA one is expected.
                 public_key_file: Some(data("es256_public.pem")),

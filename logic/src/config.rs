@@ -166,8 +166,9 @@ pub enum JwtAlgorithm {
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// `trust` (goim: no verification) or `jwt`. Default `trust`.
-    pub mode: AuthMode,
+    /// `trust` (goim: no verification) or `jwt`. Unset: `trust` in
+    /// `rim standalone`, `jwt` in `rim logic` (see [`Config::secure_defaults`]).
+    pub mode: Option<AuthMode>,
     /// jwt: the signature algorithm, `HS256`, `RS256` or `ES256`. Default `HS256`.
     pub algorithm: JwtAlgorithm,
     /// jwt, HS256: the shared secret (its UTF-8 bytes). Default empty.
@@ -186,7 +187,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            mode: AuthMode::Trust,
+            mode: None,
             algorithm: JwtAlgorithm::HS256,
             secret: String::new(),
             public_key_file: None,
@@ -226,8 +227,11 @@ impl std::fmt::Debug for AuthConfig {
 pub struct ApiConfig {
     /// Bearer tokens accepted in `Authorization: Bearer <token>`. When any is
     /// set, every push endpoint (v1 and v2) and `/1/server/del` requires one.
-    /// Default empty: the API is open, as goim's (a warning is logged).
     pub tokens: Vec<String>,
+    /// Leave the push API open (no tokens required), as goim's. Unset: open
+    /// in `rim standalone` (a warning is logged), while `rim logic` refuses
+    /// to start without `tokens` unless `open = true` is given explicitly.
+    pub open: Option<bool>,
     /// Also require a token on the read endpoints (`/goim/online/*`,
     /// `/goim/nodes/instances`, `/1/count`). `/goim/nodes/weighted`, which
     /// clients call to find comets, stays open. Default false.
@@ -240,6 +244,7 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("tokens", &tokens)
             .field("protect_reads", &self.protect_reads)
+            .field("open", &self.open)
             .finish()
     }
 }
@@ -251,7 +256,32 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+impl AuthConfig {
+    /// The mode in force: `trust` when unset.
+    pub fn mode(&self) -> AuthMode {
+        self.mode.unwrap_or(AuthMode::Trust)
+    }
+}
+
+impl ApiConfig {
+    /// Whether push endpoints are served without a bearer token: when
+    /// `open = true`, or when unset and no token is configured.
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_empty() && self.open != Some(false)
+    }
+}
+
 impl Config {
+    /// The defaults of a logic exposed on its own (`rim logic`): client
+    /// tokens verified as JWTs and the push API closed unless the config says
+    /// otherwise explicitly. `validate` then refuses a config that gives no
+    /// key or no bearer token.
+    pub fn secure_defaults(mut self) -> Config {
+        self.auth.mode.get_or_insert(AuthMode::Jwt);
+        self.api.open.get_or_insert(false);
+        self
+    }
+
     /// Checks the values that deserialization cannot: run it before binding.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.http_bind.is_empty() {
@@ -289,13 +319,19 @@ impl Config {
         if !(backoff.jitter.is_finite() && backoff.jitter >= 0.0) {
             return Err(invalid("backoff.jitter", "must not be negative"));
         }
-        if self.auth.mode == AuthMode::Jwt {
+        if self.auth.mode() == AuthMode::Jwt {
             // Loads the key file too, so that a bad key stops start-up.
             crate::auth::decoding_key(&self.auth)
                 .map_err(|(field, reason)| invalid(field, reason))?;
         }
         if self.api.tokens.iter().any(|t| t.trim().is_empty()) {
             return Err(invalid("api.tokens", "a token must not be empty"));
+        }
+        if self.api.open == Some(false) && self.api.tokens.is_empty() {
+            return Err(invalid(
+                "api.tokens",
+                "no bearer token configured: give tokens, or set open = true to serve the push API without one",
+            ));
         }
         Ok(())
     }
@@ -360,7 +396,7 @@ mod tests {
         )
         .unwrap();
         config.validate().unwrap();
-        assert_eq!(config.auth.mode, AuthMode::Jwt);
+        assert_eq!(config.auth.mode, Some(AuthMode::Jwt));
         assert_eq!(config.auth.leeway, Duration::from_secs(5));
         assert_eq!(config.auth.issuer.as_deref(), Some("backend"));
         assert!(config.api.protect_reads);

@@ -714,6 +714,7 @@ async fn hostile_authorization_headers() {
         api: rim_logic::ApiConfig {
             tokens: vec!["s3cret".to_owned()],
             protect_reads: true,
+            open: None,
         },
         ..Config::default()
     };

@@ -44,10 +44,17 @@ impl Default for LogicProcessConfig {
 }
 
 impl LogicProcessConfig {
+    /// `[logic]` with the defaults of an exposed logic filled in: JWT client
+    /// tokens and a push API that requires bearer tokens, unless the file
+    /// says `mode = "trust"` / `open = true` explicitly.
+    pub fn effective_logic(&self) -> rim_logic::Config {
+        self.logic.clone().secure_defaults()
+    }
+
     /// Checks every section.
     pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
         use crate::config::ConfigError::Invalid;
-        self.logic
+        self.effective_logic()
             .validate()
             .map_err(|e| Invalid(format!("[logic] {e}")))?;
         if self.routers.is_empty() {
@@ -76,7 +83,7 @@ pub async fn run(
             tracing::warn!(error = %e, topic = %config.kafka.topic, "could not create the push topic; assuming it exists");
         }
     }
-    let logic = rim_logic::Logic::new(config.logic.clone(), router, Arc::new(queue));
+    let logic = rim_logic::Logic::new(config.effective_logic(), router, Arc::new(queue));
     let http = super::bind(&config.logic.http_bind).await?;
     let grpc = super::bind(&config.grpc_bind).await?;
     let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
@@ -102,4 +109,42 @@ pub async fn run(
     http_task.await??;
     info!("logic stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> LogicProcessConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn an_exposed_logic_refuses_to_start_without_a_key_or_a_token() {
+        let err = parse("").validate().unwrap_err().to_string();
+        assert!(err.contains("auth.secret"), "{err}");
+        let err = parse("[logic.auth]\nsecret = \"s3cret\"\n")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("open = true"), "{err}");
+        let secure = parse("[logic.auth]\nsecret = \"s3cret\"\n[logic.api]\ntokens = [\"t\"]\n");
+        secure.validate().unwrap();
+        let logic = secure.effective_logic();
+        assert_eq!(logic.auth.mode(), rim_logic::AuthMode::Jwt);
+        assert!(!logic.api.is_open());
+    }
+
+    #[test]
+    fn goims_open_behaviour_must_be_asked_for() {
+        let open = parse("[logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n");
+        open.validate().unwrap();
+        let logic = open.effective_logic();
+        assert_eq!(logic.auth.mode(), rim_logic::AuthMode::Trust);
+        assert!(logic.api.is_open());
+        // Standalone's library defaults stay goim's.
+        let standalone = rim_logic::Config::default();
+        assert_eq!(standalone.auth.mode(), rim_logic::AuthMode::Trust);
+        assert!(standalone.api.is_open());
+    }
 }

@@ -181,6 +181,7 @@ impl Cluster {
         let router_list = router_list(&routers);
         let logic_config = format!(
             "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n\n\
+             [logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n\n\
              [kafka]\nbrokers = [\"{}\"]\ntopic = \"{topic}\"\ntimeout = \"3s\"\npartitions = 4\n",
             opts.kafka
         );

@@ -21,10 +21,11 @@ pub(crate) async fn require(
     request: Request,
     next: Next,
 ) -> Response {
-    let tokens = &logic.config().api.tokens;
-    if tokens.is_empty() {
+    let api = &logic.config().api;
+    if api.is_open() {
         return next.run(request).await;
     }
+    let tokens = &api.tokens;
     let offered = request
         .headers()
         .get(header::AUTHORIZATION)

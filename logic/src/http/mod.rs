@@ -33,7 +33,7 @@ pub fn router(logic: Arc<Logic>) -> axum::Router {
     let config = logic.config();
     let max_body = config.max_body;
     let api = &config.api;
-    if api.tokens.is_empty() {
+    if api.is_open() {
         tracing::warn!(
             "push API is open: no bearer tokens configured (logic.api.tokens); \
              anyone who reaches it can push and delete servers"

@@ -987,3 +987,20 @@ async fn without_tokens_the_api_is_open_as_goims() {
     assert_answer(&answer, StatusCode::OK, ok());
     assert!(rx.recv().await.is_some());
 }
+
+#[tokio::test]
+async fn a_closed_api_without_tokens_refuses_every_push() {
+    // `rim logic` refuses to start like this; the middleware still fails
+    // closed if such a config reaches it.
+    let mut config = Config::default();
+    config.api.open = Some(false);
+    let (logic, _rx, _) = logic_with(config, 64);
+    let (answer, _) = call_auth(
+        &logic,
+        "POST",
+        "/goim/push/mids?operation=1000&mids=1",
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}

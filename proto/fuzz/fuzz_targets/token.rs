@@ -50,7 +50,7 @@ fn authenticators() -> &'static (Authenticator, Authenticator) {
     AUTH.get_or_init(|| {
         let trust = Authenticator::from_config(&AuthConfig::default());
         let jwt = Authenticator::from_config(&AuthConfig {
-            mode: AuthMode::Jwt,
+            mode: Some(AuthMode::Jwt),
             algorithm: JwtAlgorithm::HS256,
             secret: SECRET.to_owned(),
             leeway: Duration::from_secs(LEEWAY as u64),
