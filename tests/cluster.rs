@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::cluster::{free_port, services, unique, Cluster, Options};
+use common::cluster::{free_port, services, unique, Cluster, Gate, Options};
 use parking_lot::Mutex;
 use rim_testkit::{Client, Token};
 use tokio::process::Command;
@@ -21,6 +21,7 @@ fn opts(kafka: &str) -> Options {
         redis: None,
         comets: 2,
         session_refresh: "5m",
+        wait_for_job: true,
     }
 }
 
@@ -536,4 +537,84 @@ async fn every_process_exits_cleanly_on_sigterm_and_delivers_what_it_accepted() 
         "shutdown took {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_and_kafka_down_at_start_then_up_recover_without_restart() {
+    let Some((kafka, redis)) = services() else {
+        return;
+    };
+    // Both services sit behind gates that drop every connection: the cluster
+    // starts with neither reachable.
+    let redis_target = redis
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let redis_gate = Gate::closed(&redis_target).await;
+    let kafka_gate = Gate::closed(&kafka).await;
+    let db = format!("redis://{}/4", redis_target);
+    let flushed = std::process::Command::new("redis-cli")
+        .args(["-u", &db, "FLUSHDB"])
+        .status()
+        .unwrap();
+    assert!(flushed.success());
+    let mut o = opts(&kafka_gate.addr.to_string());
+    o.redis = Some(format!("redis://{}/4", redis_gate.addr));
+    o.wait_for_job = false;
+    // Every process starts and becomes ready without its services.
+    let c = Cluster::start("coldstart", o).await;
+
+    // Meanwhile: clients are refused (their session cannot be stored) and
+    // pushes answer 503, nothing panics.
+    let refused = Client::connect(c.comet_tcp(0), false, &Token::new(40, "cold", "live://c")).await;
+    assert!(refused.is_err(), "auth succeeded without Redis");
+    let reply = c
+        .http
+        .post("/goim/push/room?operation=1000&type=live&room=c", "early")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 503, "{:?}", reply.json);
+
+    redis_gate.open();
+    kafka_gate.open();
+    // Recovery without a restart: a client gets in, and a push reaches it.
+    let deadline = tokio::time::Instant::now() + FIRST;
+    let mut client = loop {
+        match Client::connect(c.comet_tcp(0), false, &Token::new(40, "cold", "live://c")).await {
+            Ok(client) => break client,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no client accepted after Redis came up: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    loop {
+        let reply = c
+            .http
+            .post("/goim/push/mids?operation=1000&mids=40", "late")
+            .await
+            .unwrap();
+        if reply.status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pushes still refused after Kafka came up: {} {:?}",
+            reply.status,
+            reply.json
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    expect_exactly(&mut client, "cold", &["late"]).await;
+    for name in ["logic", "router1", "job"] {
+        let log = match name {
+            "logic" => c.logic.log(),
+            "job" => c.job.log(),
+            _ => c.routers[0].log(),
+        };
+        assert!(!log.contains("panicked"), "{name} panicked:\n{log}");
+    }
 }

@@ -90,6 +90,10 @@ pub async fn consume(
         // A brand-new group starts at the oldest record: nothing published
         // before the first job came up is skipped (goim starts at the newest).
         .set("auto.offset.reset", "earliest")
+        // A subscribed topic that does not exist yet (logic creates it once
+        // the broker is reachable) is picked up within 5 s, not librdkafka's
+        // default 5 min.
+        .set("topic.metadata.refresh.interval.ms", "5000")
         .set("session.timeout.ms", &session_ms)
         .set("max.poll.interval.ms", session_ms.clone())
         .set(

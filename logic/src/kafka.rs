@@ -114,7 +114,9 @@ impl KafkaQueue {
             config.partitions,
             TopicReplication::Fixed(config.replication),
         );
-        let options = AdminOptions::new().operation_timeout(Some(Timeout::After(config.timeout)));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Timeout::After(config.timeout)))
+            .request_timeout(Some(Timeout::After(config.timeout)));
         let results = admin.create_topics([&topic], &options).await.map_err(|e| {
             QueueError::Unavailable(format!("creating topic {}: {e}", config.topic))
         })?;

@@ -67,6 +67,29 @@ impl LogicProcessConfig {
     }
 }
 
+/// Creates the push topic if it is missing, retrying with backoff (1 s,
+/// doubling up to 30 s) while the broker cannot be reached.
+async fn ensure_topic(
+    queue: Arc<rim_logic::kafka::KafkaQueue>,
+    kafka: rim_logic::kafka::KafkaConfig,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match queue.ensure_topic(&kafka).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %kafka.topic, retry_in = ?backoff, "push topic not ensured; pushes answer 503 until the broker is reachable");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// Runs logic until `shutdown`.
 pub async fn run(
     config: LogicProcessConfig,
@@ -77,13 +100,17 @@ pub async fn run(
     config.validate()?;
     let router =
         super::router_client(&config.routers, config.router_timeout).map_err(anyhow::Error::msg)?;
-    let queue = rim_logic::kafka::KafkaQueue::new(&config.kafka)?;
+    let queue = Arc::new(rim_logic::kafka::KafkaQueue::new(&config.kafka)?);
     if config.kafka.create_topic {
-        if let Err(e) = queue.ensure_topic(&config.kafka).await {
-            tracing::warn!(error = %e, topic = %config.kafka.topic, "could not create the push topic; assuming it exists");
-        }
+        // A broker that is down at start must not keep logic from starting:
+        // pushes answer 503 until it is up, and the topic is created then.
+        tokio::spawn(ensure_topic(
+            queue.clone(),
+            config.kafka.clone(),
+            shutdown.clone(),
+        ));
     }
-    let logic = rim_logic::Logic::new(config.effective_logic(), router, Arc::new(queue));
+    let logic = rim_logic::Logic::new(config.effective_logic(), router, queue);
     let http = super::bind(&config.logic.http_bind).await?;
     let grpc = super::bind(&config.grpc_bind).await?;
     let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);

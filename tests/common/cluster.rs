@@ -147,6 +147,8 @@ pub struct Options {
     pub comets: usize,
     /// Comet: seconds between a connection's refreshes of its session (0: every heartbeat).
     pub session_refresh: &'static str,
+    /// Wait until the job has discovered every comet (needs the router store).
+    pub wait_for_job: bool,
 }
 
 /// 2 routers, 1 logic, N comets, 1 job.
@@ -213,7 +215,9 @@ impl Cluster {
             job,
             http,
         };
-        cluster.wait_for_comets(opts.comets).await;
+        if opts.wait_for_job {
+            cluster.wait_for_comets(opts.comets).await;
+        }
         cluster
     }
 
@@ -280,5 +284,53 @@ impl Cluster {
 
     pub fn comet_ws(&self, i: usize) -> std::net::SocketAddr {
         self.comets[i].first("ws")
+    }
+}
+
+/// A TCP forwarder standing in for a service that is down: while closed it
+/// accepts and at once drops every connection (the client sees a reset or
+/// EOF, as from a dead service behind a load balancer); once opened it
+/// forwards new connections to `target`.
+pub struct Gate {
+    pub addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    /// A closed gate in front of `target` (`host:port`).
+    pub async fn closed(target: &str) -> Gate {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let target = target.to_owned();
+        let is_open = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !is_open.load(Ordering::Acquire) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Gate { addr, open, task }
+    }
+
+    /// Forwards every connection from now on.
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
