@@ -159,6 +159,10 @@ impl Session {
     pub(crate) fn take_queue(&self) -> Result<VecDeque<Arc<Push>>, Closed> {
         let mut state = self.state.lock();
         match state.closed {
+            // Shutdown: what was accepted before it still goes out, once.
+            Some(Closed::Shutdown) if !state.queue.is_empty() => {
+                Ok(std::mem::take(&mut state.queue))
+            }
             Some(closed) => Err(closed),
             None => Ok(std::mem::take(&mut state.queue)),
         }
@@ -171,15 +175,25 @@ impl Session {
 
     /// Closes the session (first reason wins) and wakes its task. Returns the
     /// number of queued messages discarded, for the caller to count.
+    ///
+    /// A shutdown keeps the queue: the connection task writes what the comet
+    /// accepted before it, then closes. Any other close discards the queue
+    /// (also one a shutdown left behind).
     pub(crate) fn close(&self, reason: Closed) -> usize {
         let mut state = self.state.lock();
-        if state.closed.is_some() {
-            return 0;
+        let first = state.closed.is_none();
+        if first {
+            state.closed = Some(reason);
         }
-        state.closed = Some(reason);
-        let lost = std::mem::take(&mut state.queue).len();
+        let lost = if reason == Closed::Shutdown {
+            0
+        } else {
+            std::mem::take(&mut state.queue).len()
+        };
         drop(state);
-        self.wake();
+        if first {
+            self.wake();
+        }
         lost
     }
 
@@ -326,6 +340,26 @@ mod tests {
         s.push(&p, None, 8);
         assert_eq!(s.close(Closed::Kicked), 2);
         assert_eq!(s.take_queue(), Err(Closed::Kicked));
+    }
+
+    #[test]
+    fn shutdown_keeps_what_was_accepted_for_one_last_write() {
+        let s = session(&[]);
+        let p = push();
+        s.push(&p, None, 8);
+        s.push(&p, None, 8);
+        assert_eq!(s.close(Closed::Shutdown), 0);
+        // Nothing new is accepted after the shutdown...
+        assert_eq!(s.push(&p, None, 8), Enqueue::Closed);
+        // ... what was accepted before goes out once, then the close.
+        assert_eq!(s.take_queue().unwrap().len(), 2);
+        assert_eq!(s.take_queue(), Err(Closed::Shutdown));
+        // A teardown after a write that failed counts what was left.
+        let t = session(&[]);
+        t.push(&p, None, 8);
+        t.close(Closed::Shutdown);
+        assert_eq!(t.close(Closed::Ended), 1);
+        assert_eq!(t.closed(), Some(Closed::Shutdown));
     }
 
     #[tokio::test(start_paused = true)]

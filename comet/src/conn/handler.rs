@@ -17,7 +17,7 @@ use rim_proto::{Frame, Op};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
-use super::{log_close, CloseReason, ConnInfo, FrameIo, Opened};
+use super::{log_close, CloseReason, ConnInfo, FrameIo, Opened, FINISH_TIMEOUT};
 use crate::logic::LogicError;
 use crate::metrics;
 use crate::server::Comet;
@@ -44,6 +44,9 @@ where
     // the socket, is dropped), so a client that sees the close can rely on
     // its mapping being gone (or left to its successor).
     Box::pin(async move {
+        if matches!(reason, CloseReason::Shutdown) {
+            active.drain(&mut io).await;
+        }
         teardown(&active, &reason).await;
         io.finish(&reason).await;
     })
@@ -286,6 +289,31 @@ impl Active {
                 }
                 () = timer.as_mut() => return Err(CloseReason::HeartbeatTimeout(self.heartbeat)),
                 written = &mut write => return written,
+            }
+        }
+    }
+
+    /// At shutdown: writes what the comet accepted for this session before
+    /// the shutdown began (still queued, or buffered by a write the shutdown
+    /// interrupted), for at most [`FINISH_TIMEOUT`].
+    async fn drain<T: FrameIo>(&self, io: &mut T) {
+        while let Ok(queue) = self.session.take_queue() {
+            if queue.is_empty() {
+                break;
+            }
+            for push in &queue {
+                io.queue_push(push);
+            }
+        }
+        if io.has_output() {
+            match tokio::time::timeout(FINISH_TIMEOUT, io.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    debug!(conn.id = self.conn.id, key = %self.session.key, error = %e, "final write at shutdown failed")
+                }
+                Err(_) => {
+                    debug!(conn.id = self.conn.id, key = %self.session.key, "final write at shutdown timed out")
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! goim frame per message. Client binary and text messages are both frames;
 //! the server sends binary messages only, one per reply or push.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -49,7 +50,7 @@ pub(super) fn serve(
         let max_body = comet.config.max_body;
         let io = WsIo {
             ws,
-            out: Vec::new(),
+            out: VecDeque::new(),
             max_body,
         };
         handler::establish(comet, io, conn, cookie, deadline).await
@@ -110,7 +111,7 @@ fn not_found() -> ErrorResponse {
 
 pub(super) struct WsIo {
     ws: WebSocketStream<TcpStream>,
-    out: Vec<Bytes>,
+    out: VecDeque<Bytes>,
     max_body: usize,
 }
 
@@ -141,11 +142,11 @@ impl FrameIo for WsIo {
     }
 
     fn queue_reply(&mut self, frame: &Frame) {
-        self.out.push(frame.to_bytes());
+        self.out.push_back(frame.to_bytes());
     }
 
     fn queue_push(&mut self, push: &Push) {
-        self.out.push(push.ws.clone());
+        self.out.push_back(push.ws.clone());
     }
 
     fn has_output(&self) -> bool {
@@ -153,11 +154,14 @@ impl FrameIo for WsIo {
     }
 
     async fn flush(&mut self) -> Result<(), CloseReason> {
-        for bytes in std::mem::take(&mut self.out) {
+        // A message leaves `out` only once the sink took it, so a flush
+        // cancelled midway (shutdown) can be resumed without a loss.
+        while let Some(bytes) = self.out.front() {
             self.ws
-                .feed(Message::Binary(bytes))
+                .feed(Message::Binary(bytes.clone()))
                 .await
                 .map_err(ws_error)?;
+            self.out.pop_front();
         }
         self.ws.flush().await.map_err(ws_error)
     }

@@ -58,6 +58,8 @@ pub struct FakeLogic {
     pub all_room_count: Mutex<HashMap<String, i32>>,
     /// Fail the next `renew_online` call.
     pub fail_next_online: AtomicBool,
+    /// `receive` never answers (the connection stays inside the call).
+    pub hold_receives: AtomicBool,
     next_key: AtomicU64,
     connects: UnboundedSender<ConnectReq>,
     disconnects: UnboundedSender<DisconnectReq>,
@@ -77,6 +79,7 @@ impl FakeLogic {
             heartbeat_nanos,
             all_room_count: Mutex::new(HashMap::new()),
             fail_next_online: AtomicBool::new(false),
+            hold_receives: AtomicBool::new(false),
             next_key: AtomicU64::new(1),
             connects,
             disconnects,
@@ -152,6 +155,9 @@ impl LogicClient for FakeLogic {
 
     async fn receive(&self, req: ReceiveReq) -> Result<(), LogicError> {
         let _ = self.receives.send(req);
+        if self.hold_receives.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         Ok(())
     }
 }

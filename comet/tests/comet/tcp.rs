@@ -316,6 +316,41 @@ async fn client_close_tells_logic() {
     h.stop().await;
 }
 
+/// Pushes the comet accepted before the shutdown began reach the client
+/// before its connection closes. The connection tasks are held inside a
+/// logic call (an upstream op 4), so the pushes are still queued when the
+/// shutdown interrupts them.
+#[tokio::test]
+async fn shutdown_writes_what_was_accepted_before_closing() {
+    let mut h = Harness::start(config()).await;
+    let mut tcp = h.tcp_client("drain-tcp", "", &[1000]).await;
+    let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
+    ws.auth(&token(2, "drain-ws", "", &[1000])).await;
+    next(&mut h.events.connects).await;
+    h.logic
+        .hold_receives
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    tcp.send(1, 4, 1, b"up").await;
+    ws.send(1, 4, 1, b"up").await;
+    next(&mut h.events.receives).await;
+    next(&mut h.events.receives).await;
+    for i in 0..50u8 {
+        push_keys(&h.comet, &["drain-tcp", "drain-ws"], 1000, &[i]);
+    }
+    let stopping = tokio::spawn(h.stop());
+    for i in 0..50u8 {
+        let push = tcp.read_frame().await;
+        assert_eq!((push.op, &push.body[..]), (1000, &[i][..]), "tcp push {i}");
+        let push = ws.read_frame().await;
+        assert_eq!(parse_frame(&push.body).body, [i], "ws push {i}");
+    }
+    tcp.expect_closed().await;
+    // Then the WebSocket close: 1001 going away.
+    let (first, payload) = ws.read_ws().await;
+    assert_eq!((first, &payload[..2]), (0x88, &1001u16.to_be_bytes()[..]));
+    stopping.await.unwrap();
+}
+
 #[tokio::test]
 async fn shutdown_closes_every_connection() {
     let mut h = Harness::start(config()).await;
