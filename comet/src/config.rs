@@ -74,6 +74,16 @@ pub struct Config {
     /// How long `serve` waits for connection tasks after shutdown. Default 5s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Open connections (authenticated or not) this comet accepts; more are
+    /// closed at accept. 0: no limit. Default 1,000,000.
+    pub max_connections: usize,
+    /// Open connections per client IP address; 0: no limit. Default 10,000
+    /// (carrier NAT puts many users behind one address).
+    pub max_connections_per_ip: usize,
+    /// Client frames a connection may send in one second (heartbeats
+    /// included); a connection over it is closed (reason `frame_rate`).
+    /// 0: no limit. Default 50.
+    pub max_frames_per_sec: u32,
 }
 
 impl Default for Config {
@@ -95,6 +105,9 @@ impl Default for Config {
             logic_heartbeat_interval_min: Duration::from_secs(5 * 60),
             logic_heartbeat_interval_max: Duration::from_secs(10 * 60),
             shutdown_grace: Duration::from_secs(5),
+            max_connections: 1_000_000,
+            max_connections_per_ip: 10_000,
+            max_frames_per_sec: 50,
         }
     }
 }

@@ -17,6 +17,8 @@
 //! - `conn`: one task per connection; `conn::tcp` and `conn::ws` adapt the
 //!   transport, `conn::handler` runs the goim protocol over either.
 //! - [`LogicClient`]: the calls the comet makes to logic.
+//! - `limits`: connection limits (per comet, per IP) and the per-connection
+//!   frame rate.
 //! - [`Config`]: settings, all with defaults.
 //! - [`grpc`]: the distributed mode's gRPC side: the push service job calls
 //!   and the client for logic.
@@ -41,7 +43,8 @@
 //! `rim_comet_push_requests_total{kind}`,
 //! `rim_comet_enqueued_messages_total{kind}`,
 //! `rim_comet_filtered_messages_total{kind}`,
-//! `rim_comet_logic_errors_total{call}`, `rim_comet_online_reports_total{result}`.
+//! `rim_comet_logic_errors_total{call}`, `rim_comet_online_reports_total{result}`,
+//! `rim_comet_limit_rejections_total{limit}`.
 
 #![warn(missing_docs)]
 
@@ -50,6 +53,7 @@ mod config;
 mod conn;
 mod error;
 pub mod grpc;
+mod limits;
 pub mod logic;
 mod metrics;
 mod push;

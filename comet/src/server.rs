@@ -26,6 +26,7 @@ use crate::bucket::Bucket;
 use crate::config::Config;
 use crate::conn::{self, Transport};
 use crate::error::{ConfigError, PushError};
+use crate::limits::ConnLimits;
 use crate::logic::{LogicClient, LogicError};
 use crate::metrics;
 use crate::push::{Fanout, Push};
@@ -90,6 +91,8 @@ pub struct Comet {
     /// Cancelled when `serve`'s shutdown token is; everything inside watches it.
     pub(crate) closing: CancellationToken,
     next_conn_id: AtomicU64,
+    /// Connection limits and frame-rate clock.
+    pub(crate) limits: ConnLimits,
 }
 
 impl std::fmt::Debug for Comet {
@@ -109,6 +112,7 @@ impl Comet {
         let buckets = (0..config.buckets).map(|_| Bucket::default()).collect();
         Ok(Arc::new(Comet {
             server_id: config.server_id(),
+            limits: ConnLimits::new(&config),
             config,
             logic,
             buckets,
@@ -311,6 +315,11 @@ impl Comet {
             match accepted {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
+                    if self.limits.admit(peer.ip()).is_err() {
+                        // Counted and logged by `admit`; closed unread.
+                        drop(stream);
+                        continue;
+                    }
                     let accepted_at = Instant::now();
                     let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
                     let conn = conn::ConnInfo {

@@ -17,7 +17,8 @@ use rim_proto::{Frame, Op};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
-use super::{log_close, CloseReason, ConnInfo, FrameIo, Opened, FINISH_TIMEOUT};
+use super::{log_close, CloseReason, ConnInfo, FrameIo, Opened, Slot, FINISH_TIMEOUT};
+use crate::limits::FrameRate;
 use crate::logic::LogicError;
 use crate::metrics;
 use crate::server::Comet;
@@ -63,9 +64,14 @@ pub(crate) async fn establish<T: FrameIo>(
     conn: ConnInfo,
     cookie: String,
     deadline: Instant,
+    slot: Slot,
 ) -> Option<(Active, T)> {
     match authenticated(comet, &mut io, conn, cookie, deadline).await {
-        Ok(active) => Some((active, io)),
+        Ok(active) => {
+            // From here `Active` gives the connection's slot back.
+            slot.into_session();
+            Some((active, io))
+        }
         Err(reason) => {
             log_close(&conn, None, &reason);
             io.finish(&reason).await;
@@ -177,8 +183,14 @@ async fn authenticate<T: FrameIo>(
     conn: &ConnInfo,
     cookie: String,
 ) -> Result<(Frame, ConnectReply), CloseReason> {
+    let mut rate = FrameRate::default();
+    let max_rate = comet.config.max_frames_per_sec;
     let auth = loop {
-        match io.read_frame().await? {
+        let frame = io.read_frame().await?;
+        if frame.is_some() && !rate.allow(max_rate, comet.limits.second()) {
+            return Err(CloseReason::FrameRate(max_rate));
+        }
+        match frame {
             Some(frame) if frame.op == Op::Auth.code() => break frame,
             Some(frame) => debug!(
                 conn.id = conn.id,
@@ -217,6 +229,14 @@ pub(crate) struct Active {
     logic_heartbeat_interval: Duration,
 }
 
+impl Drop for Active {
+    /// Gives back the connection's slot in the comet's limits (taken over
+    /// from the handshake's [`Slot`]).
+    fn drop(&mut self) {
+        self.comet.limits.release(self.conn.peer.ip());
+    }
+}
+
 impl Active {
     async fn run<T: FrameIo>(&self, io: &mut T) -> CloseReason {
         // Shutdown closes every registered session; one registered after
@@ -226,6 +246,7 @@ impl Active {
         }
         let timer = tokio::time::sleep(self.heartbeat);
         tokio::pin!(timer);
+        let mut rate = FrameRate::default();
         loop {
             match self.session.take_queue() {
                 Ok(queue) => {
@@ -257,6 +278,10 @@ impl Active {
                 Ok(None) => return CloseReason::ClientClosed,
                 Err(reason) => return reason,
             };
+            let max_rate = self.comet.config.max_frames_per_sec;
+            if !rate.allow(max_rate, self.comet.limits.second()) {
+                return CloseReason::FrameRate(max_rate);
+            }
             if frame.op == Op::Heartbeat.code() {
                 // Only op 2 keeps the connection alive (goim-spec 1.6).
                 timer.as_mut().reset(Instant::now() + self.heartbeat);

@@ -13,7 +13,7 @@ mod ws;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,6 +99,9 @@ pub(crate) enum CloseReason {
     /// The HTTP upgrade to WebSocket failed.
     #[error("websocket upgrade failed: {0}")]
     WsHandshake(tungstenite::Error),
+    /// More client frames in one second than `max_frames_per_sec`.
+    #[error("more than {0} frames in one second")]
+    FrameRate(u32),
 }
 
 impl CloseReason {
@@ -117,6 +120,7 @@ impl CloseReason {
             CloseReason::SlowClient => "slow_client",
             CloseReason::WsPathRejected(_) => "ws_path_rejected",
             CloseReason::WsHandshake(_) => "ws_handshake_failed",
+            CloseReason::FrameRate(_) => "frame_rate",
         }
     }
 
@@ -185,18 +189,51 @@ pub(crate) fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     metrics::connection_opened(conn.transport.name());
     let opened = Opened;
+    let slot = Slot::taken(comet, conn.peer.ip());
     let deadline = accepted_at + comet.config.handshake_timeout;
     let comet_for_task = Arc::clone(comet);
     match conn.transport {
-        Transport::Tcp => {
-            comet
-                .tracker
-                .spawn(tcp::serve(comet_for_task, stream, conn, deadline, opened))
-        }
-        Transport::Ws => {
-            comet
-                .tracker
-                .spawn(ws::serve(comet_for_task, stream, conn, deadline, opened))
+        Transport::Tcp => comet.tracker.spawn(tcp::serve(
+            comet_for_task,
+            stream,
+            conn,
+            deadline,
+            opened,
+            slot,
+        )),
+        Transport::Ws => comet.tracker.spawn(ws::serve(
+            comet_for_task,
+            stream,
+            conn,
+            deadline,
+            opened,
+            slot,
+        )),
+    }
+}
+
+/// A connection's slot in the comet's connection limits, given back when it
+/// is dropped: held by the handshake, then handed to the session's task
+/// ([`Slot::into_session`]), which gives it back when it ends.
+pub(crate) struct Slot(Option<(Arc<Comet>, IpAddr)>);
+
+impl Slot {
+    /// The slot `admit` took for `ip` (the accept loop did).
+    pub(crate) fn taken(comet: &Arc<Comet>, ip: IpAddr) -> Slot {
+        Slot(Some((Arc::clone(comet), ip)))
+    }
+
+    /// The handshake succeeded: the authenticated connection's `Active`
+    /// gives the slot back when it is dropped.
+    pub(crate) fn into_session(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((comet, ip)) = self.0.take() {
+            comet.limits.release(ip);
         }
     }
 }
@@ -289,8 +326,9 @@ mod size_tests {
             peer: addr,
             transport: Transport::Tcp,
         };
-        let tcp = tcp::serve(Arc::clone(&comet), s1, conn, Instant::now(), Opened);
-        let ws = ws::serve(Arc::clone(&comet), s2, conn, Instant::now(), Opened);
+        let slot = || Slot::taken(&comet, addr.ip());
+        let tcp = tcp::serve(Arc::clone(&comet), s1, conn, Instant::now(), Opened, slot());
+        let ws = ws::serve(Arc::clone(&comet), s2, conn, Instant::now(), Opened, slot());
         let (tcp, ws) = (std::mem::size_of_val(&tcp), std::mem::size_of_val(&ws));
         assert!(tcp <= 544, "TCP connection future is {tcp} bytes");
         assert!(ws <= 928, "WebSocket connection future is {ws} bytes");

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tracing::debug;
 
-use super::{handler, CloseReason, ConnInfo, FrameIo, Opened};
+use super::{handler, CloseReason, ConnInfo, FrameIo, Opened, Slot};
 use crate::push::Push;
 use crate::server::Comet;
 
@@ -35,6 +35,7 @@ pub(super) fn serve(
     conn: ConnInfo,
     deadline: Instant,
     opened: Opened,
+    slot: Slot,
 ) -> impl Future<Output = ()> + Send {
     if let Err(e) = stream.set_nodelay(true) {
         debug!(conn.id = conn.id, peer.addr = %conn.peer, error = %e, "set TCP_NODELAY failed");
@@ -47,7 +48,14 @@ pub(super) fn serve(
         ),
         out: BufList::default(),
     };
-    let handshake = Box::pin(handler::establish(comet, io, conn, String::new(), deadline));
+    let handshake = Box::pin(handler::establish(
+        comet,
+        io,
+        conn,
+        String::new(),
+        deadline,
+        slot,
+    ));
     handler::serve(handshake, opened)
 }
 

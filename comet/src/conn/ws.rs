@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{handler, log_close, CloseReason, ConnInfo, FrameIo, Opened, FINISH_TIMEOUT};
+use super::{handler, log_close, CloseReason, ConnInfo, FrameIo, Opened, Slot, FINISH_TIMEOUT};
 use crate::push::Push;
 use crate::server::Comet;
 
@@ -35,6 +35,7 @@ pub(super) fn serve(
     conn: ConnInfo,
     deadline: Instant,
     opened: Opened,
+    slot: Slot,
 ) -> impl Future<Output = ()> + Send {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(conn.id = conn.id, peer.addr = %conn.peer, error = %e, "set TCP_NODELAY failed");
@@ -53,7 +54,7 @@ pub(super) fn serve(
             out: VecDeque::new(),
             max_body,
         };
-        handler::establish(comet, io, conn, cookie, deadline).await
+        handler::establish(comet, io, conn, cookie, deadline, slot).await
     });
     handler::serve(handshake, opened)
 }
@@ -207,7 +208,8 @@ fn close_code(reason: &CloseReason) -> Option<CloseCode> {
         | CloseReason::Kicked
         | CloseReason::AuthFailed(_)
         | CloseReason::HandshakeTimeout(_)
-        | CloseReason::HeartbeatTimeout(_) => CloseCode::Policy,
+        | CloseReason::HeartbeatTimeout(_)
+        | CloseReason::FrameRate(_) => CloseCode::Policy,
         // Never reach a connected WebSocket.
         CloseReason::WsPathRejected(_) | CloseReason::WsHandshake(_) => return None,
     })
