@@ -51,6 +51,8 @@
 mod bucket;
 mod config;
 mod conn;
+#[doc(hidden)]
+pub mod detached;
 mod error;
 pub mod grpc;
 mod limits;
