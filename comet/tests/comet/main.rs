@@ -9,4 +9,5 @@ mod online;
 mod push;
 mod tcp;
 mod timers;
+mod tls;
 mod ws;
