@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::StandaloneConfig;
 use crate::local::{LocalComet, LocalLogic};
@@ -27,7 +27,7 @@ use crate::local::{LocalComet, LocalLogic};
 pub struct Listeners {
     /// The HTTP push API.
     pub http: TcpListener,
-    /// Client listeners (TCP and WebSocket).
+    /// Client listeners (TCP and WebSocket, plain and TLS).
     pub comet: rim_comet::Listeners,
 }
 
@@ -61,15 +61,54 @@ async fn bind_one(addr: &str) -> Result<TcpListener, StartError> {
 
 /// Binds the client listeners a comet configuration names.
 pub async fn bind_comet(config: &rim_comet::Config) -> Result<rim_comet::Listeners, StartError> {
-    let mut tcp = Vec::new();
-    for addr in &config.tcp_bind {
-        tcp.push(bind_one(addr).await?);
+    let mut listeners = rim_comet::Listeners::default();
+    for (addrs, bound) in [
+        (&config.tcp_bind, &mut listeners.tcp),
+        (&config.ws_bind, &mut listeners.ws),
+        (&config.tls_bind, &mut listeners.tls),
+        (&config.wss_bind, &mut listeners.wss),
+    ] {
+        for addr in addrs {
+            bound.push(bind_one(addr).await?);
+        }
     }
-    let mut ws = Vec::new();
-    for addr in &config.ws_bind {
-        ws.push(bind_one(addr).await?);
+    Ok(listeners)
+}
+
+/// With TLS configured, reloads the comet's certificate on SIGHUP until
+/// `stop`. Without TLS nothing is installed, so SIGHUP keeps its default
+/// (ending the process).
+pub(crate) fn reload_tls_on_sighup(comet: &Arc<rim_comet::Comet>, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    if !comet.has_tls() {
+        return;
     }
-    Ok(rim_comet::Listeners { tcp, ws })
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP: the tls certificate reloads only when its files change");
+            return;
+        }
+    };
+    let comet = Arc::clone(comet);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                received = hangup.recv() => if received.is_none() {
+                    return;
+                },
+            }
+            info!("SIGHUP received: reloading the tls certificate");
+            let comet = Arc::clone(&comet);
+            // Reads the files: off the runtime's worker threads. The comet
+            // logs and counts the outcome.
+            let reload = tokio::task::spawn_blocking(move || comet.reload_tls());
+            if let Err(e) = reload.await {
+                warn!(error = %e, "tls certificate reload task failed");
+            }
+        }
+    });
 }
 
 /// Binds every listener the configuration names.
@@ -88,6 +127,10 @@ pub struct Standalone {
     pub tcp_addrs: Vec<SocketAddr>,
     /// Where WebSocket clients connect (path `/sub`).
     pub ws_addrs: Vec<SocketAddr>,
+    /// Where goim-over-TLS clients connect (empty unless `tls_bind` is set).
+    pub tls_addrs: Vec<SocketAddr>,
+    /// Where WSS clients connect (path `/sub`; empty unless `wss_bind` is set).
+    pub wss_addrs: Vec<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -106,6 +149,8 @@ impl Standalone {
         let http_addr = listeners.http.local_addr()?;
         let tcp_addrs = addrs(&listeners.comet.tcp)?;
         let ws_addrs = addrs(&listeners.comet.ws)?;
+        let tls_addrs = addrs(&listeners.comet.tls)?;
+        let wss_addrs = addrs(&listeners.comet.wss)?;
 
         let router = rim_router::Router::memory(&config.router);
         let (queue, queue_rx) =
@@ -149,7 +194,16 @@ impl Standalone {
             }
         });
 
-        info!(http = %http_addr, tcp = ?tcp_addrs, ws = ?ws_addrs, server_id = comet.server_id(), "rim standalone listening");
+        reload_tls_on_sighup(&comet, shutdown.clone());
+        info!(
+            http = %http_addr,
+            tcp = ?tcp_addrs,
+            ws = ?ws_addrs,
+            tls = ?tls_addrs,
+            wss = ?wss_addrs,
+            server_id = comet.server_id(),
+            "rim standalone listening"
+        );
 
         let task = tokio::spawn({
             let shutdown = shutdown.clone();
@@ -173,6 +227,8 @@ impl Standalone {
             http_addr,
             tcp_addrs,
             ws_addrs,
+            tls_addrs,
+            wss_addrs,
             shutdown,
             task,
         })

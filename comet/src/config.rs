@@ -2,9 +2,13 @@
 //! empty TOML table is a valid config) and its validation.
 //!
 //! Binding the listen addresses is not done here: the binary binds
-//! `tcp_bind` / `ws_bind` (see [`crate::Listeners::bind`]) and hands the
-//! listeners to [`crate::Comet::serve`].
+//! `tcp_bind` / `ws_bind` / `tls_bind` / `wss_bind` (see
+//! [`crate::Listeners::bind`]) and hands the listeners to
+//! [`crate::Comet::serve`]. Nor is reading the TLS certificate: `validate`
+//! only checks that the paths are given together; [`crate::Comet::new`]
+//! loads them (module `tls`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -29,6 +33,29 @@ pub struct Config {
     /// WebSocket listen addresses, path `/sub` (goim `websocket.bind`).
     /// Default `["0.0.0.0:3102"]`.
     pub ws_bind: Vec<String>,
+    /// goim raw-TCP protocol over TLS: listen addresses (e.g.
+    /// `["0.0.0.0:3104"]`; goim itself has no TLS TCP port). Needs `tls_cert`
+    /// and `tls_key`. Default empty: no TLS TCP listener.
+    pub tls_bind: Vec<String>,
+    /// WebSocket over TLS (WSS), path `/sub`: listen addresses (goim
+    /// `websocket.tlsBind`, port 3103). Needs `tls_cert` and `tls_key`.
+    /// Default empty: no WSS listener.
+    pub wss_bind: Vec<String>,
+    /// PEM file with the certificate chain the `tls_bind` and `wss_bind`
+    /// listeners present, leaf first (goim `websocket.certFile`). Set together
+    /// with `tls_key`. Default unset.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1;
+    /// goim `websocket.privateFile`). Default unset.
+    pub tls_key: Option<PathBuf>,
+    /// How often the modification times (and sizes) of `tls_cert` and
+    /// `tls_key` are checked. When either changed and both load, new TLS
+    /// handshakes use the new certificate; if they do not load, a warning is
+    /// logged and the previous certificate keeps serving. Open connections
+    /// are never affected. `0s` turns the check off (reload then only through
+    /// [`crate::Comet::reload_tls`], e.g. on SIGHUP). Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub tls_reload_interval: Duration,
     /// Client-facing addresses (`host:port`) reported to logic for its nodes
     /// API. Default empty.
     pub addrs: Vec<String>,
@@ -92,6 +119,11 @@ impl Default for Config {
             server_id: None,
             tcp_bind: vec!["0.0.0.0:3101".to_owned()],
             ws_bind: vec!["0.0.0.0:3102".to_owned()],
+            tls_bind: Vec::new(),
+            wss_bind: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_interval: Duration::from_secs(10),
             addrs: Vec::new(),
             weight: 1,
             grpc_addr: String::new(),
@@ -128,11 +160,17 @@ impl Config {
                 return Err(invalid("server_id", "must not be empty when set"));
             }
         }
-        for (field, addrs) in [("tcp_bind", &self.tcp_bind), ("ws_bind", &self.ws_bind)] {
+        for (field, addrs) in [
+            ("tcp_bind", &self.tcp_bind),
+            ("ws_bind", &self.ws_bind),
+            ("tls_bind", &self.tls_bind),
+            ("wss_bind", &self.wss_bind),
+        ] {
             if addrs.iter().any(|a| a.trim().is_empty()) {
                 return Err(invalid(field, "addresses must not be empty"));
             }
         }
+        self.validate_tls()?;
         if self.weight < 0 {
             return Err(invalid("weight", "must not be negative"));
         }
@@ -169,6 +207,29 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// TLS listeners need both files; the files come as a pair.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        for (field, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(invalid(field, "must not be empty when set"));
+            }
+        }
+        let listeners = !self.tls_bind.is_empty() || !self.wss_bind.is_empty();
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), Some(_)) => Ok(()),
+            (None, None) if !listeners => Ok(()),
+            (None, _) if listeners => Err(invalid(
+                "tls_cert",
+                "tls_bind and wss_bind need tls_cert and tls_key (PEM certificate chain and private key files)",
+            )),
+            (None, _) => Err(invalid("tls_cert", "tls_key is set: set tls_cert too")),
+            (Some(_), None) => Err(invalid(
+                "tls_key",
+                "tls_cert is set: set tls_key too (the certificate's private key, PEM)",
+            )),
+        }
     }
 }
 
@@ -210,6 +271,76 @@ mod tests {
         assert_eq!(config.max_body, 4096);
         assert_eq!(config.buckets, 32);
         assert_eq!(config.session_queue, 128);
+        assert!(config.tls_bind.is_empty() && config.wss_bind.is_empty());
+        assert_eq!((config.tls_cert, config.tls_key), (None, None));
+        assert_eq!(config.tls_reload_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn tls_keys_parse() {
+        let config: Config = toml::from_str(
+            r#"
+            tls_bind = ["0.0.0.0:3104"]
+            wss_bind = ["0.0.0.0:3103"]
+            tls_cert = "/etc/rim/cert.pem"
+            tls_key = "/etc/rim/key.pem"
+            tls_reload_interval = "1m"
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.wss_bind, ["0.0.0.0:3103"]);
+        assert_eq!(config.tls_cert, Some(PathBuf::from("/etc/rim/cert.pem")));
+        assert_eq!(config.tls_reload_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn tls_listeners_need_both_files() {
+        let listeners = Config {
+            tls_bind: vec!["127.0.0.1:0".into()],
+            ..Config::default()
+        };
+        let err = listeners.validate().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    field: "tls_cert",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("tls_key"), "{err}");
+        let wss_cert_only = Config {
+            wss_bind: vec!["127.0.0.1:0".into()],
+            tls_cert: Some("cert.pem".into()),
+            ..Config::default()
+        };
+        assert!(matches!(
+            wss_cert_only.validate(),
+            Err(ConfigError::Invalid {
+                field: "tls_key",
+                ..
+            })
+        ));
+        let key_only = Config {
+            tls_key: Some("key.pem".into()),
+            ..Config::default()
+        };
+        assert!(matches!(
+            key_only.validate(),
+            Err(ConfigError::Invalid {
+                field: "tls_cert",
+                ..
+            })
+        ));
+        let both = Config {
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            ..listeners
+        };
+        both.validate().unwrap();
     }
 
     #[test]
@@ -276,6 +407,21 @@ mod tests {
                 "server_id",
                 Config {
                     server_id: Some(" ".into()),
+                    ..Config::default()
+                },
+            ),
+            (
+                "wss_bind",
+                Config {
+                    wss_bind: vec![String::new()],
+                    ..Config::default()
+                },
+            ),
+            (
+                "tls_cert",
+                Config {
+                    tls_cert: Some(PathBuf::new()),
+                    tls_key: Some("key.pem".into()),
                     ..Config::default()
                 },
             ),

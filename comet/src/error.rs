@@ -5,6 +5,8 @@
 //! Why a single connection was closed is not an error returned to anyone; it
 //! is logged and counted where the connection ends (`conn` module).
 
+use std::path::PathBuf;
+
 /// The configuration cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -13,6 +15,17 @@ pub enum ConfigError {
     Invalid {
         /// The field's name in the TOML file.
         field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS certificate or key file named by `tls_cert` / `tls_key`
+    /// cannot be read or used (at start, or on a reload).
+    #[error("comet {field} {}: {reason}", path.display())]
+    Tls {
+        /// `tls_cert` or `tls_key`.
+        field: &'static str,
+        /// The file.
+        path: PathBuf,
         /// What is wrong with it.
         reason: String,
     },

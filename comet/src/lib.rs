@@ -1,5 +1,6 @@
-//! rim comet: the node that holds client connections (raw TCP and WebSocket)
-//! and delivers pushes to them, compatible with goim v2's comet.
+//! rim comet: the node that holds client connections (raw TCP and WebSocket,
+//! each also over TLS) and delivers pushes to them, compatible with goim v2's
+//! comet.
 //!
 //! # Data flow
 //! A business backend calls logic's HTTP API; logic writes a `PushMsg` to the
@@ -15,7 +16,9 @@
 //! - `bucket`, `room`, `session`: the in-memory registry; a session is
 //!   created when logic accepts a client's token.
 //! - `conn`: one task per connection; `conn::tcp` and `conn::ws` adapt the
-//!   transport, `conn::handler` runs the goim protocol over either.
+//!   transport (plain or TLS), `conn::handler` runs the goim protocol over
+//!   either.
+//! - `tls`: the certificate of the TLS listeners, its reload and file watch.
 //! - [`LogicClient`]: the calls the comet makes to logic.
 //! - `limits`: connection limits (per comet, per IP) and the per-connection
 //!   frame rate.
@@ -44,7 +47,9 @@
 //! `rim_comet_enqueued_messages_total{kind}`,
 //! `rim_comet_filtered_messages_total{kind}`,
 //! `rim_comet_logic_errors_total{call}`, `rim_comet_online_reports_total{result}`,
-//! `rim_comet_limit_rejections_total{limit}`.
+//! `rim_comet_limit_rejections_total{limit}`,
+//! `rim_comet_tls_handshake_failures_total{transport}`,
+//! `rim_comet_tls_reloads_total{result}`.
 
 #![warn(missing_docs)]
 
@@ -62,6 +67,7 @@ mod push;
 mod room;
 mod server;
 mod session;
+mod tls;
 
 pub use config::Config;
 pub use error::{ConfigError, PushError};

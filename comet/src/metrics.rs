@@ -31,6 +31,12 @@ pub(crate) const FILTERED_MESSAGES: &str = "rim_comet_filtered_messages_total";
 pub(crate) const LOGIC_ERRORS: &str = "rim_comet_logic_errors_total";
 /// Counter `{result}`: online reports sent to logic (`ok`, `error`).
 pub(crate) const ONLINE_REPORTS: &str = "rim_comet_online_reports_total";
+/// Counter `{transport}`: TLS handshakes that failed (protocol error or
+/// handshake deadline) on the `tls` and `wss` listeners. A client that just
+/// closes or resets before finishing is not counted (as on plain TCP).
+pub(crate) const TLS_HANDSHAKE_FAILURES: &str = "rim_comet_tls_handshake_failures_total";
+/// Counter `{result}`: certificate reloads after start (`ok`, `error`).
+pub(crate) const TLS_RELOADS: &str = "rim_comet_tls_reloads_total";
 
 /// Dropped-message reason: the session's queue was full (slow client).
 pub(crate) const DROP_SLOW_CLIENT: &str = "slow_client";
@@ -69,4 +75,12 @@ pub(crate) fn connection_closed() {
 
 pub(crate) fn logic_error(call: &'static str) {
     counter!(LOGIC_ERRORS, "call" => call).increment(1);
+}
+
+pub(crate) fn tls_handshake_failed(transport: &'static str) {
+    counter!(TLS_HANDSHAKE_FAILURES, "transport" => transport).increment(1);
+}
+
+pub(crate) fn tls_reload(result: &'static str) {
+    counter!(TLS_RELOADS, "result" => result).increment(1);
 }

@@ -3,8 +3,9 @@
 //! operations job calls (goim's `goim.comet.Comet`: PushMsg, Broadcast,
 //! BroadcastRoom, Rooms).
 //!
-//! It does not own the gRPC server (the binary wraps these methods) nor what
-//! happens on one connection (`conn`).
+//! It does not own the gRPC server (the binary wraps these methods), what
+//! happens on one connection (`conn`), nor loading and watching the TLS
+//! certificate (`tls`; the comet holds it and starts the watch).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -31,6 +32,7 @@ use crate::logic::{LogicClient, LogicError};
 use crate::metrics;
 use crate::push::{Fanout, Push};
 use crate::session::{Closed, Session};
+use crate::tls::{self, Tls};
 
 /// Wait before retrying a failed online report (goim-spec 2.7).
 const ONLINE_RETRY: Duration = Duration::from_secs(1);
@@ -46,17 +48,25 @@ pub struct Listeners {
     pub tcp: Vec<TcpListener>,
     /// WebSocket listeners (path `/sub`).
     pub ws: Vec<TcpListener>,
+    /// Raw TCP goim over TLS; needs `tls_cert` and `tls_key` in the config.
+    pub tls: Vec<TcpListener>,
+    /// WebSocket over TLS (path `/sub`); needs `tls_cert` and `tls_key`.
+    pub wss: Vec<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds `config.tcp_bind` and `config.ws_bind`.
+    /// Binds `config.tcp_bind`, `ws_bind`, `tls_bind` and `wss_bind`.
     pub async fn bind(config: &Config) -> io::Result<Listeners> {
         let mut listeners = Listeners::default();
-        for addr in &config.tcp_bind {
-            listeners.tcp.push(bind(addr).await?);
-        }
-        for addr in &config.ws_bind {
-            listeners.ws.push(bind(addr).await?);
+        for (addrs, bound) in [
+            (&config.tcp_bind, &mut listeners.tcp),
+            (&config.ws_bind, &mut listeners.ws),
+            (&config.tls_bind, &mut listeners.tls),
+            (&config.wss_bind, &mut listeners.wss),
+        ] {
+            for addr in addrs {
+                bound.push(bind(addr).await?);
+            }
         }
         Ok(listeners)
     }
@@ -90,6 +100,8 @@ pub struct Comet {
     pub(crate) tracker: TaskTracker,
     /// Cancelled when `serve`'s shutdown token is; everything inside watches it.
     pub(crate) closing: CancellationToken,
+    /// The certificate of the `tls` and `wss` listeners, if configured.
+    pub(crate) tls: Option<Arc<Tls>>,
     next_conn_id: AtomicU64,
     /// Connection limits and frame-rate clock.
     pub(crate) limits: ConnLimits,
@@ -105,10 +117,16 @@ impl std::fmt::Debug for Comet {
 }
 
 impl Comet {
-    /// Validates `config` and builds the comet (buckets etc.). Does not bind
-    /// or spawn anything.
+    /// Validates `config`, loads the TLS certificate and key if `tls_cert`
+    /// and `tls_key` are set ([`ConfigError::Tls`] names a file that cannot
+    /// be used) and builds the comet (buckets etc.). Does not bind or spawn
+    /// anything.
     pub fn new(config: Config, logic: Arc<dyn LogicClient>) -> Result<Arc<Comet>, ConfigError> {
         config.validate()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+            _ => None,
+        };
         let buckets = (0..config.buckets).map(|_| Bucket::default()).collect();
         Ok(Arc::new(Comet {
             server_id: config.server_id(),
@@ -118,8 +136,31 @@ impl Comet {
             buckets,
             tracker: TaskTracker::new(),
             closing: CancellationToken::new(),
+            tls,
             next_conn_id: AtomicU64::new(1),
         }))
+    }
+
+    /// Reads `tls_cert` and `tls_key` again now, whether or not they changed
+    /// (for SIGHUP). If they load, new TLS handshakes use them; if not, the
+    /// error is returned (and logged) and the previous certificate keeps
+    /// serving. Open connections are never affected. Blocks on file I/O.
+    /// Fails with [`ConfigError::Invalid`] if the comet has no TLS configured.
+    pub fn reload_tls(&self) -> Result<(), ConfigError> {
+        let Some(tls) = &self.tls else {
+            return Err(ConfigError::Invalid {
+                field: "tls_cert",
+                reason: "no TLS certificate configured, nothing to reload".to_owned(),
+            });
+        };
+        let result = tls.reload();
+        tls.record_reload(&result, "reload_tls");
+        result
+    }
+
+    /// Whether `tls_cert` and `tls_key` are configured (and were loaded).
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The id this comet reports to logic (`ConnectReq.server`, ...).
@@ -257,26 +298,54 @@ impl Comet {
         }
     }
 
-    /// Runs the accept loops of all listeners and the online-report loop until
-    /// `shutdown` is cancelled; then stops accepting, closes every connection
-    /// and waits up to `shutdown_grace` for connection tasks. Call once.
+    /// Runs the accept loops of all listeners, the online-report loop and,
+    /// with TLS listeners, the certificate file watch until `shutdown` is
+    /// cancelled; then stops accepting, closes every connection and waits up
+    /// to `shutdown_grace` for connection tasks. Call once.
+    ///
+    /// Fails at once (`InvalidInput`) if TLS listeners are given but the
+    /// config has no `tls_cert`/`tls_key`.
     pub async fn serve(
         self: Arc<Self>,
         listeners: Listeners,
         shutdown: CancellationToken,
     ) -> io::Result<()> {
+        let Listeners { tcp, ws, tls, wss } = listeners;
+        let with_tls = !tls.is_empty() || !wss.is_empty();
+        if with_tls && self.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "tls/wss listeners given but no TLS certificate is configured: set comet tls_cert and tls_key",
+            ));
+        }
         let mut loops = tokio::task::JoinSet::new();
-        for (listener, transport) in listeners
-            .tcp
+        for (listener, transport) in tcp
             .into_iter()
             .map(|l| (l, Transport::Tcp))
-            .chain(listeners.ws.into_iter().map(|l| (l, Transport::Ws)))
+            .chain(ws.into_iter().map(|l| (l, Transport::Ws)))
+            .chain(tls.into_iter().map(|l| (l, Transport::Tls)))
+            .chain(wss.into_iter().map(|l| (l, Transport::Wss)))
         {
             let addr = listener.local_addr()?;
             info!(listen.addr = %addr, transport = transport.name(), server_id = %self.server_id, "comet listening");
             loops.spawn(Arc::clone(&self).accept_loop(listener, transport));
         }
         loops.spawn(Arc::clone(&self).report_online());
+        if let Some(certificate) = self.tls.as_ref().filter(|_| with_tls) {
+            let interval = self.config.tls_reload_interval;
+            info!(
+                tls.cert = %certificate.cert_path().display(),
+                reload_interval = ?interval,
+                "tls listeners serve this certificate"
+            );
+            if !interval.is_zero() {
+                loops.spawn(tls::watch(
+                    Arc::clone(certificate),
+                    interval,
+                    self.closing.clone(),
+                ));
+            }
+        }
 
         shutdown.cancelled().await;
         info!(server_id = %self.server_id, "comet shutting down");

@@ -1,5 +1,6 @@
-//! `rim comet`: client connections (TCP, WebSocket), the comet push service
-//! for job (gRPC), and calls to logic over gRPC.
+//! `rim comet`: client connections (TCP, WebSocket, both also over TLS), the
+//! comet push service for job (gRPC), and calls to logic over gRPC. With TLS
+//! configured, SIGHUP reloads the certificate.
 
 use std::sync::Arc;
 
@@ -93,6 +94,8 @@ pub async fn run(
             "grpc": grpc_local.to_string(),
             "tcp": addrs(&listeners.tcp),
             "ws": addrs(&listeners.ws),
+            "tls": addrs(&listeners.tls),
+            "wss": addrs(&listeners.wss),
             "metrics": metrics_addr,
         }),
     );
@@ -102,8 +105,11 @@ pub async fn run(
         advertised = %advertised,
         tcp = ?comet_config.tcp_bind,
         ws = ?comet_config.ws_bind,
+        tls = ?comet_config.tls_bind,
+        wss = ?comet_config.wss_bind,
         "rim comet listening"
     );
+    crate::standalone::reload_tls_on_sighup(&comet, shutdown.clone());
     let grpc_stop = CancellationToken::new();
     let grpc_task = tokio::spawn(rim_comet::grpc::serve(
         comet.clone(),

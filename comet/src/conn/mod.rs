@@ -1,6 +1,9 @@
 //! One client connection, from accept to close: the transports (`tcp`, `ws`)
 //! turn a socket into goim frames ([`FrameIo`]) and one shared handler
 //! (`handler`) runs the handshake, the op dispatch and the writer over it.
+//! On the `tls` and `wss` listeners a TLS handshake ([`tls_handshake`]) comes
+//! first; the transports are generic over the byte stream ([`ClientStream`]),
+//! so plain and TLS connections run the same code.
 //!
 //! Each connection is one task: it selects over the next client frame, its
 //! session's wake-up (a push, a close, or shutdown, which closes every
@@ -18,8 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rim_proto::{Frame, ProtoError};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite;
 
 use crate::logic::LogicError;
@@ -35,6 +40,10 @@ pub(crate) enum Transport {
     Tcp,
     /// One goim frame per binary (or text) WebSocket message, path `/sub`.
     Ws,
+    /// Raw goim frames over TLS.
+    Tls,
+    /// WebSocket over TLS (WSS), path `/sub`.
+    Wss,
 }
 
 impl Transport {
@@ -43,9 +52,16 @@ impl Transport {
         match self {
             Transport::Tcp => "tcp",
             Transport::Ws => "ws",
+            Transport::Tls => "tls",
+            Transport::Wss => "wss",
         }
     }
 }
+
+/// A client byte stream: a `TcpStream`, or TLS over one.
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
 
 /// Identity of one accepted connection, for logs.
 #[derive(Debug, Clone, Copy)]
@@ -68,9 +84,14 @@ pub(crate) enum CloseReason {
     /// EOF, or a WebSocket close frame.
     #[error("closed by client")]
     ClientClosed,
-    /// No successful auth within `handshake_timeout` of accept.
+    /// No successful auth within `handshake_timeout` of accept (the TLS
+    /// handshake and the WebSocket upgrade included).
     #[error("handshake timed out after {0:?}")]
     HandshakeTimeout(Duration),
+    /// The TLS handshake failed: not TLS at all, no common version or
+    /// cipher, the client refused the certificate, ...
+    #[error("tls handshake failed: {0}")]
+    TlsHandshake(io::Error),
     /// Logic refused the token or could not be reached.
     #[error("auth failed: {0}")]
     AuthFailed(LogicError),
@@ -111,6 +132,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::ClientClosed => "client_closed",
             CloseReason::HandshakeTimeout(_) => "handshake_timeout",
+            CloseReason::TlsHandshake(_) => "tls_handshake_failed",
             CloseReason::AuthFailed(_) => "auth_failed",
             CloseReason::BadFrame(_) => "bad_frame",
             CloseReason::WsProtocol(_) => "ws_protocol",
@@ -180,7 +202,7 @@ pub(crate) const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Spawns the task serving one accepted connection on the comet's tracker.
 /// Each transport gets its own task type, so a TCP connection's task is not
-/// sized for the larger WebSocket state.
+/// sized for the larger WebSocket state, nor a plain one for rustls's.
 pub(crate) fn spawn(
     comet: &Arc<Comet>,
     stream: TcpStream,
@@ -202,6 +224,22 @@ pub(crate) fn spawn(
             slot,
         )),
         Transport::Ws => comet.tracker.spawn(ws::serve(
+            comet_for_task,
+            stream,
+            conn,
+            deadline,
+            opened,
+            slot,
+        )),
+        Transport::Tls => comet.tracker.spawn(tcp::serve_tls(
+            comet_for_task,
+            stream,
+            conn,
+            deadline,
+            opened,
+            slot,
+        )),
+        Transport::Wss => comet.tracker.spawn(ws::serve_tls(
             comet_for_task,
             stream,
             conn,
@@ -235,6 +273,62 @@ impl Drop for Slot {
         if let Some((comet, ip)) = self.0.take() {
             comet.limits.release(ip);
         }
+    }
+}
+
+/// Frames go out as soon as they are written (replies are small).
+fn set_nodelay(stream: &TcpStream, conn: &ConnInfo) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(conn.id = conn.id, peer.addr = %conn.peer, error = %e, "set TCP_NODELAY failed");
+    }
+}
+
+/// The TLS handshake of a `tls` or `wss` connection, within the connection's
+/// handshake deadline, with the certificate loaded now (a later reload does
+/// not touch this connection). On failure logs and counts the close.
+async fn tls_handshake(
+    comet: &Comet,
+    stream: TcpStream,
+    conn: &ConnInfo,
+    deadline: Instant,
+) -> Option<TlsStream<TcpStream>> {
+    let reason = match &comet.tls {
+        Some(tls) => {
+            let accept = tls.acceptor(conn.transport).accept(stream);
+            tokio::select! {
+                biased;
+                () = comet.closing.cancelled() => CloseReason::Shutdown,
+                result = tokio::time::timeout_at(deadline, accept) => match result {
+                    Ok(Ok(stream)) => return Some(stream),
+                    Ok(Err(e)) => tls_error(e),
+                    Err(_) => CloseReason::HandshakeTimeout(comet.config.handshake_timeout),
+                },
+            }
+        }
+        // `Comet::serve` refuses TLS listeners without a certificate.
+        None => CloseReason::TlsHandshake(io::Error::other("no tls certificate configured")),
+    };
+    if matches!(
+        reason,
+        CloseReason::TlsHandshake(_) | CloseReason::HandshakeTimeout(_)
+    ) {
+        metrics::tls_handshake_failed(conn.transport.name());
+    }
+    log_close(conn, None, &reason);
+    None
+}
+
+/// Why a TLS handshake ended early. A client that closes or resets before
+/// finishing (a port probe, a client giving up) ends like a plain TCP client
+/// that leaves before auth; anything else (rustls reports protocol errors as
+/// `InvalidData`) is a failed handshake.
+fn tls_error(e: io::Error) -> CloseReason {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => CloseReason::ClientClosed,
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => CloseReason::Io(e),
+        _ => CloseReason::TlsHandshake(e),
     }
 }
 

@@ -1,8 +1,9 @@
-//! Raw TCP transport: goim frames straight on the byte stream.
+//! Raw TCP transport: goim frames straight on the byte stream, a plain
+//! `TcpStream` or TLS over one (the `tls` listeners).
 //!
 //! Reads go through `FrameCodec` with a small initial buffer; writes gather
 //! everything buffered into one vectored write (pushes are shared `Bytes`,
-//! never copied).
+//! never copied; with TLS, rustls encrypts from the same slices).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -16,9 +17,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
-use tracing::debug;
 
-use super::{handler, CloseReason, ConnInfo, FrameIo, Opened, Slot};
+use super::{
+    handler, set_nodelay, tls_handshake, ClientStream, CloseReason, ConnInfo, FrameIo, Opened, Slot,
+};
 use crate::push::Push;
 use crate::server::Comet;
 
@@ -37,17 +39,8 @@ pub(super) fn serve(
     opened: Opened,
     slot: Slot,
 ) -> impl Future<Output = ()> + Send {
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(conn.id = conn.id, peer.addr = %conn.peer, error = %e, "set TCP_NODELAY failed");
-    }
-    let io = TcpIo {
-        framed: FramedRead::with_capacity(
-            stream,
-            FrameCodec::new(comet.config.max_body),
-            READ_BUFFER,
-        ),
-        out: BufList::default(),
-    };
+    set_nodelay(&stream, &conn);
+    let io = TcpIo::new(stream, comet.config.max_body);
     let handshake = Box::pin(handler::establish(
         comet,
         io,
@@ -59,12 +52,40 @@ pub(super) fn serve(
     handler::serve(handshake, opened)
 }
 
-pub(super) struct TcpIo {
-    framed: FramedRead<TcpStream, FrameCodec>,
+/// Serves one connection accepted on a `tls` listener: the TLS handshake, then
+/// the same goim code as [`serve`]. Both run boxed, within the deadline.
+pub(super) fn serve_tls(
+    comet: Arc<Comet>,
+    stream: TcpStream,
+    conn: ConnInfo,
+    deadline: Instant,
+    opened: Opened,
+    slot: Slot,
+) -> impl Future<Output = ()> + Send {
+    set_nodelay(&stream, &conn);
+    let handshake = Box::pin(async move {
+        let stream = tls_handshake(&comet, stream, &conn, deadline).await?;
+        let io = TcpIo::new(stream, comet.config.max_body);
+        handler::establish(comet, io, conn, String::new(), deadline, slot).await
+    });
+    handler::serve(handshake, opened)
+}
+
+pub(super) struct TcpIo<S> {
+    framed: FramedRead<S, FrameCodec>,
     out: BufList,
 }
 
-impl FrameIo for TcpIo {
+impl<S> TcpIo<S> {
+    fn new(stream: S, max_body: usize) -> TcpIo<S> {
+        TcpIo {
+            framed: FramedRead::with_capacity(stream, FrameCodec::new(max_body), READ_BUFFER),
+            out: BufList::default(),
+        }
+    }
+}
+
+impl<S: ClientStream> FrameIo for TcpIo<S> {
     async fn read_frame(&mut self) -> Result<Option<Frame>, CloseReason> {
         match self.framed.next().await {
             None => Ok(None),
@@ -93,6 +114,13 @@ impl FrameIo for TcpIo {
         self.framed
             .get_mut()
             .write_all_buf(&mut self.out)
+            .await
+            .map_err(CloseReason::Io)?;
+        // A no-op on a `TcpStream`; TLS may still hold records that the
+        // socket did not take.
+        self.framed
+            .get_mut()
+            .flush()
             .await
             .map_err(CloseReason::Io)?;
         // Give back the slot array; an idle connection keeps no buffers.
@@ -172,6 +200,28 @@ impl Buf for BufList {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
+    use tokio::io::AsyncReadExt;
+
+    /// TLS keeps records the socket did not take and sends them on the next
+    /// write or flush; a `BufWriter` holds everything the same way.
+    #[tokio::test]
+    async fn flush_sends_what_the_stream_buffers() {
+        let (server, mut client) = tokio::io::duplex(1 << 16);
+        let mut io = TcpIo::new(tokio::io::BufWriter::new(server), 4096);
+        let reply = Frame {
+            ver: 1,
+            op: 8,
+            seq: 1,
+            body: Bytes::new(),
+        };
+        io.queue_reply(&reply);
+        io.flush().await.unwrap();
+        let mut got = vec![0; 16];
+        let read = client.read_exact(&mut got).now_or_never();
+        assert!(matches!(read, Some(Ok(16))), "reply still buffered");
+        assert_eq!(got, reply.to_bytes());
+    }
 
     #[test]
     fn buf_list_reads_across_buffers() {

@@ -1,6 +1,7 @@
 //! WebSocket transport (goim-spec 1.9): HTTP upgrade on path `/sub`, then one
-//! goim frame per message. Client binary and text messages are both frames;
-//! the server sends binary messages only, one per reply or push.
+//! goim frame per message, over a plain `TcpStream` or TLS (the `wss`
+//! listeners). Client binary and text messages are both frames; the server
+//! sends binary messages only, one per reply or push.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -18,7 +19,11 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{handler, log_close, CloseReason, ConnInfo, FrameIo, Opened, Slot, FINISH_TIMEOUT};
+use super::handler::{self, Active};
+use super::{
+    log_close, set_nodelay, tls_handshake, ClientStream, CloseReason, ConnInfo, FrameIo, Opened,
+    Slot, FINISH_TIMEOUT,
+};
 use crate::push::Push;
 use crate::server::Comet;
 
@@ -37,34 +42,60 @@ pub(super) fn serve(
     opened: Opened,
     slot: Slot,
 ) -> impl Future<Output = ()> + Send {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(conn.id = conn.id, peer.addr = %conn.peer, error = %e, "set TCP_NODELAY failed");
-    }
+    set_nodelay(&stream, &conn);
+    let handshake = Box::pin(upgraded(comet, stream, conn, deadline, slot));
+    handler::serve(handshake, opened)
+}
+
+/// Serves one connection accepted on a `wss` listener: the TLS handshake,
+/// then the same upgrade and goim code as [`serve`], all boxed and within
+/// the deadline.
+pub(super) fn serve_tls(
+    comet: Arc<Comet>,
+    stream: TcpStream,
+    conn: ConnInfo,
+    deadline: Instant,
+    opened: Opened,
+    slot: Slot,
+) -> impl Future<Output = ()> + Send {
+    set_nodelay(&stream, &conn);
     let handshake = Box::pin(async move {
-        let (ws, cookie) = match upgrade(&comet, stream, deadline).await {
-            Ok(upgraded) => upgraded,
-            Err(reason) => {
-                log_close(&conn, None, &reason);
-                return None;
-            }
-        };
-        let max_body = comet.config.max_body;
-        let io = WsIo {
-            ws,
-            out: VecDeque::new(),
-            max_body,
-        };
-        handler::establish(comet, io, conn, cookie, deadline, slot).await
+        let stream = tls_handshake(&comet, stream, &conn, deadline).await?;
+        upgraded(comet, stream, conn, deadline, slot).await
     });
     handler::serve(handshake, opened)
 }
 
-/// The HTTP upgrade; returns the stream and the `Cookie` header ("" if none).
-async fn upgrade(
-    comet: &Comet,
-    stream: TcpStream,
+/// Upgrades and authenticates; on failure logs the close.
+async fn upgraded<S: ClientStream>(
+    comet: Arc<Comet>,
+    stream: S,
+    conn: ConnInfo,
     deadline: Instant,
-) -> Result<(WebSocketStream<TcpStream>, String), CloseReason> {
+    slot: Slot,
+) -> Option<(Active, WsIo<S>)> {
+    let (ws, cookie) = match upgrade(&comet, stream, deadline).await {
+        Ok(upgraded) => upgraded,
+        Err(reason) => {
+            log_close(&conn, None, &reason);
+            return None;
+        }
+    };
+    let max_body = comet.config.max_body;
+    let io = WsIo {
+        ws,
+        out: VecDeque::new(),
+        max_body,
+    };
+    handler::establish(comet, io, conn, cookie, deadline, slot).await
+}
+
+/// The HTTP upgrade; returns the stream and the `Cookie` header ("" if none).
+async fn upgrade<S: ClientStream>(
+    comet: &Comet,
+    stream: S,
+    deadline: Instant,
+) -> Result<(WebSocketStream<S>, String), CloseReason> {
     let max_message = HEADER_LEN + comet.config.max_body;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
@@ -110,13 +141,13 @@ fn not_found() -> ErrorResponse {
     response
 }
 
-pub(super) struct WsIo {
-    ws: WebSocketStream<TcpStream>,
+pub(super) struct WsIo<S> {
+    ws: WebSocketStream<S>,
     out: VecDeque<Bytes>,
     max_body: usize,
 }
 
-impl WsIo {
+impl<S> WsIo<S> {
     fn decode(&self, message: Bytes) -> Result<Option<Frame>, CloseReason> {
         Frame::decode_exact(message, self.max_body)
             .map(Some)
@@ -124,7 +155,7 @@ impl WsIo {
     }
 }
 
-impl FrameIo for WsIo {
+impl<S: ClientStream> FrameIo for WsIo<S> {
     async fn read_frame(&mut self) -> Result<Option<Frame>, CloseReason> {
         loop {
             // tungstenite answers pings with pongs as part of reading.
@@ -195,6 +226,8 @@ fn close_code(reason: &CloseReason) -> Option<CloseCode> {
     use tungstenite::error::ProtocolError;
     Some(match reason {
         CloseReason::ClientClosed | CloseReason::Io(_) => return None,
+        // Never reach a WebSocket: the TLS handshake comes first.
+        CloseReason::TlsHandshake(_) => return None,
         CloseReason::WsProtocol(tungstenite::Error::Capacity(_)) => CloseCode::Size,
         CloseReason::WsProtocol(tungstenite::Error::Utf8(_)) => CloseCode::Invalid,
         CloseReason::WsProtocol(tungstenite::Error::Protocol(

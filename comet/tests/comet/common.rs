@@ -1,5 +1,6 @@
 //! Test fixtures: a fake logic, a comet served on 127.0.0.1:0, tiny raw goim
-//! clients for TCP and WebSocket, and a metrics recorder.
+//! clients for TCP (plain or over any stream, e.g. TLS) and WebSocket, and a
+//! metrics recorder.
 
 #![allow(dead_code)]
 
@@ -19,7 +20,7 @@ use rim_proto::pb::logic::{
     ReceiveReq,
 };
 use rim_proto::pb::protocol::Proto;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
@@ -171,13 +172,16 @@ pub fn config() -> Config {
     }
 }
 
-/// A comet serving one TCP and one WebSocket listener on 127.0.0.1:0.
+/// A comet serving one TCP and one WebSocket listener on 127.0.0.1:0, and
+/// one TLS and one WSS listener too if the config has `tls_cert`.
 pub struct Harness {
     pub comet: Arc<Comet>,
     pub logic: Arc<FakeLogic>,
     pub events: Events,
     pub tcp: SocketAddr,
     pub ws: SocketAddr,
+    pub tls: Option<SocketAddr>,
+    pub wss: Option<SocketAddr>,
     shutdown: CancellationToken,
     serve: JoinHandle<io::Result<()>>,
 }
@@ -194,20 +198,29 @@ impl Harness {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (tcp_addr, ws_addr) = (tcp.local_addr().unwrap(), ws.local_addr().unwrap());
+        let mut listeners = Listeners {
+            tcp: vec![tcp],
+            ws: vec![ws],
+            ..Listeners::default()
+        };
+        let (mut tls_addr, mut wss_addr) = (None, None);
+        if comet.has_tls() {
+            let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let wss = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            (tls_addr, wss_addr) = (tls.local_addr().ok(), wss.local_addr().ok());
+            listeners.tls.push(tls);
+            listeners.wss.push(wss);
+        }
         let shutdown = CancellationToken::new();
-        let serve = tokio::spawn(comet.clone().serve(
-            Listeners {
-                tcp: vec![tcp],
-                ws: vec![ws],
-            },
-            shutdown.clone(),
-        ));
+        let serve = tokio::spawn(comet.clone().serve(listeners, shutdown.clone()));
         Harness {
             comet,
             logic,
             events,
             tcp: tcp_addr,
             ws: ws_addr,
+            tls: tls_addr,
+            wss: wss_addr,
             shutdown,
             serve,
         }
@@ -322,8 +335,9 @@ pub fn push_room(comet: &Comet, room: &str, proto: Proto) {
 
 // === TCP client ===
 
-pub struct TcpClient {
-    pub stream: TcpStream,
+/// A raw goim client; `S` is a `TcpStream` or a TLS stream over one.
+pub struct TcpClient<S = TcpStream> {
+    pub stream: S,
 }
 
 impl TcpClient {
@@ -332,9 +346,13 @@ impl TcpClient {
             stream: TcpStream::connect(addr).await.unwrap(),
         }
     }
+}
 
+impl<S: AsyncRead + AsyncWrite + Unpin> TcpClient<S> {
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
+        // TLS may hold back what the socket did not take.
+        self.stream.flush().await.unwrap();
     }
 
     pub async fn send(&mut self, ver: i16, op: i32, seq: i32, body: &[u8]) {

@@ -10,5 +10,6 @@ mod online;
 mod push;
 mod tcp;
 mod timers;
+mod tls;
 mod ws;
 mod ws_rfc6455;
