@@ -175,6 +175,8 @@ impl Standalone {
         let http_task = tokio::spawn({
             let stop = http_stop.clone();
             async move {
+                // The peer address decides loopback-only access (logic.api).
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 let served = axum::serve(listeners.http, app)
                     .with_graceful_shutdown(stop.cancelled_owned())
                     .await;

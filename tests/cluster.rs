@@ -141,7 +141,12 @@ fn collect(mut client: Client) -> Arc<Mutex<HashSet<String>>> {
     seen
 }
 
-async fn wait_for_all(seen: &Mutex<HashSet<String>>, accepted: &[String], who: &str) {
+async fn wait_for_all(
+    seen: &Mutex<HashSet<String>>,
+    accepted: &[String],
+    who: &str,
+    diagnostics: &dyn Fn() -> String,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let missing: Vec<String> = {
@@ -157,9 +162,10 @@ async fn wait_for_all(seen: &Mutex<HashSet<String>>, accepted: &[String], who: &
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{who} lost {} accepted messages, e.g. {:?}",
+            "{who} lost {} accepted messages, e.g. {:?}\n{}",
             missing.len(),
-            &missing[..missing.len().min(5)]
+            &missing[..missing.len().min(5)],
+            diagnostics()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -211,8 +217,20 @@ async fn job_killed_mid_stream_and_restarted_loses_nothing() {
         "logic refused {} pushes while Kafka was up",
         400 - accepted.len()
     );
-    wait_for_all(&seen_x, &accepted, "client on comet 1").await;
-    wait_for_all(&seen_y, &accepted, "client on comet 2").await;
+    let diagnostics = || {
+        let mut y_missing: Vec<&String> = {
+            let seen = seen_y.lock();
+            accepted.iter().filter(|m| !seen.contains(*m)).collect()
+        };
+        y_missing.truncate(20);
+        format!(
+            "client on comet 2 misses e.g. {y_missing:?}\nrestarted job log:\n{}\nlogic log:\n{}",
+            c.job.log(),
+            c.logic.log()
+        )
+    };
+    wait_for_all(&seen_x, &accepted, "client on comet 1", &diagnostics).await;
+    wait_for_all(&seen_y, &accepted, "client on comet 2", &diagnostics).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use rim_proto::pb::logic::PushMsg;
@@ -71,6 +74,29 @@ struct Pending {
     delivery: Option<Delivery>,
 }
 
+/// Logs every partition assignment and revocation, so an operator (or a
+/// failing test) can see which job held which partitions when.
+struct LoggingContext;
+
+impl ClientContext for LoggingContext {}
+
+impl ConsumerContext for LoggingContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().iter().map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                info!(partitions = ?partitions(tpl), "kafka partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                info!(partitions = ?partitions(tpl), "kafka partitions revoked")
+            }
+            Rebalance::Error(e) => warn!(error = %e, "kafka rebalance failed"),
+        }
+    }
+}
+
 /// Consumes `config.topic` and dispatches every record through `job` until
 /// `shutdown` is cancelled; then shuts `job` down (in-flight records get its
 /// shutdown grace) and commits the offsets of accepted records.
@@ -103,7 +129,8 @@ pub async fn consume(
     for (k, v) in &config.properties {
         client.set(k, v);
     }
-    let consumer: Arc<StreamConsumer> = Arc::new(client.create()?);
+    let consumer: Arc<StreamConsumer<LoggingContext>> =
+        Arc::new(client.create_with_context(LoggingContext)?);
     consumer.subscribe(&[&config.topic])?;
     info!(topic = %config.topic, group = %config.group, "kafka consumer subscribed");
 

@@ -228,9 +228,13 @@ pub struct ApiConfig {
     /// Bearer tokens accepted in `Authorization: Bearer <token>`. When any is
     /// set, every push endpoint (v1 and v2) and `/1/server/del` requires one.
     pub tokens: Vec<String>,
-    /// Leave the push API open (no tokens required), as goim's. Unset: open
-    /// in `rim standalone` (a warning is logged), while `rim logic` refuses
-    /// to start without `tokens` unless `open = true` is given explicitly.
+    /// `true`: serve the push API without tokens to anyone, as goim does.
+    /// `false`: require a token from everyone. Unset: `rim standalone`
+    /// without tokens serves clients on loopback addresses (127.0.0.0/8,
+    /// ::1) without a token and refuses every other address (401), so a
+    /// standalone server on a public interface is not an open relay; `rim
+    /// logic` requires tokens and refuses to start without any unless
+    /// `open = true` is given explicitly.
     pub open: Option<bool>,
     /// Also require a token on the read endpoints (`/goim/online/*`,
     /// `/goim/nodes/instances`, `/1/count`). `/goim/nodes/weighted`, which
@@ -263,11 +267,26 @@ impl AuthConfig {
     }
 }
 
+/// Who may call the push and admin endpoints without a bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiAccess {
+    /// Anyone (`open = true`).
+    Open,
+    /// Clients on loopback addresses; others are refused (unset `open`, no tokens).
+    Loopback,
+    /// Nobody: a configured token is required.
+    Tokens,
+}
+
 impl ApiConfig {
-    /// Whether push endpoints are served without a bearer token: when
-    /// `open = true`, or when unset and no token is configured.
-    pub fn is_open(&self) -> bool {
-        self.tokens.is_empty() && self.open != Some(false)
+    /// The access rule in force.
+    pub fn access(&self) -> ApiAccess {
+        match self.open {
+            Some(true) => ApiAccess::Open,
+            Some(false) => ApiAccess::Tokens,
+            None if self.tokens.is_empty() => ApiAccess::Loopback,
+            None => ApiAccess::Tokens,
+        }
     }
 }
 

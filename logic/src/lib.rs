@@ -49,7 +49,8 @@ mod service;
 mod token;
 
 pub use config::{
-    ApiConfig, AuthConfig, AuthMode, BackoffConfig, Config, ConfigError, JwtAlgorithm, NodeConfig,
+    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, Config, ConfigError, JwtAlgorithm,
+    NodeConfig,
 };
 pub use error::LogicError;
 pub use online::OnlineTotal;

@@ -127,6 +127,8 @@ pub async fn run(
     let http_task = tokio::spawn({
         let stop = shutdown.clone();
         async move {
+            // The peer address decides loopback-only access (logic.api).
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(http, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
@@ -159,7 +161,7 @@ mod tests {
         secure.validate().unwrap();
         let logic = secure.effective_logic();
         assert_eq!(logic.auth.mode(), rim_logic::AuthMode::Jwt);
-        assert!(!logic.api.is_open());
+        assert_eq!(logic.api.access(), rim_logic::ApiAccess::Tokens);
     }
 
     #[test]
@@ -168,10 +170,10 @@ mod tests {
         open.validate().unwrap();
         let logic = open.effective_logic();
         assert_eq!(logic.auth.mode(), rim_logic::AuthMode::Trust);
-        assert!(logic.api.is_open());
+        assert_eq!(logic.api.access(), rim_logic::ApiAccess::Open);
         // Standalone's library defaults stay goim's.
         let standalone = rim_logic::Config::default();
         assert_eq!(standalone.auth.mode(), rim_logic::AuthMode::Trust);
-        assert!(standalone.api.is_open());
+        assert_eq!(standalone.api.access(), rim_logic::ApiAccess::Loopback);
     }
 }

@@ -1,10 +1,12 @@
-//! Bearer tokens on the push API (`[logic.api]`): when tokens are
-//! configured, protected routes need `Authorization: Bearer <token>`;
-//! none answers 401, a wrong one 403, in the envelope of the path's API version.
+//! Bearer tokens on the push API (`[logic.api]`): protected routes need
+//! `Authorization: Bearer <token>` unless the API is open (to everyone, or,
+//! by default in standalone, to loopback clients); none answers 401, a
+//! wrong one 403, in the envelope of the path's API version.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -12,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::in_envelope_of;
-use crate::Logic;
+use crate::{ApiAccess, Logic};
 
 /// Lets the request through only with one of the configured tokens. Added
 /// as a route layer, so it runs before the handler reads the body.
@@ -22,8 +24,12 @@ pub(crate) async fn require(
     next: Next,
 ) -> Response {
     let api = &logic.config().api;
-    if api.is_open() {
-        return next.run(request).await;
+    match api.access() {
+        ApiAccess::Open => return next.run(request).await,
+        // A request without a peer address did not come over the network
+        // (the router called in-process); both servers record the address.
+        ApiAccess::Loopback if is_loopback(&request) => return next.run(request).await,
+        ApiAccess::Loopback | ApiAccess::Tokens => {}
     }
     let tokens = &api.tokens;
     let offered = request
@@ -32,6 +38,11 @@ pub(crate) async fn require(
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token);
     let refusal = match offered {
+        None if tokens.is_empty() => ApiError::Unauthorized(
+            "the push API serves loopback clients only: configure logic.api.tokens \
+             (or logic.api.open = true)"
+                .into(),
+        ),
         None => ApiError::Unauthorized(
             "missing bearer token: send the header Authorization: Bearer <token>".into(),
         ),
@@ -45,6 +56,15 @@ pub(crate) async fn require(
         "push api request refused"
     );
     in_envelope_of(request.uri(), refusal)
+}
+
+/// Whether the request came from a loopback address (or from no network
+/// peer at all).
+fn is_loopback(request: &Request) -> bool {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_none_or(|ConnectInfo(peer)| peer.ip().is_loopback())
 }
 
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).

@@ -33,11 +33,15 @@ pub fn router(logic: Arc<Logic>) -> axum::Router {
     let config = logic.config();
     let max_body = config.max_body;
     let api = &config.api;
-    if api.is_open() {
-        tracing::warn!(
-            "push API is open: no bearer tokens configured (logic.api.tokens); \
-             anyone who reaches it can push and delete servers"
-        );
+    match api.access() {
+        crate::ApiAccess::Open => tracing::warn!(
+            "push API is open (logic.api.open = true): anyone who reaches it can push and delete servers"
+        ),
+        crate::ApiAccess::Loopback => tracing::warn!(
+            "push API serves loopback clients without a token and refuses others: \
+             configure logic.api.tokens to serve other hosts"
+        ),
+        crate::ApiAccess::Tokens => {}
     }
     let bearer = || middleware::from_fn_with_state(logic.clone(), bearer::require);
     // Pushes and admin: a token whenever tokens are configured.

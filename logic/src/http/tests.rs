@@ -980,12 +980,66 @@ async fn reads_are_open_unless_protected() {
     assert_eq!(answer.status, StatusCode::OK);
 }
 
+/// A push over the network from `peer`, with or without a token.
+async fn push_from(logic: &Arc<Logic>, peer: &str, authorization: Option<&str>) -> StatusCode {
+    let mut request = Request::post("/goim/push/all?operation=1000");
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    let mut request = request.body(Body::from("hello")).unwrap();
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    super::router(logic.clone())
+        .oneshot(request)
+        .await
+        .unwrap()
+        .status()
+}
+
 #[tokio::test]
-async fn without_tokens_the_api_is_open_as_goims() {
+async fn without_tokens_the_api_serves_loopback_clients_only() {
     let (logic, mut rx, _) = logic();
+    for peer in ["127.0.0.1:5000", "127.0.0.9:5000", "[::1]:5000"] {
+        assert_eq!(
+            push_from(&logic, peer, None).await,
+            StatusCode::OK,
+            "{peer}"
+        );
+        assert!(rx.recv().await.is_some());
+    }
+    for peer in ["10.0.0.1:5000", "192.168.1.2:5000", "[2001:db8::1]:5000"] {
+        assert_eq!(
+            push_from(&logic, peer, None).await,
+            StatusCode::UNAUTHORIZED,
+            "{peer}"
+        );
+    }
+    assert!(rx.try_recv().is_err(), "a refused push was queued");
+    // In-process callers (no peer address, as in these tests) count as local.
     let (answer, _) = call_auth(&logic, "POST", "/goim/push/all?operation=1000", None).await;
     assert_answer(&answer, StatusCode::OK, ok());
-    assert!(rx.recv().await.is_some());
+}
+
+#[tokio::test]
+async fn open_true_serves_everyone_and_tokens_bind_loopback_too() {
+    let mut config = Config::default();
+    config.api.open = Some(true);
+    let (logic, _rx, _) = logic_with(config, 64);
+    assert_eq!(
+        push_from(&logic, "10.0.0.1:5000", None).await,
+        StatusCode::OK
+    );
+    let (logic, _rx) = with_tokens(false);
+    assert_eq!(
+        push_from(&logic, "127.0.0.1:5000", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        push_from(&logic, "10.0.0.1:5000", Some("Bearer t0ken-a")).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
