@@ -128,15 +128,23 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
     }
 }
 
-/// Collects every push body a client receives, in the background.
+/// Collects every push body a client receives, in the background; how the
+/// stream ended (if it did) is recorded as the entry `"END: <reason>"`.
 fn collect(mut client: Client) -> Arc<Mutex<HashSet<String>>> {
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let out = seen.clone();
     tokio::spawn(async move {
-        while let Ok(Some(push)) = client.next_push_within(Duration::from_secs(600)).await {
-            out.lock()
-                .insert(String::from_utf8_lossy(&push.body).into_owned());
-        }
+        let end = loop {
+            match client.next_push_within(Duration::from_secs(600)).await {
+                Ok(Some(push)) => {
+                    out.lock()
+                        .insert(String::from_utf8_lossy(&push.body).into_owned());
+                }
+                Ok(None) => break "no push for 600 s or connection closed".to_owned(),
+                Err(e) => break format!("{e:#}"),
+            }
+        };
+        out.lock().insert(format!("END: {end}"));
     });
     seen
 }
@@ -145,6 +153,7 @@ async fn wait_for_all(
     seen: &Mutex<HashSet<String>>,
     accepted: &[String],
     who: &str,
+    c: &Cluster,
     diagnostics: &dyn Fn() -> String,
 ) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -160,13 +169,32 @@ async fn wait_for_all(
         if missing.is_empty() {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{who} lost {} accepted messages, e.g. {:?}\n{}",
-            missing.len(),
-            &missing[..missing.len().min(5)],
-            diagnostics()
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let mut metrics = String::new();
+            for p in c.comets.iter().chain([&c.job]) {
+                let url = format!("http://{}/metrics", p.addr("metrics"));
+                if let Ok(resp) = reqwest::get(&url).await {
+                    let text = resp.text().await.unwrap_or_default();
+                    for line in text.lines().filter(|l| {
+                        !l.starts_with('#')
+                            && (l.contains("dropped")
+                                || l.contains("filtered")
+                                || l.contains("enqueued")
+                                || l.contains("push_requests")
+                                || l.contains("rim_job_comets")
+                                || l.contains("sessions"))
+                    }) {
+                        metrics.push_str(&format!("{}: {line}\n", p.name));
+                    }
+                }
+            }
+            panic!(
+                "{who} lost {} accepted messages, e.g. {:?}\nmetrics:\n{metrics}{}",
+                missing.len(),
+                &missing[..missing.len().min(5)],
+                diagnostics()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -223,14 +251,37 @@ async fn job_killed_mid_stream_and_restarted_loses_nothing() {
             accepted.iter().filter(|m| !seen.contains(*m)).collect()
         };
         y_missing.truncate(20);
+        let ends: Vec<String> = [&seen_x, &seen_y]
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .iter()
+                    .filter(|m| m.starts_with("END"))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let numbers = |seen: &Mutex<HashSet<String>>| {
+            let mut n: Vec<u32> = seen
+                .lock()
+                .iter()
+                .filter_map(|m| m.strip_prefix('n')?.parse().ok())
+                .collect();
+            n.sort_unstable();
+            n
+        };
         format!(
-            "client on comet 2 misses e.g. {y_missing:?}\nrestarted job log:\n{}\nlogic log:\n{}",
+            "x saw {:?}\ny saw {:?}\nclient on comet 2 misses e.g. {y_missing:?}\nclient streams ended: {ends:?}\ncomet logs:\n{}\n{}\nrestarted job log:\n{}\nlogic log:\n{}",
+            numbers(&seen_x),
+            numbers(&seen_y),
+            c.comets[0].log(),
+            c.comets[1].log(),
             c.job.log(),
             c.logic.log()
         )
     };
-    wait_for_all(&seen_x, &accepted, "client on comet 1", &diagnostics).await;
-    wait_for_all(&seen_y, &accepted, "client on comet 2", &diagnostics).await;
+    wait_for_all(&seen_x, &accepted, "client on comet 1", &c, &diagnostics).await;
+    wait_for_all(&seen_y, &accepted, "client on comet 2", &c, &diagnostics).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

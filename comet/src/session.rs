@@ -213,6 +213,13 @@ impl Session {
         })
     }
 
+    /// Stores a wake-up without waking anyone: the connection task calls it
+    /// for a notification it consumed while busy, so its next `notified`
+    /// returns at once.
+    pub(crate) fn renotify(&self) {
+        self.woken.store(true, Ordering::Release);
+    }
+
     /// Stores the wake-up and wakes the connection task if it waits.
     fn wake(&self) {
         self.woken.store(true, Ordering::Release);

@@ -57,7 +57,7 @@ impl Proc {
             .arg("-c")
             .arg(&path)
             .arg("--ready")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,rim_comet::conn=debug")
             .stdout(Stdio::piped())
             .stderr(stderr)
             .kill_on_drop(true)

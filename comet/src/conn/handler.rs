@@ -304,6 +304,7 @@ impl Active {
     ) -> Result<(), CloseReason> {
         let write = io.flush();
         tokio::pin!(write);
+        let mut pushed = false;
         loop {
             tokio::select! {
                 biased;
@@ -311,9 +312,18 @@ impl Active {
                     if let Some(closed) = self.session.closed() {
                         return Err(closed.into());
                     }
+                    // A push arrived: the frame loop must look at the queue
+                    // again after this write (a push into a non-empty queue
+                    // does not notify again).
+                    pushed = true;
                 }
                 () = timer.as_mut() => return Err(CloseReason::HeartbeatTimeout(self.heartbeat)),
-                written = &mut write => return written,
+                written = &mut write => {
+                    if pushed {
+                        self.session.renotify();
+                    }
+                    return written;
+                }
             }
         }
     }

@@ -180,3 +180,32 @@ async fn queued_pushes_are_coalesced_and_ordered() {
     }
     h.stop().await;
 }
+
+/// A push that arrives while the writer is stuck in a write (the client is
+/// not reading) must go out once the write completes, without any further
+/// push or client frame to wake the connection.
+#[tokio::test]
+async fn a_push_during_a_blocked_write_is_not_forgotten() {
+    let mut h = Harness::start(Config {
+        session_queue: 1024,
+        ..config()
+    })
+    .await;
+    let mut client = h.tcp_client("blocked", "", &[1000]).await;
+    // 16 MiB: more than the socket buffers hold, so the write blocks.
+    let big = vec![b'x'; 16 << 20];
+    push_keys(&h.comet, &["blocked"], 1000, &big);
+    // The first bytes arriving prove the writer is in that write; it stays
+    // blocked while the client reads nothing more.
+    let header = client.read_exact(16).await;
+    push_keys(&h.comet, &["blocked"], 1000, b"after-1");
+    push_keys(&h.comet, &["blocked"], 1000, b"after-2");
+    let pack_len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+    assert_eq!(pack_len, 16 + big.len());
+    client.read_exact(big.len()).await;
+    for expected in [&b"after-1"[..], b"after-2"] {
+        let frame = client.read_frame().await;
+        assert_eq!(frame.body, expected);
+    }
+    h.stop().await;
+}
