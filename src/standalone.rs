@@ -45,6 +45,9 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A comet listener could not be bound (the message names the address).
+    #[error("{0}")]
+    BindListener(std::io::Error),
     /// A bound socket did not report its address.
     #[error("reading a listener address: {0}")]
     Io(#[from] std::io::Error),
@@ -61,18 +64,9 @@ async fn bind_one(addr: &str) -> Result<TcpListener, StartError> {
 
 /// Binds the client listeners a comet configuration names.
 pub async fn bind_comet(config: &rim_comet::Config) -> Result<rim_comet::Listeners, StartError> {
-    let mut listeners = rim_comet::Listeners::default();
-    for (addrs, bound) in [
-        (&config.tcp_bind, &mut listeners.tcp),
-        (&config.ws_bind, &mut listeners.ws),
-        (&config.tls_bind, &mut listeners.tls),
-        (&config.wss_bind, &mut listeners.wss),
-    ] {
-        for addr in addrs {
-            bound.push(bind_one(addr).await?);
-        }
-    }
-    Ok(listeners)
+    rim_comet::Listeners::bind(config)
+        .await
+        .map_err(StartError::BindListener)
 }
 
 /// With TLS configured, reloads the comet's certificate on SIGHUP until
