@@ -415,22 +415,14 @@ async fn stopped_broker_makes_the_push_api_answer_503_and_it_recovers() {
 
     broker.signal("-CONT");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let reply = c
-            .http
-            .post("/goim/push/keys?operation=1000&keys=bk", "after")
-            .await
-            .unwrap();
-        if reply.status == 200 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "push API never recovered: {:?}",
-            reply.json
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    c.http
+        .push_until_accepted(
+            "/goim/push/keys?operation=1000&keys=bk",
+            "after",
+            deadline,
+            "push API never recovered",
+        )
+        .await;
     // What was accepted is delivered. The push answered 503 was not confirmed:
     // a produce request already sent to the paused broker may still be
     // written when it resumes, so it may arrive too (the 503 says so).
@@ -660,23 +652,14 @@ async fn redis_and_kafka_down_at_start_then_up_recover_without_restart() {
             }
         }
     };
-    loop {
-        let reply = c
-            .http
-            .post("/goim/push/mids?operation=1000&mids=40", "late")
-            .await
-            .unwrap();
-        if reply.status == 200 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pushes still refused after Kafka came up: {} {:?}",
-            reply.status,
-            reply.json
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    c.http
+        .push_until_accepted(
+            "/goim/push/mids?operation=1000&mids=40",
+            "late",
+            deadline,
+            "pushes still refused after Kafka came up",
+        )
+        .await;
     expect_exactly(&mut client, "cold", &["late"]).await;
     for name in ["logic", "router1", "job"] {
         let log = match name {

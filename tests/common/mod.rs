@@ -123,6 +123,30 @@ impl Http {
         assert_eq!(reply.json["code"], 0, "{path_and_query}: {:?}", reply.json);
     }
 
+    /// POSTs until the push is accepted (HTTP 200), every 200 ms, failing
+    /// with `what` and the last answer at `deadline` (a service recovering).
+    pub async fn push_until_accepted(
+        &self,
+        path_and_query: &str,
+        body: &'static str,
+        deadline: tokio::time::Instant,
+        what: &str,
+    ) {
+        loop {
+            let reply = self.post(path_and_query, body).await.expect("http request");
+            if reply.status == 200 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: {} {:?}",
+                reply.status,
+                reply.json
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// POSTs and asserts goim v1 success `{"ret":1}` with HTTP 200.
     pub async fn push_v1_ok(&self, path_and_query: &str, body: &'static str) {
         let reply = self.post(path_and_query, body).await.expect("http request");
