@@ -197,7 +197,6 @@ pub async fn consume(
                 .record((now - ts).max(0) as f64 / 1000.0);
         }
         let (partition, offset) = (msg.partition(), msg.offset());
-        debug!(partition, offset, "record received");
         let decoded = msg.payload().map(PushMsg::decode);
         let delivery = match decoded {
             Some(Ok(push)) => {
