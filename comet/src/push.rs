@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rim_proto::pb::protocol::Proto;
 use rim_proto::{Frame, Op};
 
+use crate::conn::ws_message;
 use crate::metrics;
 use crate::session::Enqueue;
 
@@ -19,7 +20,8 @@ use crate::session::Enqueue;
 pub(crate) struct Push {
     /// Written to TCP sessions.
     pub(crate) tcp: Bytes,
-    /// Sent as one binary message to WebSocket sessions.
+    /// Written to WebSocket sessions: one binary message (the WebSocket
+    /// frame header included), the same bytes for every recipient.
     pub(crate) ws: Bytes,
 }
 
@@ -28,16 +30,23 @@ impl Push {
     pub(crate) fn encode(proto: Proto) -> Arc<Push> {
         let push = if proto.op == Op::Raw.code() {
             // Only the low 16 bits of `ver` go on the wire (goim keeps int32).
-            let ws = Frame::new(proto.ver as i16, Op::Raw, 0, proto.body.clone()).to_bytes();
+            let ws = ws_message(&Frame::new(
+                proto.ver as i16,
+                Op::Raw,
+                0,
+                proto.body.clone(),
+            ));
             Push {
                 tcp: proto.body,
                 ws,
             }
         } else {
-            let bytes = Frame::from(proto).to_bytes();
+            // One buffer: the WebSocket header, then the frame TCP gets.
+            let frame = Frame::from(proto);
+            let ws = ws_message(&frame);
             Push {
-                tcp: bytes.clone(),
-                ws: bytes,
+                tcp: ws.slice(ws.len() - frame.encoded_len()..),
+                ws,
             }
         };
         Arc::new(push)
@@ -104,12 +113,14 @@ mod tests {
             body: inner.clone(),
         });
         assert_eq!(push.tcp, inner);
-        assert_eq!(push.ws.len(), 34);
+        // A binary WebSocket message of 34 bytes: one op 9 frame.
+        assert_eq!(push.ws.len(), 2 + 34);
+        assert_eq!(&push.ws[..2], &[0x82, 34]);
         assert_eq!(
-            &push.ws[..16],
+            &push.ws[2..18],
             &[0, 0, 0, 0x22, 0, 0x10, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0]
         );
-        assert_eq!(&push.ws[16..], &inner[..]);
+        assert_eq!(&push.ws[18..], &inner[..]);
     }
 
     #[test]
@@ -120,7 +131,8 @@ mod tests {
             seq: 5,
             body: Bytes::from_static(b"hi"),
         });
-        assert_eq!(push.tcp, push.ws);
+        assert_eq!(&push.ws[..2], &[0x82, 18]);
+        assert_eq!(push.tcp, push.ws[2..]);
         assert_eq!(
             &push.tcp[..],
             &[0, 0, 0, 0x12, 0, 0x10, 0, 1, 0, 0, 0x03, 0xE8, 0, 0, 0, 5, b'h', b'i']

@@ -17,7 +17,7 @@ use rim_proto::{Frame, Op};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
-use super::{log_close, CloseReason, ConnInfo, FrameIo, Opened, Slot, FINISH_TIMEOUT};
+use super::{log_close, CloseReason, ConnInfo, FrameIo, Incoming, Opened, Slot, FINISH_TIMEOUT};
 use crate::limits::FrameRate;
 use crate::logic::LogicError;
 use crate::metrics;
@@ -186,19 +186,21 @@ async fn authenticate<T: FrameIo>(
     let mut rate = FrameRate::default();
     let max_rate = comet.config.max_frames_per_sec;
     let auth = loop {
-        let frame = io.read_frame().await?;
-        if frame.is_some() && !rate.allow(max_rate, comet.limits.second()) {
+        let incoming = io.read_frame().await?;
+        if !matches!(incoming, Incoming::End) && !rate.allow(max_rate, comet.limits.second()) {
             return Err(CloseReason::FrameRate(max_rate));
         }
-        match frame {
-            Some(frame) if frame.op == Op::Auth.code() => break frame,
-            Some(frame) => debug!(
+        match incoming {
+            Incoming::Frame(frame) if frame.op == Op::Auth.code() => break frame,
+            Incoming::Frame(frame) => debug!(
                 conn.id = conn.id,
                 peer.addr = %conn.peer,
                 op = frame.op,
                 "frame before auth ignored"
             ),
-            None => return Err(CloseReason::ClientClosed),
+            // A pong to a ping before auth.
+            Incoming::Control => io.flush().await?,
+            Incoming::End => return Err(CloseReason::ClientClosed),
         }
     };
     let req = ConnectReq {
@@ -273,15 +275,19 @@ impl Active {
                 read = io.read_frame() => read,
                 () = self.session.notified() => continue,
             };
-            let frame = match read {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return CloseReason::ClientClosed,
+            let incoming = match read {
+                Ok(Incoming::End) => return CloseReason::ClientClosed,
+                Ok(incoming) => incoming,
                 Err(reason) => return reason,
             };
             let max_rate = self.comet.config.max_frames_per_sec;
             if !rate.allow(max_rate, self.comet.limits.second()) {
                 return CloseReason::FrameRate(max_rate);
             }
+            // A control frame's answer is buffered: flushed at the top.
+            let Incoming::Frame(frame) = incoming else {
+                continue;
+            };
             if frame.op == Op::Heartbeat.code() {
                 // Only op 2 keeps the connection alive (goim-spec 1.6).
                 timer.as_mut().reset(Instant::now() + self.heartbeat);

@@ -131,6 +131,73 @@ async fn text_messages_are_frames_too() {
     h.stop().await;
 }
 
+/// A client may send its first frames right behind the upgrade request,
+/// in the same segment: they are read with the request and not lost.
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut h = Harness::start(config()).await;
+    let mut stream = tokio::net::TcpStream::connect(h.ws).await.unwrap();
+    let mut bytes = format!(
+        "GET /sub HTTP/1.1\r\nHost: rim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    let auth = frame(1, 7, 1, WS_TOKEN.as_bytes());
+    bytes.push(0x82);
+    bytes.push(0x80 | u8::try_from(auth.len()).unwrap());
+    bytes.extend_from_slice(&WS_MASK);
+    bytes.extend(auth.iter().enumerate().map(|(i, b)| b ^ WS_MASK[i % 4]));
+    stream.write_all(&bytes).await.unwrap();
+    let mut got = Vec::new();
+    let reply = hex("82 10 00 00 00 10 00 10 00 01 00 00 00 08 00 00 00 01");
+    while !got.ends_with(&reply) {
+        let mut chunk = [0u8; 256];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("no auth reply")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101 "));
+    assert_eq!(
+        next(&mut h.events.connects).await.token,
+        WS_TOKEN.as_bytes()
+    );
+    h.stop().await;
+}
+
+/// An upgrade request that is not a valid WebSocket handshake is answered
+/// 400 with the reason, not just dropped.
+#[tokio::test]
+async fn malformed_upgrades_are_answered_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start(config()).await;
+    let requests = [
+        // No Sec-WebSocket-Key.
+        "GET /sub HTTP/1.1\r\nHost: rim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        // Not a GET.
+        "POST /sub HTTP/1.1\r\nHost: rim\r\n\r\n",
+        // Not HTTP at all.
+        "\x16\x03\x01 hello\r\n\r\n",
+    ];
+    for request in requests {
+        let mut stream = tokio::net::TcpStream::connect(h.ws).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+            .await
+            .expect("connection left open")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{request:?}: {answer}");
+        assert!(answer.contains("Connection: close"), "{answer}");
+    }
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn other_paths_are_rejected_with_404() {
     let h = Harness::start(config()).await;
