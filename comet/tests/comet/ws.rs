@@ -195,6 +195,19 @@ async fn malformed_upgrades_are_answered_400() {
         assert!(answer.starts_with("HTTP/1.1 400 "), "{request:?}: {answer}");
         assert!(answer.contains("Connection: close"), "{answer}");
     }
+    // A request head that never ends is cut off at 16 KiB. (Exactly 16 KiB
+    // is sent, so the server reads it all and its close is not a reset that
+    // could discard the answer.)
+    let mut stream = tokio::net::TcpStream::connect(h.ws).await.unwrap();
+    let mut request = b"GET /sub HTTP/1.1\r\nCookie: ".to_vec();
+    request.resize(16 * 1024, b'c');
+    stream.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("connection left open");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
     h.stop().await;
 }
 

@@ -196,3 +196,29 @@ async fn close_before_auth_is_answered_too() {
     assert_eq!(close_status(&mut ws).await, Some(1001));
     h.stop().await;
 }
+
+/// Pings are answered, but count against the frame rate like goim frames:
+/// a ping flood is closed with 1008.
+#[tokio::test(flavor = "current_thread")]
+async fn a_ping_flood_is_closed_by_the_frame_rate() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let h = Harness::start(rim_comet::Config {
+        max_frames_per_sec: 5,
+        ..config()
+    })
+    .await;
+    let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
+    ws.auth(&token(1, "pinger", "", &[])).await;
+    let mut flood = Vec::new();
+    for _ in 0..20 {
+        flood.extend(raw_frame(0x89, b"p", true));
+    }
+    ws.stream.write_all(&flood).await.unwrap();
+    assert_eq!(close_status(&mut ws).await, Some(1008));
+    assert_eq!(
+        recorder.counter("rim_comet_disconnects_total{reason=frame_rate}"),
+        1
+    );
+    h.stop().await;
+}
