@@ -7,10 +7,10 @@
 //! given `--server-pid`, the server's RSS per connection and CPU time per
 //! delivered message.
 //!
-//! - [`client`]: one bench client (connect, auth, read, heartbeat).
-//! - [`http`]: a minimal keep-alive HTTP/1.1 client for the push API.
-//! - [`procfs`]: RSS and CPU time from `/proc/<pid>`.
-//! - [`report`]: the result table, JSON and SVG chart.
+//! - `client`: one bench client (connect, auth, read, heartbeat).
+//! - `http`: a minimal keep-alive HTTP/1.1 client for the push API.
+//! - `procfs`: RSS and CPU time from `/proc/<pid>`.
+//! - `report`: the result table, JSON and SVG chart.
 
 mod client;
 mod http;
@@ -113,7 +113,7 @@ pub struct BenchArgs {
     /// Number of rooms (room, and the room every client joins otherwise).
     #[arg(long, default_value_t = 1)]
     pub rooms: u32,
-    /// Room type: clients join TYPE://<room number>.
+    /// Room type: clients join `TYPE://<room number>`.
     #[arg(long, value_name = "TYPE", default_value = "bench")]
     pub room_type: String,
     /// Operation of the pushes; clients accept only this one.
