@@ -55,9 +55,59 @@ struct StandaloneArgs {
     /// WebSocket client listener address; repeat for several (overrides comet.ws_bind).
     #[arg(long, value_name = "ADDR")]
     ws: Vec<String>,
+    /// goim TCP over TLS listener address; repeat for several (overrides
+    /// comet.tls_bind; needs --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    tls: Vec<String>,
+    /// WebSocket over TLS (WSS) listener address; repeat for several (overrides
+    /// comet.wss_bind; needs --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    wss: Vec<String>,
+    /// PEM certificate chain for the TLS listeners, leaf first (overrides comet.tls_cert).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listeners (overrides comet.tls_key).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// This comet's server id (overrides comet.server_id; default: the host name).
     #[arg(long, value_name = "ID")]
     server_id: Option<String>,
+}
+
+impl StandaloneArgs {
+    /// The configuration file (or the defaults) with the flags applied.
+    fn config(self) -> anyhow::Result<StandaloneConfig> {
+        let mut config = match &self.config {
+            Some(path) => StandaloneConfig::load(path)?,
+            None => StandaloneConfig::default(),
+        };
+        if let Some(http) = self.http {
+            config.logic.http_bind = http;
+        }
+        if !self.tcp.is_empty() {
+            config.comet.tcp_bind = self.tcp;
+        }
+        if !self.ws.is_empty() {
+            config.comet.ws_bind = self.ws;
+        }
+        if !self.tls.is_empty() {
+            config.comet.tls_bind = self.tls;
+        }
+        if !self.wss.is_empty() {
+            config.comet.wss_bind = self.wss;
+        }
+        if let Some(cert) = self.tls_cert {
+            config.comet.tls_cert = Some(cert);
+        }
+        if let Some(key) = self.tls_key {
+            config.comet.tls_key = Some(key);
+        }
+        if let Some(id) = self.server_id {
+            config.comet.server_id = Some(id);
+        }
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -170,23 +220,7 @@ async fn standalone(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => StandaloneConfig::load(path)?,
-        None => StandaloneConfig::default(),
-    };
-    if let Some(http) = args.http {
-        config.logic.http_bind = http;
-    }
-    if !args.tcp.is_empty() {
-        config.comet.tcp_bind = args.tcp;
-    }
-    if !args.ws.is_empty() {
-        config.comet.ws_bind = args.ws;
-    }
-    if let Some(id) = args.server_id {
-        config.comet.server_id = Some(id);
-    }
-    config.validate()?;
+    let config = args.config()?;
     let server = Standalone::bind_and_start(config, Some(metrics)).await?;
     let token = server.shutdown_token();
     tokio::spawn(async move {
@@ -210,5 +244,50 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn standalone_args(args: &[&str]) -> StandaloneArgs {
+        let cli = Cli::try_parse_from([&["rim", "standalone"], args].concat()).unwrap();
+        match cli.command {
+            Command::Standalone(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn standalone_flags_override_the_config() {
+        let config = standalone_args(&[
+            "--http=127.0.0.1:1",
+            "--tcp=127.0.0.1:2",
+            "--ws=127.0.0.1:3",
+            "--tls=127.0.0.1:4",
+            "--tls=127.0.0.1:5",
+            "--wss=127.0.0.1:6",
+            "--tls-cert=/c.pem",
+            "--tls-key=/k.pem",
+            "--server-id=s1",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(config.logic.http_bind, "127.0.0.1:1");
+        assert_eq!(config.comet.tcp_bind, ["127.0.0.1:2"]);
+        assert_eq!(config.comet.ws_bind, ["127.0.0.1:3"]);
+        assert_eq!(config.comet.tls_bind, ["127.0.0.1:4", "127.0.0.1:5"]);
+        assert_eq!(config.comet.wss_bind, ["127.0.0.1:6"]);
+        assert_eq!(config.comet.tls_cert.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(config.comet.tls_key.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(config.comet.server_id.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn tls_listeners_without_a_certificate_are_refused() {
+        let err = standalone_args(&["--tls=127.0.0.1:4"]).config().unwrap_err();
+        assert!(err.to_string().contains("tls"), "{err:#}");
     }
 }
