@@ -287,7 +287,9 @@ mod tests {
 
     #[test]
     fn tls_listeners_without_a_certificate_are_refused() {
-        let err = standalone_args(&["--tls=127.0.0.1:4"]).config().unwrap_err();
+        let err = standalone_args(&["--tls=127.0.0.1:4"])
+            .config()
+            .unwrap_err();
         assert!(err.to_string().contains("tls"), "{err:#}");
     }
 }

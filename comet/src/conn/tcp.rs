@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use rim_proto::{Frame, FrameCodec};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::buffers::{BufList, Reader};
 use super::{
     handler, set_nodelay, tls_handshake, ClientStream, CloseReason, ConnInfo, FrameIo, Incoming,
-    Opened, Slot,
+    Opened, Slot, FINISH_TIMEOUT,
 };
 use crate::push::Push;
 use crate::server::Comet;
@@ -107,6 +108,9 @@ impl<S: ClientStream> FrameIo for TcpIo<S> {
 
     async fn finish(&mut self, _reason: &CloseReason) {
         // goim has no goodbye frame on TCP: the close itself is the message.
+        // Over TLS the close is announced (close_notify), so the client can
+        // tell it from a truncated stream; on plain TCP this sends the FIN.
+        let _ = tokio::time::timeout(FINISH_TIMEOUT, self.reader.stream_mut().shutdown()).await;
     }
 }
 

@@ -480,3 +480,26 @@ async fn tls_listeners_without_a_certificate_are_refused() {
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("tls_cert"), "{err}");
 }
+
+/// A connection the server ends (here: kicked by a newer one with the same
+/// key) ends with TLS's close_notify, so the client sees a clean end of
+/// stream, not a truncation.
+#[tokio::test]
+async fn server_closes_announce_close_notify() {
+    use tokio::io::AsyncReadExt;
+    let cert = generate();
+    let files = Files::new(&cert);
+    let h = Harness::start(files.config()).await;
+    let stream = tls_connect(h.tls.unwrap(), &cert.der).await.unwrap();
+    let mut first = TcpClient { stream };
+    first.auth(CAPTURE_TCP_AUTH_TOKEN).await;
+    let stream = tls_connect(h.tls.unwrap(), &cert.der).await.unwrap();
+    let mut second = TcpClient { stream };
+    second.auth(CAPTURE_TCP_AUTH_TOKEN).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, first.stream.read_to_end(&mut rest))
+        .await
+        .expect("kicked connection still open");
+    assert!(read.is_ok(), "no close_notify: {read:?}");
+    h.stop().await;
+}

@@ -234,17 +234,21 @@ impl<S: ClientStream> FrameIo for WsIo<S> {
     async fn finish(&mut self, reason: &CloseReason) {
         let frame = match (reason, self.client_close) {
             // The reply to the client's close echoes its code (5.5.1).
-            (CloseReason::ClientClosed, Some(Some(code))) => close_frame(code, ""),
-            (CloseReason::ClientClosed, Some(None)) => control(Control::Close, &[]),
-            _ => match close_code(reason) {
-                Some(code) => close_frame(code.into(), reason.label()),
-                None => return,
-            },
+            (CloseReason::ClientClosed, Some(Some(code))) => Some(close_frame(code, "")),
+            (CloseReason::ClientClosed, Some(None)) => Some(control(Control::Close, &[])),
+            _ => close_code(reason).map(|code| close_frame(code.into(), reason.label())),
         };
-        self.out.push(frame);
+        let goodbye = async {
+            if let Some(frame) = frame {
+                self.out.push(frame);
+                self.out.write_to(self.reader.stream_mut()).await?;
+            }
+            // Over TLS: close_notify, then (as on plain TCP) the FIN.
+            self.reader.stream_mut().shutdown().await
+        };
         // A client that cannot take the frame (gone, or not reading) only
         // delays its own close, by at most FINISH_TIMEOUT.
-        let _ = tokio::time::timeout(FINISH_TIMEOUT, self.flush()).await;
+        let _ = tokio::time::timeout(FINISH_TIMEOUT, goodbye).await;
     }
 }
 
