@@ -118,6 +118,8 @@ async fn upgrade<S: ClientStream>(
         let mut head = Vec::with_capacity(160);
         write_response(&mut head, &response).map_err(CloseReason::WsHandshake)?;
         stream.write_all(&head).await?;
+        // TLS may still hold the records.
+        stream.flush().await?;
         let cookie = request
             .headers()
             .get(header::COOKIE)
