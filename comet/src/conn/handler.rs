@@ -184,11 +184,10 @@ async fn authenticate<T: FrameIo>(
     cookie: String,
 ) -> Result<(Frame, ConnectReply), CloseReason> {
     let mut rate = FrameRate::default();
-    let max_rate = comet.config.max_frames_per_sec;
     let auth = loop {
         let incoming = io.read_frame().await?;
-        if !matches!(incoming, Incoming::End) && !rate.allow(max_rate, comet.limits.second()) {
-            return Err(CloseReason::FrameRate(max_rate));
+        if !matches!(incoming, Incoming::End) {
+            count_frame(comet, &mut rate)?;
         }
         match incoming {
             Incoming::Frame(frame) if frame.op == Op::Auth.code() => break frame,
@@ -218,6 +217,16 @@ async fn authenticate<T: FrameIo>(
         )));
     }
     Ok((auth, reply))
+}
+
+/// Counts one client frame against `comet.max_frames_per_sec`.
+fn count_frame(comet: &Comet, rate: &mut FrameRate) -> Result<(), CloseReason> {
+    let max = comet.config.max_frames_per_sec;
+    if rate.allow(max, comet.limits.second()) {
+        Ok(())
+    } else {
+        Err(CloseReason::FrameRate(max))
+    }
 }
 
 /// An authenticated connection.
@@ -280,9 +289,8 @@ impl Active {
                 Ok(incoming) => incoming,
                 Err(reason) => return reason,
             };
-            let max_rate = self.comet.config.max_frames_per_sec;
-            if !rate.allow(max_rate, self.comet.limits.second()) {
-                return CloseReason::FrameRate(max_rate);
+            if let Err(reason) = count_frame(&self.comet, &mut rate) {
+                return reason;
             }
             // A control frame's answer is buffered: flushed at the top.
             let Incoming::Frame(frame) = incoming else {
