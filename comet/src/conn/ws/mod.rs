@@ -156,7 +156,17 @@ async fn read_request<S: ClientStream>(stream: &mut S) -> Result<(Request, Bytes
             return Err(CloseReason::ClientClosed);
         }
         match Request::try_parse(&buf) {
-            Ok(Some((len, request))) => return Ok((request, buf.split_off(len))),
+            Ok(Some((len, request))) => {
+                // Frames the client sent right behind the request; none (the
+                // usual case) must not keep the request's buffer alive.
+                let rest = buf.split_off(len);
+                let rest = if rest.is_empty() {
+                    BytesMut::new()
+                } else {
+                    rest
+                };
+                return Ok((request, rest));
+            }
             Ok(None) if buf.len() < MAX_REQUEST => {}
             Ok(None) => {
                 refuse(stream, "431 Request Header Fields Too Large", "").await;
