@@ -16,8 +16,9 @@
 //! - `bucket`, `room`, `session`: the in-memory registry; a session is
 //!   created when logic accepts a client's token.
 //! - `conn`: one task per connection; `conn::tcp` and `conn::ws` adapt the
-//!   transport (plain or TLS), `conn::handler` runs the goim protocol over
-//!   either.
+//!   transport (plain or TLS; `conn::ws::codec` is the WebSocket framing),
+//!   `conn::buffers` holds their read and write buffers, `conn::handler`
+//!   runs the goim protocol over either.
 //! - `tls`: the certificate of the TLS listeners, its reload and file watch.
 //! - [`LogicClient`]: the calls the comet makes to logic.
 //! - `limits`: connection limits (per comet, per IP) and the per-connection

@@ -1,6 +1,8 @@
 //! One client connection, from accept to close: the transports (`tcp`, `ws`)
-//! turn a socket into goim frames ([`FrameIo`]) and one shared handler
-//! (`handler`) runs the handshake, the op dispatch and the writer over it.
+//! turn a socket into goim frames ([`FrameIo`]) over shared buffers
+//! (`buffers`: a read buffer only while a frame arrives, vectored writes),
+//! and one shared handler (`handler`) runs the handshake, the op dispatch
+//! and the writer over it.
 //! On the `tls` and `wss` listeners a TLS handshake ([`tls_handshake`]) comes
 //! first; the transports are generic over the byte stream ([`ClientStream`]),
 //! so plain and TLS connections run the same code.
