@@ -13,7 +13,9 @@ use crate::JobError;
 pub struct Config {
     /// Workers per comet, each with its own queue; a keyed push goes to the
     /// worker chosen by its first key, a room batch by its room, so each
-    /// stays in order. Default 8 (goim `comet.routineSize` 32).
+    /// stays in order. Each worker has one call in flight, so a comet takes
+    /// at most `routines` calls at a time from this job. Default 32 (goim
+    /// `comet.routineSize`; docs/benchmark.md measures 8, 32 and 64).
     pub routines: usize,
     /// Capacity of each worker's queue. Default 1024 (goim `comet.routineChan`).
     pub routine_queue: usize,
@@ -65,7 +67,7 @@ pub struct RoomConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            routines: 8,
+            routines: 32,
             routine_queue: 1024,
             enqueue_timeout: Duration::from_secs(5),
             push_timeout: Duration::from_secs(5),
@@ -133,7 +135,7 @@ mod tests {
     fn empty_toml_is_the_default() {
         let config: Config = toml::from_str("").unwrap();
         assert_eq!(config, Config::default());
-        assert_eq!(config.routines, 8);
+        assert_eq!(config.routines, 32);
         assert_eq!(config.room.batch, 64);
         assert_eq!(config.room.window, Duration::ZERO);
         config.validate().unwrap();
