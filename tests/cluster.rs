@@ -22,6 +22,7 @@ fn opts(kafka: &str) -> Options {
         comets: 2,
         session_refresh: "5m",
         wait_for_job: true,
+        comet_ttl: "3s",
     }
 }
 
@@ -547,6 +548,10 @@ async fn every_process_exits_cleanly_on_sigterm_and_delivers_what_it_accepted() 
     let Some((kafka, _)) = services() else { return };
     let mut o = opts(&kafka);
     o.comets = 1;
+    // Logic stops first, and comets report through it: a 3 s TTL would let
+    // the job forget the live comet (and drop its pushes) when consuming
+    // starts late on a loaded machine. Production's default is 30 s.
+    o.comet_ttl = "60s";
     let mut c = Cluster::start("sigterm", o).await;
     let mut client = Client::connect(c.comet_tcp(0), false, &Token::new(50, "st", ""))
         .await

@@ -149,6 +149,9 @@ pub struct Options {
     pub session_refresh: &'static str,
     /// Wait until the job has discovered every comet (needs the router store).
     pub wait_for_job: bool,
+    /// Job: how long a comet's last online report counts (comets report
+    /// through logic, so with logic stopped they go stale after this).
+    pub comet_ttl: &'static str,
 }
 
 /// 2 routers, 1 logic, N comets, 1 job.
@@ -162,6 +165,7 @@ pub struct Cluster {
     pub comets: Vec<Proc>,
     pub job: Proc,
     pub http: Http,
+    comet_ttl: &'static str,
 }
 
 impl Cluster {
@@ -202,7 +206,16 @@ impl Cluster {
             );
             comets.push(Proc::spawn(&dir, "comet", &format!("comet{i}"), &config).await);
         }
-        let job = Self::spawn_job(&dir, &opts.kafka, &topic, &group, &router_list, "job").await;
+        let job = Self::spawn_job(
+            &dir,
+            &opts.kafka,
+            &topic,
+            &group,
+            &router_list,
+            opts.comet_ttl,
+            "job",
+        )
+        .await;
         let http = Http::new(logic.addr("http").parse().unwrap());
         let cluster = Cluster {
             dir,
@@ -214,6 +227,7 @@ impl Cluster {
             comets,
             job,
             http,
+            comet_ttl: opts.comet_ttl,
         };
         if opts.wait_for_job {
             cluster.wait_for_comets(opts.comets).await;
@@ -227,10 +241,11 @@ impl Cluster {
         topic: &str,
         group: &str,
         router_list: &str,
+        comet_ttl: &str,
         name: &str,
     ) -> Proc {
         let config = format!(
-            "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"3s\"\n{router_list}\n\
+            "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"{comet_ttl}\"\n{router_list}\n\
              [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\n\
              [job]\npush_timeout = \"2s\"\nretries = 1\n"
         );
@@ -246,6 +261,7 @@ impl Cluster {
             &self.topic,
             &self.group,
             &list,
+            self.comet_ttl,
             "job-restarted",
         )
         .await;
