@@ -220,37 +220,24 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// Appends an unmasked, final frame header for `len` payload bytes.
-fn put_header(dst: &mut BytesMut, opcode: OpCode, len: usize) {
-    let first = 0x80 | u8::from(opcode);
-    match len {
-        0..=125 => dst.put_slice(&[first, len as u8]),
-        126..=0xffff => {
-            dst.put_slice(&[first, 126]);
-            dst.put_u16(len as u16);
-        }
-        _ => {
-            dst.put_slice(&[first, 127]);
-            dst.put_u64(len as u64);
-        }
-    }
-}
-
-/// Bytes a header takes in front of `len` payload bytes.
-fn header_len(len: usize) -> usize {
-    match len {
-        0..=125 => 2,
-        126..=0xffff => 4,
-        _ => 10,
-    }
+/// A buffer holding an unmasked, final frame header for `len` payload bytes
+/// (encoded by tungstenite's `FrameHeader`), with room for the payload.
+fn with_header(opcode: OpCode, len: usize) -> BytesMut {
+    let header = FrameHeader {
+        opcode,
+        ..FrameHeader::default()
+    };
+    let len64 = len as u64;
+    let mut dst = BytesMut::with_capacity(header.len(len64) + len);
+    // Writing into memory cannot fail.
+    let _ = header.format(len64, &mut (&mut dst).writer());
+    dst
 }
 
 /// One goim frame as a binary message (how the server sends every reply and
 /// push).
 pub(crate) fn binary(frame: &Frame) -> Bytes {
-    let len = frame.encoded_len();
-    let mut dst = BytesMut::with_capacity(header_len(len) + len);
-    put_header(&mut dst, OpCode::Data(Data::Binary), len);
+    let mut dst = with_header(OpCode::Data(Data::Binary), frame.encoded_len());
     frame.encode(&mut dst);
     dst.freeze()
 }
@@ -258,8 +245,7 @@ pub(crate) fn binary(frame: &Frame) -> Bytes {
 /// A control frame from the server (pong, close); `payload` is at most 125
 /// bytes.
 pub(crate) fn control(control: Control, payload: &[u8]) -> Bytes {
-    let mut dst = BytesMut::with_capacity(2 + payload.len());
-    put_header(&mut dst, OpCode::Control(control), payload.len());
+    let mut dst = with_header(OpCode::Control(control), payload.len());
     dst.put_slice(payload);
     dst.freeze()
 }
