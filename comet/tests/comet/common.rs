@@ -426,6 +426,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TcpClient<S> {
 pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub const WS_MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
+/// One client WebSocket frame with full control over the FIN, RSV and
+/// opcode bits (`first`) and the masking.
+pub fn ws_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        out.extend_from_slice(&WS_MASK);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ WS_MASK[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
 pub struct WsClient {
     pub stream: TcpStream,
 }
@@ -471,21 +496,8 @@ impl WsClient {
 
     /// Sends one masked WebSocket frame (FIN set).
     pub async fn send_ws(&mut self, opcode: u8, payload: &[u8]) {
-        let mut out = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&WS_MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ WS_MASK[i % 4]));
-        self.stream.write_all(&out).await.unwrap();
+        let bytes = ws_frame(0x80 | opcode, payload, true);
+        self.stream.write_all(&bytes).await.unwrap();
     }
 
     /// Sends a goim frame as one binary message.

@@ -143,11 +143,7 @@ async fn frames_sent_with_the_upgrade_request_are_read() {
          Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     .into_bytes();
-    let auth = frame(1, 7, 1, WS_TOKEN.as_bytes());
-    bytes.push(0x82);
-    bytes.push(0x80 | u8::try_from(auth.len()).unwrap());
-    bytes.extend_from_slice(&WS_MASK);
-    bytes.extend(auth.iter().enumerate().map(|(i, b)| b ^ WS_MASK[i % 4]));
+    bytes.extend(ws_frame(0x82, &frame(1, 7, 1, WS_TOKEN.as_bytes()), true));
     stream.write_all(&bytes).await.unwrap();
     let mut got = Vec::new();
     let reply = hex("82 10 00 00 00 10 00 10 00 01 00 00 00 08 00 00 00 01");

@@ -8,30 +8,6 @@
 use crate::common::*;
 use tokio::io::AsyncWriteExt;
 
-/// One masked client frame with full control over FIN, RSV and opcode bits.
-fn raw_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-    let mask_bit = if masked { 0x80 } else { 0 };
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(mask_bit | n as u8),
-        n if n <= 0xffff => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        out.extend_from_slice(&WS_MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ WS_MASK[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
-
 /// Reads server frames until the TCP close; returns the close frame's status
 /// code, if the server sent one.
 async fn close_status(ws: &mut WsClient) -> Option<u16> {
@@ -61,55 +37,51 @@ async fn protocol_violations_fail_the_connection() {
     let auth = frame(1, 7, 1, token(1, "rfc", "", &[]).as_bytes());
     let cases: Vec<(&str, Vec<u8>, Option<u16>)> = vec![
         // 5.1: a server MUST close on an unmasked client frame.
-        ("unmasked frame", raw_frame(0x82, &auth, false), Some(1002)),
+        ("unmasked frame", ws_frame(0x82, &auth, false), Some(1002)),
         // 5.2: opcodes 3-7 and 0xB-0xF are reserved.
         (
             "reserved data opcode 3",
-            raw_frame(0x83, b"x", true),
+            ws_frame(0x83, b"x", true),
             Some(1002),
         ),
         (
             "reserved data opcode 7",
-            raw_frame(0x87, b"x", true),
+            ws_frame(0x87, b"x", true),
             Some(1002),
         ),
         (
             "reserved control opcode 0xB",
-            raw_frame(0x8b, b"", true),
+            ws_frame(0x8b, b"", true),
             Some(1002),
         ),
         (
             "reserved control opcode 0xF",
-            raw_frame(0x8f, b"", true),
+            ws_frame(0x8f, b"", true),
             Some(1002),
         ),
         // 5.2: RSV bits without a negotiated extension.
-        ("rsv1 set", raw_frame(0xc2, &auth, true), Some(1002)),
-        ("rsv3 set", raw_frame(0x92, &auth, true), Some(1002)),
+        ("rsv1 set", ws_frame(0xc2, &auth, true), Some(1002)),
+        ("rsv3 set", ws_frame(0x92, &auth, true), Some(1002)),
         // 5.4: control frames must not be fragmented.
-        ("fragmented ping", raw_frame(0x09, b"p", true), Some(1002)),
+        ("fragmented ping", ws_frame(0x09, b"p", true), Some(1002)),
         // 5.5: control frame payloads are at most 125 bytes.
         (
             "ping over 125 bytes",
-            raw_frame(0x89, &[b'p'; 126], true),
+            ws_frame(0x89, &[b'p'; 126], true),
             Some(1002),
         ),
         // 5.4: a continuation frame needs a message to continue.
-        (
-            "lone continuation",
-            raw_frame(0x80, &auth, true),
-            Some(1002),
-        ),
+        ("lone continuation", ws_frame(0x80, &auth, true), Some(1002)),
         // 5.6/8.1: a text message must be UTF-8.
         (
             "text not utf-8",
-            raw_frame(0x81, &[0xff, 0xfe, 0xfd], true),
+            ws_frame(0x81, &[0xff, 0xfe, 0xfd], true),
             Some(1007),
         ),
         // 10.4: a message larger than rim accepts (16 + max_body).
         (
             "oversize message",
-            raw_frame(0x82, &[0u8; 16 + 4097], true),
+            ws_frame(0x82, &[0u8; 16 + 4097], true),
             Some(1009),
         ),
     ];
@@ -145,10 +117,10 @@ async fn fragmented_messages_are_reassembled() {
     let (b, c) = rest.split_at(rest.len() / 2);
     // Binary start without FIN, a ping between the fragments (allowed: 5.4),
     // a continuation, then the final continuation.
-    let mut bytes = raw_frame(0x02, a, true);
-    bytes.extend(raw_frame(0x89, b"mid", true));
-    bytes.extend(raw_frame(0x00, b, true));
-    bytes.extend(raw_frame(0x80, c, true));
+    let mut bytes = ws_frame(0x02, a, true);
+    bytes.extend(ws_frame(0x89, b"mid", true));
+    bytes.extend(ws_frame(0x00, b, true));
+    bytes.extend(ws_frame(0x80, c, true));
     ws.stream.write_all(&bytes).await.unwrap();
     let mut saw_pong = false;
     loop {
@@ -177,7 +149,7 @@ async fn close_is_answered_with_a_close_echoing_the_code() {
     let mut body = 1000u16.to_be_bytes().to_vec();
     body.extend_from_slice(b"bye");
     ws.stream
-        .write_all(&raw_frame(0x88, &body, true))
+        .write_all(&ws_frame(0x88, &body, true))
         .await
         .unwrap();
     assert_eq!(close_status(&mut ws).await, Some(1000));
@@ -190,7 +162,7 @@ async fn close_before_auth_is_answered_too() {
     let h = Harness::start(config()).await;
     let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
     ws.stream
-        .write_all(&raw_frame(0x88, &1001u16.to_be_bytes(), true))
+        .write_all(&ws_frame(0x88, &1001u16.to_be_bytes(), true))
         .await
         .unwrap();
     assert_eq!(close_status(&mut ws).await, Some(1001));
@@ -212,7 +184,7 @@ async fn a_ping_flood_is_closed_by_the_frame_rate() {
     ws.auth(&token(1, "pinger", "", &[])).await;
     let mut flood = Vec::new();
     for _ in 0..20 {
-        flood.extend(raw_frame(0x89, b"p", true));
+        flood.extend(ws_frame(0x89, b"p", true));
     }
     ws.stream.write_all(&flood).await.unwrap();
     assert_eq!(close_status(&mut ws).await, Some(1008));
