@@ -41,7 +41,7 @@ up() {
     cargo build --release --locked
   fi
   # Stop the services on `down` only if this script started them.
-  if ! (exec 3<>/dev/tcp/127.0.0.1/"${RIM_KAFKA_PORT:-19092}") 2>/dev/null; then
+  if ! scripts/services.sh status; then
     touch "$DIR/services-started"
   fi
   scripts/services.sh up

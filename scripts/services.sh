@@ -5,6 +5,7 @@
 #
 #   scripts/services.sh up     install if missing, start, wait until ready
 #   scripts/services.sh down   stop what `up` started
+#   scripts/services.sh status exit 0 if both services of this checkout run
 #   scripts/services.sh env    print the environment the tests read
 #
 # Ports: RIM_KAFKA_PORT (default 19092), RIM_REDIS_PORT (default 16379).
@@ -48,9 +49,20 @@ wait_port() { # name port
 
 running() { [ -f "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 
+# A port already open when this checkout's service is not running belongs to
+# something else (another checkout's broker, say): using it would silently
+# share its state, so refuse.
+port_free() { # name port
+  if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
+    log "port $2 for $1 is taken by another process; stop it (scripts/services.sh down in the checkout that started it) or set RIM_${1^^}_PORT"
+    return 1
+  fi
+}
+
 up() {
   install
   if ! running redis; then
+    port_free redis "$REDIS_PORT"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
       --daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log"
     wait_port redis "$REDIS_PORT"
@@ -59,12 +71,14 @@ up() {
     log "redis on 127.0.0.1:$REDIS_PORT"
   fi
   if ! running kafka; then
+    port_free kafka "$KAFKA_PORT"
     nohup "$(tansu_bin)" broker \
       --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       >"$DIR/kafka.log" 2>&1 &
     echo $! >"$DIR/kafka.pid"
     wait_port kafka "$KAFKA_PORT"
+    kill -0 "$(cat "$DIR/kafka.pid")" 2>/dev/null || { log "tansu exited; see $DIR/kafka.log"; exit 1; }
     log "kafka (tansu) on 127.0.0.1:$KAFKA_PORT"
   fi
 }
@@ -88,6 +102,7 @@ env_() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
+  status) running redis && running kafka ;;
   env) env_ ;;
-  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
 esac

@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "services (Kafka-protocol broker, Redis)"
+# Stop on exit what this run started; services already up are left running.
+if ! scripts/services.sh status; then
+  trap 'scripts/services.sh down' EXIT
+fi
 scripts/services.sh up
 eval "$(scripts/services.sh env)"
 export RIM_REQUIRE_SERVICES=1
