@@ -18,14 +18,18 @@ use crate::{metrics, JobError};
 
 type Outcome = Result<(), JobError>;
 
-/// Resolves when every comet a record targets has accepted it (`Ok`), or as
-/// soon as one target failed (`Err`, already logged and counted).
+/// Resolves once every comet a record targets has settled: `Ok` when all
+/// accepted it, else the failure that matters most (already logged and
+/// counted). It never resolves while a target still holds the record, so an
+/// offset stored on its outcome cannot skip a delivery still in flight.
 ///
 /// Dropping a `Delivery` does not cancel the delivery.
 #[must_use = "a Delivery tells whether the record reached the comets"]
 pub struct Delivery {
     ready: Option<Outcome>,
     pending: Vec<oneshot::Receiver<Outcome>>,
+    /// The failure to report once the rest have settled.
+    failed: Option<JobError>,
 }
 
 impl Delivery {
@@ -34,6 +38,7 @@ impl Delivery {
         Delivery {
             ready: Some(outcome),
             pending: Vec::new(),
+            failed: None,
         }
     }
 
@@ -42,6 +47,7 @@ impl Delivery {
         Delivery {
             ready: None,
             pending: receivers,
+            failed: None,
         }
     }
 }
@@ -56,25 +62,30 @@ impl Future for Delivery {
         }
         let mut i = 0;
         while i < this.pending.len() {
-            match Pin::new(&mut this.pending[i]).poll(cx) {
-                Poll::Ready(Ok(Ok(()))) => {
-                    this.pending.swap_remove(i);
-                }
-                Poll::Ready(Ok(Err(e))) => {
-                    this.pending.clear();
-                    return Poll::Ready(Err(e));
-                }
+            let settled = match Pin::new(&mut this.pending[i]).poll(cx) {
+                Poll::Ready(Ok(outcome)) => outcome,
                 // The Ack's Drop always sends; a closed channel means its task
                 // was torn down with the runtime.
-                Poll::Ready(Err(_)) => {
-                    this.pending.clear();
-                    return Poll::Ready(Err(JobError::Abandoned));
+                Poll::Ready(Err(_)) => Err(JobError::Abandoned),
+                Poll::Pending => {
+                    i += 1;
+                    continue;
                 }
-                Poll::Pending => i += 1,
+            };
+            this.pending.swap_remove(i);
+            if let Err(e) = settled {
+                // An interruption (which keeps the offset) outranks a refusal.
+                let keep = match &this.failed {
+                    Some(first) => first.keeps_offset() || !e.keeps_offset(),
+                    None => false,
+                };
+                if !keep {
+                    this.failed = Some(e);
+                }
             }
         }
         if this.pending.is_empty() {
-            Poll::Ready(Ok(()))
+            Poll::Ready(this.failed.take().map_or(Ok(()), Err))
         } else {
             Poll::Pending
         }
@@ -161,12 +172,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn first_failure_resolves() {
+    async fn a_failure_waits_for_the_other_targets() {
         let (a, rx_a) = Ack::new(1);
-        let (_b, rx_b) = Ack::new(1);
-        let delivery = Delivery::waiting(vec![rx_a, rx_b]);
+        let (b, rx_b) = Ack::new(1);
+        let mut delivery = Delivery::waiting(vec![rx_a, rx_b]);
         a.resolve(Err(JobError::NoComets));
+        // b still holds the record: its offset must not be stored yet.
+        assert!((&mut delivery).now_or_never().is_none());
+        b.resolve(Ok(()));
         assert_eq!(delivery.await, Err(JobError::NoComets));
+    }
+
+    #[tokio::test]
+    async fn an_interruption_outranks_a_refusal() {
+        let (a, rx_a) = Ack::new(1);
+        let (b, rx_b) = Ack::new(1);
+        let (c, rx_c) = Ack::new(1);
+        let delivery = Delivery::waiting(vec![rx_a, rx_b, rx_c]);
+        a.resolve(Err(JobError::NoComets));
+        b.resolve(Err(JobError::Shutdown));
+        c.resolve(Err(JobError::CometRejected {
+            server: "c".into(),
+            reason: "bad".into(),
+        }));
+        assert_eq!(delivery.await, Err(JobError::Shutdown));
     }
 
     #[tokio::test]

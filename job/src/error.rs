@@ -50,6 +50,12 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// Whether the record must stay uncommitted: delivery was interrupted
+    /// (shutdown, an aborted worker), not refused, so a later job retries it.
+    pub fn keeps_offset(&self) -> bool {
+        matches!(self, JobError::Shutdown | JobError::Abandoned)
+    }
+
     /// The `reason` label this error is counted under in `rim_job_dropped_total`.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -35,6 +35,11 @@ use crate::{metrics, Config, JobError};
 /// to fail what they still hold (they no longer call comets, so it is quick).
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a removed comet's pushes fail without waiting for discovery:
+/// the routers' default session expiry (goim's 30 min), after which no push
+/// names it any more.
+const DEPARTED_MEMORY: Duration = Duration::from_secs(30 * 60);
+
 /// The job: fans push records out to comets through per-comet routine
 /// queues, with room batching.
 pub struct Job {
@@ -91,14 +96,22 @@ impl Job {
 
     /// Adds (or replaces) a comet and starts its routine workers.
     pub fn add_comet(&self, server_id: &str, client: Arc<dyn CometClient>) {
+        self.missing.lock().remove(server_id);
         self.comets.add(server_id, client);
     }
 
-    /// Removes a comet; its workers finish what is queued, then stop.
+    /// Removes a comet; its workers finish what is queued, then stop. Pushes
+    /// for it then fail at once (`unknown_comet`), without the wait for
+    /// discovery that a comet never seen gets, until it is added again or
+    /// its sessions have long expired from the routers.
     pub fn remove_comet(&self, server_id: &str) {
         if !self.comets.remove(server_id) {
             debug!(server = server_id, "remove of unknown comet ignored");
+            return;
         }
+        self.missing
+            .lock()
+            .insert(server_id.to_owned(), Instant::now() + DEPARTED_MEMORY);
     }
 
     /// Resolves when a push named a comet the job does not know: comet
@@ -516,6 +529,23 @@ mod tests {
             .unwrap();
         assert_eq!(later.await, Err(JobError::UnknownComet("gone".into())));
         assert_eq!(start.elapsed(), wait);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn push_for_a_removed_comet_fails_at_once_until_it_is_back() {
+        let a = FakeComet::accepting();
+        let job = job_with(&[("a", a.clone())]);
+        job.remove_comet("a");
+        // A comet that left does not hold the consumer for the discovery
+        // wait on every push still routed to it.
+        let start = Instant::now();
+        let delivery = job.dispatch(push("a", &["k"], 1000, b"x")).await.unwrap();
+        assert_eq!(delivery.await, Err(JobError::UnknownComet("a".into())));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        job.add_comet("a", a.clone());
+        let delivery = job.dispatch(push("a", &["k"], 1000, b"y")).await.unwrap();
+        assert_eq!(delivery.await, Ok(()));
+        assert_eq!(a.calls().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

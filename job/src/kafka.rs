@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::{Delivery, Job, JobError};
+use crate::{Delivery, Job};
 
 /// Kafka consumer settings (`[kafka]` in job.toml).
 #[derive(Debug, Clone, Deserialize)]
@@ -143,7 +143,7 @@ pub async fn consume(
                 if let Some(delivery) = p.delivery {
                     match delivery.await {
                         Ok(()) => {}
-                        Err(e @ (JobError::Shutdown | JobError::Abandoned)) => {
+                        Err(e) if e.keeps_offset() => {
                             // Interrupted by shutdown, not refused by a comet:
                             // leave this offset and everything after it
                             // uncommitted so the next job delivers them.
