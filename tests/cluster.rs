@@ -548,20 +548,13 @@ async fn every_process_exits_cleanly_on_sigterm_and_delivers_what_it_accepted() 
     let Some((kafka, _)) = services() else { return };
     let mut o = opts(&kafka);
     o.comets = 1;
-    // Logic stops first, and comets report through it: a 3 s TTL would let
-    // the job forget the live comet (and drop its pushes) when consuming
-    // starts late on a loaded machine. Production's default is 30 s.
-    o.comet_ttl = "60s";
     let mut c = Cluster::start("sigterm", o).await;
     let mut client = Client::connect(c.comet_tcp(0), false, &Token::new(50, "st", ""))
         .await
         .unwrap();
     for i in 0..50 {
         c.http
-            .push_ok(
-                "/goim/push/keys?operation=1000&keys=st",
-                Box::leak(format!("m{i}").into_boxed_str()),
-            )
+            .push_ok("/goim/push/keys?operation=1000&keys=st", format!("m{i}"))
             .await;
     }
     // Stop order of a rolling shutdown: the API first, then the job (which
@@ -602,6 +595,58 @@ async fn every_process_exits_cleanly_on_sigterm_and_delivers_what_it_accepted() 
         started.elapsed() < Duration::from_secs(30),
         "shutdown took {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_started_while_logic_is_down_still_finds_the_live_comets() {
+    let Some((kafka, _)) = services() else { return };
+    let mut c = Cluster::start("logicdown", opts(&kafka)).await;
+    let mut a = Client::connect(c.comet_tcp(0), false, &Token::new(61, "ld-a", ""))
+        .await
+        .unwrap();
+    let mut b = Client::connect(c.comet_ws(1), true, &Token::new(62, "ld-b", ""))
+        .await
+        .unwrap();
+    // Deliveries flow (the job holds its partitions), then the job goes
+    // away while the pushes are accepted: they wait in Kafka.
+    c.http
+        .push_ok("/goim/push/keys?operation=1000&keys=ld-a", "warm")
+        .await;
+    expect_exactly(&mut a, "a", &["warm"]).await;
+    assert!(
+        c.job.terminate().await,
+        "job did not exit cleanly:\n{}",
+        c.job.log()
+    );
+    let mut expected = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let (to_a, to_b) = (format!("a{i}"), format!("b{i}"));
+        c.http
+            .push_ok("/goim/push/keys?operation=1000&keys=ld-a", to_a.clone())
+            .await;
+        c.http
+            .push_ok("/goim/push/keys?operation=1000&keys=ld-b", to_b.clone())
+            .await;
+        expected.0.push(to_a);
+        expected.1.push(to_b);
+    }
+    // Logic relays the comets' online reports; with it gone they age past
+    // the job's comet TTL (3 s here). This waits for time to pass, not for
+    // a server.
+    c.logic.kill9().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // A new job sees only stale reports; the comets answer its health
+    // checks, so it pushes to them (and keeps them) all the same.
+    c.restart_job().await;
+    let to_a: Vec<&str> = expected.0.iter().map(String::as_str).collect();
+    let to_b: Vec<&str> = expected.1.iter().map(String::as_str).collect();
+    expect_exactly(&mut a, "a", &to_a).await;
+    expect_exactly(&mut b, "b", &to_b).await;
+    assert!(
+        c.job.log().contains("comet joined on a stale report"),
+        "job log:\n{}",
+        c.job.log()
     );
 }
 

@@ -160,7 +160,7 @@ async fn slow_client_is_disconnected_without_slowing_others() {
         .unwrap();
 
     // 64 KiB messages fill the slow client's socket buffers and then its queue.
-    let body: &'static str = Box::leak("x".repeat(64 * 1024).into_boxed_str());
+    let body = "x".repeat(64 * 1024);
     let total = 200;
     let reader = tokio::spawn(async move {
         for i in 0..total {
@@ -174,7 +174,10 @@ async fn slow_client_is_disconnected_without_slowing_others() {
     });
     for _ in 0..total {
         rim.http
-            .push_ok("/goim/push/room?operation=1000&type=live&room=busy", body)
+            .push_ok(
+                "/goim/push/room?operation=1000&type=live&room=busy",
+                body.clone(),
+            )
             .await;
     }
     let _fast = reader.await.unwrap();

@@ -143,9 +143,11 @@ async fn room_push_reaches_members_only_without_accepts_filtering() {
 
     // Room pushes arrive in order.
     for i in 0..20 {
-        let body: &'static str = Box::leak(format!("m{i}").into_boxed_str());
         rim.http
-            .push_ok("/goim/push/room?operation=1000&type=live&room=1000", body)
+            .push_ok(
+                "/goim/push/room?operation=1000&type=live&room=1000",
+                format!("m{i}"),
+            )
             .await;
     }
     for c in [&mut tcp_member, &mut ws_member] {

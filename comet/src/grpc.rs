@@ -73,13 +73,19 @@ impl CometRpc for CometService {
     }
 }
 
-/// Serves the comet push service on `listener` until `shutdown` is cancelled.
+/// Serves the comet push service on `listener` until `shutdown` is cancelled,
+/// with the standard `grpc.health.v1.Health` beside it: job asks it whether a
+/// comet whose online report went stale (logic or Redis unavailable) is
+/// still alive before it stops pushing to it.
 pub async fn serve(
     comet: Arc<Comet>,
     listener: tokio::net::TcpListener,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<CometServer<CometService>>().await;
     tonic::transport::Server::builder()
+        .add_service(health_service)
         .add_service(CometService::server(comet))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

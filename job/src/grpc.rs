@@ -5,9 +5,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rim_proto::pb::comet::comet_client::CometClient as CometRpcClient;
+use rim_proto::pb::comet::comet_server;
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tracing::debug;
 
 use crate::{CometClient, CometError};
 
@@ -15,6 +20,7 @@ use crate::{CometClient, CometError};
 #[derive(Clone, Debug)]
 pub struct GrpcComet {
     client: CometRpcClient<Channel>,
+    health: HealthClient<Channel>,
 }
 
 impl GrpcComet {
@@ -25,11 +31,28 @@ impl GrpcComet {
             .map_err(|e| CometError::Invalid(format!("comet address {addr:?}: {e}")))?
             .connect_timeout(timeout)
             .timeout(timeout);
+        let channel = endpoint.connect_lazy();
         Ok(GrpcComet {
-            client: CometRpcClient::new(endpoint.connect_lazy())
+            client: CometRpcClient::new(channel.clone())
                 .max_decoding_message_size(16 << 20)
                 .max_encoding_message_size(16 << 20),
+            health: HealthClient::new(channel),
         })
+    }
+
+    /// Whether the comet answers `grpc.health.v1.Health` as serving
+    /// `goim.comet.Comet` within the call timeout.
+    pub async fn serving(&self) -> bool {
+        let req = HealthCheckRequest {
+            service: comet_server::SERVICE_NAME.to_owned(),
+        };
+        match self.health.clone().check(req).await {
+            Ok(reply) => reply.into_inner().status == ServingStatus::Serving as i32,
+            Err(status) => {
+                debug!(code = ?status.code(), message = status.message(), "comet health check failed");
+                false
+            }
+        }
     }
 }
 

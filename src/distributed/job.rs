@@ -1,12 +1,15 @@
 //! `rim job`: consumes the push topic and fans records out to comets over
 //! gRPC. Comets come from a static list and from discovery: the comets'
-//! online reports in the router shards carry their gRPC address, and a comet
-//! whose report is older than `comet_ttl` is dropped.
+//! online reports in the router shards carry their gRPC address. A comet
+//! whose report is older than `comet_ttl` is dropped once it also fails a
+//! `grpc.health.v1` check, so a live comet is not forgotten while logic or
+//! Redis cannot relay its reports.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rim_job::grpc::GrpcComet;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -39,7 +42,8 @@ pub struct JobProcessConfig {
     /// How often discovery looks for joins and leaves. Default 2s.
     #[serde(with = "humantime_serde")]
     pub discovery_interval: Duration,
-    /// A comet whose last report is older than this is gone. Default 30s.
+    /// A comet whose last report is older than this is gone, unless it still
+    /// answers health checks. Default 30s.
     #[serde(with = "humantime_serde")]
     pub comet_ttl: Duration,
     /// Deadline of gRPC connects to comets and routers. Default 2s.
@@ -83,6 +87,17 @@ impl JobProcessConfig {
     }
 }
 
+/// A gRPC client for comet `id` at `addr`, or `None` (logged) for a bad address.
+fn comet_client(id: &str, addr: &str, timeout: Duration) -> Option<GrpcComet> {
+    match GrpcComet::new(addr, timeout) {
+        Ok(client) => Some(client),
+        Err(e) => {
+            warn!(server = %id, error = %e, "bad comet address");
+            None
+        }
+    }
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -113,22 +128,29 @@ async fn discover(
             }
         }
     };
-    let mut known: HashMap<String, String> = HashMap::new();
+    // Comets pushed to: id -> (gRPC address, client).
+    let mut known: HashMap<String, (String, GrpcComet)> = HashMap::new();
+    // Known comets kept on a health check alone (their report is stale).
+    let mut unreported: HashSet<String> = HashSet::new();
     loop {
         let mut desired: HashMap<String, String> = config
             .comets
             .iter()
             .map(|c| (c.id.clone(), c.addr.clone()))
             .collect();
+        let mut stale_reports: HashMap<String, String> = HashMap::new();
         let mut discovered = true;
         if let Some(router) = &router {
             match router.online().await {
                 Ok(reports) => {
                     let oldest = now_secs() - config.comet_ttl.as_secs() as i64;
-                    for r in reports {
-                        if r.updated >= oldest && !r.grpc_addr.is_empty() {
-                            desired.entry(r.server).or_insert(r.grpc_addr);
-                        }
+                    for r in reports.into_iter().filter(|r| !r.grpc_addr.is_empty()) {
+                        let set = if r.updated >= oldest {
+                            &mut desired
+                        } else {
+                            &mut stale_reports
+                        };
+                        set.entry(r.server).or_insert(r.grpc_addr);
                     }
                 }
                 Err(e) => {
@@ -140,26 +162,55 @@ async fn discover(
         }
         if discovered {
             for (id, addr) in &desired {
-                if known.get(id) != Some(addr) {
-                    match rim_job::grpc::GrpcComet::new(addr, config.connect_timeout) {
-                        Ok(client) => {
-                            info!(server = %id, addr = %addr, "comet joined");
-                            job.add_comet(id, Arc::new(client));
-                            known.insert(id.clone(), addr.clone());
-                        }
-                        Err(e) => warn!(server = %id, error = %e, "bad comet address"),
+                unreported.remove(id);
+                if known.get(id).map(|(a, _)| a) != Some(addr) {
+                    if let Some(client) = comet_client(id, addr, config.connect_timeout) {
+                        info!(server = %id, addr = %addr, "comet joined");
+                        job.add_comet(id, Arc::new(client.clone()));
+                        known.insert(id.clone(), (addr.clone(), client));
                     }
                 }
             }
-            let gone: Vec<String> = known
-                .keys()
-                .filter(|id| !desired.contains_key(*id))
-                .cloned()
+            // A comet without a fresh report may only have lost its reporter
+            // (logic down, Redis restarted, this job started meanwhile): it
+            // is pushed to while it answers health checks.
+            let mut probes: Vec<(String, String, GrpcComet)> = known
+                .iter()
+                .filter(|(id, _)| !desired.contains_key(*id))
+                .map(|(id, (addr, client))| (id.clone(), addr.clone(), client.clone()))
                 .collect();
-            for id in gone {
-                info!(server = %id, "comet left");
-                job.remove_comet(&id);
-                known.remove(&id);
+            for (id, addr) in stale_reports {
+                if !desired.contains_key(&id) && !known.contains_key(&id) {
+                    if let Some(client) = comet_client(&id, &addr, config.connect_timeout) {
+                        probes.push((id, addr, client));
+                    }
+                }
+            }
+            let alive = futures_util::future::join_all(
+                probes.iter().map(|(_, _, client)| client.serving()),
+            )
+            .await;
+            for ((id, addr, client), alive) in probes.into_iter().zip(alive) {
+                match (alive, known.contains_key(&id)) {
+                    (true, true) => {
+                        if unreported.insert(id.clone()) {
+                            warn!(server = %id, "comet's online report is stale; kept while it answers health checks");
+                        }
+                    }
+                    (true, false) => {
+                        warn!(server = %id, addr = %addr, "comet joined on a stale report: it answers health checks");
+                        unreported.insert(id.clone());
+                        job.add_comet(&id, Arc::new(client.clone()));
+                        known.insert(id, (addr, client));
+                    }
+                    (false, true) => {
+                        info!(server = %id, "comet left (no fresh report, no health answer)");
+                        unreported.remove(&id);
+                        job.remove_comet(&id);
+                        known.remove(&id);
+                    }
+                    (false, false) => {}
+                }
             }
             metrics::gauge!("rim_job_comets").set(known.len() as f64);
             if let Some(first) = first.take() {

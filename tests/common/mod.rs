@@ -117,7 +117,7 @@ impl Http {
     }
 
     /// POSTs and asserts goim v2 success `{"code":0}` with HTTP 200.
-    pub async fn push_ok(&self, path_and_query: &str, body: &'static str) {
+    pub async fn push_ok(&self, path_and_query: &str, body: impl Into<reqwest::Body>) {
         let reply = self.post(path_and_query, body).await.expect("http request");
         assert_eq!(reply.status, 200, "{path_and_query}: {:?}", reply.json);
         assert_eq!(reply.json["code"], 0, "{path_and_query}: {:?}", reply.json);
