@@ -90,10 +90,23 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
     c.http
         .push_ok("/goim/push/all?operation=1002&speed=10", "all")
         .await;
+    c.http
+        .push_v1_ok("/1/push/all?operation=1000", "v1-all")
+        .await;
 
-    expect_exactly(&mut a, "a", &["keys-a", "room-1", "\"v1s\"", "all"]).await;
-    expect_exactly(&mut b, "b", &["mids-b", "room-1", "all"]).await;
-    expect_exactly(&mut d, "d", &["v1-d", "\"v1s\"", "v1-room-2", "all"]).await;
+    expect_exactly(
+        &mut a,
+        "a",
+        &["keys-a", "room-1", "\"v1s\"", "all", "v1-all"],
+    )
+    .await;
+    expect_exactly(&mut b, "b", &["mids-b", "room-1", "all", "v1-all"]).await;
+    expect_exactly(
+        &mut d,
+        "d",
+        &["v1-d", "\"v1s\"", "v1-room-2", "all", "v1-all"],
+    )
+    .await;
     for (client, who) in [(&mut a, "a"), (&mut b, "b"), (&mut d, "d")] {
         client
             .expect_no_push(Duration::from_millis(300))
@@ -126,6 +139,73 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
         );
         seq += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every service exposes what this traffic did on /metrics.
+    let logic = format!("http://{}/metrics", c.logic.addr("http"));
+    scrape_until(
+        &logic,
+        &[
+            "rim_logic_pushes_total{type=\"keys\"}",
+            "rim_logic_pushes_total{type=\"room\"}",
+            "rim_logic_kafka_produce_seconds_count",
+            "rim_logic_connects_total{result=\"ok\"}",
+        ],
+    )
+    .await;
+    let router = format!("http://{}/metrics", c.routers[0].addr("metrics"));
+    scrape_until(
+        &router,
+        &["rim_router_request_seconds_count{method=\"add_mid_key\"}"],
+    )
+    .await;
+    let comet = format!("http://{}/metrics", c.comets[0].addr("metrics"));
+    scrape_until(
+        &comet,
+        &["rim_comet_connections", "rim_comet_enqueued_messages_total"],
+    )
+    .await;
+    let job = format!("http://{}/metrics", c.job.addr("metrics"));
+    scrape_until(
+        &job,
+        &[
+            "rim_job_pushes_total{type=\"push\"}",
+            "rim_job_pushes_total{type=\"room\"}",
+            "rim_job_pushes_total{type=\"broadcast\"}",
+            "rim_job_kafka_consume_lag_seconds_count",
+            "rim_job_kafka_consumer_lag_messages{",
+        ],
+    )
+    .await;
+}
+
+/// Reads `url` until its Prometheus text has a sample starting with each of
+/// `wanted` whose value is not 0 (gauges such as the consumer lag may be 0:
+/// those are given with a trailing `{` and only need to exist).
+async fn scrape_until(url: &str, wanted: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = match reqwest::get(url).await {
+            Ok(resp) => resp.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let missing: Vec<&&str> = wanted
+            .iter()
+            .filter(|w| {
+                !text.lines().any(|l| {
+                    l.starts_with(**w)
+                        && (w.ends_with('{') || l.rsplit(' ').next().is_some_and(|v| v != "0"))
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} lacks {missing:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

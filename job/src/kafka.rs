@@ -19,6 +19,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use rim_proto::pb::logic::PushMsg;
 use serde::Deserialize;
@@ -78,7 +79,22 @@ struct Pending {
 /// failing test) can see which job held which partitions when.
 struct LoggingContext;
 
-impl ClientContext for LoggingContext {}
+impl ClientContext for LoggingContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the
+    /// consumer's offset lag, summed over the partitions this job holds.
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            let lag: i64 = t
+                .partitions
+                .iter()
+                .filter(|(partition, _)| **partition >= 0)
+                .map(|(_, p)| p.consumer_lag.max(0))
+                .sum();
+            metrics::gauge!("rim_job_kafka_consumer_lag_messages", "topic" => topic.clone())
+                .set(lag as f64);
+        }
+    }
+}
 
 impl ConsumerContext for LoggingContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -113,6 +129,8 @@ pub async fn consume(
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")
+        // Statistics feed the consumer-lag gauge.
+        .set("statistics.interval.ms", "5000")
         // A brand-new group starts at the oldest record: nothing published
         // before the first job came up is skipped (goim starts at the newest).
         .set("auto.offset.reset", "earliest")

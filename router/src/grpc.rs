@@ -3,8 +3,9 @@
 //! logic-side client, itself a `SessionStore`, so the sharded [`crate::Router`]
 //! composes remote shards exactly like local ones.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rim_proto::pb::router as pb;
@@ -28,8 +29,22 @@ impl RouterService {
     }
 }
 
-fn status(e: StoreError) -> Status {
-    Status::unavailable(e.to_string())
+/// Runs one store call of RPC `method`: its latency goes to
+/// `rim_router_request_seconds{method}` and a failure (the store, e.g. Redis,
+/// unavailable) to `rim_router_store_errors_total{method}` before it is
+/// answered as `UNAVAILABLE`.
+async fn observed<T>(
+    method: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, Status> {
+    let start = Instant::now();
+    let result = call.await;
+    metrics::histogram!("rim_router_request_seconds", "method" => method)
+        .record(start.elapsed().as_secs_f64());
+    result.map_err(|e| {
+        metrics::counter!("rim_router_store_errors_total", "method" => method).increment(1);
+        Status::unavailable(e.to_string())
+    })
 }
 
 fn to_pb(o: &ServerOnline) -> pb::ServerOnline {
@@ -62,10 +77,7 @@ fn from_pb(o: pb::ServerOnline) -> ServerOnline {
 impl RouterRpc for RouterService {
     async fn set_key(&self, req: Request<pb::SetKeyReq>) -> Result<Response<pb::Empty>, Status> {
         let r = req.into_inner();
-        self.store
-            .set_key(&r.key, &r.server)
-            .await
-            .map_err(status)?;
+        observed("set_key", self.store.set_key(&r.key, &r.server)).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -73,11 +85,7 @@ impl RouterRpc for RouterService {
         &self,
         req: Request<pb::KeyReq>,
     ) -> Result<Response<pb::BoolReply>, Status> {
-        let ok = self
-            .store
-            .expire_key(&req.into_inner().key)
-            .await
-            .map_err(status)?;
+        let ok = observed("expire_key", self.store.expire_key(&req.into_inner().key)).await?;
         Ok(Response::new(pb::BoolReply { ok }))
     }
 
@@ -86,11 +94,7 @@ impl RouterRpc for RouterService {
         req: Request<pb::DelKeyReq>,
     ) -> Result<Response<pb::BoolReply>, Status> {
         let r = req.into_inner();
-        let ok = self
-            .store
-            .del_key(&r.key, &r.server)
-            .await
-            .map_err(status)?;
+        let ok = observed("del_key", self.store.del_key(&r.key, &r.server)).await?;
         Ok(Response::new(pb::BoolReply { ok }))
     }
 
@@ -98,11 +102,7 @@ impl RouterRpc for RouterService {
         &self,
         req: Request<pb::GetKeysReq>,
     ) -> Result<Response<pb::GetKeysReply>, Status> {
-        let servers = self
-            .store
-            .get_keys(&req.into_inner().keys)
-            .await
-            .map_err(status)?;
+        let servers = observed("get_keys", self.store.get_keys(&req.into_inner().keys)).await?;
         Ok(Response::new(pb::GetKeysReply {
             servers: servers
                 .into_iter()
@@ -119,10 +119,11 @@ impl RouterRpc for RouterService {
         req: Request<pb::AddMidKeyReq>,
     ) -> Result<Response<pb::Empty>, Status> {
         let r = req.into_inner();
-        self.store
-            .add_mid_key(r.mid, &r.key, &r.server)
-            .await
-            .map_err(status)?;
+        observed(
+            "add_mid_key",
+            self.store.add_mid_key(r.mid, &r.key, &r.server),
+        )
+        .await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -130,11 +131,7 @@ impl RouterRpc for RouterService {
         &self,
         req: Request<pb::MidReq>,
     ) -> Result<Response<pb::BoolReply>, Status> {
-        let ok = self
-            .store
-            .expire_mid(req.into_inner().mid)
-            .await
-            .map_err(status)?;
+        let ok = observed("expire_mid", self.store.expire_mid(req.into_inner().mid)).await?;
         Ok(Response::new(pb::BoolReply { ok }))
     }
 
@@ -143,11 +140,11 @@ impl RouterRpc for RouterService {
         req: Request<pb::DelMidKeyReq>,
     ) -> Result<Response<pb::BoolReply>, Status> {
         let r = req.into_inner();
-        let ok = self
-            .store
-            .del_mid_key(r.mid, &r.key, &r.server)
-            .await
-            .map_err(status)?;
+        let ok = observed(
+            "del_mid_key",
+            self.store.del_mid_key(r.mid, &r.key, &r.server),
+        )
+        .await?;
         Ok(Response::new(pb::BoolReply { ok }))
     }
 
@@ -155,11 +152,7 @@ impl RouterRpc for RouterService {
         &self,
         req: Request<pb::GetMidsReq>,
     ) -> Result<Response<pb::GetMidsReply>, Status> {
-        let sessions = self
-            .store
-            .get_mids(&req.into_inner().mids)
-            .await
-            .map_err(status)?;
+        let sessions = observed("get_mids", self.store.get_mids(&req.into_inner().mids)).await?;
         Ok(Response::new(pb::GetMidsReply {
             sessions: sessions
                 .into_iter()
@@ -172,15 +165,13 @@ impl RouterRpc for RouterService {
         &self,
         req: Request<pb::ServerOnline>,
     ) -> Result<Response<pb::Empty>, Status> {
-        self.store
-            .put_online(&from_pb(req.into_inner()))
-            .await
-            .map_err(status)?;
+        let online = from_pb(req.into_inner());
+        observed("put_online", self.store.put_online(&online)).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn online(&self, _req: Request<pb::Empty>) -> Result<Response<pb::OnlineReply>, Status> {
-        let servers = self.store.online().await.map_err(status)?;
+        let servers = observed("online", self.store.online()).await?;
         Ok(Response::new(pb::OnlineReply {
             servers: servers.iter().map(to_pb).collect(),
         }))
@@ -190,11 +181,11 @@ impl RouterRpc for RouterService {
         &self,
         req: Request<pb::ServerReq>,
     ) -> Result<Response<pb::CountReply>, Status> {
-        let count = self
-            .store
-            .del_server(&req.into_inner().server)
-            .await
-            .map_err(status)?;
+        let count = observed(
+            "del_server",
+            self.store.del_server(&req.into_inner().server),
+        )
+        .await?;
         Ok(Response::new(pb::CountReply { count }))
     }
 }
@@ -222,6 +213,8 @@ impl RemoteStore {
     }
 
     fn fail(&self, status: Status) -> StoreError {
+        metrics::counter!("rim_router_client_errors_total", "code" => format!("{:?}", status.code()))
+            .increment(1);
         StoreError::Unavailable(format!("router {}: {}", self.addr, status.message()))
     }
 }

@@ -246,7 +246,8 @@ impl Cluster {
     ) -> Proc {
         let config = format!(
             "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"{comet_ttl}\"\n{router_list}\n\
-             [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\n\
+             [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
+             properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
              [job]\npush_timeout = \"2s\"\nretries = 1\n"
         );
         Proc::spawn(dir, "job", name, &config).await
