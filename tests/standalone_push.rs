@@ -165,48 +165,103 @@ async fn room_push_reaches_members_only_without_accepts_filtering() {
     rim.server.stop().await;
 }
 
+/// A token without a room, accepting exactly `accepts`.
+fn token(mid: i64, key: &str, accepts: &[i32]) -> Token {
+    let mut t = Token::new(mid, key, "");
+    t.accepts = accepts.to_vec();
+    t
+}
+
 #[tokio::test]
 async fn broadcast_honours_accepts_and_v1_endpoints_work() {
     let rim = Rim::start().await;
-    let mut accepts_1000 = Client::connect(rim.tcp(), false, &Token::new(10, "k10", ""))
+    // c10, c11 and c12 accept both ops the v1 keyed pushes use (5, /1/push's
+    // default, and 1000), so a v1 push reaching one of them that is not its
+    // target is delivered, not filtered: the "only" checks below see it.
+    let mut c10 = Client::connect(rim.tcp(), false, &token(10, "k10", &[5, 1000]))
         .await
         .unwrap();
-    let mut t = Token::new(11, "k11", "");
-    t.accepts = vec![5, 2000];
-    let mut accepts_5 = Client::connect(rim.ws(), true, &t).await.unwrap();
+    let mut c11 = Client::connect(rim.ws(), true, &token(11, "k11", &[5, 1000]))
+        .await
+        .unwrap();
+    let mut c12 = Client::connect(rim.tcp(), false, &token(12, "k12", &[5, 1000]))
+        .await
+        .unwrap();
+    // c13 accepts 2000 only: the subject of accepts filtering.
+    let mut c13 = Client::connect(rim.ws(), true, &token(13, "k13", &[2000]))
+        .await
+        .unwrap();
 
     rim.http
-        .push_ok("/goim/push/all?operation=2000&speed=100", "only-11")
+        .push_ok("/goim/push/all?operation=2000&speed=100", "only-13")
         .await;
-    let push = accepts_5.next_push().await.unwrap();
-    assert_eq!((push.op, &push.body[..]), (2000, &b"only-11"[..]));
+    let push = c13.next_push().await.unwrap();
+    assert_eq!((push.op, &push.body[..]), (2000, &b"only-13"[..]));
 
-    // goim v1: /1/push uses op 5 by default.
+    // goim v1: /1/push uses op 5 by default; only uid 11 is targeted.
     rim.http.push_v1_ok("/1/push?uid=11", "v1-uid").await;
-    let push = accepts_5.next_push().await.unwrap();
+    let push = c11.next_push().await.unwrap();
     assert_eq!((push.op, &push.body[..]), (5, &b"v1-uid"[..]));
 
+    // /1/pushs to uids 10, 12 and 13 (which does not accept 1000), not 11
+    // (which would). One comet request carries all the keys, and c10 and c12
+    // see this as their first push: "v1-uid" did not reach them.
     rim.http
         .push_v1_ok(
             "/1/pushs?operation=1000",
-            r#"{"m":{"hello":1},"u":[10,11,12]}"#,
+            r#"{"m":{"hello":1},"u":[10,12,13]}"#,
         )
         .await;
-    let push = accepts_1000.next_push().await.unwrap();
-    assert_eq!((push.op, &push.body[..]), (1000, &br#"{"hello":1}"#[..]));
+    for c in [&mut c10, &mut c12] {
+        let push = c.next_push().await.unwrap();
+        assert_eq!((push.op, &push.body[..]), (1000, &br#"{"hello":1}"#[..]));
+    }
 
     rim.http
         .push_v1_ok("/1/push/all?operation=2000", "v1-all")
         .await;
-    let push = accepts_5.next_push().await.unwrap();
-    assert_eq!(&push.body[..], b"v1-all");
+    // c13 was a /1/pushs target, but does not accept 1000.
+    let push = c13.next_push().await.unwrap();
+    assert_eq!((push.op, &push.body[..]), (2000, &b"v1-all"[..]));
 
-    // accepts_1000 got only the /1/pushs message; accepts_5 accepted neither 1000 nor the marker.
-    assert_only_marker(&rim, &mut [&mut accepts_1000]).await;
-    accepts_5
-        .expect_no_push(Duration::from_millis(200))
+    // c11 did not get /1/pushs; c10 and c12 got nothing more.
+    assert_only_marker(&rim, &mut [&mut c10, &mut c11, &mut c12]).await;
+    // c13 accepts 2000 only, so its marker is a 2000 broadcast.
+    rim.http
+        .push_ok("/goim/push/all?operation=2000", "marker-2000")
+        .await;
+    assert_eq!(&c13.next_push().await.unwrap().body[..], b"marker-2000");
+    rim.server.stop().await;
+}
+
+#[tokio::test]
+async fn multi_key_push_reaches_every_listed_key_only() {
+    let rim = Rim::start().await;
+    let mut a = Client::connect(rim.tcp(), false, &Token::new(21, "multi-a", "live://1"))
         .await
         .unwrap();
+    let mut b = Client::connect(rim.ws(), true, &Token::new(22, "multi-b", "live://1"))
+        .await
+        .unwrap();
+    // Not listed, though it accepts the op, is in the same room and has a's
+    // mid: only the listed keys are targets.
+    let mut c = Client::connect(rim.tcp(), false, &Token::new(21, "multi-c", "live://1"))
+        .await
+        .unwrap();
+
+    rim.http
+        .push_ok(
+            "/goim/push/keys?operation=1000&keys=multi-a&keys=multi-b",
+            "to-a-and-b",
+        )
+        .await;
+    for client in [&mut a, &mut b] {
+        let push = client.next_push().await.unwrap();
+        assert_eq!((push.ver, push.op, push.seq), (1, 1000, 0));
+        assert_eq!(&push.body[..], b"to-a-and-b");
+    }
+    // Each listed key got it once, and c not at all.
+    assert_only_marker(&rim, &mut [&mut a, &mut b, &mut c]).await;
     rim.server.stop().await;
 }
 

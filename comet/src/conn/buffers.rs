@@ -276,4 +276,300 @@ mod tests {
         let all = list.copy_to_bytes(20);
         assert_eq!(&all[..4], &[0, 0, 1, 1]);
     }
+
+    /// A socket stand-in that records every call: how many, which kind, the
+    /// bytes taken (in order) and where each slice it was handed lives.
+    #[derive(Debug, Default)]
+    struct MockWriter {
+        /// What `is_write_vectored` reports.
+        vectored: bool,
+        /// Most bytes one write call takes (`None`: everything it is given).
+        limit: Option<usize>,
+        /// Write calls answered before the writer reports `Pending`.
+        ready_calls: Option<usize>,
+        written: Vec<u8>,
+        vectored_calls: usize,
+        write_calls: usize,
+        flushes: usize,
+        /// `(address, length)` of every slice passed to a vectored write.
+        slices: Vec<(usize, usize)>,
+    }
+
+    impl MockWriter {
+        fn vectored(limit: Option<usize>) -> MockWriter {
+            MockWriter {
+                vectored: true,
+                limit,
+                ..MockWriter::default()
+            }
+        }
+
+        /// Whether this call must wait (and so takes nothing).
+        fn stalled(&self) -> bool {
+            self.ready_calls
+                .is_some_and(|ready| self.vectored_calls + self.write_calls >= ready)
+        }
+    }
+
+    impl AsyncWrite for MockWriter {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            if this.stalled() {
+                return Poll::Pending;
+            }
+            this.write_calls += 1;
+            let n = this.limit.map_or(buf.len(), |limit| limit.min(buf.len()));
+            this.written.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            if this.stalled() {
+                return Poll::Pending;
+            }
+            this.vectored_calls += 1;
+            let mut budget = this.limit.unwrap_or(usize::MAX);
+            let mut n = 0;
+            for buf in bufs {
+                this.slices.push((buf.as_ptr() as usize, buf.len()));
+                let take = budget.min(buf.len());
+                this.written.extend_from_slice(&buf[..take]);
+                budget -= take;
+                n += take;
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// `n` distinct pushes as goim's job encodes them (bodies of varied length).
+    fn pushes(n: usize) -> Vec<Bytes> {
+        (0..n)
+            .map(|i| rim_proto::encode_raw_push(1000, "x".repeat(i % 7).as_bytes()))
+            .collect()
+    }
+
+    fn queue(bufs: &[Bytes]) -> BufList {
+        let mut list = BufList::default();
+        for bytes in bufs {
+            list.push(bytes.clone());
+        }
+        list
+    }
+
+    #[tokio::test]
+    async fn queued_pushes_go_out_in_one_vectored_write() {
+        let bufs = pushes(10);
+        let mut list = queue(&bufs);
+        let mut writer = MockWriter::vectored(None);
+        list.write_to(&mut writer).await.unwrap();
+
+        assert_eq!(writer.vectored_calls, 1, "one syscall for the whole burst");
+        assert_eq!(writer.write_calls, 0);
+        assert_eq!(writer.flushes, 1);
+        assert_eq!(writer.written, bufs.concat());
+        // Zero-copy: the writer was handed the pushes' own buffers, in order.
+        let handed: Vec<(usize, usize)> = bufs
+            .iter()
+            .map(|b| (b.as_ptr() as usize, b.len()))
+            .collect();
+        assert_eq!(writer.slices, handed);
+        // Everything went out and the slot array was given back.
+        assert!(list.is_empty());
+        assert_eq!(list.bufs.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn more_buffers_than_iovecs_still_take_one_write() {
+        let bufs = pushes(MAX_IOVECS + 1);
+        let mut list = queue(&bufs);
+        let mut writer = MockWriter::vectored(None);
+        list.write_to(&mut writer).await.unwrap();
+        // Merged into one buffer rather than split over two calls.
+        assert_eq!(writer.vectored_calls, 1);
+        assert_eq!(writer.slices.len(), 1);
+        assert_eq!(writer.written, bufs.concat());
+        assert!(list.is_empty());
+    }
+
+    #[tokio::test]
+    async fn partial_writes_continue_in_order() {
+        let bufs = pushes(9);
+        let all = bufs.concat();
+        // Limits that split buffers in the middle, at their ends, and take
+        // one byte at a time.
+        for k in [1, 7, 16, 18, all.len() - 1] {
+            let mut list = queue(&bufs);
+            let mut writer = MockWriter::vectored(Some(k));
+            list.write_to(&mut writer).await.unwrap();
+            assert_eq!(writer.written, all, "vectored, {k} bytes per call");
+            assert_eq!(writer.vectored_calls, all.len().div_ceil(k), "k = {k}");
+            assert_eq!(writer.flushes, 1);
+            assert!(list.is_empty());
+
+            // A stream without vectored writes gets one buffer per call.
+            let mut list = queue(&bufs);
+            let mut writer = MockWriter {
+                limit: Some(k),
+                ..MockWriter::default()
+            };
+            list.write_to(&mut writer).await.unwrap();
+            assert_eq!(writer.written, all, "plain writes, {k} bytes per call");
+            assert_eq!(writer.vectored_calls, 0);
+            assert!(list.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_interrupted_write_keeps_the_rest_for_the_next_call() {
+        let bufs = pushes(5);
+        let all = bufs.concat();
+        let mut list = queue(&bufs);
+        // Takes 20 bytes (past the first buffer's end), then blocks.
+        let mut writer = MockWriter {
+            ready_calls: Some(1),
+            ..MockWriter::vectored(Some(20))
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        {
+            let mut write = std::pin::pin!(list.write_to(&mut writer));
+            assert!(write.as_mut().poll(&mut cx).is_pending());
+        } // the write is cancelled here
+        assert_eq!(writer.flushes, 0);
+        assert_eq!(list.remaining(), all.len() - 20);
+        assert_eq!(list.chunk(), &all[20..bufs[0].len() + bufs[1].len()]);
+
+        writer.ready_calls = None;
+        writer.limit = None;
+        {
+            let mut write = std::pin::pin!(list.write_to(&mut writer));
+            assert!(write.as_mut().poll(&mut cx).is_ready());
+        }
+        assert_eq!(writer.written, all, "no byte lost or repeated");
+        assert_eq!(writer.vectored_calls, 2);
+        assert_eq!(writer.flushes, 1);
+    }
+
+    #[tokio::test]
+    async fn a_writer_taking_nothing_is_an_error() {
+        let mut list = queue(&pushes(2));
+        let mut writer = MockWriter::vectored(Some(0));
+        let err = list.write_to(&mut writer).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+        assert_eq!(writer.flushes, 0);
+    }
+
+    /// A logic that is never called: the test registers sessions itself.
+    struct NoLogic;
+
+    #[async_trait::async_trait]
+    impl crate::LogicClient for NoLogic {
+        async fn connect(
+            &self,
+            _: rim_proto::pb::logic::ConnectReq,
+        ) -> Result<rim_proto::pb::logic::ConnectReply, crate::LogicError> {
+            unreachable!("not called")
+        }
+        async fn disconnect(
+            &self,
+            _: rim_proto::pb::logic::DisconnectReq,
+        ) -> Result<rim_proto::pb::logic::DisconnectReply, crate::LogicError> {
+            unreachable!("not called")
+        }
+        async fn heartbeat(
+            &self,
+            _: rim_proto::pb::logic::HeartbeatReq,
+        ) -> Result<(), crate::LogicError> {
+            unreachable!("not called")
+        }
+        async fn renew_online(
+            &self,
+            _: rim_proto::pb::logic::OnlineReq,
+        ) -> Result<rim_proto::pb::logic::OnlineReply, crate::LogicError> {
+            unreachable!("not called")
+        }
+        async fn receive(
+            &self,
+            _: rim_proto::pb::logic::ReceiveReq,
+        ) -> Result<(), crate::LogicError> {
+            unreachable!("not called")
+        }
+    }
+
+    #[tokio::test]
+    async fn one_push_to_two_sessions_shares_its_bytes() {
+        use crate::session::Session;
+        use std::net::{IpAddr, Ipv4Addr};
+        use std::sync::Arc;
+
+        let comet = crate::Comet::new(crate::Config::default(), Arc::new(NoLogic)).unwrap();
+        let session = |id: u64, key: &str| {
+            let s = Arc::new(Session::new(
+                id,
+                key.into(),
+                0,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                &[1000],
+            ));
+            comet.register(&s, None);
+            s
+        };
+        let (a, b) = (session(1, "a"), session(2, "b"));
+        let inner = rim_proto::encode_raw_push(1000, b"shared");
+        comet
+            .push_msg(rim_proto::pb::comet::PushMsgReq {
+                keys: vec!["a".into(), "b".into()],
+                proto: Some(rim_proto::pb::protocol::Proto {
+                    ver: 1,
+                    op: 9,
+                    seq: 0,
+                    body: inner.clone(),
+                }),
+                proto_op: 1000,
+            })
+            .unwrap();
+        let mut qa = a.take_queue().unwrap();
+        let mut qb = b.take_queue().unwrap();
+        let (pa, pb) = (qa.pop_front().unwrap(), qb.pop_front().unwrap());
+        assert!(qa.is_empty() && qb.is_empty());
+        // Encoded once for both recipients.
+        assert!(Arc::ptr_eq(&pa, &pb), "each session got its own encoding");
+        // TCP: job's body itself, not a copy of it.
+        assert_eq!(pa.tcp.as_ptr(), inner.as_ptr());
+
+        // Down to the socket: both connections hand the writer the same
+        // memory (a TCP connection queues `push.tcp`, see `TcpIo::queue_push`).
+        let mut seen = Vec::new();
+        for push in [&pa, &pb] {
+            let mut list = BufList::default();
+            list.push(push.tcp.clone());
+            let mut writer = MockWriter::vectored(None);
+            list.write_to(&mut writer).await.unwrap();
+            assert_eq!(writer.written, &inner[..]);
+            seen.extend(writer.slices);
+        }
+        let expected = (inner.as_ptr() as usize, inner.len());
+        assert_eq!(seen, vec![expected, expected]);
+    }
 }

@@ -1,0 +1,503 @@
+//! Golden protobuf bytes: rim's generated messages must encode exactly as
+//! goim v2's do, field numbers and wire types included.
+//!
+//! The expected bytes are derived by hand from goim-spec (1.1 `Proto`, 2.9
+//! comet gRPC, 3.2 `PushMsg`, 4.2 logic gRPC, 4.6 `NodesReply`), NOT from
+//! rim's `.proto` files: a field renumbered or retyped there fails here.
+//!
+//! A tag byte is `(field number << 3) | wire type`, wire types being
+//! 0 = varint, 2 = length-delimited (string, bytes, message, packed, map
+//! entry), 5 = 32-bit (float). Fields are written in field-number order, as
+//! Go's protobuf marshaller does; proto3 fields at their default value are
+//! omitted. Varints are 7 bits per byte, least significant group first, high
+//! bit set on every byte but the last.
+
+use bytes::Bytes;
+use prost::Message;
+use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq, RoomsReply};
+use rim_proto::pb::logic::{
+    push_msg, Backoff, ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq,
+    NodesReply, NodesReq, OnlineReply, OnlineReq, PushMsg, ReceiveReq,
+};
+use rim_proto::pb::protocol::Proto;
+use rim_proto::{encode_raw_push, Frame, MAX_BODY_DEFAULT};
+
+/// Expected bytes, written as hex tokens (one field per call, with the
+/// derivation in a comment) and the ASCII payloads of length-delimited fields.
+#[derive(Default)]
+struct Expect(Vec<u8>);
+
+impl Expect {
+    fn new() -> Expect {
+        Expect::default()
+    }
+
+    /// Whitespace-separated hex bytes.
+    fn hex(mut self, hex: &str) -> Expect {
+        self.0.extend(parse_hex(hex));
+        self
+    }
+
+    /// Payload bytes taken verbatim.
+    fn raw(mut self, bytes: &[u8]) -> Expect {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
+    fn bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+fn parse_hex(hex: &str) -> Vec<u8> {
+    hex.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap_or_else(|_| panic!("bad hex byte {b:?}")))
+        .collect()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Asserts that `msg` encodes to exactly `expected`, and that `expected`
+/// decodes back to `msg` (what goim sends, rim reads the same way).
+fn assert_golden<M: Message + Default + PartialEq + std::fmt::Debug>(msg: &M, expected: &[u8]) {
+    let encoded = msg.encode_to_vec();
+    assert_eq!(
+        to_hex(&encoded),
+        to_hex(expected),
+        "encoding of {msg:?} diverges from goim"
+    );
+    let decoded = M::decode(expected).expect("goim's bytes decode");
+    assert_eq!(&decoded, msg, "goim's bytes decode to something else");
+}
+
+/// goim-spec 1.12: the inner frame job builds for a keyed push of "hi",
+/// operation 1000 (18 bytes).
+const INNER_HI: &str = "00 00 00 12 00 10 00 01 00 00 03 E8 00 00 00 00 68 69";
+
+/// goim-wire-captures, TCP "auth (op 7)": the client's 114-byte auth frame.
+const CAPTURED_AUTH_FRAME: &str = "
+    00 00 00 72 00 10 00 01 00 00 00 07 00 00 00 01
+    7b 22 6d 69 64 22 3a 31 30 30 31 2c 22 6b 65 79
+    22 3a 22 74 63 70 2d 6b 65 79 2d 31 22 2c 22 72
+    6f 6f 6d 5f 69 64 22 3a 22 6c 69 76 65 3a 2f 2f
+    31 30 30 30 22 2c 22 70 6c 61 74 66 6f 72 6d 22
+    3a 22 77 65 62 22 2c 22 61 63 63 65 70 74 73 22
+    3a 5b 31 30 30 30 2c 31 30 30 31 2c 31 30 30 32
+    5d 7d";
+
+/// goim-wire-captures, TCP "push by key": the 27 bytes comet wrote for
+/// `push/keys?operation=1000&keys=tcp-key-1`, body `push-to-key` — the inner
+/// frame job put in the op 9 proto's body.
+const CAPTURED_INNER_PUSH: &str = "
+    00 00 00 1b 00 10 00 01 00 00 03 e8 00 00 00 00
+    70 75 73 68 2d 74 6f 2d 6b 65 79";
+
+#[test]
+fn protocol_proto_field_numbers() {
+    // goim.protocol.Proto{ver=1 int32, op=2 int32, seq=3 int32, body=4 bytes}
+    let msg = Proto {
+        ver: 1,
+        op: 1000,
+        seq: 7,
+        body: Bytes::from_static(b"hi"),
+    };
+    let expected = Expect::new()
+        .hex("08 01") // ver: field 1 varint -> (1<<3)|0 = 0x08; 1
+        .hex("10 E8 07") // op: field 2 varint -> 0x10; 1000 = 0x3E8 -> E8 07
+        .hex("18 07") // seq: field 3 varint -> 0x18; 7
+        .hex("22 02 68 69") // body: field 4 len-delimited -> (4<<3)|2 = 0x22; len 2, "hi"
+        .bytes();
+    assert_golden(&msg, &expected);
+
+    // Negative int32 is a 10-byte varint (sign-extended), as in Go.
+    let negative = Proto {
+        ver: -1,
+        ..Proto::default()
+    };
+    let expected = Expect::new()
+        .hex("08 FF FF FF FF FF FF FF FF FF 01") // ver: field 1 varint; -1 as 64-bit two's complement
+        .bytes();
+    assert_golden(&negative, &expected);
+}
+
+#[test]
+fn logic_push_msg_all_fields() {
+    // goim-spec 3.2: type=1 enum, operation=2, speed=3, server=4, room=5,
+    // keys=6 repeated string, msg=7 bytes.
+    assert_eq!(push_msg::Type::Push as i32, 0);
+    assert_eq!(push_msg::Type::Room as i32, 1);
+    assert_eq!(push_msg::Type::Broadcast as i32, 2);
+    let msg = PushMsg {
+        r#type: push_msg::Type::Broadcast as i32,
+        operation: 1000,
+        speed: 100,
+        server: "c1".into(),
+        room: "live://1".into(),
+        keys: vec!["k1".into(), "k2".into()],
+        msg: Bytes::from_static(b"hi"),
+    };
+    let expected = Expect::new()
+        .hex("08 02") // type: field 1 varint -> 0x08; BROADCAST = 2
+        .hex("10 E8 07") // operation: field 2 varint -> 0x10; 1000 -> E8 07
+        .hex("18 64") // speed: field 3 varint -> 0x18; 100 = 0x64
+        .hex("22 02 63 31") // server: field 4 len-delimited -> (4<<3)|2 = 0x22; "c1"
+        .hex("2A 08") // room: field 5 len-delimited -> (5<<3)|2 = 0x2A; len 8
+        .raw(b"live://1")
+        .hex("32 02 6B 31") // keys[0]: field 6 len-delimited -> (6<<3)|2 = 0x32; "k1"
+        .hex("32 02 6B 32") // keys[1]: field 6 again (repeated string, never packed); "k2"
+        .hex("3A 02 68 69") // msg: field 7 len-delimited -> (7<<3)|2 = 0x3A; "hi"
+        .bytes();
+    assert_golden(&msg, &expected);
+}
+
+#[test]
+fn logic_push_msg_as_logic_publishes_a_keyed_push() {
+    // The Kafka value logic writes for `push/keys?operation=1000&keys=tcp-key-1`
+    // (goim-wire-captures), type PUSH = 0 omitted as the proto3 default.
+    let msg = PushMsg {
+        r#type: push_msg::Type::Push as i32,
+        operation: 1000,
+        server: "comet-1".into(),
+        keys: vec!["tcp-key-1".into()],
+        msg: Bytes::from_static(b"push-to-key"),
+        ..PushMsg::default()
+    };
+    let expected = Expect::new()
+        .hex("10 E8 07") // operation: field 2 varint; 1000
+        .hex("22 07") // server: field 4 len-delimited; len 7
+        .raw(b"comet-1")
+        .hex("32 09") // keys[0]: field 6 len-delimited; len 9
+        .raw(b"tcp-key-1")
+        .hex("3A 0B") // msg: field 7 len-delimited; len 11
+        .raw(b"push-to-key")
+        .bytes();
+    assert_golden(&msg, &expected);
+}
+
+#[test]
+fn comet_push_msg_req_with_captured_inner_frame() {
+    // goim-spec 2.9: PushMsgReq{keys=1 repeated string, proto=2 Proto, protoOp=3 int32}.
+    let inner = parse_hex(CAPTURED_INNER_PUSH);
+    // rim's job-side encoding of the inner frame is goim's (captured) one.
+    assert_eq!(&encode_raw_push(1000, b"push-to-key")[..], &inner[..]);
+    let msg = PushMsgReq {
+        keys: vec!["tcp-key-1".into(), "k2".into()],
+        proto: Some(Proto {
+            ver: 1,
+            op: 9,
+            seq: 0,
+            body: Bytes::from(inner.clone()),
+        }),
+        proto_op: 1000,
+    };
+    let expected = Expect::new()
+        .hex("0A 09") // keys[0]: field 1 len-delimited -> (1<<3)|2 = 0x0A; len 9
+        .raw(b"tcp-key-1")
+        .hex("0A 02 6B 32") // keys[1]: field 1 again; "k2"
+        // proto: field 2 len-delimited -> (2<<3)|2 = 0x12; len 2+2+2+27 = 33 = 0x21
+        .hex("12 21")
+        .hex("08 01") //   Proto.ver: field 1 varint; 1
+        .hex("10 09") //   Proto.op: field 2 varint; 9 (OpRaw); seq 0 omitted
+        .hex("22 1B") //   Proto.body: field 4 len-delimited; len 27
+        .raw(&inner)
+        .hex("18 E8 07") // protoOp: field 3 varint -> 0x18; 1000
+        .bytes();
+    assert_golden(&msg, &expected);
+}
+
+#[test]
+fn comet_broadcast_req() {
+    // goim-spec 2.9: BroadcastReq{protoOp=1, proto=2, speed=3}.
+    let msg = BroadcastReq {
+        proto_op: 1000,
+        proto: Some(Proto {
+            ver: 1,
+            op: 9,
+            seq: 0,
+            body: Bytes::from(parse_hex(INNER_HI)),
+        }),
+        speed: 100,
+    };
+    let expected = Expect::new()
+        .hex("08 E8 07") // protoOp: field 1 varint -> 0x08; 1000
+        .hex("12 18") // proto: field 2 len-delimited -> 0x12; len 2+2+2+18 = 24 = 0x18
+        .hex("08 01 10 09") //   Proto.ver = 1 (0x08), Proto.op = 9 (0x10)
+        .hex("22 12") //   Proto.body: field 4 len-delimited; len 18
+        .hex(INNER_HI)
+        .hex("18 64") // speed: field 3 varint -> 0x18; 100
+        .bytes();
+    assert_golden(&msg, &expected);
+}
+
+#[test]
+fn comet_broadcast_room_req() {
+    // goim-spec 2.9: BroadcastRoomReq{roomID=1 string, proto=2}.
+    let msg = BroadcastRoomReq {
+        room_id: "live://1000".into(),
+        proto: Some(Proto {
+            ver: 1,
+            op: 9,
+            seq: 0,
+            body: Bytes::from(parse_hex(INNER_HI)),
+        }),
+    };
+    let expected = Expect::new()
+        .hex("0A 0B") // roomID: field 1 len-delimited -> 0x0A; len 11
+        .raw(b"live://1000")
+        .hex("12 18") // proto: field 2 len-delimited -> 0x12; len 24
+        .hex("08 01 10 09 22 12") //   ver 1, op 9, body (field 4) len 18
+        .hex(INNER_HI)
+        .bytes();
+    assert_golden(&msg, &expected);
+}
+
+#[test]
+fn comet_rooms_reply_map() {
+    // goim-spec 2.9: RoomsReply{rooms=1 map<string,bool>}; a map entry is a
+    // message {key=1, value=2}.
+    let msg = RoomsReply {
+        rooms: [("live://1000".to_owned(), true)].into(),
+    };
+    let expected = Expect::new()
+        .hex("0A 0F") // rooms: field 1 len-delimited; entry len 2+11+2 = 15
+        .hex("0A 0B") //   key: field 1 len-delimited; len 11
+        .raw(b"live://1000")
+        .hex("10 01") //   value: field 2 varint -> 0x10; true
+        .bytes();
+    assert_golden(&msg, &expected);
+}
+
+#[test]
+fn logic_connect_req_with_captured_token() {
+    // goim-spec 4.2: ConnectReq{server=1 string, cookie=2 string, token=3 bytes};
+    // the token is the body of the captured op 7 frame, verbatim.
+    let frame = Frame::decode_exact(
+        Bytes::from(parse_hex(CAPTURED_AUTH_FRAME)),
+        MAX_BODY_DEFAULT,
+    )
+    .expect("captured auth frame decodes");
+    assert_eq!((frame.op, frame.body.len()), (7, 98));
+    let msg = ConnectReq {
+        server: "comet-1".into(),
+        cookie: "a=b".into(),
+        token: frame.body.clone(),
+    };
+    let expected = Expect::new()
+        .hex("0A 07") // server: field 1 len-delimited -> 0x0A; len 7
+        .raw(b"comet-1")
+        .hex("12 03") // cookie: field 2 len-delimited -> 0x12; len 3
+        .raw(b"a=b")
+        .hex("1A 62") // token: field 3 len-delimited -> (3<<3)|2 = 0x1A; len 98 = 0x62
+        .raw(&frame.body)
+        .bytes();
+    assert_golden(&msg, &expected);
+}
+
+#[test]
+fn logic_connect_reply_heartbeat_in_nanoseconds() {
+    // goim-spec 4.2: ConnectReply{mid=1 int64, key=2, roomID=3,
+    // accepts=4 repeated int32 (packed), heartbeat=5 int64 ns}; 8 min default.
+    let msg = ConnectReply {
+        mid: 1001,
+        key: "tcp-key-1".into(),
+        room_id: "live://1000".into(),
+        accepts: vec![1000, 1001, 1002],
+        heartbeat: 480_000_000_000,
+    };
+    let expected = Expect::new()
+        .hex("08 E9 07") // mid: field 1 varint -> 0x08; 1001 = 0x3E9 -> E9 07
+        .hex("12 09") // key: field 2 len-delimited -> 0x12; len 9
+        .raw(b"tcp-key-1")
+        .hex("1A 0B") // roomID: field 3 len-delimited -> 0x1A; len 11
+        .raw(b"live://1000")
+        // accepts: field 4 packed (len-delimited) -> (4<<3)|2 = 0x22; len 6
+        .hex("22 06 E8 07 E9 07 EA 07") // 1000, 1001, 1002
+        // heartbeat: field 5 varint -> (5<<3)|0 = 0x28; 480_000_000_000 ns
+        // = 0x6F_C23A_C000, 7-bit groups LSB first 00 00 6B 11 7C 0D
+        .hex("28 80 80 EB 91 FC 0D")
+        .bytes();
+    assert_golden(&msg, &expected);
+    // 8 minutes, as goim's node.heartbeat (4m) x heartbeatMax (2).
+    assert_eq!(
+        u128::try_from(msg.heartbeat).unwrap(),
+        std::time::Duration::from_secs(8 * 60).as_nanos()
+    );
+}
+
+#[test]
+fn logic_heartbeat_and_disconnect_req() {
+    // goim-spec 4.2: HeartbeatReq and DisconnectReq{mid=1, key=2, server=3}.
+    let expected = Expect::new()
+        .hex("08 E9 07") // mid: field 1 varint; 1001
+        .hex("12 09") // key: field 2 len-delimited; len 9
+        .raw(b"tcp-key-1")
+        .hex("1A 07") // server: field 3 len-delimited -> 0x1A; len 7
+        .raw(b"comet-1")
+        .bytes();
+    let heartbeat = HeartbeatReq {
+        mid: 1001,
+        key: "tcp-key-1".into(),
+        server: "comet-1".into(),
+    };
+    assert_golden(&heartbeat, &expected);
+    let disconnect = DisconnectReq {
+        mid: 1001,
+        key: "tcp-key-1".into(),
+        server: "comet-1".into(),
+    };
+    assert_golden(&disconnect, &expected);
+    // DisconnectReply{has=1 bool}
+    assert_golden(
+        &DisconnectReply { has: true },
+        &Expect::new().hex("08 01").bytes(), // has: field 1 varint; true
+    );
+}
+
+#[test]
+fn logic_online_req_and_reply() {
+    // goim-spec 4.2: OnlineReq{server=1, roomCount=2 map<string,int32>},
+    // OnlineReply{allRoomCount=1 map<string,int32>}. One entry per map: a
+    // map's entry order is unspecified.
+    let req = OnlineReq {
+        server: "comet-1".into(),
+        room_count: [("live://1000".to_owned(), 5)].into(),
+        ..OnlineReq::default()
+    };
+    let entry = Expect::new()
+        .hex("0A 0B") // entry key: field 1 len-delimited; len 11
+        .raw(b"live://1000")
+        .hex("10 05") // entry value: field 2 varint; 5
+        .bytes();
+    let expected = Expect::new()
+        .hex("0A 07") // server: field 1 len-delimited; len 7
+        .raw(b"comet-1")
+        .hex("12 0F") // roomCount: field 2 len-delimited -> 0x12; entry len 15
+        .raw(&entry)
+        .bytes();
+    assert_golden(&req, &expected);
+
+    let reply = OnlineReply {
+        all_room_count: [("live://1000".to_owned(), 5)].into(),
+    };
+    let expected = Expect::new()
+        .hex("0A 0F") // allRoomCount: field 1 len-delimited -> 0x0A; entry len 15
+        .raw(&entry)
+        .bytes();
+    assert_golden(&reply, &expected);
+}
+
+#[test]
+fn logic_online_req_rim_extensions_stay_out_of_goims_numbers() {
+    // rim's additions to OnlineReq (not in goim) must use numbers goim's
+    // logic skips as unknown: the goim part of the encoding is unchanged and
+    // the extension comes after it with a tag >= 100.
+    let base = OnlineReq {
+        server: "comet-1".into(),
+        ..OnlineReq::default()
+    };
+    let extended = OnlineReq {
+        conn_count: 4,
+        ..base.clone()
+    };
+    let expected = Expect::new()
+        .raw(&base.encode_to_vec())
+        // conn_count: field 100 varint -> 100<<3 = 800 = 0x320 -> A0 06; value 4
+        .hex("A0 06 04")
+        .bytes();
+    assert_golden(&extended, &expected);
+}
+
+#[test]
+fn logic_receive_req() {
+    // goim-spec 4.2: ReceiveReq{mid=1, proto=2}; the upstream op 4 frame of
+    // goim-wire-captures ("hello-up", seq 7).
+    let msg = ReceiveReq {
+        mid: 1001,
+        proto: Some(Proto {
+            ver: 1,
+            op: 4,
+            seq: 7,
+            body: Bytes::from_static(b"hello-up"),
+        }),
+    };
+    let expected = Expect::new()
+        .hex("08 E9 07") // mid: field 1 varint; 1001
+        .hex("12 10") // proto: field 2 len-delimited; len 2+2+2+10 = 16
+        .hex("08 01 10 04 18 07") //   ver 1, op 4, seq 7 (field 3 varint -> 0x18)
+        .hex("22 08") //   body: field 4 len-delimited; len 8
+        .raw(b"hello-up")
+        .bytes();
+    assert_golden(&msg, &expected);
+}
+
+#[test]
+fn logic_nodes_req_and_reply() {
+    // goim-spec 4.2: NodesReq{platform=1, clientIP=2}.
+    let req = NodesReq {
+        platform: "web".into(),
+        client_ip: "127.0.0.1".into(),
+    };
+    let expected = Expect::new()
+        .hex("0A 03") // platform: field 1 len-delimited; len 3
+        .raw(b"web")
+        .hex("12 09") // clientIP: field 2 len-delimited; len 9
+        .raw(b"127.0.0.1")
+        .bytes();
+    assert_golden(&req, &expected);
+
+    // goim-spec 4.6: NodesReply{domain=1, tcp_port=2, ws_port=3, wss_port=4,
+    // heartbeat=5 (seconds), nodes=6, backoff=7, heartbeat_max=8} and
+    // Backoff{max_delay=1 int32, base_delay=2 int32, factor=3 float, jitter=4 float}.
+    let reply = NodesReply {
+        domain: "conn.goim.io".into(),
+        tcp_port: 3101,
+        ws_port: 3102,
+        wss_port: 3103,
+        heartbeat: 240,
+        nodes: vec!["host01.goim.io".into()],
+        backoff: Some(Backoff {
+            max_delay: 300,
+            base_delay: 3,
+            factor: 1.8,
+            jitter: 0.3,
+        }),
+        heartbeat_max: 2,
+    };
+    let expected = Expect::new()
+        .hex("0A 0C") // domain: field 1 len-delimited; len 12
+        .raw(b"conn.goim.io")
+        .hex("10 9D 18") // tcp_port: field 2 varint -> 0x10; 3101 = 0xC1D -> 9D 18
+        .hex("18 9E 18") // ws_port: field 3 varint -> 0x18; 3102 -> 9E 18
+        .hex("20 9F 18") // wss_port: field 4 varint -> (4<<3)|0 = 0x20; 3103 -> 9F 18
+        .hex("28 F0 01") // heartbeat: field 5 varint -> 0x28; 240 s = 0xF0 -> F0 01
+        .hex("32 0E") // nodes[0]: field 6 len-delimited -> 0x32; len 14
+        .raw(b"host01.goim.io")
+        .hex("3A 0F") // backoff: field 7 len-delimited -> 0x3A; len 3+2+5+5 = 15
+        .hex("08 AC 02") //   max_delay: field 1 varint; 300 = 0x12C -> AC 02
+        .hex("10 03") //   base_delay: field 2 varint; 3
+        .hex("1D 66 66 E6 3F") //   factor: field 3 32-bit -> (3<<3)|5 = 0x1D; 1.8f32 = 0x3FE66666 LE
+        .hex("25 9A 99 99 3E") //   jitter: field 4 32-bit -> (4<<3)|5 = 0x25; 0.3f32 = 0x3E99999A LE
+        .hex("40 02") // heartbeat_max: field 8 varint -> (8<<3)|0 = 0x40; 2
+        .bytes();
+    assert_golden(&reply, &expected);
+}
+
+#[test]
+fn grpc_service_names() {
+    // goim-spec 7.10: package/service names are part of the method paths
+    // (`/goim.comet.Comet/PushMsg`, `/goim.logic.Logic/Connect`).
+    assert_eq!(
+        rim_proto::pb::comet::comet_server::SERVICE_NAME,
+        "goim.comet.Comet"
+    );
+    assert_eq!(
+        rim_proto::pb::logic::logic_server::SERVICE_NAME,
+        "goim.logic.Logic"
+    );
+}
