@@ -72,6 +72,11 @@ struct StandaloneArgs {
     /// This comet's server id (overrides comet.server_id; default: the host name).
     #[arg(long, value_name = "ID")]
     server_id: Option<String>,
+    /// Once listening, print one line `READY {json}` with the bound addresses
+    /// (http, tcp, ws, tls, wss; metrics are on the http address) and the
+    /// server id on stdout (for scripts and tests that bind port 0).
+    #[arg(long)]
+    ready: bool,
 }
 
 impl StandaloneArgs {
@@ -122,9 +127,15 @@ struct ProcessArgs {
 }
 
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     let cli = Cli::parse();
+    // Logs go to stderr (stdout carries only the `--ready` line); colours
+    // only on a terminal, and not with NO_COLOR set.
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -220,8 +231,25 @@ async fn standalone(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let ready = args.ready;
     let config = args.config()?;
+    let server_id = config.comet.server_id();
     let server = Standalone::bind_and_start(config, Some(metrics)).await?;
+    let strings = |addrs: &[std::net::SocketAddr]| -> Vec<String> {
+        addrs.iter().map(ToString::to_string).collect()
+    };
+    distributed::announce(
+        ready,
+        serde_json::json!({
+            "server_id": server_id,
+            "http": server.http_addr.to_string(),
+            "tcp": strings(&server.tcp_addrs),
+            "ws": strings(&server.ws_addrs),
+            "tls": strings(&server.tls_addrs),
+            "wss": strings(&server.wss_addrs),
+            "metrics": server.http_addr.to_string(),
+        }),
+    );
     let token = server.shutdown_token();
     tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -272,9 +300,9 @@ mod tests {
             "--tls-cert=/c.pem",
             "--tls-key=/k.pem",
             "--server-id=s1",
-        ])
-        .config()
-        .unwrap();
+        ]);
+        assert!(!config.ready);
+        let config = config.config().unwrap();
         assert_eq!(config.logic.http_bind, "127.0.0.1:1");
         assert_eq!(config.comet.tcp_bind, ["127.0.0.1:2"]);
         assert_eq!(config.comet.ws_bind, ["127.0.0.1:3"]);
@@ -283,6 +311,11 @@ mod tests {
         assert_eq!(config.comet.tls_cert.as_deref(), Some(Path::new("/c.pem")));
         assert_eq!(config.comet.tls_key.as_deref(), Some(Path::new("/k.pem")));
         assert_eq!(config.comet.server_id.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn standalone_takes_ready() {
+        assert!(standalone_args(&["--ready"]).ready);
     }
 
     #[test]

@@ -1,0 +1,459 @@
+//! End-to-end through the built `rim` binary: `rim standalone` with a config
+//! file and flags, its `--ready` announcement, its help and error output, and
+//! where and what it logs. The other end-to-end tests start the server in
+//! process; these run exactly what a user runs.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use common::Http;
+use rim_testkit::{Client, Token};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a process gets to announce itself or to exit.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn rim() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rim"));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// A file in a fresh temporary directory, removed on drop.
+struct TempFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let dir = std::env::temp_dir().join(rim_testkit::services::unique("rim-binary"));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        TempFile { dir, path }
+    }
+
+    fn arg(&self) -> &str {
+        self.path.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a stopped server wrote and how it ended.
+struct Stopped {
+    status: ExitStatus,
+    /// Every stdout line, the READY line included.
+    stdout: Vec<String>,
+    stderr: String,
+}
+
+/// A running `rim standalone ... --ready`.
+struct Server {
+    child: Child,
+    ready: Value,
+    stdout: JoinHandle<Vec<String>>,
+    stderr: JoinHandle<String>,
+}
+
+impl Server {
+    /// Runs `rim <args>` (`--ready` must be among them) with `RUST_LOG` set
+    /// to `rust_log` (or unset), and waits for the READY line.
+    async fn start(args: &[&str], rust_log: Option<&str>) -> Server {
+        let mut command = rim();
+        command.args(args);
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let mut child = command.spawn().expect("the rim binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut text).await;
+            text
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let stdout = tokio::spawn(async move {
+            let mut ready_tx = Some(ready_tx);
+            let mut all = Vec::new();
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(json) = line.strip_prefix("READY ") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(json.to_owned());
+                    }
+                }
+                all.push(line);
+            }
+            all
+        });
+        let ready = match tokio::time::timeout(DEADLINE, ready_rx).await {
+            Ok(Ok(json)) => serde_json::from_str(&json)
+                .unwrap_or_else(|e| panic!("READY line is not JSON ({e}): {json}")),
+            outcome => {
+                let _ = child.start_kill();
+                let status = child.wait().await;
+                let stderr = stderr.await.unwrap_or_default();
+                panic!(
+                    "rim {args:?} did not announce itself ({}; exit {status:?}); stderr:\n{stderr}",
+                    if outcome.is_err() {
+                        "timed out"
+                    } else {
+                        "stdout closed"
+                    }
+                );
+            }
+        };
+        Server {
+            child,
+            ready,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn addr(&self, field: &str) -> SocketAddr {
+        let text = self.ready[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field} in {}", self.ready));
+        text.parse()
+            .unwrap_or_else(|e| panic!("{field} {text:?} is no address: {e}"))
+    }
+
+    /// The only address of a listener list.
+    fn only(&self, field: &str) -> SocketAddr {
+        let list = self.ready[field]
+            .as_array()
+            .unwrap_or_else(|| panic!("{field} is not a list in {}", self.ready));
+        assert_eq!(list.len(), 1, "{field} in {}", self.ready);
+        let text = list[0].as_str().expect("an address string");
+        text.parse()
+            .unwrap_or_else(|e| panic!("{field} {text:?} is no address: {e}"))
+    }
+
+    fn http(&self) -> Http {
+        Http::new(self.addr("http"))
+    }
+
+    /// SIGTERM, then everything the process wrote until it exited.
+    async fn stop(mut self) -> Stopped {
+        let pid = self.child.id().expect("rim still running before stop");
+        let killed = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(killed.success(), "kill -TERM {pid} failed");
+        let status = match tokio::time::timeout(DEADLINE, self.child.wait()).await {
+            Ok(status) => status.expect("wait for rim"),
+            Err(_) => {
+                let _ = self.child.start_kill();
+                let _ = self.child.wait().await;
+                panic!(
+                    "rim did not exit within {DEADLINE:?} of SIGTERM; stderr:\n{}",
+                    self.stderr.await.unwrap_or_default()
+                );
+            }
+        };
+        let stdout = tokio::time::timeout(DEADLINE, self.stdout)
+            .await
+            .expect("stdout closes at exit")
+            .expect("stdout reader");
+        let stderr = tokio::time::timeout(DEADLINE, self.stderr)
+            .await
+            .expect("stderr closes at exit")
+            .expect("stderr reader");
+        Stopped {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// `rim <args>` that must exit by itself (without binding anything).
+async fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
+    let child = rim().args(args).spawn().expect("the rim binary starts");
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("rim {args:?} still running after {DEADLINE:?}"))
+        .expect("rim output");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Every loopback listener on port 0, so parallel tests never collide.
+const EPHEMERAL: [&str; 7] = [
+    "standalone",
+    "--http",
+    "127.0.0.1:0",
+    "--tcp",
+    "127.0.0.1:0",
+    "--ws",
+    "127.0.0.1:0",
+];
+
+#[tokio::test]
+async fn flags_override_the_config_file_and_a_push_reaches_tcp_and_ws_clients() {
+    // The file names an address that is taken for every listener: the
+    // server starts only if the flags win. Its logic.max_body is not
+    // overridden by any flag and must apply.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a blocker");
+    let taken_addr = taken.local_addr().expect("blocker address");
+    let config = TempFile::new(
+        "rim.toml",
+        &format!(
+            "[comet]\nserver_id = \"from-file\"\ntcp_bind = [\"{taken_addr}\"]\n\
+             ws_bind = [\"{taken_addr}\"]\n\n\
+             [logic]\nhttp_bind = \"{taken_addr}\"\nmax_body = 64\n"
+        ),
+    );
+    let mut args = EPHEMERAL.to_vec();
+    args.extend(["--config", config.arg()]);
+    args.extend(["--server-id", "from-flag", "--ready"]);
+    let server = Server::start(&args, None).await;
+
+    assert_eq!(server.ready["server_id"], "from-flag", "{}", server.ready);
+    let (http, tcp, ws) = (server.addr("http"), server.only("tcp"), server.only("ws"));
+    for addr in [http, tcp, ws] {
+        assert!(addr.ip().is_loopback(), "{}", server.ready);
+        assert_ne!(addr.port(), 0, "{}", server.ready);
+        assert_ne!(addr, taken_addr, "{}", server.ready);
+    }
+    assert_eq!(server.ready["tls"], serde_json::json!([]));
+    assert_eq!(server.ready["wss"], serde_json::json!([]));
+    assert_eq!(server.addr("metrics"), http);
+
+    let mut tcp_client = Client::connect(tcp, false, &Token::new(1, "key-tcp", "live://1"))
+        .await
+        .expect("tcp client authenticates");
+    let mut ws_client = Client::connect(ws, true, &Token::new(2, "key-ws", "live://1"))
+        .await
+        .expect("ws client authenticates");
+    let api = server.http();
+    api.push_ok(
+        "/goim/push/keys?operation=1000&keys=key-tcp&keys=key-ws",
+        "hello from the binary",
+    )
+    .await;
+    for client in [&mut tcp_client, &mut ws_client] {
+        let push = client.next_push().await.expect("the push arrives");
+        assert_eq!(push.op, 1000);
+        assert_eq!(&push.body[..], b"hello from the binary");
+    }
+
+    // The file's logic.max_body (64) applies; the default (1 MiB) would take this.
+    let oversize = api
+        .post(
+            "/goim/push/keys?operation=1000&keys=key-tcp",
+            "x".repeat(65),
+        )
+        .await
+        .expect("http request");
+    assert_eq!(oversize.status, 413, "{:?}", oversize.json);
+    tcp_client
+        .heartbeat(7)
+        .await
+        .expect("still connected after the refused push");
+    tcp_client
+        .expect_no_push(Duration::from_millis(200))
+        .await
+        .expect("the oversize push is not delivered");
+
+    let stopped = server.stop().await;
+    assert!(
+        stopped.status.success(),
+        "{:?}\n{}",
+        stopped.status,
+        stopped.stderr
+    );
+    drop(taken);
+}
+
+#[tokio::test]
+async fn logs_go_to_stderr_and_rust_log_enables_debug_lines() {
+    for (rust_log, debug) in [(None, false), (Some("info,rim_comet=debug"), true)] {
+        let mut args = EPHEMERAL.to_vec();
+        args.push("--ready");
+        let server = Server::start(&args, rust_log).await;
+        let key = format!("key-log-{debug}");
+        let client = Client::connect(server.only("tcp"), false, &Token::new(5, &key, ""))
+            .await
+            .expect("client authenticates");
+        // The comet logs "authenticated" before it writes the auth reply, so
+        // the line (if enabled) is in the pipe once `connect` returned.
+        let stopped = server.stop().await;
+        drop(client);
+
+        assert!(
+            stopped.status.success(),
+            "{rust_log:?}: {:?}",
+            stopped.status
+        );
+        assert_eq!(
+            stopped.stdout.len(),
+            1,
+            "{rust_log:?}: stdout holds only the READY line: {:?}",
+            stopped.stdout
+        );
+        assert!(stopped.stdout[0].starts_with("READY {"));
+        let log = &stopped.stderr;
+        assert!(
+            log.lines()
+                .any(|l| l.contains(" INFO ") && l.contains("rim standalone listening")),
+            "{rust_log:?}: no listening line on stderr:\n{log}"
+        );
+        assert!(
+            log.contains("shutdown complete"),
+            "{rust_log:?}: no shutdown line:\n{log}"
+        );
+        let authenticated = log
+            .lines()
+            .find(|l| l.contains(" DEBUG ") && l.contains("authenticated"));
+        if debug {
+            let line =
+                authenticated.unwrap_or_else(|| panic!("no debug auth line at debug:\n{log}"));
+            assert!(line.contains(&format!("key={key}")), "{line}");
+        } else {
+            assert!(
+                authenticated.is_none() && !log.contains(" DEBUG "),
+                "debug lines at the default level:\n{log}"
+            );
+        }
+        assert!(
+            !log.contains('\u{1b}'),
+            "{rust_log:?}: colour codes in a log written to a pipe:\n{log:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn help_lists_every_subcommand_and_every_standalone_flag() {
+    let (status, help, _) = run_to_exit(&["--help"]).await;
+    assert!(status.success(), "{status:?}");
+    for command in ["standalone", "logic", "router", "job", "comet", "bench"] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "`rim --help` does not list {command}:\n{help}"
+        );
+    }
+
+    let (status, help, _) = run_to_exit(&["standalone", "--help"]).await;
+    assert!(status.success(), "{status:?}");
+    let flags = [
+        "--config <FILE>",
+        "--http <ADDR>",
+        "--tcp <ADDR>",
+        "--ws <ADDR>",
+        "--tls <ADDR>",
+        "--wss <ADDR>",
+        "--tls-cert <FILE>",
+        "--tls-key <FILE>",
+        "--server-id <ID>",
+        "--ready",
+    ];
+    for flag in flags {
+        assert!(
+            help.contains(flag),
+            "`rim standalone --help` lacks {flag}:\n{help}"
+        );
+    }
+    // Every flag the binary has is documented in the README's Configuration section.
+    let readme = include_str!("../README.md");
+    for word in help.split(|c: char| c.is_whitespace() || c == ',') {
+        let flag = word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+        if flag.starts_with("--") && flag != "--help" {
+            let mentioned = readme.match_indices(flag).any(|(i, _)| {
+                let next = readme[i + flag.len()..].chars().next();
+                !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+            assert!(mentioned, "README.md does not mention `{flag}`");
+        }
+    }
+}
+
+fn assert_clean_failure(what: &str, stderr: &str) {
+    assert!(
+        !stderr.contains("panicked"),
+        "{what}: rim panicked:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("listening"),
+        "{what}: rim started anyway:\n{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_and_unknown_flags_fail_with_a_clear_message() {
+    const EX_CONFIG: i32 = 78;
+    let broken = TempFile::new("broken.toml", "[comet\ntcp_bind = ");
+    let misspelt = TempFile::new("misspelt.toml", "[comet]\nhandshake_timout = \"1s\"\n");
+    let missing = broken.dir.join("missing.toml");
+    let missing = missing.to_str().expect("utf-8 path");
+    let cases: [(&str, &[&str], &str); 4] = [
+        ("unparsable file", &["--config", broken.arg()], "parsing"),
+        (
+            "unknown key",
+            &["--config", misspelt.arg()],
+            "handshake_timout",
+        ),
+        ("missing file", &["--config", missing], "reading"),
+        (
+            "tls without a certificate",
+            &["--tls", "127.0.0.1:0"],
+            "tls",
+        ),
+    ];
+    for (what, extra, expected) in cases {
+        let mut args = EPHEMERAL.to_vec();
+        args.extend_from_slice(extra);
+        let (status, stdout, stderr) = run_to_exit(&args).await;
+        assert_eq!(status.code(), Some(EX_CONFIG), "{what}: {stderr}");
+        assert!(stdout.is_empty(), "{what}: stdout {stdout:?}");
+        assert_clean_failure(what, &stderr);
+        assert!(
+            stderr.starts_with("rim: ") && stderr.contains(expected),
+            "{what}: expected `rim: ...{expected}...`, got:\n{stderr}"
+        );
+        if let Some(i) = extra.iter().position(|a| *a == "--config") {
+            assert!(
+                stderr.contains(extra[i + 1]),
+                "{what}: names no file:\n{stderr}"
+            );
+        }
+    }
+
+    let (status, _, stderr) = run_to_exit(&["standalone", "--bogus", "--ready"]).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_clean_failure("unknown flag", &stderr);
+    assert!(
+        stderr.contains("unexpected argument '--bogus'"),
+        "unknown flag: {stderr}"
+    );
+    let (status, _, stderr) = run_to_exit(&["standalone", "--http"]).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--http <ADDR>"), "missing value: {stderr}");
+}
