@@ -451,13 +451,68 @@ impl Broker {
     }
 
     fn signal(&self, sig: &str) {
-        let pid = self.child.id().expect("broker running").to_string();
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        common::cluster::signal(&self.child, sig);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_comet_does_not_stall_delivery_to_the_others() {
+    let Some((kafka, _)) = services() else { return };
+    let c = Cluster::start("hungcomet", opts(&kafka)).await;
+    let mut live = Client::connect(c.comet_tcp(0), false, &Token::new(30, "hl", "live://h"))
+        .await
+        .unwrap();
+    let _hung = Client::connect(c.comet_tcp(1), false, &Token::new(31, "hh", "live://h"))
+        .await
+        .unwrap();
+    c.http
+        .push_ok("/goim/push/room?operation=1000&type=live&room=h", "before")
+        .await;
+    expect_exactly(&mut live, "live", &["before"]).await;
+
+    // The second comet stops answering (its calls hang; nothing refuses
+    // them), and pushes for both comets keep coming.
+    c.comets[1].signal("-STOP");
+    let started = tokio::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..30 {
+        let sent = tokio::time::Instant::now();
+        c.http
+            .push_ok(
+                "/goim/push/keys?operation=1000&keys=hh",
+                format!("hung-{i}"),
+            )
+            .await;
+        c.http
+            .push_ok(
+                "/goim/push/room?operation=1000&type=live&room=h",
+                format!("room-{i}"),
+            )
+            .await;
+        c.http
+            .push_ok("/goim/push/keys?operation=1000&keys=hl", format!("key-{i}"))
+            .await;
+        expect_exactly(
+            &mut live,
+            "live",
+            &[&format!("room-{i}"), &format!("key-{i}")],
+        )
+        .await;
+        slowest = slowest.max(sent.elapsed());
+    }
+    c.comets[1].signal("-CONT");
+    // Each round is a few Kafka round trips; a round held up by the hung
+    // comet's call timeout (2 s here) on every room batch would be far slower.
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a push to the live comet waited {slowest:?} behind the hung one ({:?} for all)",
+        started.elapsed()
+    );
+    assert!(
+        c.job.log().contains("not waiting for them"),
+        "the job never stopped pacing rooms on the hung comet:\n{}",
+        c.job.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

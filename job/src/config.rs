@@ -62,6 +62,12 @@ pub struct RoomConfig {
     /// message starts a new one. Default 15m.
     #[serde(with = "humantime_serde")]
     pub idle: Duration,
+    /// How long a batch waits for every comet's answer before the room's
+    /// next batch goes out anyway (what arrives meanwhile coalesces). A comet
+    /// that missed it is not waited for again until it answers, so a hung
+    /// comet delays the room's other comets once, by at most this. Default 200ms.
+    #[serde(with = "humantime_serde")]
+    pub pace: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +92,7 @@ impl Default for RoomConfig {
             window: Duration::ZERO,
             queue: 1024,
             idle: Duration::from_secs(15 * 60),
+            pace: Duration::from_millis(200),
         }
     }
 }

@@ -29,7 +29,34 @@ pub struct Delivery {
     ready: Option<Outcome>,
     pending: Vec<oneshot::Receiver<Outcome>>,
     /// The failure to report once the rest have settled.
+    failed: Settled,
+}
+
+/// The combined outcome of several targets, as they settle: `Ok` if all
+/// accepted, else the failure that matters most. An interruption (which
+/// keeps the offset, see [`JobError::keeps_offset`]) outranks a refusal.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
     failed: Option<JobError>,
+}
+
+impl Settled {
+    /// Takes one target's outcome into account.
+    pub(crate) fn add(&mut self, outcome: Outcome) {
+        let Err(e) = outcome else { return };
+        let keep = match &self.failed {
+            Some(first) => first.keeps_offset() || !e.keeps_offset(),
+            None => false,
+        };
+        if !keep {
+            self.failed = Some(e);
+        }
+    }
+
+    /// The combined outcome.
+    pub(crate) fn outcome(self) -> Outcome {
+        self.failed.map_or(Ok(()), Err)
+    }
 }
 
 impl Delivery {
@@ -38,7 +65,7 @@ impl Delivery {
         Delivery {
             ready: Some(outcome),
             pending: Vec::new(),
-            failed: None,
+            failed: Settled::default(),
         }
     }
 
@@ -47,7 +74,7 @@ impl Delivery {
         Delivery {
             ready: None,
             pending: receivers,
-            failed: None,
+            failed: Settled::default(),
         }
     }
 }
@@ -73,19 +100,10 @@ impl Future for Delivery {
                 }
             };
             this.pending.swap_remove(i);
-            if let Err(e) = settled {
-                // An interruption (which keeps the offset) outranks a refusal.
-                let keep = match &this.failed {
-                    Some(first) => first.keeps_offset() || !e.keeps_offset(),
-                    None => false,
-                };
-                if !keep {
-                    this.failed = Some(e);
-                }
-            }
+            this.failed.add(settled);
         }
         if this.pending.is_empty() {
-            Poll::Ready(this.failed.take().map_or(Ok(()), Err))
+            Poll::Ready(std::mem::take(&mut this.failed).outcome())
         } else {
             Poll::Pending
         }

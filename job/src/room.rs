@@ -9,9 +9,11 @@
 //! arrive during a flush coalesce into the next one (goim instead waits up to
 //! `signal` = 1 s for every batch). Per-comet order is kept because each batch
 //! of a room goes to the same worker of each comet, so pacing is not needed
-//! for order: a batcher stops waiting for a comet that has not answered within
-//! `push_timeout`, and a dead comet delays the room for the others by at most
-//! that per batch (and not at all once its breaker is open).
+//! for order: a batcher waits at most `room.pace` for a batch, and a comet
+//! that missed it is "lagging": no room waits for it until it accepts a
+//! batch again. A hung comet therefore delays the other comets' room
+//! deliveries once, by at most `room.pace`, not by its call timeout on every
+//! batch until its breaker opens.
 //!
 //! Idle exit without loss (goim issue #383): producers `try_send` under the
 //! map lock; a batcher retires only under that lock with an empty queue,
@@ -19,12 +21,14 @@
 //! a producer that cloned the sender earlier managed to queue. A producer that
 //! finds the queue closed looks the room up again and starts a new batcher.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use parking_lot::Mutex;
 use rim_proto::pb::comet::BroadcastRoomReq;
 use rim_proto::pb::protocol::Proto;
@@ -34,10 +38,10 @@ use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, RoomConfig};
-use crate::delivery::{Ack, Delivery};
+use crate::delivery::{Ack, Settled};
 use crate::routine::{fan_out, route_hash, Comets, Request};
 use crate::{metrics, JobError};
 
@@ -68,8 +72,9 @@ pub(crate) struct Rooms {
     comets: Arc<Comets>,
     config: RoomConfig,
     enqueue_timeout: Duration,
-    /// How long a batcher waits for a batch's outcome before it takes the next batch anyway.
-    pace_limit: Duration,
+    /// Comets that did not answer a room batch within `room.pace`: batchers
+    /// do not wait for them until they answer one.
+    lagging: Mutex<HashSet<Arc<str>>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
     next_id: AtomicU64,
@@ -109,7 +114,7 @@ impl Rooms {
             comets,
             config: config.room.clone(),
             enqueue_timeout: config.enqueue_timeout,
-            pace_limit: config.push_timeout,
+            lagging: Mutex::new(HashSet::new()),
             tracker,
             cancel,
             next_id: AtomicU64::new(0),
@@ -205,6 +210,14 @@ impl Rooms {
             std::mem::take(&mut map.batchers)
         };
         drop(batchers);
+    }
+
+    /// Notes a comet's answer to a room batch: one that accepted is waited
+    /// for again.
+    fn answered(&self, comet: &Arc<str>, outcome: &Result<(), JobError>) {
+        if outcome.is_ok() && self.lagging.lock().remove(comet) {
+            info!(comet = %comet, "comet takes room batches again");
+        }
     }
 
     /// Rooms with a running batcher.
@@ -329,26 +342,65 @@ impl Batcher {
             });
             let timeout = self.rooms.enqueue_timeout;
             let receivers = fan_out(&comets, self.hash, &request, messages as u64, timeout).await;
+            let names: Vec<Arc<str>> = comets.iter().map(|c| c.server().clone()).collect();
             drop(comets);
-            let mut delivery = Delivery::waiting(receivers);
-            match tokio::time::timeout(self.rooms.pace_limit, &mut delivery).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    // A comet is slow to answer (or dead and not yet detected):
-                    // stop pacing on it, so the other comets get the next batch
-                    // without waiting for its retries. Its worker still takes
-                    // this room's batches in order; the messages resolve when
-                    // it answers or fails.
-                    debug!(messages, "room batch outcome pending; not pacing on it");
-                    self.rooms.tracker.spawn(async move {
-                        let outcome = delivery.await;
-                        for msg in batch {
-                            msg.ack.resolve(outcome.clone());
-                        }
-                    });
-                    return;
+            let mut paced: HashSet<Arc<str>> = {
+                let lagging = self.rooms.lagging.lock();
+                names
+                    .iter()
+                    .filter(|n| !lagging.contains(*n))
+                    .cloned()
+                    .collect()
+            };
+            let mut waiting: FuturesUnordered<_> =
+                names
+                    .into_iter()
+                    .zip(receivers)
+                    .map(|(name, rx)| async move {
+                        (name, rx.await.unwrap_or(Err(JobError::Abandoned)))
+                    })
+                    .collect();
+            let mut settled = Settled::default();
+            let deadline = Instant::now() + self.rooms.config.pace;
+            while !paced.is_empty() {
+                match tokio::time::timeout_at(deadline, waiting.next()).await {
+                    Ok(Some((name, outcome))) => {
+                        self.rooms.answered(&name, &outcome);
+                        paced.remove(&name);
+                        settled.add(outcome);
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Slow to answer (or hung and not yet detected): the
+                        // room's next batch goes out without waiting for these
+                        // comets, and no room waits for them until they answer.
+                        // Their workers still take the batches in order.
+                        warn!(comets = ?paced, "comets slow to take room batches; not waiting for them");
+                        self.rooms.lagging.lock().extend(paced.drain());
+                    }
                 }
             }
+            // Comets not waited for may have answered already.
+            while let Some(Some((name, outcome))) = waiting.next().now_or_never() {
+                self.rooms.answered(&name, &outcome);
+                settled.add(outcome);
+            }
+            if !waiting.is_empty() {
+                // The messages resolve once the comets not waited for settle.
+                let rooms = self.rooms.clone();
+                self.rooms.tracker.spawn(async move {
+                    while let Some((name, outcome)) = waiting.next().await {
+                        rooms.answered(&name, &outcome);
+                        settled.add(outcome);
+                    }
+                    let outcome = settled.outcome();
+                    for msg in batch {
+                        msg.ack.resolve(outcome.clone());
+                    }
+                });
+                return;
+            }
+            settled.outcome()
         };
         for msg in batch {
             msg.ack.resolve(outcome.clone());
@@ -547,6 +599,8 @@ mod tests {
             push_timeout: Duration::from_secs(60),
             room: RoomConfig {
                 queue: 2,
+                // The batcher waits on the slow comet, so the queue fills.
+                pace: Duration::from_secs(60),
                 ..RoomConfig::default()
             },
             ..Config::default()

@@ -131,6 +131,11 @@ pub(crate) struct CometHandle {
 }
 
 impl CometHandle {
+    /// The comet's server id.
+    pub(crate) fn server(&self) -> &Arc<str> {
+        &self.server
+    }
+
     /// Puts `task` on the worker chosen by `hash`, waiting at most `timeout`
     /// for room. On failure the task is failed, logged and counted.
     pub(crate) async fn enqueue(&self, hash: u64, task: Task, timeout: Duration) {
@@ -555,11 +560,16 @@ mod tests {
             "the live comet got its pushes at once"
         );
 
-        // The room's next batch reaches the live comet after the pace limit
-        // (push_timeout), not after the dead comet's retries.
+        // The room's next batch reaches the live comet after the room's pace
+        // limit, not after the dead comet's call timeout and retries ...
+        let pace = crate::RoomConfig::default().pace;
         let next_in_room = job.dispatch(room("live://1", 2, "r1")).await.unwrap();
         live.wait_calls(3).await;
-        assert_eq!(Instant::now() - start, Duration::from_secs(5));
+        assert_eq!(Instant::now() - start, pace);
+        // ... and the one after that at once: the dead comet is lagging.
+        let lagging_room = job.dispatch(room("live://1", 2, "r1b")).await.unwrap();
+        live.wait_calls(4).await;
+        assert_eq!(Instant::now() - start, pace);
 
         // 4 attempts of 5 s plus 100 + 200 + 400 ms of backoff.
         let bound = Duration::from_millis(4 * 5000 + 700);
@@ -569,12 +579,13 @@ mod tests {
         assert_eq!(Instant::now() - start, bound);
         assert!(unavailable(to_room.await));
         assert_eq!(Instant::now() - start, bound);
-        // Queued behind the first batch, it fails at once when the breaker opens.
+        // Queued behind the first batch, they fail at once when the breaker opens.
         assert!(unavailable(next_in_room.await));
+        assert!(unavailable(lagging_room.await));
         assert_eq!(Instant::now() - start, bound);
         assert_eq!(
             recorder.counter("rim_job_dropped_total{reason=comet_unavailable}"),
-            3
+            4
         );
 
         // Breaker open: fails without waiting, other comets unaffected.
@@ -587,7 +598,7 @@ mod tests {
         ));
         let room_again = job.dispatch(room("live://1", 5, "r2")).await.unwrap();
         assert!(room_again.await.is_err());
-        assert_eq!(live.calls().len(), 4);
+        assert_eq!(live.calls().len(), 5);
 
         // After the cooldown one probe goes through; the comet recovered.
         tokio::time::sleep(BREAKER_COOLDOWN_MIN).await;

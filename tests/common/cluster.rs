@@ -100,6 +100,11 @@ impl Proc {
     }
 
     /// SIGKILL, and wait until it is gone.
+    /// Sends `sig` (as `kill` takes it, e.g. `-STOP`) to the process.
+    pub fn signal(&self, sig: &str) {
+        signal(&self.child, sig);
+    }
+
     pub async fn kill9(&mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
@@ -137,6 +142,16 @@ fn router_list(routers: &[Proc]) -> String {
             )
         })
         .collect()
+}
+
+/// Sends `sig` (as `kill` takes it, e.g. `-STOP`) to a running child.
+pub fn signal(child: &Child, sig: &str) {
+    let pid = child.id().expect("process running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
 }
 
 /// Knobs of a test cluster.
