@@ -156,7 +156,7 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
     let router = format!("http://{}/metrics", c.routers[0].addr("metrics"));
     scrape_until(
         &router,
-        &["rim_router_request_seconds_count{method=\"add_mid_key\"}"],
+        &["rim_router_request_seconds_bucket{method=\"add_mid_key\""],
     )
     .await;
     let comet = format!("http://{}/metrics", c.comets[0].addr("metrics"));
