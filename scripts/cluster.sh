@@ -36,10 +36,10 @@ up() {
   if ls "$DIR"/*.pid >/dev/null 2>&1; then
     log "already up (run '$0 down' first)"; exit 1
   fi
-  if [ ! -x "$BIN" ]; then
-    log "building the release binary"
-    cargo build --release --locked
-  fi
+  # Always through cargo: a no-op when the binary is current, a rebuild when
+  # the sources changed since (a stale binary would run old code).
+  log "building the release binary (if out of date)"
+  cargo build --release --locked
   # Stop the services on `down` only if this script started them.
   if ! scripts/services.sh status; then
     touch "$DIR/services-started"

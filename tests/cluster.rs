@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::cluster::{free_port, services, unique, Cluster, Gate, Options};
+use common::cluster::{free_port, services, unique, wait_for_job_comets, Cluster, Gate, Options};
+use common::Http;
 use parking_lot::Mutex;
 use rim_testkit::{Client, Token};
 use tokio::process::Command;
@@ -23,6 +24,7 @@ fn opts(kafka: &str) -> Options {
         session_refresh: "5m",
         wait_for_job: true,
         comet_ttl: "3s",
+        static_comets: false,
     }
 }
 
@@ -854,4 +856,141 @@ async fn redis_and_kafka_down_at_start_then_up_recover_without_restart() {
         };
         assert!(!log.contains("panicked"), "{name} panicked:\n{log}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comets_logics_and_jobs_join_a_running_cluster() {
+    let Some((kafka, _)) = services() else { return };
+    let mut o = opts(&kafka);
+    o.comets = 1;
+    let mut c = Cluster::start("scale", o).await;
+    // A comet joins after the job started: the job follows the join.
+    let second = c.add_comet().await;
+    c.wait_for_comets(2).await;
+    // A second logic, and a second job in the same consumer group.
+    let logic2 = c.add_logic().await;
+    let job2 = c.spawn_job("job2").await;
+    wait_for_job_comets(&job2, 2).await;
+    // ... which shares the partitions with the first.
+    wait_for_log(&job2, "kafka partitions assigned partitions=[", |rest| {
+        rest.starts_with(|ch: char| ch.is_ascii_digit())
+    })
+    .await;
+    let http2 = Http::new(logic2.addr("http").parse().unwrap());
+
+    let mut a = Client::connect(c.comet_tcp(0), false, &Token::new(70, "sa", "live://s"))
+        .await
+        .unwrap();
+    let mut b = Client::connect(c.comet_ws(second), true, &Token::new(71, "sb", "live://s"))
+        .await
+        .unwrap();
+    let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        // Every other round through the second logic.
+        let http = if i % 2 == 0 { &c.http } else { &http2 };
+        http.push_ok("/goim/push/keys?operation=1000&keys=sa", format!("a{i}"))
+            .await;
+        http.push_ok("/goim/push/mids?operation=1000&mids=71", format!("b{i}"))
+            .await;
+        http.push_ok(
+            "/goim/push/room?operation=1000&type=live&room=s",
+            format!("r{i}"),
+        )
+        .await;
+        to_a.extend([format!("a{i}"), format!("r{i}")]);
+        to_b.extend([format!("b{i}"), format!("r{i}")]);
+    }
+    let to_a: Vec<&str> = to_a.iter().map(String::as_str).collect();
+    let to_b: Vec<&str> = to_b.iter().map(String::as_str).collect();
+    expect_exactly(&mut a, "a", &to_a).await;
+    expect_exactly(&mut b, "b", &to_b).await;
+    // Both logics count both comets' connections.
+    for http in [&c.http, &http2] {
+        http.get_until("/goim/online/total", |j| j["data"]["conn_count"] == 2)
+            .await;
+    }
+}
+
+/// Waits until `proc`'s log has `text` followed by something `rest` accepts.
+async fn wait_for_log(proc: &common::cluster::Proc, text: &str, rest: impl Fn(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + FIRST;
+    while !proc.log().split(text).skip(1).any(&rest) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never logged {text:?}:\n{}",
+            proc.name,
+            proc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_routers_lose_no_session_kept_in_redis() {
+    let Some((kafka, redis)) = services() else {
+        return;
+    };
+    let db = format!("{}/4", redis.trim_end_matches('/'));
+    let flushed = std::process::Command::new("redis-cli")
+        .args(["-u", &db, "FLUSHDB"])
+        .status()
+        .unwrap();
+    assert!(flushed.success());
+    let mut o = opts(&kafka);
+    o.redis = Some(db);
+    let mut c = Cluster::start("routers", o).await;
+    let mut a = Client::connect(c.comet_tcp(0), false, &Token::new(80, "ra", ""))
+        .await
+        .unwrap();
+    let mut b = Client::connect(c.comet_ws(1), true, &Token::new(81, "rb", ""))
+        .await
+        .unwrap();
+    c.http
+        .push_ok("/goim/push/mids?operation=1000&mids=80&mids=81", "before")
+        .await;
+    expect_exactly(&mut a, "a", &["before"]).await;
+    expect_exactly(&mut b, "b", &["before"]).await;
+
+    // Both shards are killed and come back on their addresses: the sessions
+    // are still found, from Redis, without the clients doing anything.
+    c.restart_router(0).await;
+    c.restart_router(1).await;
+    let deadline = tokio::time::Instant::now() + FIRST;
+    c.http
+        .push_until_accepted(
+            "/goim/push/mids?operation=1000&mids=80&mids=81",
+            "after",
+            deadline,
+            "push after the router restart",
+        )
+        .await;
+    expect_exactly(&mut a, "a", &["after"]).await;
+    expect_exactly(&mut b, "b", &["after"]).await;
+    c.http
+        .push_ok("/goim/push/keys?operation=1000&keys=rb", "key-after")
+        .await;
+    expect_exactly(&mut b, "b", &["key-after"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_a_static_comet_list_delivers_without_discovery() {
+    let Some((kafka, _)) = services() else { return };
+    let mut o = opts(&kafka);
+    o.static_comets = true;
+    // The job has no routers to discover from: only its [[comets]] list.
+    let c = Cluster::start("static", o).await;
+    let mut a = Client::connect(c.comet_tcp(0), false, &Token::new(90, "sta", "live://t"))
+        .await
+        .unwrap();
+    let mut b = Client::connect(c.comet_tcp(1), false, &Token::new(91, "stb", "live://t"))
+        .await
+        .unwrap();
+    c.http
+        .push_ok("/goim/push/keys?operation=1000&keys=stb", "key-b")
+        .await;
+    c.http
+        .push_ok("/goim/push/room?operation=1000&type=live&room=t", "room")
+        .await;
+    expect_exactly(&mut a, "a", &["room"]).await;
+    expect_exactly(&mut b, "b", &["key-b", "room"]).await;
 }

@@ -99,12 +99,12 @@ impl Proc {
         self.ready[field][0].as_str().unwrap().parse().unwrap()
     }
 
-    /// SIGKILL, and wait until it is gone.
     /// Sends `sig` (as `kill` takes it, e.g. `-STOP`) to the process.
     pub fn signal(&self, sig: &str) {
         signal(&self.child, sig);
     }
 
+    /// SIGKILL, and wait until it is gone.
     pub async fn kill9(&mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
@@ -144,6 +144,87 @@ fn router_list(routers: &[Proc]) -> String {
         .collect()
 }
 
+async fn spawn_router(dir: &Path, name: &str, store: &str, bind: &str) -> Proc {
+    let config = format!("grpc_bind = \"{bind}\"\nmetrics_bind = \"127.0.0.1:0\"\n{store}");
+    Proc::spawn(dir, "router", name, &config).await
+}
+
+async fn spawn_logic(dir: &Path, name: &str, router_list: &str, kafka: &str, topic: &str) -> Proc {
+    let config = format!(
+        "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n\n\
+         [logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n\n\
+         [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ntimeout = \"3s\"\npartitions = 4\n"
+    );
+    Proc::spawn(dir, "logic", name, &config).await
+}
+
+/// Comet `i` of cluster `cluster` (server id `<cluster>-comet<i>`).
+///
+/// The test clients share two cores with several clusters' processes; a deep
+/// session queue keeps a replay burst (after a job restart) from
+/// disconnecting them as slow. The slow-client policy has its own tests.
+async fn spawn_comet(
+    dir: &Path,
+    cluster: &str,
+    i: usize,
+    logic_grpc: &str,
+    session_refresh: &str,
+) -> Proc {
+    let config = format!(
+        "grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\nlogic_addrs = [\"{logic_grpc}\"]\n\n[comet]\n\
+         server_id = \"{cluster}-comet{i}\"\ntcp_bind = [\"127.0.0.1:0\"]\nws_bind = [\"127.0.0.1:0\"]\n\
+         online_report_interval = \"200ms\"\nsession_queue = 8192\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n",
+        r = session_refresh,
+    );
+    Proc::spawn(dir, "comet", &format!("comet{i}"), &config).await
+}
+
+/// A job; `comets` is its comet source (`[[routers]]` or `[[comets]]` tables).
+async fn spawn_job(
+    dir: &Path,
+    kafka: &str,
+    topic: &str,
+    group: &str,
+    comets: &str,
+    comet_ttl: &str,
+    name: &str,
+) -> Proc {
+    let config = format!(
+        "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"{comet_ttl}\"\n{comets}\n\
+         [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
+         properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
+         [job]\npush_timeout = \"2s\"\nretries = 1\n"
+    );
+    Proc::spawn(dir, "job", name, &config).await
+}
+
+/// Waits until `job` reports `n` comets (static or discovered).
+pub async fn wait_for_job_comets(job: &Proc, n: usize) {
+    let metrics = format!("http://{}/metrics", job.addr("metrics"));
+    let want = format!("rim_job_comets {n}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = reqwest::get(&metrics).await {
+            if resp
+                .text()
+                .await
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.trim() == want)
+            {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never saw {n} comets; its log:\n{}",
+            job.name,
+            job.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Sends `sig` (as `kill` takes it, e.g. `-STOP`) to a running child.
 pub fn signal(child: &Child, sig: &str) {
     let pid = child.id().expect("process running").to_string();
@@ -167,11 +248,14 @@ pub struct Options {
     /// Job: how long a comet's last online report counts (comets report
     /// through logic, so with logic stopped they go stale after this).
     pub comet_ttl: &'static str,
+    /// Job: the comets as a static `[[comets]]` list, no discovery.
+    pub static_comets: bool,
 }
 
-/// 2 routers, 1 logic, N comets, 1 job.
+/// 2 routers, 1 logic, N comets, 1 job; more of each can be added.
 pub struct Cluster {
     pub dir: PathBuf,
+    pub name: String,
     pub topic: String,
     pub group: String,
     pub kafka: String,
@@ -180,7 +264,12 @@ pub struct Cluster {
     pub comets: Vec<Proc>,
     pub job: Proc,
     pub http: Http,
+    store: String,
+    session_refresh: &'static str,
     comet_ttl: &'static str,
+    /// The job's comet source: `[[routers]]` (discovery) or `[[comets]]`.
+    discovery: String,
+    spawned: usize,
 }
 
 impl Cluster {
@@ -195,119 +284,118 @@ impl Cluster {
         };
         let mut routers = Vec::new();
         for i in 1..=2 {
-            let config =
-                format!("grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\n{store}");
-            routers.push(Proc::spawn(&dir, "router", &format!("router{i}"), &config).await);
+            let name = format!("router{i}");
+            routers.push(spawn_router(&dir, &name, &store, "127.0.0.1:0").await);
         }
         let router_list = router_list(&routers);
-        let logic_config = format!(
-            "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n\n\
-             [logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n\n\
-             [kafka]\nbrokers = [\"{}\"]\ntopic = \"{topic}\"\ntimeout = \"3s\"\npartitions = 4\n",
-            opts.kafka
-        );
-        let logic = Proc::spawn(&dir, "logic", "logic", &logic_config).await;
-        // The test clients share two cores with six clusters' processes; a
-        // deep session queue keeps a replay burst (after a job restart) from
-        // disconnecting them as slow. The slow-client policy has its own tests.
+        let logic = spawn_logic(&dir, "logic", &router_list, &opts.kafka, &topic).await;
         let mut comets = Vec::new();
         for i in 1..=opts.comets {
-            let config = format!(
-                "grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\nlogic_addrs = [\"{}\"]\n\n[comet]\n\
-                 server_id = \"{name}-comet{i}\"\ntcp_bind = [\"127.0.0.1:0\"]\nws_bind = [\"127.0.0.1:0\"]\n\
-                 online_report_interval = \"200ms\"\nsession_queue = 8192\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n",
-                logic.addr("grpc"),
-                r = opts.session_refresh,
-            );
-            comets.push(Proc::spawn(&dir, "comet", &format!("comet{i}"), &config).await);
+            let grpc = logic.addr("grpc");
+            comets.push(spawn_comet(&dir, name, i, &grpc, opts.session_refresh).await);
         }
-        let job = Self::spawn_job(
-            &dir,
-            &opts.kafka,
-            &topic,
-            &group,
-            &router_list,
-            opts.comet_ttl,
-            "job",
-        )
-        .await;
-        let http = Http::new(logic.addr("http").parse().unwrap());
-        let cluster = Cluster {
+        let discovery = if opts.static_comets {
+            "routers = []\n".to_owned()
+                + &comets
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "[[comets]]\nid = \"{}\"\naddr = \"{}\"\n",
+                            c.addr("server_id"),
+                            c.addr("grpc")
+                        )
+                    })
+                    .collect::<String>()
+        } else {
+            router_list
+        };
+        let mut cluster = Cluster {
+            job: spawn_job(
+                &dir,
+                &opts.kafka,
+                &topic,
+                &group,
+                &discovery,
+                opts.comet_ttl,
+                "job",
+            )
+            .await,
+            http: Http::new(logic.addr("http").parse().unwrap()),
             dir,
+            name: name.to_owned(),
             topic,
             group,
             kafka: opts.kafka,
             routers,
             logic,
             comets,
-            job,
-            http,
+            store,
+            session_refresh: opts.session_refresh,
             comet_ttl: opts.comet_ttl,
+            discovery,
+            spawned: 0,
         };
         if opts.wait_for_job {
-            cluster.wait_for_comets(opts.comets).await;
+            let n = cluster.comets.len();
+            cluster.wait_for_comets(n).await;
         }
+        cluster.spawned = 0;
         cluster
     }
 
-    async fn spawn_job(
-        dir: &Path,
-        kafka: &str,
-        topic: &str,
-        group: &str,
-        router_list: &str,
-        comet_ttl: &str,
-        name: &str,
-    ) -> Proc {
-        let config = format!(
-            "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"{comet_ttl}\"\n{router_list}\n\
-             [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
-             properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
-             [job]\npush_timeout = \"2s\"\nretries = 1\n"
-        );
-        Proc::spawn(dir, "job", name, &config).await
+    fn next_name(&mut self, kind: &str) -> String {
+        self.spawned += 1;
+        format!("{kind}-extra{}", self.spawned)
     }
 
     /// Replaces the job with a new process in the same consumer group.
     pub async fn restart_job(&mut self) {
-        let list = router_list(&self.routers);
-        self.job = Self::spawn_job(
+        let name = self.next_name("job");
+        self.job = self.spawn_job(&name).await;
+        self.wait_for_comets(self.comets.len()).await;
+    }
+
+    /// A further job process in the same consumer group (not waited for).
+    pub async fn spawn_job(&mut self, name: &str) -> Proc {
+        spawn_job(
             &self.dir,
             &self.kafka,
             &self.topic,
             &self.group,
-            &list,
+            &self.discovery,
             self.comet_ttl,
-            "job-restarted",
+            name,
         )
-        .await;
-        self.wait_for_comets(self.comets.len()).await;
+        .await
+    }
+
+    /// A further logic process on the same routers and topic.
+    pub async fn add_logic(&mut self) -> Proc {
+        let name = self.next_name("logic");
+        let list = router_list(&self.routers);
+        spawn_logic(&self.dir, &name, &list, &self.kafka, &self.topic).await
+    }
+
+    /// A further comet, reporting through the first logic; returns its index.
+    pub async fn add_comet(&mut self) -> usize {
+        let i = self.comets.len() + 1;
+        let grpc = self.logic.addr("grpc");
+        let comet = spawn_comet(&self.dir, &self.name, i, &grpc, self.session_refresh).await;
+        self.comets.push(comet);
+        i - 1
+    }
+
+    /// Kills router `i` and starts a new process on the same address.
+    pub async fn restart_router(&mut self, i: usize) {
+        let addr = self.routers[i].addr("grpc");
+        self.routers[i].kill9().await;
+        let name = self.next_name("router");
+        self.routers[i] = spawn_router(&self.dir, &name, &self.store, &addr).await;
     }
 
     /// Waits until the job reports `n` comets (its discovery found them).
     pub async fn wait_for_comets(&self, n: usize) {
-        let metrics = format!("http://{}/metrics", self.job.addr("metrics"));
-        let want = format!("rim_job_comets {n}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(resp) = reqwest::get(&metrics).await {
-                if resp
-                    .text()
-                    .await
-                    .unwrap_or_default()
-                    .lines()
-                    .any(|l| l.trim() == want)
-                {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "job never saw {n} comets; job log:\n{}",
-                self.job.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_job_comets(&self.job, n).await;
     }
 
     pub fn comet_tcp(&self, i: usize) -> std::net::SocketAddr {

@@ -5,6 +5,7 @@
 #![allow(unreachable_pub)] // test helpers shared between modules
 
 mod common;
+mod grpc_deadlines;
 mod limits;
 mod online;
 mod push;

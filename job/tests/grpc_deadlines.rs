@@ -1,0 +1,153 @@
+//! [`GrpcComet`]'s call deadline against comets that accept a connection but
+//! never answer: a raw TCP peer that never completes the HTTP/2 handshake, and
+//! a real tonic server whose handlers (push and health) never return. Real
+//! sockets, so real time (no paused clock).
+
+use std::future::Future;
+use std::time::Duration;
+
+use rim_job::grpc::GrpcComet;
+use rim_job::CometClient;
+use rim_proto::pb::comet::comet_server::{Comet, CometServer};
+use rim_proto::pb::comet::{
+    BroadcastReply, BroadcastReq, BroadcastRoomReply, BroadcastRoomReq, PushMsgReply, PushMsgReq,
+    RoomsReply, RoomsReq,
+};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tonic::codegen::tokio_stream;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+/// The deadline given to the client.
+const TIMEOUT: Duration = Duration::from_millis(300);
+/// How much earlier than `TIMEOUT` a call may fail (timer granularity).
+const SLACK: Duration = Duration::from_millis(50);
+/// A call still running after this has not honoured its deadline.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A peer that accepts connections and holds them open without ever writing a
+/// byte. The accept task lives until the test's runtime shuts down.
+async fn silent_tcp_peer() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+/// A comet whose every RPC never returns.
+struct HungComet;
+
+#[tonic::async_trait]
+impl Comet for HungComet {
+    async fn push_msg(&self, _: Request<PushMsgReq>) -> Result<Response<PushMsgReply>, Status> {
+        std::future::pending().await
+    }
+    async fn broadcast(
+        &self,
+        _: Request<BroadcastReq>,
+    ) -> Result<Response<BroadcastReply>, Status> {
+        std::future::pending().await
+    }
+    async fn broadcast_room(
+        &self,
+        _: Request<BroadcastRoomReq>,
+    ) -> Result<Response<BroadcastRoomReply>, Status> {
+        std::future::pending().await
+    }
+    async fn rooms(&self, _: Request<RoomsReq>) -> Result<Response<RoomsReply>, Status> {
+        std::future::pending().await
+    }
+}
+
+/// A `grpc.health.v1.Health` that never answers.
+struct HungHealth;
+
+#[tonic::async_trait]
+impl Health for HungHealth {
+    async fn check(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        std::future::pending().await
+    }
+
+    type WatchStream = tokio_stream::Pending<Result<HealthCheckResponse, Status>>;
+
+    async fn watch(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        std::future::pending().await
+    }
+}
+
+/// A real tonic server on 127.0.0.1:0 serving [`HungComet`] and
+/// [`HungHealth`].
+async fn hung_tonic_comet() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(HealthServer::new(HungHealth))
+            .add_service(CometServer::new(HungComet))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    addr
+}
+
+/// Runs `call`, failing the test if it outlives [`BOUND`]; returns its output
+/// and how long it took.
+async fn timed<T>(what: &str, call: impl Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let out = tokio::time::timeout(BOUND, call)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still running after {BOUND:?} (deadline {TIMEOUT:?})"));
+    (out, start.elapsed())
+}
+
+fn assert_deadline(what: &str, elapsed: Duration) {
+    assert!(
+        elapsed >= TIMEOUT - SLACK,
+        "{what}: failed after {elapsed:?}, before its {TIMEOUT:?} deadline"
+    );
+    assert!(elapsed < BOUND, "{what}: took {elapsed:?}");
+}
+
+async fn check_calls(addr: &str, peer: &str) {
+    let comet = GrpcComet::new(addr, TIMEOUT).unwrap();
+
+    let what = format!("push_msg against {peer}");
+    let req = PushMsgReq {
+        keys: vec!["k1".into()],
+        proto_op: 9,
+        proto: None,
+    };
+    let (result, elapsed) = timed(&what, comet.push_msg(req)).await;
+    assert!(result.is_err(), "{what}: {result:?}");
+    assert_deadline(&what, elapsed);
+
+    let what = format!("serving() against {peer}");
+    let (serving, elapsed) = timed(&what, comet.serving()).await;
+    assert!(!serving, "{what}: reported serving");
+    assert_deadline(&what, elapsed);
+}
+
+#[tokio::test]
+async fn grpc_comet_deadline_holds_against_silent_tcp_peer() {
+    let addr = silent_tcp_peer().await;
+    check_calls(&addr, "a silent TCP peer").await;
+}
+
+#[tokio::test]
+async fn grpc_comet_deadline_holds_against_hung_tonic_comet() {
+    let addr = hung_tonic_comet().await;
+    check_calls(&addr, "a hung tonic comet").await;
+}

@@ -1,0 +1,151 @@
+//! [`RemoteStore`]'s call deadline against routers that accept a connection
+//! but never answer: a raw TCP peer that never completes the HTTP/2 handshake,
+//! and a real tonic server whose handlers never return. Real sockets, so real
+//! time (no paused clock).
+
+use std::future::Future;
+use std::time::Duration;
+
+use rim_proto::pb::router as pb;
+use rim_proto::pb::router::router_server::{Router, RouterServer};
+use rim_router::grpc::RemoteStore;
+use rim_router::SessionStore;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+/// The deadline given to the client.
+const TIMEOUT: Duration = Duration::from_millis(300);
+/// How much earlier than `TIMEOUT` a call may fail (timer granularity).
+const SLACK: Duration = Duration::from_millis(50);
+/// A call still running after this has not honoured its deadline.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A peer that accepts connections and holds them open without ever writing a
+/// byte. The accept task lives until the test's runtime shuts down.
+async fn silent_tcp_peer() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+/// A router whose every RPC never returns.
+struct HungRouter;
+
+#[tonic::async_trait]
+impl Router for HungRouter {
+    async fn set_key(&self, _: Request<pb::SetKeyReq>) -> Result<Response<pb::Empty>, Status> {
+        std::future::pending().await
+    }
+    async fn expire_key(&self, _: Request<pb::KeyReq>) -> Result<Response<pb::BoolReply>, Status> {
+        std::future::pending().await
+    }
+    async fn del_key(&self, _: Request<pb::DelKeyReq>) -> Result<Response<pb::BoolReply>, Status> {
+        std::future::pending().await
+    }
+    async fn get_keys(
+        &self,
+        _: Request<pb::GetKeysReq>,
+    ) -> Result<Response<pb::GetKeysReply>, Status> {
+        std::future::pending().await
+    }
+    async fn add_mid_key(
+        &self,
+        _: Request<pb::AddMidKeyReq>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        std::future::pending().await
+    }
+    async fn expire_mid(&self, _: Request<pb::MidReq>) -> Result<Response<pb::BoolReply>, Status> {
+        std::future::pending().await
+    }
+    async fn del_mid_key(
+        &self,
+        _: Request<pb::DelMidKeyReq>,
+    ) -> Result<Response<pb::BoolReply>, Status> {
+        std::future::pending().await
+    }
+    async fn get_mids(
+        &self,
+        _: Request<pb::GetMidsReq>,
+    ) -> Result<Response<pb::GetMidsReply>, Status> {
+        std::future::pending().await
+    }
+    async fn put_online(
+        &self,
+        _: Request<pb::ServerOnline>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        std::future::pending().await
+    }
+    async fn online(&self, _: Request<pb::Empty>) -> Result<Response<pb::OnlineReply>, Status> {
+        std::future::pending().await
+    }
+    async fn del_server(
+        &self,
+        _: Request<pb::ServerReq>,
+    ) -> Result<Response<pb::CountReply>, Status> {
+        std::future::pending().await
+    }
+}
+
+/// A real tonic server on 127.0.0.1:0 serving [`HungRouter`].
+async fn hung_tonic_router() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(RouterServer::new(HungRouter))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+/// Runs `call`, failing the test if it outlives [`BOUND`]; returns its output
+/// and how long it took.
+async fn timed<T>(what: &str, call: impl Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let out = tokio::time::timeout(BOUND, call)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still running after {BOUND:?} (deadline {TIMEOUT:?})"));
+    (out, start.elapsed())
+}
+
+fn assert_deadline(what: &str, elapsed: Duration) {
+    assert!(
+        elapsed >= TIMEOUT - SLACK,
+        "{what}: failed after {elapsed:?}, before its {TIMEOUT:?} deadline"
+    );
+    assert!(elapsed < BOUND, "{what}: took {elapsed:?}");
+}
+
+async fn check_calls(addr: &str, peer: &str) {
+    let store = RemoteStore::new(addr, TIMEOUT).unwrap();
+
+    let what = format!("get_mids against {peer}");
+    let (result, elapsed) = timed(&what, store.get_mids(&[1, 2])).await;
+    assert!(result.is_err(), "{what}: {result:?}");
+    assert_deadline(&what, elapsed);
+
+    let what = format!("online against {peer}");
+    let (result, elapsed) = timed(&what, store.online()).await;
+    assert!(result.is_err(), "{what}: {result:?}");
+    assert_deadline(&what, elapsed);
+}
+
+#[tokio::test]
+async fn remote_store_deadline_holds_against_silent_tcp_peer() {
+    let addr = silent_tcp_peer().await;
+    check_calls(&addr, "a silent TCP peer").await;
+}
+
+#[tokio::test]
+async fn remote_store_deadline_holds_against_hung_tonic_router() {
+    let addr = hung_tonic_router().await;
+    check_calls(&addr, "a hung tonic router").await;
+}
