@@ -909,6 +909,27 @@ async fn comets_logics_and_jobs_join_a_running_cluster() {
         http.get_until("/goim/online/total", |j| j["data"]["conn_count"] == 2)
             .await;
     }
+
+    // A comet that stops signs off: logic stops listing it at once (not
+    // after `online_stale`, 5 min) and the jobs stop pushing to it.
+    assert!(
+        c.comets[second].terminate().await,
+        "comet did not exit cleanly:\n{}",
+        c.comets[second].log()
+    );
+    assert!(
+        c.comets[second].log().contains("signed off from logic"),
+        "{}",
+        c.comets[second].log()
+    );
+    let instances = c.http.get("/goim/nodes/instances").await.unwrap().json;
+    assert_eq!(
+        instances["data"].as_array().map(Vec::len),
+        Some(1),
+        "{instances}"
+    );
+    c.wait_for_comets(1).await;
+    wait_for_job_comets(&job2, 1).await;
 }
 
 /// Waits until `proc`'s log has `text` followed by something `rest` accepts.

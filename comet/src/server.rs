@@ -371,6 +371,7 @@ impl Comet {
                 "comet stopped with connection tasks still running after the grace period"
             ),
         }
+        self.sign_off().await;
         Ok(())
     }
 
@@ -437,6 +438,26 @@ impl Comet {
         }
     }
 
+    /// Tells logic this comet is gone (an online report with `offline`), so
+    /// its report and sessions are dropped now rather than when they go
+    /// stale. Best effort: a comet that cannot reach logic just goes stale.
+    async fn sign_off(&self) {
+        let req = OnlineReq {
+            server: self.server_id.clone(),
+            offline: true,
+            ..OnlineReq::default()
+        };
+        match self
+            .call_logic("renew_online", self.logic.renew_online(req))
+            .await
+        {
+            Ok(_) => info!(server_id = %self.server_id, "signed off from logic"),
+            Err(e) => {
+                warn!(error = %e, "sign-off to logic failed; the online report goes stale instead")
+            }
+        }
+    }
+
     async fn renew_online(&self) -> Result<(), LogicError> {
         let mut room_count = HashMap::new();
         for bucket in self.buckets.iter() {
@@ -452,6 +473,7 @@ impl Comet {
             addrs: self.config.addrs.clone(),
             weight: self.config.weight,
             grpc_addr: self.config.grpc_addr.clone(),
+            offline: false,
         };
         let reply = self
             .call_logic("renew_online", self.logic.renew_online(req))

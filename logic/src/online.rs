@@ -63,6 +63,11 @@ impl Logic {
         if req.server.is_empty() {
             return Err(LogicError::BadRequest("server: required".into()));
         }
+        if req.offline {
+            // A comet signing off after closing its connections.
+            self.del_server(&req.server).await?;
+            return Ok(OnlineReply::default());
+        }
         let report = ServerOnline {
             room_count: req
                 .room_count
@@ -245,6 +250,7 @@ mod tests {
             addrs: vec![],
             weight: 1,
             grpc_addr: String::new(),
+            offline: false,
         }
     }
 
@@ -373,6 +379,26 @@ mod tests {
                 .unwrap(),
             vec![("1".to_string(), 3), ("404".to_string(), 0)]
         );
+    }
+
+    #[tokio::test]
+    async fn a_comet_signing_off_drops_its_report_and_sessions_at_once() {
+        let (logic, _rx, _) = logic();
+        for server in ["c1", "c2"] {
+            logic
+                .renew_online(report(server, &[("live://1", 1)], 1, 1))
+                .await
+                .unwrap();
+        }
+        logic.router.add_mapping(1, "k1", "c1").await.unwrap();
+        let mut bye = report("c1", &[], 0, 0);
+        bye.offline = true;
+        let reply = logic.renew_online(bye).await.unwrap();
+        assert!(reply.all_room_count.is_empty());
+        let servers = logic.online_servers().await.unwrap();
+        let names: Vec<&str> = servers.iter().map(|s| s.server.as_str()).collect();
+        assert_eq!(names, ["c2"], "c1 left; c2 stays");
+        assert!(logic.router.keys_by_mids(&[1]).await.unwrap().is_empty());
     }
 
     #[tokio::test]

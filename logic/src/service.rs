@@ -586,6 +586,7 @@ pub(crate) mod tests {
             ],
             weight,
             grpc_addr: String::new(),
+            offline: false,
         }
     }
 

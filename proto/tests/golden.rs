@@ -411,6 +411,17 @@ fn logic_online_req_rim_extensions_stay_out_of_goims_numbers() {
         .hex("A0 06 04")
         .bytes();
     assert_golden(&extended, &expected);
+
+    let signing_off = OnlineReq {
+        offline: true,
+        ..base.clone()
+    };
+    let expected = Expect::new()
+        .raw(&base.encode_to_vec())
+        // offline: field 105 varint -> 105<<3 = 840 = 0x348 -> C8 06; true
+        .hex("C8 06 01")
+        .bytes();
+    assert_golden(&signing_off, &expected);
 }
 
 #[test]

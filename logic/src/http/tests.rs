@@ -91,6 +91,7 @@ async fn report(logic: &Logic, server: &str, rooms: &[(&str, i32)], conns: i64, 
             addrs: vec![format!("{server}.example:3101")],
             weight: 0,
             grpc_addr: String::new(),
+            offline: false,
         })
         .await
         .unwrap();
