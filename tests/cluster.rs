@@ -28,6 +28,17 @@ fn opts(kafka: &str) -> Options {
     }
 }
 
+/// Redis database `n` of the suite's Redis, emptied, as a URL.
+fn empty_redis_db(redis: &str, n: u8) -> String {
+    let db = format!("{}/{n}", redis.trim_end_matches('/'));
+    let flushed = std::process::Command::new("redis-cli")
+        .args(["-u", &db, "FLUSHDB"])
+        .status()
+        .unwrap();
+    assert!(flushed.success(), "redis-cli FLUSHDB on {db}");
+    db
+}
+
 /// Reads pushes until every `expected` body arrived; fails on any other body.
 async fn expect_exactly(client: &mut Client, who: &str, expected: &[&str]) {
     let mut missing: HashSet<String> = expected.iter().map(|s| s.to_string()).collect();
@@ -52,12 +63,7 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
     };
     // Both routers on one Redis (a database of its own, emptied first), as
     // in production: every comet must still be counted once.
-    let db = format!("{}/3", redis.trim_end_matches('/'));
-    let flushed = std::process::Command::new("redis-cli")
-        .args(["-u", &db, "FLUSHDB"])
-        .status()
-        .unwrap();
-    assert!(flushed.success());
+    let db = empty_redis_db(&redis, 3);
     let mut o = opts(&kafka);
     o.redis = Some(db);
     let c = Cluster::start("pushes", o).await;
@@ -951,12 +957,7 @@ async fn restarted_routers_lose_no_session_kept_in_redis() {
     let Some((kafka, redis)) = services() else {
         return;
     };
-    let db = format!("{}/4", redis.trim_end_matches('/'));
-    let flushed = std::process::Command::new("redis-cli")
-        .args(["-u", &db, "FLUSHDB"])
-        .status()
-        .unwrap();
-    assert!(flushed.success());
+    let db = empty_redis_db(&redis, 4);
     let mut o = opts(&kafka);
     o.redis = Some(db);
     let mut c = Cluster::start("routers", o).await;

@@ -3,9 +3,6 @@
 //! a real tonic server whose handlers (push and health) never return. Real
 //! sockets, so real time (no paused clock).
 
-use std::future::Future;
-use std::time::Duration;
-
 use rim_job::grpc::GrpcComet;
 use rim_job::CometClient;
 use rim_proto::pb::comet::comet_server::{Comet, CometServer};
@@ -13,34 +10,13 @@ use rim_proto::pb::comet::{
     BroadcastReply, BroadcastReq, BroadcastRoomReply, BroadcastRoomReq, PushMsgReply, PushMsgReq,
     RoomsReply, RoomsReq,
 };
+use rim_testkit::deadline::{ends_at_deadline, silent_tcp_peer, TIMEOUT};
 use tokio::net::TcpListener;
-use tokio::time::Instant;
 use tonic::codegen::tokio_stream;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-
-/// The deadline given to the client.
-const TIMEOUT: Duration = Duration::from_millis(300);
-/// How much earlier than `TIMEOUT` a call may fail (timer granularity).
-const SLACK: Duration = Duration::from_millis(50);
-/// A call still running after this has not honoured its deadline.
-const BOUND: Duration = Duration::from_secs(5);
-
-/// A peer that accepts connections and holds them open without ever writing a
-/// byte. The accept task lives until the test's runtime shuts down.
-async fn silent_tcp_peer() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    addr
-}
 
 /// A comet whose every RPC never returns.
 struct HungComet;
@@ -103,24 +79,6 @@ async fn hung_tonic_comet() -> String {
     addr
 }
 
-/// Runs `call`, failing the test if it outlives [`BOUND`]; returns its output
-/// and how long it took.
-async fn timed<T>(what: &str, call: impl Future<Output = T>) -> (T, Duration) {
-    let start = Instant::now();
-    let out = tokio::time::timeout(BOUND, call)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: still running after {BOUND:?} (deadline {TIMEOUT:?})"));
-    (out, start.elapsed())
-}
-
-fn assert_deadline(what: &str, elapsed: Duration) {
-    assert!(
-        elapsed >= TIMEOUT - SLACK,
-        "{what}: failed after {elapsed:?}, before its {TIMEOUT:?} deadline"
-    );
-    assert!(elapsed < BOUND, "{what}: took {elapsed:?}");
-}
-
 async fn check_calls(addr: &str, peer: &str) {
     let comet = GrpcComet::new(addr, TIMEOUT).unwrap();
 
@@ -130,14 +88,12 @@ async fn check_calls(addr: &str, peer: &str) {
         proto_op: 9,
         proto: None,
     };
-    let (result, elapsed) = timed(&what, comet.push_msg(req)).await;
+    let result = ends_at_deadline(&what, comet.push_msg(req)).await;
     assert!(result.is_err(), "{what}: {result:?}");
-    assert_deadline(&what, elapsed);
 
     let what = format!("serving() against {peer}");
-    let (serving, elapsed) = timed(&what, comet.serving()).await;
+    let serving = ends_at_deadline(&what, comet.serving()).await;
     assert!(!serving, "{what}: reported serving");
-    assert_deadline(&what, elapsed);
 }
 
 #[tokio::test]

@@ -3,38 +3,14 @@
 //! and a real tonic server whose handlers never return. Real sockets, so real
 //! time (no paused clock).
 
-use std::future::Future;
-use std::time::Duration;
-
 use rim_proto::pb::router as pb;
 use rim_proto::pb::router::router_server::{Router, RouterServer};
 use rim_router::grpc::RemoteStore;
 use rim_router::SessionStore;
+use rim_testkit::deadline::{ends_at_deadline, silent_tcp_peer, TIMEOUT};
 use tokio::net::TcpListener;
-use tokio::time::Instant;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
-
-/// The deadline given to the client.
-const TIMEOUT: Duration = Duration::from_millis(300);
-/// How much earlier than `TIMEOUT` a call may fail (timer granularity).
-const SLACK: Duration = Duration::from_millis(50);
-/// A call still running after this has not honoured its deadline.
-const BOUND: Duration = Duration::from_secs(5);
-
-/// A peer that accepts connections and holds them open without ever writing a
-/// byte. The accept task lives until the test's runtime shuts down.
-async fn silent_tcp_peer() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    addr
-}
 
 /// A router whose every RPC never returns.
 struct HungRouter;
@@ -106,36 +82,16 @@ async fn hung_tonic_router() -> String {
     addr
 }
 
-/// Runs `call`, failing the test if it outlives [`BOUND`]; returns its output
-/// and how long it took.
-async fn timed<T>(what: &str, call: impl Future<Output = T>) -> (T, Duration) {
-    let start = Instant::now();
-    let out = tokio::time::timeout(BOUND, call)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: still running after {BOUND:?} (deadline {TIMEOUT:?})"));
-    (out, start.elapsed())
-}
-
-fn assert_deadline(what: &str, elapsed: Duration) {
-    assert!(
-        elapsed >= TIMEOUT - SLACK,
-        "{what}: failed after {elapsed:?}, before its {TIMEOUT:?} deadline"
-    );
-    assert!(elapsed < BOUND, "{what}: took {elapsed:?}");
-}
-
 async fn check_calls(addr: &str, peer: &str) {
     let store = RemoteStore::new(addr, TIMEOUT).unwrap();
 
     let what = format!("get_mids against {peer}");
-    let (result, elapsed) = timed(&what, store.get_mids(&[1, 2])).await;
+    let result = ends_at_deadline(&what, store.get_mids(&[1, 2])).await;
     assert!(result.is_err(), "{what}: {result:?}");
-    assert_deadline(&what, elapsed);
 
     let what = format!("online against {peer}");
-    let (result, elapsed) = timed(&what, store.online()).await;
+    let result = ends_at_deadline(&what, store.online()).await;
     assert!(result.is_err(), "{what}: {result:?}");
-    assert_deadline(&what, elapsed);
 }
 
 #[tokio::test]

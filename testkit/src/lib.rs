@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::codec::Decoder;
 
+pub mod deadline;
 pub mod services;
 
 /// Default wait for something that should arrive.

@@ -3,9 +3,6 @@
 //! a real tonic server whose handlers never return. Real sockets, so real time
 //! (no paused clock).
 
-use std::future::Future;
-use std::time::Duration;
-
 use rim_comet::grpc::GrpcLogic;
 use rim_comet::LogicClient;
 use rim_proto::pb::logic::logic_server::{Logic, LogicServer};
@@ -13,31 +10,10 @@ use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReply, HeartbeatReq,
     NodesReply, NodesReq, OnlineReply, OnlineReq, ReceiveReply, ReceiveReq,
 };
+use rim_testkit::deadline::{ends_at_deadline, silent_tcp_peer, TIMEOUT};
 use tokio::net::TcpListener;
-use tokio::time::Instant;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
-
-/// The deadline given to the client.
-const TIMEOUT: Duration = Duration::from_millis(300);
-/// How much earlier than `TIMEOUT` a call may fail (timer granularity).
-const SLACK: Duration = Duration::from_millis(50);
-/// A call still running after this has not honoured its deadline.
-const BOUND: Duration = Duration::from_secs(5);
-
-/// A peer that accepts connections and holds them open without ever writing a
-/// byte. The accept task lives until the test's runtime shuts down.
-async fn silent_tcp_peer() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    addr
-}
 
 /// A logic whose every RPC never returns.
 struct HungLogic;
@@ -82,24 +58,6 @@ async fn hung_tonic_logic() -> String {
     addr
 }
 
-/// Runs `call`, failing the test if it outlives [`BOUND`]; returns its output
-/// and how long it took.
-async fn timed<T>(what: &str, call: impl Future<Output = T>) -> (T, Duration) {
-    let start = Instant::now();
-    let out = tokio::time::timeout(BOUND, call)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: still running after {BOUND:?} (deadline {TIMEOUT:?})"));
-    (out, start.elapsed())
-}
-
-fn assert_deadline(what: &str, elapsed: Duration) {
-    assert!(
-        elapsed >= TIMEOUT - SLACK,
-        "{what}: failed after {elapsed:?}, before its {TIMEOUT:?} deadline"
-    );
-    assert!(elapsed < BOUND, "{what}: took {elapsed:?}");
-}
-
 async fn check_calls(addrs: &[String], peer: &str) {
     let logic = GrpcLogic::new(addrs, TIMEOUT).unwrap();
 
@@ -109,9 +67,8 @@ async fn check_calls(addrs: &[String], peer: &str) {
         cookie: String::new(),
         token: r#"{"mid":1}"#.into(),
     };
-    let (result, elapsed) = timed(&what, logic.connect(req)).await;
+    let result = ends_at_deadline(&what, logic.connect(req)).await;
     assert!(result.is_err(), "{what}: {result:?}");
-    assert_deadline(&what, elapsed);
 
     let what = format!("heartbeat against {peer}");
     let req = HeartbeatReq {
@@ -119,9 +76,8 @@ async fn check_calls(addrs: &[String], peer: &str) {
         key: "k1".into(),
         server: "comet-1".into(),
     };
-    let (result, elapsed) = timed(&what, logic.heartbeat(req)).await;
+    let result = ends_at_deadline(&what, logic.heartbeat(req)).await;
     assert!(result.is_err(), "{what}: {result:?}");
-    assert_deadline(&what, elapsed);
 }
 
 #[tokio::test]
