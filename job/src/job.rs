@@ -114,6 +114,18 @@ impl Job {
             .insert(server_id.to_owned(), Instant::now() + DEPARTED_MEMORY);
     }
 
+    /// Notes that comet `server_id`, not known to this job, is gone (its
+    /// report is stale and it does not answer): pushes for it fail at once,
+    /// like those for a removed comet, instead of waiting for discovery.
+    pub fn comet_gone(&self, server_id: &str) {
+        if self.comets.get(server_id).is_none() {
+            self.missing
+                .lock()
+                .entry(server_id.to_owned())
+                .or_insert_with(|| Instant::now() + DEPARTED_MEMORY);
+        }
+    }
+
     /// Resolves when a push named a comet the job does not know: comet
     /// discovery should run a round now rather than at its next interval.
     pub async fn discovery_wanted(&self) {
@@ -546,6 +558,23 @@ mod tests {
         let delivery = job.dispatch(push("a", &["k"], 1000, b"y")).await.unwrap();
         assert_eq!(delivery.await, Ok(()));
         assert_eq!(a.calls().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn push_for_a_comet_known_to_be_gone_fails_at_once() {
+        let job = job_with(&[("a", FakeComet::accepting())]);
+        job.comet_gone("dead");
+        let start = Instant::now();
+        let delivery = job
+            .dispatch(push("dead", &["k"], 1000, b"x"))
+            .await
+            .unwrap();
+        assert_eq!(delivery.await, Err(JobError::UnknownComet("dead".into())));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // A known comet is not marked gone.
+        job.comet_gone("a");
+        let delivery = job.dispatch(push("a", &["k"], 1000, b"y")).await.unwrap();
+        assert_eq!(delivery.await, Ok(()));
     }
 
     #[tokio::test(start_paused = true)]

@@ -209,7 +209,9 @@ async fn discover(
                         job.remove_comet(&id);
                         known.remove(&id);
                     }
-                    (false, false) => {}
+                    // A stale report of a comet that does not answer: its
+                    // pushes fail at once rather than wait for discovery.
+                    (false, false) => job.comet_gone(&id),
                 }
             }
             metrics::gauge!("rim_job_comets").set(known.len() as f64);
