@@ -40,6 +40,13 @@ pub struct Config {
     /// gone (goim: 5 minutes). Default `5m`.
     #[serde(with = "humantime_serde")]
     pub online_stale: Duration,
+    /// A comet whose online report is older than this is no longer offered
+    /// to clients (`/goim/nodes/weighted`, `/goim/nodes/instances`, the
+    /// `Nodes` call): three missed reports. Its room counts still count until
+    /// `online_stale`. (goim offers what its discovery service lists, which
+    /// evicts an instance about 90 s after its last renewal.) Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub node_stale: Duration,
     /// The cluster online aggregate is rebuilt when an online or nodes
     /// request finds it older than this (goim refreshes every 10 s). Default `10s`.
     #[serde(with = "humantime_serde")]
@@ -61,6 +68,7 @@ impl Default for Config {
             max_body: 1024 * 1024,
             v1_operation: 5,
             online_stale: Duration::from_secs(5 * 60),
+            node_stale: Duration::from_secs(30),
             online_refresh: Duration::from_secs(10),
             node: NodeConfig::default(),
             backoff: BackoffConfig::default(),
@@ -311,6 +319,9 @@ impl Config {
         }
         if self.online_stale.is_zero() {
             return Err(invalid("online_stale", "must be greater than 0"));
+        }
+        if self.node_stale.is_zero() {
+            return Err(invalid("node_stale", "must be greater than 0"));
         }
         let node = &self.node;
         if node.heartbeat < Duration::from_secs(1) {

@@ -42,6 +42,8 @@ pub(crate) struct Snapshot {
     total: OnlineTotal,
     /// The fresh reports, ordered by server id.
     servers: Vec<ServerOnline>,
+    /// The reports fresh enough (`node_stale`) to offer their comet to clients.
+    nodes: Vec<ServerOnline>,
 }
 
 /// The in-memory aggregate. Readers clone the `Arc` and release the lock at
@@ -164,6 +166,12 @@ impl Logic {
         Ok(self.online_snapshot().await?.servers.clone())
     }
 
+    /// The comets offered to clients (report within `node_stale`), ordered
+    /// by server id.
+    pub async fn online_nodes(&self) -> Result<Vec<ServerOnline>, LogicError> {
+        Ok(self.online_snapshot().await?.nodes.clone())
+    }
+
     /// Forgets a comet (goim v1 `DelServer`): its report and every session
     /// on it. Returns how many sessions were removed.
     pub async fn del_server(&self, server: &str) -> Result<u64, LogicError> {
@@ -196,6 +204,7 @@ impl Logic {
         let reports = self.router.online().await?;
         let now = self.now();
         let stale = i64::try_from(self.config.online_stale.as_secs()).unwrap_or(i64::MAX);
+        let node_stale = i64::try_from(self.config.node_stale.as_secs()).unwrap_or(i64::MAX);
         let mut snapshot = Snapshot {
             generation,
             built_at: Some(Instant::now()),
@@ -211,9 +220,13 @@ impl Logic {
             }
             snapshot.total.conn_count = snapshot.total.conn_count.saturating_add(report.conn_count);
             snapshot.total.ip_count = snapshot.total.ip_count.saturating_add(report.ip_count);
+            if now.saturating_sub(report.updated) <= node_stale {
+                snapshot.nodes.push(report.clone());
+            }
             snapshot.servers.push(report);
         }
         snapshot.servers.sort_by(|a, b| a.server.cmp(&b.server));
+        snapshot.nodes.sort_by(|a, b| a.server.cmp(&b.server));
 
         let snapshot = Arc::new(snapshot);
         let mut current = self.online.current.write();
@@ -227,7 +240,7 @@ impl Logic {
         metrics::gauge!("rim_logic_online_ips").set(snapshot.total.ip_count as f64);
         // Under the snapshot lock so that the balancer follows the same order
         // of refreshes; the balancer lock is never held while taking this one.
-        self.balancer.lock().update(&snapshot.servers);
+        self.balancer.lock().update(&snapshot.nodes);
         *current = snapshot.clone();
         Ok(snapshot)
     }
@@ -322,6 +335,53 @@ mod tests {
         assert_eq!(reply.all_room_count.get("live://1"), Some(&1));
         assert_eq!(logic.online_total().await.unwrap().conn_count, 1);
         assert_eq!(logic.online_servers().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn comets_without_a_recent_report_are_not_offered_to_clients() {
+        let (logic, _rx, clock) = logic();
+        logic
+            .renew_online(report("quiet", &[("live://1", 3)], 3, 3))
+            .await
+            .unwrap();
+        // Exactly node_stale (30 s) old: still offered.
+        clock.set(1_700_000_000 + 30);
+        logic
+            .renew_online(report("live", &[("live://1", 1)], 1, 1))
+            .await
+            .unwrap();
+        let names = |servers: Vec<ServerOnline>| -> Vec<String> {
+            servers.into_iter().map(|s| s.server).collect()
+        };
+        assert_eq!(
+            names(logic.online_nodes().await.unwrap()),
+            ["live", "quiet"]
+        );
+        clock.set(1_700_000_000 + 31);
+        logic
+            .renew_online(report("live", &[("live://1", 1)], 1, 1))
+            .await
+            .unwrap();
+        // No longer offered, by any nodes API ...
+        assert_eq!(names(logic.online_nodes().await.unwrap()), ["live"]);
+        let reply = logic
+            .nodes(rim_proto::pb::logic::NodesReq {
+                platform: "web".into(),
+                client_ip: String::new(),
+            })
+            .await
+            .unwrap();
+        assert!(
+            reply.nodes.iter().all(|n| !n.starts_with("quiet")),
+            "{:?}",
+            reply.nodes
+        );
+        // ... but its rooms count until online_stale.
+        assert_eq!(
+            names(logic.online_servers().await.unwrap()),
+            ["live", "quiet"]
+        );
+        assert_eq!(logic.online_total().await.unwrap().conn_count, 4);
     }
 
     #[tokio::test(start_paused = true)]

@@ -103,10 +103,11 @@ pub(crate) async fn weighted(
     Ok(ok_data(NodesJson::from(reply)))
 }
 
-/// `GET /goim/nodes/instances`: every comet with a fresh online report.
+/// `GET /goim/nodes/instances`: every comet offered to clients (online
+/// report within `node_stale`).
 pub(crate) async fn instances(State(logic): State<Arc<Logic>>) -> Result<Response, ApiError> {
     let instances: Vec<Instance> = logic
-        .online_servers()
+        .online_nodes()
         .await?
         .into_iter()
         .map(|s| Instance {
