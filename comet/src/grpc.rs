@@ -76,7 +76,8 @@ impl CometRpc for CometService {
 /// Serves the comet push service on `listener` until `shutdown` is cancelled,
 /// with the standard `grpc.health.v1.Health` beside it: job asks it whether a
 /// comet whose online report went stale (logic or Redis unavailable) is
-/// still alive before it stops pushing to it.
+/// still alive before it stops pushing to it. The comet is serving under
+/// `goim.comet.Comet` and under [`rim_proto::comet_health_name`] of its id.
 pub async fn serve(
     comet: Arc<Comet>,
     listener: tokio::net::TcpListener,
@@ -84,6 +85,12 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CometServer<CometService>>().await;
+    health
+        .set_service_status(
+            rim_proto::comet_health_name(comet.server_id()),
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(CometService::server(comet))

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rim_proto::pb::comet::comet_client::CometClient as CometRpcClient;
-use rim_proto::pb::comet::comet_server;
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -40,11 +39,12 @@ impl GrpcComet {
         })
     }
 
-    /// Whether the comet answers `grpc.health.v1.Health` as serving
-    /// `goim.comet.Comet` within the call timeout.
-    pub async fn serving(&self) -> bool {
+    /// Whether comet `server_id` answers at this address: `grpc.health.v1`
+    /// says [`rim_proto::comet_health_name`] of it is serving, within the
+    /// call timeout. Another comet now at the address answers `NOT_FOUND`.
+    pub async fn serving(&self, server_id: &str) -> bool {
         let req = HealthCheckRequest {
-            service: comet_server::SERVICE_NAME.to_owned(),
+            service: rim_proto::comet_health_name(server_id),
         };
         match self.health.clone().check(req).await {
             Ok(reply) => reply.into_inner().status == ServingStatus::Serving as i32,

@@ -150,9 +150,9 @@ impl Job {
     }
 
     /// Routes one record. Awaits only the bounded enqueue (backpressure);
-    /// the returned [`Delivery`] resolves when every comet the record targets
-    /// has accepted it (`Ok`) or some target failed (`Err`, already logged
-    /// and counted).
+    /// the returned [`Delivery`] resolves once every comet the record targets
+    /// has settled: `Ok` when all accepted it, `Err` when some target failed
+    /// (already logged and counted).
     ///
     /// `Err` here means the record was not routed at all: an unknown type, a
     /// PUSH without keys, a ROOM without a room, or a job that is shut down
@@ -277,7 +277,7 @@ impl Job {
         });
         let hash = route_hash(msg.operation);
         let timeout = self.config.enqueue_timeout;
-        let receivers = fan_out(&comets, hash, &request, 1, timeout).await;
+        let receivers = fan_out(&comets, hash, &request, 1, |_| timeout).await;
         Ok(Delivery::waiting(receivers))
     }
 

@@ -4,16 +4,18 @@
 //!
 //! A batch is what is already queued when the batcher takes its first message
 //! (up to `room.batch`), plus, only if `room.window` > 0, what arrives within
-//! the window. The batcher awaits every comet's outcome before taking the next
-//! batch, so a quiet room flushes each message at once while messages that
+//! the window. The batcher awaits the comets' outcomes (up to `room.pace`)
+//! before taking the next batch, so a quiet room flushes each message at once while messages that
 //! arrive during a flush coalesce into the next one (goim instead waits up to
 //! `signal` = 1 s for every batch). Per-comet order is kept because each batch
 //! of a room goes to the same worker of each comet, so pacing is not needed
 //! for order: a batcher waits at most `room.pace` for a batch, and a comet
-//! that missed it is "lagging": no room waits for it until it accepts a
-//! batch again. A hung comet therefore delays the other comets' room
-//! deliveries once, by at most `room.pace`, not by its call timeout on every
-//! batch until its breaker opens.
+//! that missed it is "lagging": no room waits for it, nor for room in its
+//! queue, until it accepts a batch within `room.pace` again. A hung comet
+//! therefore delays the other comets' room deliveries once, by at most
+//! `room.pace`, not by its call timeout on every batch until its breaker
+//! opens. `room.pace = 0` never waits: batches coalesce only while the room's
+//! queue is being filled faster than it is flushed.
 //!
 //! Idle exit without loss (goim issue #383): producers `try_send` under the
 //! map lock; a batcher retires only under that lock with an empty queue,
@@ -42,7 +44,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, RoomConfig};
 use crate::delivery::{Ack, Settled};
-use crate::routine::{fan_out, route_hash, Comets, Request};
+use crate::routine::{fan_out, route_hash, CometHandle, Comets, Request};
 use crate::{metrics, JobError};
 
 /// How often a send retries after finding its batcher's queue closed. One
@@ -212,10 +214,15 @@ impl Rooms {
         drop(batchers);
     }
 
-    /// Notes a comet's answer to a room batch: one that accepted is waited
-    /// for again.
-    fn answered(&self, comet: &Arc<str>, outcome: &Result<(), JobError>) {
-        if outcome.is_ok() && self.lagging.lock().remove(comet) {
+    /// Notes a lagging comet's answer to a room batch sent at `sent`: one
+    /// that accepted it within `room.pace` keeps up again and is waited for.
+    /// (An answer to a batch that waited behind its backlog does not count,
+    /// or a draining comet would be waited for, and found slow, by turns.)
+    fn answered(&self, comet: &Arc<str>, outcome: &Result<(), JobError>, sent: Instant) {
+        if outcome.is_ok()
+            && sent.elapsed() <= self.config.pace
+            && self.lagging.lock().remove(comet)
+        {
             info!(comet = %comet, "comet takes room batches again");
         }
     }
@@ -340,18 +347,38 @@ impl Batcher {
                 room_id: self.room.clone(),
                 proto: Some(proto),
             });
-            let timeout = self.rooms.enqueue_timeout;
-            let receivers = fan_out(&comets, self.hash, &request, messages as u64, timeout).await;
             let names: Vec<Arc<str>> = comets.iter().map(|c| c.server().clone()).collect();
-            drop(comets);
-            let mut paced: HashSet<Arc<str>> = {
-                let lagging = self.rooms.lagging.lock();
-                names
-                    .iter()
-                    .filter(|n| !lagging.contains(*n))
-                    .cloned()
-                    .collect()
+            let lagging: HashSet<Arc<str>> = {
+                let mut lagging = self.rooms.lagging.lock();
+                // Comets that were removed are forgotten.
+                lagging.retain(|n| names.contains(n));
+                lagging.clone()
             };
+            // A lagging comet's queue gets the batch only if it has room at
+            // once: waiting for it would hold every comet's next batch.
+            let timeout = self.rooms.enqueue_timeout;
+            let enqueue_timeout = |c: &CometHandle| {
+                if lagging.contains(c.server()) {
+                    Duration::ZERO
+                } else {
+                    timeout
+                }
+            };
+            let sent = Instant::now();
+            let receivers = fan_out(
+                &comets,
+                self.hash,
+                &request,
+                messages as u64,
+                enqueue_timeout,
+            )
+            .await;
+            drop(comets);
+            let mut paced: HashSet<Arc<str>> = names
+                .iter()
+                .filter(|n| !lagging.contains(*n))
+                .cloned()
+                .collect();
             let mut waiting: FuturesUnordered<_> =
                 names
                     .into_iter()
@@ -361,11 +388,10 @@ impl Batcher {
                     })
                     .collect();
             let mut settled = Settled::default();
-            let deadline = Instant::now() + self.rooms.config.pace;
+            let deadline = sent + self.rooms.config.pace;
             while !paced.is_empty() {
                 match tokio::time::timeout_at(deadline, waiting.next()).await {
                     Ok(Some((name, outcome))) => {
-                        self.rooms.answered(&name, &outcome);
                         paced.remove(&name);
                         settled.add(outcome);
                     }
@@ -382,7 +408,7 @@ impl Batcher {
             }
             // Comets not waited for may have answered already.
             while let Some(Some((name, outcome))) = waiting.next().now_or_never() {
-                self.rooms.answered(&name, &outcome);
+                self.rooms.answered(&name, &outcome, sent);
                 settled.add(outcome);
             }
             if !waiting.is_empty() {
@@ -390,7 +416,7 @@ impl Batcher {
                 let rooms = self.rooms.clone();
                 self.rooms.tracker.spawn(async move {
                     while let Some((name, outcome)) = waiting.next().await {
-                        rooms.answered(&name, &outcome);
+                        rooms.answered(&name, &outcome, sent);
                         settled.add(outcome);
                     }
                     let outcome = settled.outcome();
@@ -587,6 +613,54 @@ mod tests {
             .unwrap();
         assert_eq!(job.active_rooms(), 1);
         assert_eq!(a.calls().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_comet_draining_a_backlog_is_waited_for_only_once_it_keeps_up() {
+        let (slow, gate) = FakeComet::gated();
+        let fast = FakeComet::accepting();
+        let job = Job::new(Config {
+            push_timeout: Duration::from_secs(60),
+            ..Config::default()
+        });
+        job.add_comet("slow", slow.clone());
+        job.add_comet("fast", fast.clone());
+        let pace = RoomConfig::default().pace;
+        let start = Instant::now();
+
+        // The slow comet misses the first batch's pace: it is lagging.
+        let d0 = job.dispatch(room("r", 1, "0")).await.unwrap();
+        fast.wait_calls(1).await;
+        let d1 = job.dispatch(room("r", 1, "1")).await.unwrap();
+        fast.wait_calls(2).await;
+        assert_eq!(Instant::now() - start, pace);
+
+        // It answers its backlog late: still lagging, not waited for.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        gate.add_permits(2);
+        assert_eq!(d0.await, Ok(()));
+        assert_eq!(d1.await, Ok(()));
+        let t = Instant::now();
+        let d2 = job.dispatch(room("r", 1, "2")).await.unwrap();
+        fast.wait_calls(3).await;
+        let d3 = job.dispatch(room("r", 1, "3")).await.unwrap();
+        fast.wait_calls(4).await;
+        assert_eq!(
+            Instant::now(),
+            t,
+            "a comet answering late is not waited for"
+        );
+
+        // It answers batches within the pace: it keeps up, and is waited for again.
+        gate.add_permits(2);
+        assert_eq!(d2.await, Ok(()));
+        assert_eq!(d3.await, Ok(()));
+        let t = Instant::now();
+        let _d4 = job.dispatch(room("r", 1, "4")).await.unwrap();
+        fast.wait_calls(5).await;
+        let _d5 = job.dispatch(room("r", 1, "5")).await.unwrap();
+        fast.wait_calls(6).await;
+        assert_eq!(Instant::now() - t, pace, "a comet keeping up is waited for");
     }
 
     #[tokio::test(start_paused = true)]

@@ -96,15 +96,16 @@ fn fail(server: &str, task: Task, err: JobError) {
     task.ack.resolve(Err(err));
 }
 
-/// Enqueues `request` on every one of `comets` concurrently (so a full
-/// queue delays the others by nothing) and returns one receiver per comet.
-/// Each part that cannot be enqueued is already failed, logged and counted.
+/// Enqueues `request` on every one of `comets` concurrently, waiting for
+/// room in each comet's queue at most `timeout(comet)`, and returns one
+/// receiver per comet. Each part that cannot be enqueued is already failed,
+/// logged and counted.
 pub(crate) async fn fan_out(
     comets: &[Arc<CometHandle>],
     hash: u64,
     request: &Request,
     messages: u64,
-    timeout: Duration,
+    timeout: impl Fn(&CometHandle) -> Duration,
 ) -> Vec<oneshot::Receiver<Result<(), JobError>>> {
     let mut receivers = Vec::with_capacity(comets.len());
     let mut sends = Vec::with_capacity(comets.len());
@@ -115,7 +116,7 @@ pub(crate) async fn fan_out(
             request: request.clone(),
             ack,
         };
-        sends.push(comet.enqueue(hash, task, timeout));
+        sends.push(comet.enqueue(hash, task, timeout(comet)));
     }
     futures_util::future::join_all(sends).await;
     receivers

@@ -92,7 +92,7 @@ async fn check_calls(addr: &str, peer: &str) {
     assert!(result.is_err(), "{what}: {result:?}");
 
     let what = format!("serving() against {peer}");
-    let serving = ends_at_deadline(&what, comet.serving()).await;
+    let serving = ends_at_deadline(&what, comet.serving("c1")).await;
     assert!(!serving, "{what}: reported serving");
 }
 

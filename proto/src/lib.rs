@@ -26,6 +26,13 @@ pub use error::ProtoError;
 pub use frame::{encode_raw_push, BatchIter, Frame, HEADER_LEN, MAX_BODY_DEFAULT, PUSH_VER};
 pub use op::Op;
 
+/// The `grpc.health.v1` service name under which comet `server_id` reports
+/// itself serving: goim's comet service name plus the server id, so a health
+/// check also proves which comet answers at an address.
+pub fn comet_health_name(server_id: &str) -> String {
+    format!("{}/{server_id}", pb::comet::comet_server::SERVICE_NAME)
+}
+
 /// Generated protobuf messages and gRPC services.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 pub mod pb {

@@ -29,6 +29,20 @@ impl RouterService {
     }
 }
 
+/// Records a router RPC's latency when dropped, so a call cancelled by its
+/// caller's deadline is recorded too.
+struct RequestTimer {
+    method: &'static str,
+    start: Instant,
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        metrics::histogram!("rim_router_request_seconds", "method" => self.method)
+            .record(self.start.elapsed().as_secs_f64());
+    }
+}
+
 /// Runs one store call of RPC `method`: its latency goes to
 /// `rim_router_request_seconds{method}` and a failure (the store, e.g. Redis,
 /// unavailable) to `rim_router_store_errors_total{method}` before it is
@@ -37,10 +51,11 @@ async fn observed<T>(
     method: &'static str,
     call: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, Status> {
-    let start = Instant::now();
+    let _timer = RequestTimer {
+        method,
+        start: Instant::now(),
+    };
     let result = call.await;
-    metrics::histogram!("rim_router_request_seconds", "method" => method)
-        .record(start.elapsed().as_secs_f64());
     result.map_err(|e| {
         metrics::counter!("rim_router_store_errors_total", "method" => method).increment(1);
         Status::unavailable(e.to_string())

@@ -1,13 +1,14 @@
 //! `rim job`: consumes the push topic and fans records out to comets over
 //! gRPC. Comets come from a static list and from discovery: the comets'
 //! online reports in the router shards carry their gRPC address. A comet
-//! whose report is older than `comet_ttl` is dropped once it also fails a
-//! `grpc.health.v1` check, so a live comet is not forgotten while logic or
-//! Redis cannot relay its reports.
+//! whose report is older than `comet_ttl` is dropped once it also fails
+//! three `grpc.health.v1` checks in a row (the check names the comet's
+//! server id, so another comet now at its address does not count), so a
+//! live comet is not forgotten while logic or Redis cannot relay its reports.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rim_job::grpc::GrpcComet;
 use serde::Deserialize;
@@ -87,6 +88,13 @@ impl JobProcessConfig {
     }
 }
 
+/// Consecutive failed health checks after which a known comet whose report
+/// is stale is removed.
+const FAILED_CHECKS_TO_LEAVE: u32 = 3;
+
+/// How long a stale report whose comet did not answer is left unprobed.
+const STALE_PROBE_BACKOFF: Duration = Duration::from_secs(10);
+
 /// A gRPC client for comet `id` at `addr`, or `None` (logged) for a bad address.
 fn comet_client(id: &str, addr: &str, timeout: Duration) -> Option<GrpcComet> {
     match GrpcComet::new(addr, timeout) {
@@ -132,6 +140,10 @@ async fn discover(
     let mut known: HashMap<String, (String, GrpcComet)> = HashMap::new();
     // Known comets kept on a health check alone (their report is stale).
     let mut unreported: HashSet<String> = HashSet::new();
+    // Known comets' consecutive failed health checks.
+    let mut failed_checks: HashMap<String, u32> = HashMap::new();
+    // Stale reports whose comet did not answer: not probed again before then.
+    let mut retry_after: HashMap<String, Instant> = HashMap::new();
     loop {
         let mut desired: HashMap<String, String> = config
             .comets
@@ -163,6 +175,8 @@ async fn discover(
         if discovered {
             for (id, addr) in &desired {
                 unreported.remove(id);
+                failed_checks.remove(id);
+                retry_after.remove(id);
                 if known.get(id).map(|(a, _)| a) != Some(addr) {
                     if let Some(client) = comet_client(id, addr, config.connect_timeout) {
                         info!(server = %id, addr = %addr, "comet joined");
@@ -179,20 +193,26 @@ async fn discover(
                 .filter(|(id, _)| !desired.contains_key(*id))
                 .map(|(id, (addr, client))| (id.clone(), addr.clone(), client.clone()))
                 .collect();
+            let now = Instant::now();
+            retry_after.retain(|_, until| *until > now);
             for (id, addr) in stale_reports {
-                if !desired.contains_key(&id) && !known.contains_key(&id) {
+                let skip = desired.contains_key(&id)
+                    || known.contains_key(&id)
+                    || retry_after.contains_key(&id);
+                if !skip {
                     if let Some(client) = comet_client(&id, &addr, config.connect_timeout) {
                         probes.push((id, addr, client));
                     }
                 }
             }
             let alive = futures_util::future::join_all(
-                probes.iter().map(|(_, _, client)| client.serving()),
+                probes.iter().map(|(id, _, client)| client.serving(id)),
             )
             .await;
             for ((id, addr, client), alive) in probes.into_iter().zip(alive) {
                 match (alive, known.contains_key(&id)) {
                     (true, true) => {
+                        failed_checks.remove(&id);
                         if unreported.insert(id.clone()) {
                             warn!(server = %id, "comet's online report is stale; kept while it answers health checks");
                         }
@@ -204,14 +224,26 @@ async fn discover(
                         known.insert(id, (addr, client));
                     }
                     (false, true) => {
-                        info!(server = %id, "comet left (no fresh report, no health answer)");
+                        // One missed check (a busy comet, a lost packet) is
+                        // not a departure.
+                        let failed = failed_checks.entry(id.clone()).or_default();
+                        *failed += 1;
+                        if *failed < FAILED_CHECKS_TO_LEAVE {
+                            continue;
+                        }
+                        info!(server = %id, checks = *failed, "comet left (no fresh report, no health answer)");
+                        failed_checks.remove(&id);
                         unreported.remove(&id);
                         job.remove_comet(&id);
                         known.remove(&id);
                     }
                     // A stale report of a comet that does not answer: its
-                    // pushes fail at once rather than wait for discovery.
-                    (false, false) => job.comet_gone(&id),
+                    // pushes fail at once rather than wait for discovery, and
+                    // it is asked again only after a while.
+                    (false, false) => {
+                        job.comet_gone(&id);
+                        retry_after.insert(id, now + STALE_PROBE_BACKOFF);
+                    }
                 }
             }
             metrics::gauge!("rim_job_comets").set(known.len() as f64);
