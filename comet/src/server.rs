@@ -439,8 +439,8 @@ impl Comet {
     }
 
     /// Tells logic this comet is gone (an online report with `offline`), so
-    /// its report and sessions are dropped now rather than when they go
-    /// stale. Best effort: a comet that cannot reach logic just goes stale.
+    /// its report is marked stale now rather than when reports stop coming.
+    /// Best effort: a comet that cannot reach logic just goes stale.
     async fn sign_off(&self) {
         let req = OnlineReq {
             server: self.server_id.clone(),

@@ -109,9 +109,8 @@ impl Job {
             debug!(server = server_id, "remove of unknown comet ignored");
             return;
         }
-        self.missing
-            .lock()
-            .insert(server_id.to_owned(), Instant::now() + DEPARTED_MEMORY);
+        // `add_comet` cleared any earlier mark, so this sets a fresh one.
+        self.mark_departed(server_id);
     }
 
     /// Notes that comet `server_id`, not known to this job, is gone (its
@@ -119,11 +118,17 @@ impl Job {
     /// like those for a removed comet, instead of waiting for discovery.
     pub fn comet_gone(&self, server_id: &str) {
         if self.comets.get(server_id).is_none() {
-            self.missing
-                .lock()
-                .entry(server_id.to_owned())
-                .or_insert_with(|| Instant::now() + DEPARTED_MEMORY);
+            self.mark_departed(server_id);
         }
+    }
+
+    /// Pushes for `server_id` fail at once for `DEPARTED_MEMORY`; an
+    /// existing mark keeps its end.
+    fn mark_departed(&self, server_id: &str) {
+        self.missing
+            .lock()
+            .entry(server_id.to_owned())
+            .or_insert_with(|| Instant::now() + DEPARTED_MEMORY);
     }
 
     /// Resolves when a push named a comet the job does not know: comet

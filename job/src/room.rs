@@ -5,15 +5,15 @@
 //! A batch is what is already queued when the batcher takes its first message
 //! (up to `room.batch`), plus, only if `room.window` > 0, what arrives within
 //! the window. The batcher awaits the comets' outcomes (up to `room.pace`)
-//! before taking the next batch, so a quiet room flushes each message at once while messages that
-//! arrive during a flush coalesce into the next one (goim instead waits up to
-//! `signal` = 1 s for every batch). Per-comet order is kept because each batch
-//! of a room goes to the same worker of each comet, so pacing is not needed
-//! for order: a batcher waits at most `room.pace` for a batch, and a comet
-//! that missed it is "lagging": no room waits for it, nor for room in its
-//! queue, until it accepts a batch within `room.pace` again. A hung comet
-//! therefore delays the other comets' room deliveries once, by at most
-//! `room.pace`, not by its call timeout on every batch until its breaker
+//! before taking the next batch, so a quiet room flushes each message at once
+//! while messages that arrive during a flush coalesce into the next one (goim
+//! instead waits up to `signal` = 1 s for every batch). Per-comet order is kept
+//! because each batch of a room goes to the same worker of each comet, so
+//! pacing is not needed for order: a batcher waits at most `room.pace` for a
+//! batch, and a comet that missed it is "lagging": no room waits for it, nor
+//! for room in its queue, until it accepts a batch within `room.pace` again. A
+//! hung comet therefore delays the other comets' room deliveries once, by at
+//! most `room.pace`, not by its call timeout on every batch until its breaker
 //! opens. `room.pace = 0` never waits: batches coalesce only while the room's
 //! queue is being filled faster than it is flushed.
 //!
