@@ -707,6 +707,11 @@ mod tests {
     /// goim issue #383: a batcher that exits while producers still hold its
     /// sender must not lose their messages. `idle = 0` retires a batcher every
     /// time its queue runs empty, so producers race the exit constantly.
+    ///
+    /// How often a batcher finds its queue empty depends on scheduling (a
+    /// starved batcher can find every message queued at once), so rounds are
+    /// repeated until batchers have retired and restarted several times;
+    /// every message of every round must arrive exactly once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn idle_exit_under_concurrent_sends_loses_nothing() {
         let cases = [
@@ -714,6 +719,8 @@ mod tests {
             (Duration::from_micros(50), 1024),
             (Duration::ZERO, 2),
         ];
+        let rooms = ["r0", "r1", "r2"];
+        let (producers, per_producer, max_rounds) = (4, 150, 20);
         for (idle, queue) in cases {
             let a = FakeComet::accepting();
             let config = RoomConfig {
@@ -723,46 +730,48 @@ mod tests {
                 ..RoomConfig::default()
             };
             let job = room_job(config, &[("a", a.clone())]);
-            let producers = 4;
-            let per_producer = 150;
-            let rooms = ["r0", "r1", "r2"];
-            let mut tasks = Vec::new();
-            for p in 0..producers {
-                let job = job.clone();
-                tasks.push(tokio::spawn(async move {
-                    let mut deliveries = Vec::new();
-                    for i in 0..per_producer {
-                        let room_id = rooms[(p + i) % rooms.len()];
-                        let body = format!("{p}:{i}");
-                        deliveries.push(job.dispatch(room(room_id, 1, body)).await.unwrap());
-                        if i % 7 == 0 {
-                            tokio::time::sleep(Duration::from_micros(100)).await;
-                        } else {
-                            tokio::task::yield_now().await;
+            let mut rounds = 0;
+            while rounds < max_rounds && job.rooms_started() <= 3 * rooms.len() as u64 {
+                let mut tasks = Vec::new();
+                for p in 0..producers {
+                    let job = job.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut deliveries = Vec::new();
+                        for i in 0..per_producer {
+                            let room_id = rooms[(p + i) % rooms.len()];
+                            let body = format!("{rounds}:{p}:{i}");
+                            deliveries.push(job.dispatch(room(room_id, 1, body)).await.unwrap());
+                            if i % 7 == 0 {
+                                tokio::time::sleep(Duration::from_micros(100)).await;
+                            } else {
+                                tokio::task::yield_now().await;
+                            }
                         }
-                    }
-                    for delivery in deliveries {
-                        assert_eq!(delivery.await, Ok(()));
-                    }
-                }));
+                        for delivery in deliveries {
+                            assert_eq!(delivery.await, Ok(()));
+                        }
+                    }));
+                }
+                for task in tasks {
+                    task.await.unwrap();
+                }
+                rounds += 1;
             }
-            for task in tasks {
-                task.await.unwrap();
-            }
+            let sent = producers * per_producer * rounds;
             let mut seen: Vec<String> = a
                 .calls()
                 .iter()
                 .flat_map(bodies)
                 .map(|b| String::from_utf8(b.to_vec()).unwrap())
                 .collect();
-            assert_eq!(seen.len(), producers * per_producer, "idle {idle:?}");
+            assert_eq!(seen.len(), sent, "idle {idle:?}, queue {queue}");
             seen.sort();
             seen.dedup();
-            assert_eq!(seen.len(), producers * per_producer, "no duplicates");
+            assert_eq!(seen.len(), sent, "no duplicates");
             let started = job.rooms_started();
             assert!(
                 started > 3 * rooms.len() as u64,
-                "batchers retired and restarted"
+                "idle {idle:?}, queue {queue}: only {started} batchers started in {rounds} rounds"
             );
             job.shutdown().await;
         }
