@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::Rim;
+use common::{test_config, Rim};
 use rim_proto::{Frame, Op};
 use rim_testkit::{Client, Token};
 
@@ -385,7 +385,12 @@ async fn same_key_reconnect_kicks_the_old_session() {
 
 #[tokio::test]
 async fn heartbeat_reply_carries_room_online_count() {
-    let rim = Rim::start().await;
+    // With no online report yet, the reply counts the room's members on this
+    // comet, exactly. (With the test's 50 ms reports, a report taken between
+    // two joins would answer the cluster count of that moment instead.)
+    let mut config = test_config();
+    config.comet.online_report_interval = Duration::from_secs(3600);
+    let rim = Rim::start_with(config).await;
     let mut a = Client::connect(rim.tcp(), false, &Token::new(1, "a", "live://1000"))
         .await
         .unwrap();

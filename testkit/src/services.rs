@@ -30,12 +30,14 @@ pub fn redis() -> Option<String> {
     lookup("RIM_TEST_REDIS", "Redis")
 }
 
-/// A name unique to this process and moment, for topics, groups and keys
-/// that concurrent tests must not share.
+/// A name unique to this process, moment and call, for topics, groups, keys
+/// and directories that concurrent tests must not share.
 pub fn unique(prefix: &str) -> String {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{prefix}-{}-{nanos}", std::process::id())
+    format!("{prefix}-{}-{nanos}-{call}", std::process::id())
 }

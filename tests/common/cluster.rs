@@ -149,11 +149,18 @@ async fn spawn_router(dir: &Path, name: &str, store: &str, bind: &str) -> Proc {
     Proc::spawn(dir, "router", name, &config).await
 }
 
-async fn spawn_logic(dir: &Path, name: &str, router_list: &str, kafka: &str, topic: &str) -> Proc {
+async fn spawn_logic(
+    dir: &Path,
+    name: &str,
+    router_list: &str,
+    opts: &Options,
+    topic: &str,
+) -> Proc {
+    let (kafka, timeout) = (&opts.kafka, opts.kafka_timeout);
     let config = format!(
         "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n\n\
          [logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n\n\
-         [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ntimeout = \"3s\"\npartitions = 4\n"
+         [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ntimeout = \"{timeout}\"\npartitions = 4\n"
     );
     Proc::spawn(dir, "logic", name, &config).await
 }
@@ -182,18 +189,18 @@ async fn spawn_comet(
 /// A job; `comets` is its comet source (`[[routers]]` or `[[comets]]` tables).
 async fn spawn_job(
     dir: &Path,
-    kafka: &str,
+    opts: &Options,
     topic: &str,
     group: &str,
     comets: &str,
-    comet_ttl: &str,
     name: &str,
 ) -> Proc {
+    let (kafka, comet_ttl, push_timeout) = (&opts.kafka, opts.comet_ttl, opts.push_timeout);
     let config = format!(
         "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"{comet_ttl}\"\n{comets}\n\
          [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
          properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
-         [job]\npush_timeout = \"2s\"\nretries = 1\n"
+         [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\n"
     );
     Proc::spawn(dir, "job", name, &config).await
 }
@@ -236,6 +243,7 @@ pub fn signal(child: &Child, sig: &str) {
 }
 
 /// Knobs of a test cluster.
+#[derive(Clone)]
 pub struct Options {
     pub kafka: String,
     /// Router store: `None` for memory, `Some(url)` for Redis.
@@ -250,6 +258,11 @@ pub struct Options {
     pub comet_ttl: &'static str,
     /// Job: the comets as a static `[[comets]]` list, no discovery.
     pub static_comets: bool,
+    /// Job: the deadline of one call to a comet.
+    pub push_timeout: &'static str,
+    /// Logic: how long a push waits for Kafka's acknowledgement before 503.
+    /// Generous by default: two loaded cores can slow the broker for seconds.
+    pub kafka_timeout: &'static str,
 }
 
 /// 2 routers, 1 logic, N comets, 1 job; more of each can be added.
@@ -258,15 +271,14 @@ pub struct Cluster {
     pub name: String,
     pub topic: String,
     pub group: String,
-    pub kafka: String,
     pub routers: Vec<Proc>,
     pub logic: Proc,
     pub comets: Vec<Proc>,
     pub job: Proc,
     pub http: Http,
     store: String,
-    session_refresh: &'static str,
-    comet_ttl: &'static str,
+    /// The knobs it was started with, for the processes added later.
+    opts: Options,
     /// The job's comet source: `[[routers]]` (discovery) or `[[comets]]`.
     discovery: String,
     spawned: usize,
@@ -288,7 +300,7 @@ impl Cluster {
             routers.push(spawn_router(&dir, &name, &store, "127.0.0.1:0").await);
         }
         let router_list = router_list(&routers);
-        let logic = spawn_logic(&dir, "logic", &router_list, &opts.kafka, &topic).await;
+        let logic = spawn_logic(&dir, "logic", &router_list, &opts, &topic).await;
         let mut comets = Vec::new();
         for i in 1..=opts.comets {
             let grpc = logic.addr("grpc");
@@ -310,32 +322,21 @@ impl Cluster {
             router_list
         };
         let mut cluster = Cluster {
-            job: spawn_job(
-                &dir,
-                &opts.kafka,
-                &topic,
-                &group,
-                &discovery,
-                opts.comet_ttl,
-                "job",
-            )
-            .await,
+            job: spawn_job(&dir, &opts, &topic, &group, &discovery, "job").await,
             http: Http::new(logic.addr("http").parse().unwrap()),
             dir,
             name: name.to_owned(),
             topic,
             group,
-            kafka: opts.kafka,
             routers,
             logic,
             comets,
             store,
-            session_refresh: opts.session_refresh,
-            comet_ttl: opts.comet_ttl,
+            opts,
             discovery,
             spawned: 0,
         };
-        if opts.wait_for_job {
+        if cluster.opts.wait_for_job {
             let n = cluster.comets.len();
             cluster.wait_for_comets(n).await;
         }
@@ -359,11 +360,10 @@ impl Cluster {
     pub async fn spawn_job(&mut self, name: &str) -> Proc {
         spawn_job(
             &self.dir,
-            &self.kafka,
+            &self.opts,
             &self.topic,
             &self.group,
             &self.discovery,
-            self.comet_ttl,
             name,
         )
         .await
@@ -373,14 +373,14 @@ impl Cluster {
     pub async fn add_logic(&mut self) -> Proc {
         let name = self.next_name("logic");
         let list = router_list(&self.routers);
-        spawn_logic(&self.dir, &name, &list, &self.kafka, &self.topic).await
+        spawn_logic(&self.dir, &name, &list, &self.opts, &self.topic).await
     }
 
     /// A further comet, reporting through the first logic; returns its index.
     pub async fn add_comet(&mut self) -> usize {
         let i = self.comets.len() + 1;
         let grpc = self.logic.addr("grpc");
-        let comet = spawn_comet(&self.dir, &self.name, i, &grpc, self.session_refresh).await;
+        let comet = spawn_comet(&self.dir, &self.name, i, &grpc, self.opts.session_refresh).await;
         self.comets.push(comet);
         i - 1
     }

@@ -82,7 +82,8 @@ async fn a_connection_over_its_frame_rate_is_closed() {
         ..config()
     })
     .await;
-    // The auth frame counts: four heartbeats fit in the same second.
+    // Five heartbeats fit in one second; the limit counts per calendar
+    // second, so a burst that straddles a second boundary may get ten.
     let mut client = h.tcp_client("chatty", "", &[]).await;
     for seq in 0..20 {
         client.send(1, 2, seq, b"").await;
@@ -97,7 +98,7 @@ async fn a_connection_over_its_frame_rate_is_closed() {
             Err(_) => panic!("connection still open after 20 frames in a second"),
         }
     }
-    assert!(replies <= 5, "{replies} heartbeats answered");
+    assert!(replies < 2 * 5, "{replies} heartbeats answered");
     assert_eq!(next(&mut h.events.disconnects).await.key, "chatty");
     assert_eq!(
         recorder.counter("rim_comet_disconnects_total{reason=frame_rate}"),

@@ -367,7 +367,11 @@ async fn the_watch_reloads_changed_files_and_skips_broken_ones() {
     old.auth(&token(1, "watched", "", &[])).await;
 
     // A certificate file that is not PEM: reported once, A keeps serving.
-    fs::write(&files.cert, "garbage").unwrap();
+    // Written aside and renamed, as deployments do, so the watch never
+    // reads a half-written file (which would be a second error).
+    let aside = files.cert.with_extension("new");
+    fs::write(&aside, "garbage").unwrap();
+    fs::rename(&aside, &files.cert).unwrap();
     wait_until("the broken file is reported", async || {
         recorder.counter("rim_comet_tls_reloads_total{result=error}") == 1
     })
