@@ -41,9 +41,7 @@ up() {
   log "building the release binary (if out of date)"
   cargo build --release --locked
   # Stop the services on `down` only if this script started them.
-  if ! scripts/services.sh status; then
-    touch "$DIR/services-started"
-  fi
+  scripts/services.sh stopped >"$DIR/services-started"
   scripts/services.sh up
   eval "$(scripts/services.sh env)"
   local kafka="$RIM_TEST_KAFKA" redis="$RIM_TEST_REDIS"
@@ -129,10 +127,11 @@ down() {
     fi
     rm -f "$pidfile"
   done
-  if [ -e "$DIR/services-started" ]; then
-    scripts/services.sh down
-    rm -f "$DIR/services-started"
+  if [ -s "$DIR/services-started" ]; then
+    # shellcheck disable=SC2046 # one word per service
+    scripts/services.sh down $(cat "$DIR/services-started")
   fi
+  rm -f "$DIR/services-started"
 }
 
 status() {

@@ -4,8 +4,10 @@
 # (Debian's redis-server). Idempotent.
 #
 #   scripts/services.sh up     install if missing, start, wait until ready
-#   scripts/services.sh down   stop what `up` started
-#   scripts/services.sh status exit 0 if both services of this checkout run
+#   scripts/services.sh down [kafka|redis]...    stop what `up` started (default: both)
+#   scripts/services.sh status [kafka|redis]...  exit 0 if these services of this
+#                                                checkout run (default: both)
+#   scripts/services.sh stopped                  print the services not running
 #   scripts/services.sh env    print the environment the tests read
 #
 # Ports: RIM_KAFKA_PORT (default 19092), RIM_REDIS_PORT (default 16379).
@@ -83,8 +85,26 @@ up() {
   fi
 }
 
+check_names() { # exits on a name that is not a service
+  for name in "$@"; do
+    case "$name" in kafka|redis) ;; *) log "unknown service $name"; exit 2 ;; esac
+  done
+}
+
+status() {
+  check_names "$@"
+  [ $# -gt 0 ] || set -- kafka redis
+  for name in "$@"; do running "$name" || return 1; done
+}
+
+stopped() {
+  for name in kafka redis; do running "$name" || echo "$name"; done
+}
+
 down() {
-  for name in kafka redis; do
+  check_names "$@"
+  [ $# -gt 0 ] || set -- kafka redis
+  for name in "$@"; do
     if running "$name"; then
       kill "$(cat "$DIR/$name.pid")" 2>/dev/null || true
       log "stopped $name"
@@ -99,10 +119,13 @@ env_() {
   echo "export RIM_TEST_TANSU=$(tansu_bin)"
 }
 
-case "${1:-}" in
+cmd="${1:-}"
+shift || true
+case "$cmd" in
   up) up ;;
-  down) down ;;
-  status) running redis && running kafka ;;
+  down) down "$@" ;;
+  status) status "$@" ;;
+  stopped) stopped ;;
   env) env_ ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|stopped|env" >&2; exit 2 ;;
 esac

@@ -13,8 +13,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "services (Kafka-protocol broker, Redis)"
 # Stop on exit what this run started; services already up are left running.
-if ! scripts/services.sh status; then
-  trap 'scripts/services.sh down' EXIT
+started="$(scripts/services.sh stopped | tr '\n' ' ')"
+if [ -n "$started" ]; then
+  # shellcheck disable=SC2086 # one word per service
+  trap "scripts/services.sh down $started" EXIT
 fi
 scripts/services.sh up
 eval "$(scripts/services.sh env)"
