@@ -37,3 +37,29 @@ pub trait LogicClient: Send + Sync + 'static {
     /// Hands an upstream client frame (op 4 and other non-protocol ops) to logic.
     async fn receive(&self, req: ReceiveReq) -> Result<(), LogicError>;
 }
+
+/// A logic for unit tests that register sessions themselves: it refuses
+/// every `connect`, accepts the other calls, and never answers an online
+/// report (so a comet's report loop stays idle).
+#[cfg(test)]
+pub(crate) struct NoLogic;
+
+#[cfg(test)]
+#[async_trait]
+impl LogicClient for NoLogic {
+    async fn connect(&self, _: ConnectReq) -> Result<ConnectReply, LogicError> {
+        Err(LogicError::Refused("test".into()))
+    }
+    async fn disconnect(&self, _: DisconnectReq) -> Result<DisconnectReply, LogicError> {
+        Ok(DisconnectReply { has: true })
+    }
+    async fn heartbeat(&self, _: HeartbeatReq) -> Result<(), LogicError> {
+        Ok(())
+    }
+    async fn renew_online(&self, _: OnlineReq) -> Result<OnlineReply, LogicError> {
+        std::future::pending().await
+    }
+    async fn receive(&self, _: ReceiveReq) -> Result<(), LogicError> {
+        Ok(())
+    }
+}

@@ -576,34 +576,9 @@ impl Comet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_trait::async_trait;
-    use rim_proto::pb::logic::{
-        ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply,
-        ReceiveReq,
-    };
+    use crate::logic::NoLogic;
     use rim_proto::pb::protocol::Proto;
     use std::net::Ipv4Addr;
-
-    struct NoLogic;
-
-    #[async_trait]
-    impl LogicClient for NoLogic {
-        async fn connect(&self, _: ConnectReq) -> Result<ConnectReply, LogicError> {
-            Err(LogicError::Refused("test".into()))
-        }
-        async fn disconnect(&self, _: DisconnectReq) -> Result<DisconnectReply, LogicError> {
-            Ok(DisconnectReply { has: true })
-        }
-        async fn heartbeat(&self, _: HeartbeatReq) -> Result<(), LogicError> {
-            Ok(())
-        }
-        async fn renew_online(&self, _: OnlineReq) -> Result<OnlineReply, LogicError> {
-            std::future::pending().await
-        }
-        async fn receive(&self, _: ReceiveReq) -> Result<(), LogicError> {
-            Ok(())
-        }
-    }
 
     fn comet(config: Config) -> Arc<Comet> {
         Comet::new(config, Arc::new(NoLogic)).unwrap()

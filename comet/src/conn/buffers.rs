@@ -480,50 +480,14 @@ mod tests {
         assert_eq!(writer.flushes, 0);
     }
 
-    /// A logic that is never called: the test registers sessions itself.
-    struct NoLogic;
-
-    #[async_trait::async_trait]
-    impl crate::LogicClient for NoLogic {
-        async fn connect(
-            &self,
-            _: rim_proto::pb::logic::ConnectReq,
-        ) -> Result<rim_proto::pb::logic::ConnectReply, crate::LogicError> {
-            unreachable!("not called")
-        }
-        async fn disconnect(
-            &self,
-            _: rim_proto::pb::logic::DisconnectReq,
-        ) -> Result<rim_proto::pb::logic::DisconnectReply, crate::LogicError> {
-            unreachable!("not called")
-        }
-        async fn heartbeat(
-            &self,
-            _: rim_proto::pb::logic::HeartbeatReq,
-        ) -> Result<(), crate::LogicError> {
-            unreachable!("not called")
-        }
-        async fn renew_online(
-            &self,
-            _: rim_proto::pb::logic::OnlineReq,
-        ) -> Result<rim_proto::pb::logic::OnlineReply, crate::LogicError> {
-            unreachable!("not called")
-        }
-        async fn receive(
-            &self,
-            _: rim_proto::pb::logic::ReceiveReq,
-        ) -> Result<(), crate::LogicError> {
-            unreachable!("not called")
-        }
-    }
-
     #[tokio::test]
     async fn one_push_to_two_sessions_shares_its_bytes() {
         use crate::session::Session;
         use std::net::{IpAddr, Ipv4Addr};
         use std::sync::Arc;
 
-        let comet = crate::Comet::new(crate::Config::default(), Arc::new(NoLogic)).unwrap();
+        let comet =
+            crate::Comet::new(crate::Config::default(), Arc::new(crate::logic::NoLogic)).unwrap();
         let session = |id: u64, key: &str| {
             let s = Arc::new(Session::new(
                 id,

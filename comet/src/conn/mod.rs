@@ -395,36 +395,7 @@ pub(crate) fn log_close(conn: &ConnInfo, session: Option<&Session>, reason: &Clo
 mod size_tests {
     use super::*;
     use crate::config::Config;
-
-    struct NoLogic;
-
-    #[async_trait::async_trait]
-    impl crate::logic::LogicClient for NoLogic {
-        async fn connect(
-            &self,
-            _: rim_proto::pb::logic::ConnectReq,
-        ) -> Result<rim_proto::pb::logic::ConnectReply, LogicError> {
-            Err(LogicError::Refused("test".into()))
-        }
-        async fn disconnect(
-            &self,
-            _: rim_proto::pb::logic::DisconnectReq,
-        ) -> Result<rim_proto::pb::logic::DisconnectReply, LogicError> {
-            Err(LogicError::Refused("test".into()))
-        }
-        async fn heartbeat(&self, _: rim_proto::pb::logic::HeartbeatReq) -> Result<(), LogicError> {
-            Ok(())
-        }
-        async fn renew_online(
-            &self,
-            _: rim_proto::pb::logic::OnlineReq,
-        ) -> Result<rim_proto::pb::logic::OnlineReply, LogicError> {
-            std::future::pending().await
-        }
-        async fn receive(&self, _: rim_proto::pb::logic::ReceiveReq) -> Result<(), LogicError> {
-            Ok(())
-        }
-    }
+    use crate::logic::NoLogic;
 
     /// An idle connection's memory is mostly its task: tokio allocates the
     /// future plus ~96 bytes of task header, rounded up to 128 bytes. These
