@@ -144,6 +144,14 @@ fn router_list(routers: &[Proc]) -> String {
         .collect()
 }
 
+/// The routers' session store settings.
+fn store_config(opts: &Options) -> String {
+    match &opts.redis {
+        Some(url) => format!("store = \"redis\"\nredis_url = \"{url}\"\n"),
+        None => "store = \"memory\"\n".to_owned(),
+    }
+}
+
 async fn spawn_router(dir: &Path, name: &str, store: &str, bind: &str) -> Proc {
     let config = format!("grpc_bind = \"{bind}\"\nmetrics_bind = \"127.0.0.1:0\"\n{store}");
     Proc::spawn(dir, "router", name, &config).await
@@ -175,13 +183,13 @@ async fn spawn_comet(
     cluster: &str,
     i: usize,
     logic_grpc: &str,
-    session_refresh: &str,
+    opts: &Options,
 ) -> Proc {
     let config = format!(
         "grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\nlogic_addrs = [\"{logic_grpc}\"]\n\n[comet]\n\
          server_id = \"{cluster}-comet{i}\"\ntcp_bind = [\"127.0.0.1:0\"]\nws_bind = [\"127.0.0.1:0\"]\n\
          online_report_interval = \"200ms\"\nsession_queue = 8192\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n",
-        r = session_refresh,
+        r = opts.session_refresh,
     );
     Proc::spawn(dir, "comet", &format!("comet{i}"), &config).await
 }
@@ -276,7 +284,6 @@ pub struct Cluster {
     pub comets: Vec<Proc>,
     pub job: Proc,
     pub http: Http,
-    store: String,
     /// The knobs it was started with, for the processes added later.
     opts: Options,
     /// The job's comet source: `[[routers]]` (discovery) or `[[comets]]`.
@@ -290,10 +297,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let topic = unique(&format!("rim-{name}"));
         let group = unique(&format!("rim-{name}-group"));
-        let store = match &opts.redis {
-            Some(url) => format!("store = \"redis\"\nredis_url = \"{url}\"\n"),
-            None => "store = \"memory\"\n".to_owned(),
-        };
+        let store = store_config(&opts);
         let mut routers = Vec::new();
         for i in 1..=2 {
             let name = format!("router{i}");
@@ -304,7 +308,7 @@ impl Cluster {
         let mut comets = Vec::new();
         for i in 1..=opts.comets {
             let grpc = logic.addr("grpc");
-            comets.push(spawn_comet(&dir, name, i, &grpc, opts.session_refresh).await);
+            comets.push(spawn_comet(&dir, name, i, &grpc, &opts).await);
         }
         let discovery = if opts.static_comets {
             "routers = []\n".to_owned()
@@ -321,7 +325,7 @@ impl Cluster {
         } else {
             router_list
         };
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             job: spawn_job(&dir, &opts, &topic, &group, &discovery, "job").await,
             http: Http::new(logic.addr("http").parse().unwrap()),
             dir,
@@ -331,7 +335,6 @@ impl Cluster {
             routers,
             logic,
             comets,
-            store,
             opts,
             discovery,
             spawned: 0,
@@ -340,7 +343,6 @@ impl Cluster {
             let n = cluster.comets.len();
             cluster.wait_for_comets(n).await;
         }
-        cluster.spawned = 0;
         cluster
     }
 
@@ -357,7 +359,7 @@ impl Cluster {
     }
 
     /// A further job process in the same consumer group (not waited for).
-    pub async fn spawn_job(&mut self, name: &str) -> Proc {
+    pub async fn spawn_job(&self, name: &str) -> Proc {
         spawn_job(
             &self.dir,
             &self.opts,
@@ -380,7 +382,7 @@ impl Cluster {
     pub async fn add_comet(&mut self) -> usize {
         let i = self.comets.len() + 1;
         let grpc = self.logic.addr("grpc");
-        let comet = spawn_comet(&self.dir, &self.name, i, &grpc, self.opts.session_refresh).await;
+        let comet = spawn_comet(&self.dir, &self.name, i, &grpc, &self.opts).await;
         self.comets.push(comet);
         i - 1
     }
@@ -390,7 +392,8 @@ impl Cluster {
         let addr = self.routers[i].addr("grpc");
         self.routers[i].kill9().await;
         let name = self.next_name("router");
-        self.routers[i] = spawn_router(&self.dir, &name, &self.store, &addr).await;
+        let store = store_config(&self.opts);
+        self.routers[i] = spawn_router(&self.dir, &name, &store, &addr).await;
     }
 
     /// Waits until the job reports `n` comets (its discovery found them).
