@@ -156,13 +156,7 @@ impl Server {
 
     /// SIGTERM, then everything the process wrote until it exited.
     async fn stop(mut self) -> Stopped {
-        let pid = self.child.id().expect("rim still running before stop");
-        let killed = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(killed.success(), "kill -TERM {pid} failed");
+        common::cluster::signal(&self.child, "-TERM");
         let status = match tokio::time::timeout(DEADLINE, self.child.wait()).await {
             Ok(status) => status.expect("wait for rim"),
             Err(_) => {

@@ -112,11 +112,8 @@ impl Proc {
 
     /// SIGTERM, and wait (bounded) for a clean exit; returns whether it exited 0.
     pub async fn terminate(&mut self) -> bool {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
+        if self.child.id().is_some() {
+            signal(&self.child, "-TERM");
         }
         match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
             Ok(Ok(status)) => status.success(),
