@@ -1,7 +1,7 @@
 //! `rim standalone`: logic, router, job and comet in one process.
 //!
 //! No Kafka, no Redis: logic publishes into a bounded in-process queue
-//! ([`rim_logic::InProcessQueue`]) that the job consumes, the router is the
+//! ([`rim_queue::InProcessQueue`]) that the job consumes, the router is the
 //! in-memory store, job pushes into the comet by direct calls and the comet
 //! calls logic directly. Everything above those seams is the same code the
 //! distributed mode runs.
@@ -148,7 +148,7 @@ impl Standalone {
 
         let router = rim_router::Router::memory(&config.router);
         let (queue, queue_rx) =
-            rim_logic::InProcessQueue::new(config.queue.capacity, config.queue.timeout);
+            rim_queue::InProcessQueue::new(config.queue.capacity, config.queue.timeout);
         let logic = rim_logic::Logic::new(config.logic.clone(), router, Arc::new(queue));
         let comet =
             rim_comet::Comet::new(config.comet.clone(), Arc::new(LocalLogic(logic.clone())))
@@ -179,7 +179,7 @@ impl Standalone {
                 }
             }
         });
-        let job_task = tokio::spawn(job.clone().run(queue_rx, job_stop.clone()));
+        let job_task = tokio::spawn(job.clone().consume(queue_rx, job_stop.clone()));
         let comet_task = tokio::spawn({
             let comet = comet.clone();
             let stop = comet_stop.clone();
@@ -211,7 +211,6 @@ impl Standalone {
                 info!("shutting down: draining push queue");
                 job_stop.cancel();
                 let _ = job_task.await;
-                job.shutdown().await;
                 info!("shutting down: client connections");
                 comet_stop.cancel();
                 let _ = comet_task.await;

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use rim_queue::{self as queue, Receipt};
 use tokio::sync::oneshot;
 use tracing::warn;
 
@@ -30,6 +31,8 @@ pub struct Delivery {
     pending: Vec<oneshot::Receiver<Outcome>>,
     /// The failure to report once the rest have settled.
     failed: Settled,
+    /// The queue's receipt for the record, settled with the outcome.
+    receipt: Option<Receipt>,
 }
 
 /// The combined outcome of several targets, as they settle: `Ok` if all
@@ -66,6 +69,7 @@ impl Delivery {
             ready: Some(outcome),
             pending: Vec::new(),
             failed: Settled::default(),
+            receipt: None,
         }
     }
 
@@ -75,7 +79,27 @@ impl Delivery {
             ready: None,
             pending: receivers,
             failed: Settled::default(),
+            receipt: None,
         }
+    }
+
+    /// Settles the queue's `receipt` for the record when this resolves: an
+    /// interruption (see [`JobError::keeps_offset`]) keeps the record in the
+    /// queue; delivered or given up (logged and counted where it failed, so
+    /// a dead comet cannot stall the queue forever) lets the queue pass it.
+    pub(crate) fn settling(mut self, receipt: Receipt) -> Delivery {
+        self.receipt = Some(receipt);
+        self
+    }
+
+    fn resolve(&mut self, outcome: Outcome) -> Poll<Outcome> {
+        if let Some(receipt) = self.receipt.take() {
+            receipt.settle(match &outcome {
+                Err(e) if e.keeps_offset() => queue::Outcome::Interrupted,
+                _ => queue::Outcome::Settled,
+            });
+        }
+        Poll::Ready(outcome)
     }
 }
 
@@ -85,7 +109,7 @@ impl Future for Delivery {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let this = self.get_mut();
         if let Some(outcome) = this.ready.take() {
-            return Poll::Ready(outcome);
+            return this.resolve(outcome);
         }
         let mut i = 0;
         while i < this.pending.len() {
@@ -103,7 +127,8 @@ impl Future for Delivery {
             this.failed.add(settled);
         }
         if this.pending.is_empty() {
-            Poll::Ready(std::mem::take(&mut this.failed).outcome())
+            let outcome = std::mem::take(&mut this.failed).outcome();
+            this.resolve(outcome)
         } else {
             Poll::Pending
         }

@@ -1,5 +1,5 @@
 //! [`Job`]: routes each push record to its comets (goim-spec 3.3), the
-//! standalone consumer loop, and shutdown.
+//! consumer loop over any [`RecordSource`], and shutdown.
 //!
 //! Owns the dispatch rules (which comets a record targets, how it is framed,
 //! how broadcast speed is split); the queues and workers live in `routine`,
@@ -17,11 +17,12 @@ use rim_proto::pb::comet::{BroadcastReq, PushMsgReq};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
 use rim_proto::pb::protocol::Proto;
 use rim_proto::{encode_raw_push, Op, PUSH_VER};
-use tokio::sync::{mpsc, Notify};
+use rim_queue::{Record, RecordSource};
+use tokio::sync::Notify;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use crate::delivery::Delivery;
 
@@ -295,14 +296,18 @@ impl Job {
         }
     }
 
-    /// Standalone consumer loop: reads records from the in-process queue and
-    /// dispatches them (pipelined: does not wait for each [`Delivery`], but
-    /// watches them) until the receiver closes or `shutdown` is cancelled;
-    /// then drains what is queued and waits, at most `shutdown_grace`, for
-    /// the outcomes still in flight.
-    pub async fn run(
+    /// The consumer loop, for every queue: takes records from `source` and
+    /// dispatches them, pipelined (it does not wait for one [`Delivery`]
+    /// before the next record, but watches them all), and settles each
+    /// record's receipt once its delivery resolved, which decides its offset
+    /// on Kafka. Runs until the source ends or `shutdown` is cancelled; then
+    /// takes what the source still holds (the in-process queue's accepted
+    /// records), shuts the job down (comets take what is in flight within
+    /// `shutdown_grace`; the rest fails as `Shutdown` and stays unsettled
+    /// for the next consumer) and lets the source make the outcomes durable.
+    pub async fn consume(
         self: Arc<Self>,
-        mut rx: mpsc::Receiver<PushMsg>,
+        mut source: impl RecordSource,
         shutdown: CancellationToken,
     ) {
         let mut in_flight = FuturesUnordered::new();
@@ -313,34 +318,38 @@ impl Job {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(outcome) = in_flight.next(), if !in_flight.is_empty() => stats.record(outcome),
-                msg = rx.recv() => match msg {
-                    Some(msg) => self.consume(msg, &mut in_flight).await,
+                record = source.next() => match record {
+                    Some(record) => in_flight.push(self.take(record).await),
                     None => break,
                 },
             }
         }
-        rx.close();
+        source.close();
         let mut drained = 0u64;
-        while let Some(msg) = rx.recv().await {
-            self.consume(msg, &mut in_flight).await;
+        while let Some(record) = source.next().await {
+            in_flight.push(self.take(record).await);
             drained += 1;
         }
-        let deadline = Instant::now() + self.config.shutdown_grace;
+        self.shutdown().await;
+        // Every delivery resolves once the workers stopped; the deadline only
+        // guards against one that does not. A receipt dropped unsettled keeps
+        // its record for the next consumer.
+        let deadline = Instant::now() + CANCEL_WAIT;
         loop {
             match timeout_at(deadline, in_flight.next()).await {
                 Ok(Some(outcome)) => stats.record(outcome),
                 Ok(None) => break,
                 Err(_) => {
-                    // Not lost: each still resolves (and is counted if it fails)
-                    // when its worker delivers it or `shutdown` fails it.
                     warn!(
                         in_flight = in_flight.len(),
-                        "job consumer stopped with deliveries in flight"
+                        "job consumer stopped with deliveries unresolved; their records stay in the queue"
                     );
                     break;
                 }
             }
         }
+        drop(in_flight);
+        source.finish().await;
         info!(
             drained,
             delivered = stats.delivered,
@@ -349,11 +358,29 @@ impl Job {
         );
     }
 
-    async fn consume(&self, msg: PushMsg, in_flight: &mut FuturesUnordered<Delivery>) {
+    /// Dispatches one record; its [`Delivery`] settles the record's receipt.
+    async fn take(&self, record: Record) -> Delivery {
+        let Record {
+            msg,
+            position,
+            receipt,
+        } = record;
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(e) => {
+                // Can never be delivered: counted, and the queue passes it.
+                error!(%position, error = %e, "push record skipped");
+                metrics::dropped(e.reason(), 1);
+                return Delivery::done(Ok(())).settling(receipt);
+            }
+        };
+        let started = Instant::now();
+        let dispatched = self.dispatch(msg).await;
+        metrics::dispatch_time(started.elapsed());
         // A dispatch error is already logged and counted.
-        if let Ok(delivery) = self.dispatch(msg).await {
-            in_flight.push(delivery);
-        }
+        dispatched
+            .unwrap_or_else(|e| Delivery::done(Err(e)))
+            .settling(receipt)
     }
 
     /// Stops workers after they drained their queues, bounded by config
@@ -468,6 +495,9 @@ fn per_comet_speed(speed: i32, comets: usize) -> i32 {
 mod tests {
     use futures_util::FutureExt;
     use rim_proto::pb::comet::BroadcastReq;
+
+    use rim_queue::{Outcome, Position, Receipt};
+    use tokio::sync::mpsc;
 
     use super::*;
     use crate::testing::{broadcast, push, room, Call, FakeComet, TestRecorder};
@@ -746,7 +776,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn run_drains_the_queue_and_exits_on_shutdown() {
+    async fn consume_drains_the_queue_and_exits_on_shutdown() {
         let a = FakeComet::accepting();
         let job = job_with(&[("a", a.clone())]);
         let (tx, rx) = mpsc::channel(64);
@@ -756,7 +786,7 @@ mod tests {
         tx.send(room("live://1", 2000, "r")).await.unwrap();
         let shutdown = CancellationToken::new();
         shutdown.cancel();
-        job.clone().run(rx, shutdown).await;
+        job.clone().consume(rx, shutdown).await;
         // Everything queued before the cancel was dispatched and delivered.
         assert_eq!(a.calls().len(), 11);
         assert!(
@@ -771,11 +801,11 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn run_exits_when_the_queue_closes() {
+    async fn consume_exits_when_the_queue_closes() {
         let a = FakeComet::accepting();
         let job = job_with(&[("a", a.clone())]);
         let (tx, rx) = mpsc::channel(4);
-        let running = tokio::spawn(job.clone().run(rx, CancellationToken::new()));
+        let running = tokio::spawn(job.clone().consume(rx, CancellationToken::new()));
         for op in 0..20 {
             tx.send(push("a", &["k"], op, b"x")).await.unwrap();
         }
@@ -783,6 +813,91 @@ mod tests {
         running.await.unwrap();
         assert_eq!(a.calls().len(), 20);
         job.shutdown().await;
+    }
+
+    /// A source whose receipts report to the test.
+    struct Tracked {
+        records: Vec<Record>,
+        closed: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl RecordSource for Tracked {
+        async fn next(&mut self) -> Option<Record> {
+            if self.closed {
+                return None;
+            }
+            if self.records.is_empty() {
+                return std::future::pending().await;
+            }
+            Some(self.records.remove(0))
+        }
+        fn close(&mut self) {
+            self.closed = true;
+        }
+        async fn finish(&mut self) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receipts_settle_on_delivery_and_stay_open_when_interrupted() {
+        let recorder = TestRecorder::default();
+        let _guard = ::metrics::set_default_local_recorder(&recorder);
+        let (slow, _gate) = FakeComet::gated();
+        let fast = FakeComet::accepting();
+        let config = Config {
+            shutdown_grace: Duration::from_secs(1),
+            push_timeout: Duration::from_secs(60),
+            ..Config::default()
+        };
+        let job = Job::new(config);
+        job.add_comet("slow", slow.clone());
+        job.add_comet("fast", fast.clone());
+        let mut outcomes = Vec::new();
+        let mut records = Vec::new();
+        for msg in [
+            Ok(push("slow", &["k"], 1, b"x")),
+            Ok(push("fast", &["k"], 2, b"x")),
+            Err(rim_queue::RecordError::Empty),
+        ] {
+            let (receipt, outcome) = Receipt::tracked();
+            outcomes.push(outcome);
+            records.push(Record {
+                msg,
+                position: Position::InProcess,
+                receipt,
+            });
+        }
+        let shutdown = CancellationToken::new();
+        let consuming = tokio::spawn(job.clone().consume(
+            Tracked {
+                records,
+                closed: false,
+            },
+            shutdown.clone(),
+        ));
+        let mut outcomes = outcomes.into_iter();
+        let (slow_outcome, fast_outcome, empty_outcome) = (
+            outcomes.next().unwrap(),
+            outcomes.next().unwrap(),
+            outcomes.next().unwrap(),
+        );
+        // Settled out of order: the fast comet's record first, while the slow
+        // comet holds the record before it.
+        assert_eq!(fast_outcome.await.ok(), Some(Outcome::Settled));
+        assert_eq!(empty_outcome.await.ok(), Some(Outcome::Settled));
+        assert_eq!(
+            recorder.counter("rim_job_dropped_total{reason=empty_record}"),
+            1
+        );
+        slow.wait_attempts(1).await;
+        shutdown.cancel();
+        consuming.await.unwrap();
+        assert_ne!(
+            slow_outcome.await.ok(),
+            Some(Outcome::Settled),
+            "a record the shutdown interrupted must stay in the queue"
+        );
+        assert_eq!(recorder.samples("rim_job_dispatch_seconds").len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,8 +13,8 @@
 //! Every push reaches comets as goim frames it: a proto `{ver 1, op 9, seq 0}`
 //! whose body is the inner frame `{ver 1, op, seq 0, msg}` (a room batch: several
 //! inner frames back to back). [`Job::dispatch`] returns a [`Delivery`] that
-//! resolves once the comets accepted the record, so a Kafka consumer can commit
-//! the offset only then.
+//! resolves once the comets accepted the record; [`Job::consume`] then settles
+//! the record's receipt, so a Kafka offset is committed only then.
 //!
 //! Where rim differs from goim's job: every queue is bounded and every wait has
 //! a deadline (a dead comet cannot stall the others forever); every message not
@@ -29,12 +29,13 @@
 //! - **routine**: one of a comet's workers, each with its own bounded queue.
 //!
 //! # Layout
-//! - `job`: [`Job`], dispatch rules, consumer loop, shutdown.
+//! - `job`: [`Job`], dispatch rules, the consumer loop over any
+//!   [`rim_queue::RecordSource`] (in-process or Kafka), shutdown.
 //! - `routine`: per-comet workers, deadlines, retries, circuit breaker.
 //! - `room`: per-room batchers.
 //! - `delivery`: [`Delivery`] and the acks behind it.
 //! - [`comet`]: the [`CometClient`] trait; [`config`]: [`Config`]; [`metrics`]: metric names.
-//! - [`kafka`]: the Kafka consumer (distributed mode); [`grpc`]: [`grpc::GrpcComet`], a comet over gRPC.
+//! - [`grpc`]: [`grpc::GrpcComet`], a comet over gRPC.
 
 #![warn(missing_docs)]
 
@@ -44,7 +45,6 @@ mod delivery;
 mod error;
 pub mod grpc;
 mod job;
-pub mod kafka;
 pub mod metrics;
 mod room;
 mod routine;

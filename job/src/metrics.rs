@@ -13,6 +13,9 @@ pub const DROPPED_TOTAL: &str = "rim_job_dropped_total";
 pub const ROOM_BATCH_MESSAGES: &str = "rim_job_room_batch_messages";
 /// Failed comet calls (every attempt, retries included), by `server`.
 pub const COMET_ERRORS_TOTAL: &str = "rim_job_comet_errors_total";
+/// Time to route one record into the comets' queues (the bounded enqueue:
+/// backpressure from slow comets shows here).
+pub const DISPATCH_SECONDS: &str = "rim_job_dispatch_seconds";
 
 /// Registers descriptions of the job's metrics with the installed recorder.
 pub fn describe_metrics() {
@@ -26,6 +29,10 @@ pub fn describe_metrics() {
         COMET_ERRORS_TOTAL,
         "failed comet calls, retries included, by server"
     );
+    describe_histogram!(
+        DISPATCH_SECONDS,
+        "time to route one record into the comets' queues"
+    );
 }
 
 pub(crate) fn pushed(kind: &'static str) {
@@ -38,6 +45,10 @@ pub(crate) fn dropped(reason: &'static str, messages: u64) {
 
 pub(crate) fn comet_error(server: &str) {
     counter!(COMET_ERRORS_TOTAL, "server" => server.to_owned()).increment(1);
+}
+
+pub(crate) fn dispatch_time(elapsed: std::time::Duration) {
+    histogram!(DISPATCH_SECONDS).record(elapsed.as_secs_f64());
 }
 
 pub(crate) fn room_batch(messages: usize) {

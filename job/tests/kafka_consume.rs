@@ -7,16 +7,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use prost::Message as _;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rim_job::kafka::{consume, KafkaConfig};
 use rim_job::{CometClient, CometError, Job};
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
+use rim_queue::kafka::{KafkaConfig, KafkaQueue, KafkaSource};
+use rim_queue::{PushQueue, QueueError};
 use rim_testkit::services::{self, unique};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// The distributed job's consumer: `job` over a Kafka source until `stop`.
+async fn consume(
+    job: Arc<Job>,
+    config: KafkaConfig,
+    stop: CancellationToken,
+) -> Result<(), QueueError> {
+    let source = KafkaSource::new(&config)?;
+    job.consume(source, stop).await;
+    Ok(())
+}
 
 /// Records keyed pushes; never answers pushes whose body starts with `hang`.
 struct Recorder {
@@ -73,11 +82,13 @@ impl CometClient for Recorder {
 }
 
 async fn produce(broker: &str, topic: &str, bodies: impl Iterator<Item = String>) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("acks", "all")
-        .create()
-        .unwrap();
+    let queue = KafkaQueue::new(&KafkaConfig {
+        brokers: vec![broker.to_owned()],
+        topic: topic.to_owned(),
+        timeout: Duration::from_secs(10),
+        ..KafkaConfig::default()
+    })
+    .unwrap();
     for body in bodies {
         let msg = PushMsg {
             r#type: Type::Push as i32,
@@ -87,15 +98,7 @@ async fn produce(broker: &str, topic: &str, bodies: impl Iterator<Item = String>
             msg: body.into_bytes().into(),
             ..PushMsg::default()
         };
-        let payload = msg.encode_to_vec();
-        producer
-            .send(
-                FutureRecord::to(topic).key("k").payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        queue.publish("k", msg).await.unwrap();
     }
 }
 

@@ -6,7 +6,7 @@
 
 use rim_router::StoreError;
 
-use crate::QueueError;
+use rim_queue::QueueError;
 
 /// Why a logic operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

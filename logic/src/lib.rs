@@ -6,7 +6,8 @@
 //! A business backend calls the HTTP API ([`http::router`]). For a push to
 //! keys or users, [`Logic`] asks the session registry ([`rim_router::Router`])
 //! which comet holds each connection and publishes one `goim.logic.PushMsg`
-//! per comet to the [`PushQueue`] (Kafka, or [`InProcessQueue`] standalone);
+//! per comet to the push queue ([`rim_queue::PushQueue`]: Kafka, or the
+//! in-process queue standalone);
 //! a room or broadcast push is one record. job consumes the queue and
 //! delivers to comets. A push is answered with success only once the queue
 //! has accepted every record.
@@ -24,14 +25,13 @@
 //! - **op / operation**: the business operation code written into the client frame.
 //!
 //! # Layout
-//! - `config`: [`Config`]. `error`: [`LogicError`]. `queue`: [`PushQueue`].
+//! - `config`: [`Config`]. `error`: [`LogicError`].
 //! - `service`: [`Logic`] and the comet-facing operations; `push`: push
 //!   resolution into records; `online`: the cluster online aggregate;
 //!   `balancer`: weighted comet choice for the nodes API; `token`: the
 //!   client's auth token; `auth`: its verification (`trust` or `jwt`).
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
 //! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
-//! - [`kafka`]: the push queue on Kafka (distributed mode).
 
 #![warn(missing_docs)]
 
@@ -41,10 +41,8 @@ mod config;
 mod error;
 pub mod grpc;
 pub mod http;
-pub mod kafka;
 mod online;
 mod push;
-pub mod queue;
 mod service;
 mod token;
 
@@ -54,5 +52,4 @@ pub use config::{
 };
 pub use error::LogicError;
 pub use online::OnlineTotal;
-pub use queue::{InProcessQueue, PushQueue, QueueError};
 pub use service::Logic;

@@ -232,7 +232,9 @@ mod tests {
 
     use super::*;
     use crate::service::tests::{logic, logic_with};
-    use crate::{Config, InProcessQueue};
+    use rim_queue::{InProcessQueue, PushQueue, QueueError};
+
+    use crate::Config;
 
     fn keys(list: &[&str]) -> Vec<String> {
         list.iter().map(|k| k.to_string()).collect()
@@ -389,8 +391,8 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl crate::PushQueue for KeyRecorder {
-        async fn publish(&self, key: &str, msg: PushMsg) -> Result<(), crate::QueueError> {
+    impl PushQueue for KeyRecorder {
+        async fn publish(&self, key: &str, msg: PushMsg) -> Result<(), QueueError> {
             self.keys.lock().push(key.to_owned());
             self.inner.publish(key, msg).await
         }

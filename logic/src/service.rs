@@ -20,7 +20,9 @@ use tracing::{debug, info, warn};
 use crate::auth::Authenticator;
 use crate::balancer::{Balancer, MAX_NODES};
 use crate::online::OnlineState;
-use crate::{Config, LogicError, PushQueue};
+use rim_queue::PushQueue;
+
+use crate::{Config, LogicError};
 
 /// The wall clock in Unix seconds; injectable so that tests control staleness.
 pub(crate) type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -251,9 +253,9 @@ fn refuse(server: &str, mid: i64, key: &str, reason: String) -> LogicError {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::InProcessQueue;
     use bytes::Bytes;
     use rim_proto::pb::logic::PushMsg;
+    use rim_queue::InProcessQueue;
     use std::sync::atomic::{AtomicI64, Ordering};
     use std::time::Duration;
     use tokio::sync::mpsc;

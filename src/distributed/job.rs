@@ -35,7 +35,7 @@ pub struct JobProcessConfig {
     /// Routines, batching (`[job]`).
     pub job: rim_job::Config,
     /// The push topic and consumer group (`[kafka]`).
-    pub kafka: rim_job::kafka::KafkaConfig,
+    pub kafka: rim_queue::kafka::KafkaConfig,
     /// Comets always pushed to (`[[comets]]`). Default none.
     pub comets: Vec<StaticComet>,
     /// Router shards to discover comets from (`[[routers]]`). Default one at
@@ -59,7 +59,7 @@ impl Default for JobProcessConfig {
     fn default() -> Self {
         JobProcessConfig {
             job: rim_job::Config::default(),
-            kafka: rim_job::kafka::KafkaConfig::default(),
+            kafka: rim_queue::kafka::KafkaConfig::default(),
             comets: Vec::new(),
             routers: vec![RouterNode {
                 name: "r1".into(),
@@ -342,7 +342,13 @@ pub async fn run(
         _ = shutdown.cancelled() => Ok(()),
         _ = first_rx => {
             info!(topic = %config.kafka.topic, group = %config.kafka.group, comets = job.comets().len(), "rim job consuming");
-            rim_job::kafka::consume(job.clone(), config.kafka.clone(), shutdown).await
+            match rim_queue::kafka::KafkaSource::new(&config.kafka) {
+                Ok(source) => {
+                    job.clone().consume(source, shutdown).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         }
     };
     job.shutdown().await;

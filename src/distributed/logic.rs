@@ -25,7 +25,7 @@ pub struct LogicProcessConfig {
     #[serde(with = "humantime_serde")]
     pub router_timeout: Duration,
     /// The push topic (`[kafka]`).
-    pub kafka: rim_logic::kafka::KafkaConfig,
+    pub kafka: rim_queue::kafka::KafkaConfig,
 }
 
 impl Default for LogicProcessConfig {
@@ -38,7 +38,7 @@ impl Default for LogicProcessConfig {
                 addr: "127.0.0.1:3129".into(),
             }],
             router_timeout: Duration::from_secs(2),
-            kafka: rim_logic::kafka::KafkaConfig::default(),
+            kafka: rim_queue::kafka::KafkaConfig::default(),
         }
     }
 }
@@ -67,29 +67,6 @@ impl LogicProcessConfig {
     }
 }
 
-/// Creates the push topic if it is missing, retrying with backoff (1 s,
-/// doubling up to 30 s) while the broker cannot be reached.
-async fn ensure_topic(
-    queue: Arc<rim_logic::kafka::KafkaQueue>,
-    kafka: rim_logic::kafka::KafkaConfig,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        match queue.ensure_topic(&kafka).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, topic = %kafka.topic, retry_in = ?backoff, "push topic not ensured; pushes answer 503 until the broker is reachable");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-    }
-}
-
 /// Runs logic until `shutdown`.
 pub async fn run(
     config: LogicProcessConfig,
@@ -100,15 +77,12 @@ pub async fn run(
     config.validate()?;
     let router =
         super::router_client(&config.routers, config.router_timeout).map_err(anyhow::Error::msg)?;
-    let queue = Arc::new(rim_logic::kafka::KafkaQueue::new(&config.kafka)?);
+    let queue = Arc::new(rim_queue::kafka::KafkaQueue::new(&config.kafka)?);
     if config.kafka.create_topic {
         // A broker that is down at start must not keep logic from starting:
         // pushes answer 503 until it is up, and the topic is created then.
-        tokio::spawn(ensure_topic(
-            queue.clone(),
-            config.kafka.clone(),
-            shutdown.clone(),
-        ));
+        let (queue, kafka, stop) = (queue.clone(), config.kafka.clone(), shutdown.clone());
+        tokio::spawn(async move { queue.ensure_topic_retrying(&kafka, stop).await });
     }
     let logic = rim_logic::Logic::new(config.effective_logic(), router, queue);
     let http = super::bind(&config.logic.http_bind).await?;

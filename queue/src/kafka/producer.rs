@@ -1,60 +1,25 @@
-//! [`KafkaQueue`]: the push queue on Kafka (rdkafka's producer).
+//! [`KafkaQueue`]: the publish side on Kafka (rdkafka's producer), and
+//! creating the topic.
 //!
-//! Records are protobuf `goim.logic.PushMsg` values with goim's record keys.
 //! `publish` resolves only once the broker acknowledged the record (acks=all);
 //! when the broker is unreachable it fails after `message.timeout.ms`, so the
 //! HTTP API answers 503 within a bounded time instead of hanging or lying.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rim_proto::pb::logic::PushMsg;
-use serde::Deserialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::queue::{PushQueue, QueueError};
-
-/// Kafka producer settings (`[kafka]` in logic.toml).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// Bootstrap brokers. Default `["127.0.0.1:9092"]`.
-    pub brokers: Vec<String>,
-    /// Topic of push records. Default `goim-push-topic` (goim's).
-    pub topic: String,
-    /// How long a push may wait for the broker's acknowledgement before the
-    /// API answers 503. Default 5s.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Create the topic at start if it does not exist. Default true.
-    pub create_topic: bool,
-    /// Partitions of a topic created at start. Default 8.
-    pub partitions: i32,
-    /// Replication factor of a topic created at start. Default 1.
-    pub replication: i32,
-    /// Extra librdkafka properties, e.g. `{ "linger.ms" = "1" }`.
-    pub properties: std::collections::BTreeMap<String, String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        KafkaConfig {
-            brokers: vec!["127.0.0.1:9092".into()],
-            topic: "goim-push-topic".into(),
-            timeout: Duration::from_secs(5),
-            create_topic: true,
-            partitions: 8,
-            replication: 1,
-            properties: Default::default(),
-        }
-    }
-}
+use super::KafkaConfig;
+use crate::{PushQueue, QueueError};
 
 /// The publish side of the push queue on Kafka.
 pub struct KafkaQueue {
@@ -74,23 +39,20 @@ impl std::fmt::Debug for KafkaQueue {
 impl KafkaQueue {
     /// A producer for `config`; connects in the background.
     pub fn new(config: &KafkaConfig) -> Result<KafkaQueue, QueueError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", config.brokers.join(","))
-            .set("acks", "all")
-            .set("enable.idempotence", "false")
-            .set("linger.ms", "1")
-            .set(
-                "message.timeout.ms",
-                config.timeout.as_millis().max(1).to_string(),
-            )
-            .set(
-                "socket.connection.setup.timeout.ms",
-                config.timeout.as_millis().max(1000).to_string(),
-            );
-        for (k, v) in &config.properties {
-            client.set(k, v);
-        }
+        let client = config.client(|client| {
+            client
+                .set("acks", "all")
+                .set("enable.idempotence", "false")
+                .set("linger.ms", "1")
+                .set(
+                    "message.timeout.ms",
+                    config.timeout.as_millis().max(1).to_string(),
+                )
+                .set(
+                    "socket.connection.setup.timeout.ms",
+                    config.timeout.as_millis().max(1000).to_string(),
+                );
+        });
         let producer: FutureProducer = client
             .create()
             .map_err(|e| QueueError::Unavailable(format!("kafka producer: {e}")))?;
@@ -105,8 +67,8 @@ impl KafkaQueue {
 impl KafkaQueue {
     /// Creates the topic if it does not exist yet.
     pub async fn ensure_topic(&self, config: &KafkaConfig) -> Result<(), QueueError> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", config.brokers.join(","))
+        let admin: AdminClient<DefaultClientContext> = config
+            .client(|_| {})
             .create()
             .map_err(|e| QueueError::Unavailable(format!("kafka admin: {e}")))?;
         let topic = NewTopic::new(
@@ -134,6 +96,27 @@ impl KafkaQueue {
             }
         }
         Ok(())
+    }
+
+    /// Creates the topic if it is missing, retrying with backoff (1 s,
+    /// doubling up to 30 s) while the broker cannot be reached, until it
+    /// exists or `shutdown` is cancelled. Meant to run beside a logic that
+    /// already serves: pushes answer 503 until the broker is reachable.
+    pub async fn ensure_topic_retrying(&self, config: &KafkaConfig, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.ensure_topic(config).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %config.topic, retry_in = ?backoff, "push topic not ensured; pushes answer 503 until the broker is reachable");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+#![cfg(feature = "kafka")]
 //! The Kafka push queue against a real Kafka-protocol broker (Tansu, started
 //! by scripts/services.sh; address from RIM_TEST_KAFKA).
 
@@ -7,9 +8,9 @@ use prost::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rim_logic::kafka::{KafkaConfig, KafkaQueue};
-use rim_logic::{PushQueue, QueueError};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
+use rim_queue::kafka::{KafkaConfig, KafkaQueue};
+use rim_queue::{PushQueue, QueueError};
 use rim_testkit::services::{self, unique};
 
 #[tokio::test]
