@@ -382,7 +382,12 @@ async fn bad_messages_close_the_connection() {
 async fn refused_token_is_closed_with_1008_auth_failed() {
     let recorder = TestRecorder::default();
     let _guard = metrics::set_default_local_recorder(&recorder);
-    let mut h = Harness::start(config()).await;
+    // The handshake timer is out of reach: only the refusal can close.
+    let mut h = Harness::start(rim_comet::Config {
+        handshake_timeout: std::time::Duration::from_secs(120),
+        ..config()
+    })
+    .await;
     let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
     ws.send(1, 7, 1, b"not-json").await;
     let frames = ws.frames_until_closed().await;
