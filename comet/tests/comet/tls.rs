@@ -287,7 +287,8 @@ async fn plain_clients_on_tls_ports_are_closed_and_counted() {
 
 /// README: the TLS handshake counts toward `handshake_timeout`. A client
 /// that connects to a TLS or WSS port and never sends a ClientHello is
-/// closed at the deadline, counted as a failed handshake.
+/// closed at the deadline, counted as a failed handshake; one that finishes
+/// TLS late has only the rest of the deadline to authenticate.
 #[tokio::test(start_paused = true)]
 async fn a_silent_client_on_a_tls_port_is_closed_at_the_handshake_deadline() {
     let recorder = TestRecorder::default();
@@ -315,9 +316,23 @@ async fn a_silent_client_on_a_tls_port_is_closed_at_the_handshake_deadline() {
             1
         );
     }
+    // One deadline for both: a client that completes TLS after 2 s has 1 s
+    // left to authenticate.
+    let started = Instant::now();
+    let tcp = TcpStream::connect(h.tls.unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = connector(&cert.der, &[]).connect(name, tcp).await.unwrap();
+    let mut late = TcpClient { stream };
+    late.expect_closed().await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(4),
+        "TLS done at 2 s, closed after {elapsed:?}"
+    );
     assert_eq!(
         recorder.counter("rim_comet_disconnects_total{reason=handshake_timeout}"),
-        2
+        3
     );
     h.stop().await;
 }
