@@ -538,6 +538,49 @@ impl WsClient {
         assert_eq!(self.read_frame().await, parse_frame(&frame(1, 8, 1, b"")));
     }
 
+    /// Reads server frames until the TCP close: (first header byte, payload)
+    /// of each. Bytes after the last whole frame are ignored.
+    pub async fn frames_until_closed(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let mut bytes = Vec::new();
+        // A reset after the close frame still leaves what was read.
+        let _ = tokio::time::timeout(WAIT, self.stream.read_to_end(&mut bytes))
+            .await
+            .expect("connection still open");
+        let mut frames = Vec::new();
+        let mut rest = &bytes[..];
+        while let [first, second, tail @ ..] = rest {
+            assert_eq!(second & 0x80, 0, "server frames are unmasked");
+            let (len, tail) = match second & 0x7f {
+                126 if tail.len() >= 2 => (
+                    usize::from(u16::from_be_bytes([tail[0], tail[1]])),
+                    &tail[2..],
+                ),
+                127 if tail.len() >= 8 => (
+                    u64::from_be_bytes(tail[..8].try_into().unwrap()) as usize,
+                    &tail[8..],
+                ),
+                126 | 127 => break,
+                n => (usize::from(n), tail),
+            };
+            let Some(payload) = tail.get(..len) else {
+                break;
+            };
+            frames.push((*first, payload.to_vec()));
+            rest = &tail[len..];
+        }
+        frames
+    }
+
+    /// Reads server frames until the TCP close; returns the close frame's
+    /// status code and reason text, if the server sent a close with a code.
+    pub async fn close_status(&mut self) -> Option<(u16, String)> {
+        let frames = self.frames_until_closed().await;
+        let (_, payload) = frames.into_iter().find(|(first, _)| *first == 0x88)?;
+        let code = u16::from_be_bytes(payload.get(..2)?.try_into().unwrap());
+        let reason = String::from_utf8(payload[2..].to_vec()).expect("close reason is UTF-8");
+        Some((code, reason))
+    }
+
     /// Expects the connection to end (a close frame from the server is allowed).
     pub async fn expect_closed(&mut self) {
         let mut buf = [0u8; 64];

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rim_comet::Config;
+use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
 
@@ -59,17 +60,42 @@ async fn connections_per_ip_are_limited_and_slots_come_back() {
     h.stop().await;
 }
 
-#[tokio::test]
+/// Over `max_connections`, a connection is closed at accept, unread (the
+/// handshake timer is set far beyond the wait, so only the limit can close
+/// it), counted, and never reaches logic; the slot is usable again once the
+/// holder leaves.
+#[tokio::test(flavor = "current_thread")]
 async fn connections_per_comet_are_limited() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let mut h = Harness::start(Config {
         max_connections: 1,
         max_connections_per_ip: 0,
+        handshake_timeout: Duration::from_secs(120),
         ..config()
     })
     .await;
-    let _only = h.tcp_client("only", "", &[]).await;
+    let only = h.tcp_client("only", "", &[]).await;
     let mut refused = TcpClient::connect(h.tcp).await;
+    // An auth frame the comet must not read: admitted, it would answer op 8.
+    // (The write may race the server's close; that is fine.)
+    let _ = refused
+        .stream
+        .write_all(&frame(1, 7, 1, token(2, "refused", "", &[]).as_bytes()))
+        .await;
     refused.expect_closed().await;
+    assert_eq!(
+        recorder.counter("rim_comet_limit_rejections_total{limit=connections}"),
+        1
+    );
+    drop(only);
+    assert_eq!(next(&mut h.events.disconnects).await.key, "only");
+    let _again = connect_when_admitted(&h, "again").await;
+    // Logic saw only the admitted clients.
+    while let Ok(connect) = h.events.connects.try_recv() {
+        let token: serde_json::Value = serde_json::from_slice(&connect.token).unwrap();
+        assert_eq!(token["key"], "again");
+    }
     h.stop().await;
 }
 

@@ -7,8 +7,10 @@ use tokio::net::TcpSocket;
 use crate::common::*;
 use crate::tcp::hex;
 
-#[tokio::test]
+#[tokio::test(flavor = "current_thread")]
 async fn keyed_push_is_the_bare_inner_frame_on_tcp() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let h = Harness::start(config()).await;
     let mut client = TcpClient::connect(h.tcp).await;
     client.auth(CAPTURE_TCP_AUTH_TOKEN).await;
@@ -50,6 +52,10 @@ async fn keyed_push_is_the_bare_inner_frame_on_tcp() {
     // Unknown keys are skipped (counted), the others still get it.
     push_keys(&h.comet, &["nobody", "tcp-key-1"], 1000, b"again");
     assert_eq!(client.read_frame().await.body, b"again");
+    assert_eq!(
+        recorder.counter("rim_comet_dropped_messages_total{reason=no_session}"),
+        1
+    );
     h.stop().await;
 }
 
@@ -207,5 +213,30 @@ async fn a_push_during_a_blocked_write_is_not_forgotten() {
         let frame = client.read_frame().await;
         assert_eq!(frame.body, expected);
     }
+    h.stop().await;
+}
+
+/// Pushes still queued when a connection ends are dropped and counted as
+/// `connection_closed`. The writer is held in a write the client does not
+/// read, so the pushes behind it stay queued; then the client goes away.
+#[tokio::test(flavor = "current_thread")]
+async fn pushes_queued_when_a_connection_ends_are_counted() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let mut h = Harness::start(config()).await;
+    let mut client = h.tcp_client("leaving", "", &[1000]).await;
+    // 16 MiB: more than the socket buffers hold, so the write blocks.
+    push_keys(&h.comet, &["leaving"], 1000, &vec![b'x'; 16 << 20]);
+    client.read_exact(16).await;
+    for body in [b"q1", b"q2", b"q3"] {
+        push_keys(&h.comet, &["leaving"], 1000, body);
+    }
+    // Closing with unread bytes resets the connection: the write fails.
+    drop(client);
+    assert_eq!(next(&mut h.events.disconnects).await.key, "leaving");
+    assert_eq!(
+        recorder.counter("rim_comet_dropped_messages_total{reason=connection_closed}"),
+        3
+    );
     h.stop().await;
 }

@@ -1,6 +1,10 @@
 //! TCP protocol: handshake, replies to every client op, malformed frames,
 //! same-key kick, shutdown.
 
+use std::time::Duration;
+
+use rim_comet::Config;
+
 use crate::common::*;
 
 /// Bytes from a hex dump (spaces and `|` ignored).
@@ -217,9 +221,18 @@ async fn frames_before_auth_are_ignored() {
     h.stop().await;
 }
 
-#[tokio::test]
+/// protocol.md: a refused token closes the connection (not the handshake
+/// timer, which is set far beyond the wait here) without a reply; counted
+/// as `auth_failed`.
+#[tokio::test(flavor = "current_thread")]
 async fn refused_token_closes_without_reply() {
-    let mut h = Harness::start(config()).await;
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let mut h = Harness::start(Config {
+        handshake_timeout: Duration::from_secs(120),
+        ..config()
+    })
+    .await;
     let mut client = TcpClient::connect(h.tcp).await;
     // Capture: auth with a body that is not JSON -> closed, 0 bytes.
     client
@@ -230,6 +243,10 @@ async fn refused_token_closes_without_reply() {
     client.expect_closed().await;
     assert_eq!(&next(&mut h.events.connects).await.token[..], b"not-json");
     assert_eq!(h.comet.stats().connections, 0);
+    assert_eq!(
+        recorder.counter("rim_comet_disconnects_total{reason=auth_failed}"),
+        1
+    );
     h.stop().await;
 }
 
@@ -305,6 +322,35 @@ async fn same_key_kicks_the_older_connection() {
     assert!(events.disconnects.try_recv().is_err());
 }
 
+/// Pushes still queued for the older connection when a newer one takes its
+/// key are dropped and counted as `kicked`. The older connection's writer is
+/// held in a write its client does not read, so the pushes stay queued.
+#[tokio::test(flavor = "current_thread")]
+async fn a_kick_counts_what_the_older_connection_still_had_queued() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let mut h = Harness::start(config()).await;
+    let mut old = h.tcp_client("dup", "", &[1000]).await;
+    // 16 MiB: more than the socket buffers hold, so the write blocks.
+    push_keys(&h.comet, &["dup"], 1000, &vec![b'x'; 16 << 20]);
+    // The first bytes prove the writer is inside that write.
+    old.read_exact(16).await;
+    for body in [b"q1", b"q2", b"q3"] {
+        push_keys(&h.comet, &["dup"], 1000, body);
+    }
+    let _new = h.tcp_client("dup", "", &[1000]).await;
+    assert_eq!(
+        recorder.counter("rim_comet_dropped_messages_total{reason=kicked}"),
+        3
+    );
+    old.drain_until_closed().await;
+    assert_eq!(
+        recorder.counter("rim_comet_disconnects_total{reason=kicked}"),
+        1
+    );
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn client_close_tells_logic() {
     let mut h = Harness::start(config()).await;
@@ -351,9 +397,15 @@ async fn shutdown_writes_what_was_accepted_before_closing() {
     stopping.await.unwrap();
 }
 
+/// Every connection, authenticated or still in its handshake, is closed by
+/// the shutdown itself: the handshake timer is set far beyond the wait.
 #[tokio::test]
 async fn shutdown_closes_every_connection() {
-    let mut h = Harness::start(config()).await;
+    let mut h = Harness::start(Config {
+        handshake_timeout: Duration::from_secs(120),
+        ..config()
+    })
+    .await;
     let mut authed = h.tcp_client("a", "live://1", &[]).await;
     let mut pending = TcpClient::connect(h.tcp).await;
     let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
@@ -361,9 +413,50 @@ async fn shutdown_closes_every_connection() {
     let mut events = h.stop().await;
     authed.expect_closed().await;
     pending.expect_closed().await;
-    ws.expect_closed().await;
+    assert_eq!(ws.close_status().await, Some((1001, "shutdown".to_owned())));
     let mut keys = vec![events.disconnects.recv().await.unwrap().key];
     keys.push(events.disconnects.recv().await.unwrap().key);
     keys.sort();
     assert_eq!(keys, ["a", "w"]);
+}
+
+/// README: at shutdown the comet writes what it accepted to each client for
+/// at most 1 s per connection, in parallel. The client here reads nothing
+/// while a 16 MiB push is being written to it, so the drain runs out its
+/// second and `stop` returns after it, well before `shutdown_grace` (5 s).
+/// A push that arrives after the shutdown began is dropped, counted as
+/// `session_closed`.
+#[tokio::test(start_paused = true)]
+async fn shutdown_gives_a_client_that_does_not_read_at_most_1s() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let mut h = Harness::start(config()).await;
+    let comet = h.comet.clone();
+    let mut idle = h.tcp_client("idle", "", &[]).await;
+    let mut stuck = Vec::new();
+    for key in ["stuck-1", "stuck-2"] {
+        let mut client = h.tcp_client(key, "", &[1000]).await;
+        push_keys(&comet, &[key], 1000, &vec![b'x'; 16 << 20]);
+        // The first bytes prove the writer is inside that write.
+        client.read_exact(16).await;
+        stuck.push(client);
+    }
+    let started = tokio::time::Instant::now();
+    let stopping = tokio::spawn(h.stop());
+    // A connection with nothing to write closes at once: the shutdown began.
+    idle.expect_closed().await;
+    push_keys(&comet, &["stuck-1"], 1000, b"too-late");
+    assert_eq!(
+        recorder.counter("rim_comet_dropped_messages_total{reason=session_closed}"),
+        1
+    );
+    stopping.await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1500),
+        "stop took {elapsed:?}"
+    );
+    for mut client in stuck {
+        client.drain_until_closed().await;
+    }
 }

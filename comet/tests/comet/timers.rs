@@ -46,6 +46,43 @@ async fn ws_handshake_timeout_covers_the_upgrade() {
     h.stop().await;
 }
 
+/// protocol.md: on WebSocket, a handshake or heartbeat timeout is announced
+/// with a close frame, 1008 and the reason label.
+#[tokio::test(start_paused = true)]
+async fn ws_timeouts_are_closed_with_1008_and_the_reason() {
+    let h = Harness::start(Config {
+        heartbeat_timeout: Duration::from_secs(20),
+        ..config()
+    })
+    .await;
+    // Upgraded, but no op 7: the default 8 s handshake deadline.
+    let started = Instant::now();
+    let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
+    assert_eq!(
+        ws.close_status().await,
+        Some((1008, "handshake_timeout".to_owned()))
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(8) && elapsed < Duration::from_secs(9),
+        "{elapsed:?}"
+    );
+    // Authenticated, then silent.
+    let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
+    ws.auth(&token(1, "quiet", "", &[])).await;
+    let authed = Instant::now();
+    assert_eq!(
+        ws.close_status().await,
+        Some((1008, "heartbeat_timeout".to_owned()))
+    );
+    let elapsed = authed.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(20) && elapsed < Duration::from_secs(21),
+        "{elapsed:?}"
+    );
+    h.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn heartbeat_timeout_from_logic_and_only_op_2_resets_it() {
     let mut h = Harness::start_with(config(), 20 * SEC).await;

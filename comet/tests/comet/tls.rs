@@ -285,6 +285,58 @@ async fn plain_clients_on_tls_ports_are_closed_and_counted() {
     h.stop().await;
 }
 
+/// README: the TLS handshake counts toward `handshake_timeout`. A client
+/// that connects to a TLS or WSS port and never sends a ClientHello is
+/// closed at the deadline, counted as a failed handshake; one that finishes
+/// TLS late has only the rest of the deadline to authenticate.
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_on_a_tls_port_is_closed_at_the_handshake_deadline() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let cert = generate();
+    let files = Files::new(&cert);
+    let h = Harness::start(Config {
+        handshake_timeout: Duration::from_secs(3),
+        ..files.config()
+    })
+    .await;
+    for (port, transport) in [(h.tls.unwrap(), "tls"), (h.wss.unwrap(), "wss")] {
+        let started = Instant::now();
+        let mut silent = TcpClient::connect(port).await;
+        silent.expect_closed().await;
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(4),
+            "{transport}: closed after {elapsed:?}"
+        );
+        assert_eq!(
+            recorder.counter(&format!(
+                "rim_comet_tls_handshake_failures_total{{transport={transport}}}"
+            )),
+            1
+        );
+    }
+    // One deadline for both: a client that completes TLS after 2 s has 1 s
+    // left to authenticate.
+    let started = Instant::now();
+    let tcp = TcpStream::connect(h.tls.unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = connector(&cert.der, &[]).connect(name, tcp).await.unwrap();
+    let mut late = TcpClient { stream };
+    late.expect_closed().await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(4),
+        "TLS done at 2 s, closed after {elapsed:?}"
+    );
+    assert_eq!(
+        recorder.counter("rim_comet_disconnects_total{reason=handshake_timeout}"),
+        3
+    );
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn reload_serves_the_new_certificate_to_new_handshakes_only() {
     let recorder = TestRecorder::default();
@@ -350,7 +402,10 @@ async fn reload_serves_the_new_certificate_to_new_handshakes_only() {
     h.stop().await;
 }
 
-#[tokio::test]
+/// Paused time: the watch's interval is the subject (a broken file must be
+/// reported once, not on every tick), and the file checks run on the
+/// blocking pool, which holds the paused clock while they run.
+#[tokio::test(start_paused = true)]
 async fn the_watch_reloads_changed_files_and_skips_broken_ones() {
     let recorder = TestRecorder::default();
     let _guard = metrics::set_default_local_recorder(&recorder);
@@ -377,6 +432,14 @@ async fn the_watch_reloads_changed_files_and_skips_broken_ones() {
     })
     .await;
     assert_eq!(server_cert(&tls_connect(tls, &a.der).await.unwrap()), a.der);
+    // Ten more ticks of the watch do not report the same file again. (The
+    // odd 10 ms keeps the file writes below off the watch's ticks, so it
+    // never reads the new key beside the broken certificate.)
+    tokio::time::sleep(Duration::from_millis(1010)).await;
+    assert_eq!(
+        recorder.counter("rim_comet_tls_reloads_total{result=error}"),
+        1
+    );
 
     // New files: picked up without being asked.
     files.write(&b);
@@ -384,7 +447,14 @@ async fn the_watch_reloads_changed_files_and_skips_broken_ones() {
         tls_connect(tls, &b.der).await.is_ok()
     })
     .await;
-    assert!(recorder.counter("rim_comet_tls_reloads_total{result=ok}") >= 1);
+    assert_eq!(
+        recorder.counter("rim_comet_tls_reloads_total{result=ok}"),
+        1
+    );
+    assert_eq!(
+        recorder.counter("rim_comet_tls_reloads_total{result=error}"),
+        1
+    );
     old.send(1, 2, 2, b"").await;
     assert_eq!(old.read_frame().await.op, 3);
     h.stop().await;

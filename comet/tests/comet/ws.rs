@@ -164,59 +164,134 @@ async fn frames_sent_with_the_upgrade_request_are_read() {
     h.stop().await;
 }
 
-/// An upgrade request that is not a valid WebSocket handshake is answered
-/// 400 with the reason, not just dropped.
-#[tokio::test]
-async fn malformed_upgrades_are_answered_400() {
+/// Sends `request` on a new connection to the WebSocket port and reads until
+/// the server closes: (response head, body).
+async fn refused_upgrade(h: &Harness, request: &[u8]) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let h = Harness::start(config()).await;
-    let requests = [
-        // No Sec-WebSocket-Key.
-        "GET /sub HTTP/1.1\r\nHost: rim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n",
-        // Not a GET.
-        "POST /sub HTTP/1.1\r\nHost: rim\r\n\r\n",
-        // Not HTTP at all.
-        "\x16\x03\x01 hello\r\n\r\n",
-    ];
-    for request in requests {
-        let mut stream = tokio::net::TcpStream::connect(h.ws).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
-            .await
-            .expect("connection left open")
-            .unwrap();
-        let answer = String::from_utf8_lossy(&answer);
-        assert!(answer.starts_with("HTTP/1.1 400 "), "{request:?}: {answer}");
-        assert!(answer.contains("Connection: close"), "{answer}");
-    }
-    // A request head that never ends is cut off at 16 KiB. (Exactly 16 KiB
-    // is sent, so the server reads it all and its close is not a reset that
-    // could discard the answer.)
     let mut stream = tokio::net::TcpStream::connect(h.ws).await.unwrap();
-    let mut request = b"GET /sub HTTP/1.1\r\nCookie: ".to_vec();
-    request.resize(16 * 1024, b'c');
-    stream.write_all(&request).await.unwrap();
+    stream.write_all(request).await.unwrap();
     let mut answer = Vec::new();
+    // A reset after the answer (the server closes with unread bytes) still
+    // leaves what was read.
     let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
         .await
         .expect("connection left open");
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete response head: {answer:?}"));
+    (format!("{head}\r\n"), body.to_owned())
+}
+
+/// protocol.md: an upgrade request that is not a valid WebSocket handshake
+/// is answered 400 with the reason as a plain-text body, a head over 16 KiB
+/// 431, each with `Connection: close`, then closed and counted as
+/// `ws_handshake_failed`.
+#[tokio::test(flavor = "current_thread")]
+async fn malformed_upgrades_are_answered_400() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let h = Harness::start(config()).await;
+    let upgrade =
+        |version: &str, headers: &str| format!("GET /sub {version}\r\nHost: rim\r\n{headers}\r\n");
+    const CONN: &str = "Connection: Upgrade\r\n";
+    const UPGRADE: &str = "Upgrade: websocket\r\n";
+    const V13: &str = "Sec-WebSocket-Version: 13\r\n";
+    let key = format!("Sec-WebSocket-Key: {WS_KEY}\r\n");
+    // (case, request, a word the reason must contain)
+    let requests = [
+        (
+            "no key",
+            upgrade("HTTP/1.1", &format!("{UPGRADE}{CONN}{V13}")),
+            "key",
+        ),
+        (
+            "not a GET",
+            "POST /sub HTTP/1.1\r\nHost: rim\r\n\r\n".to_owned(),
+            "method",
+        ),
+        ("not HTTP", "\x16\x03\x01 hello\r\n\r\n".to_owned(), ""),
+        (
+            "version 12",
+            upgrade(
+                "HTTP/1.1",
+                &format!("{UPGRADE}{CONN}{key}Sec-WebSocket-Version: 12\r\n"),
+            ),
+            "version",
+        ),
+        (
+            "no Upgrade header",
+            upgrade("HTTP/1.1", &format!("{CONN}{key}{V13}")),
+            "upgrade",
+        ),
+        (
+            "malformed key",
+            upgrade(
+                "HTTP/1.1",
+                &format!("{UPGRADE}{CONN}Sec-WebSocket-Key: not-a-nonce\r\n{V13}"),
+            ),
+            "key",
+        ),
+        (
+            "HTTP/1.0",
+            upgrade("HTTP/1.0", &format!("{UPGRADE}{CONN}{key}{V13}")),
+            "version",
+        ),
+    ];
+    for (case, request, word) in &requests {
+        let (head, body) = refused_upgrade(&h, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 400 "), "{case}: {head}");
+        assert!(head.contains("\r\nConnection: close\r\n"), "{case}: {head}");
+        assert!(
+            head.contains("\r\nContent-Type: text/plain"),
+            "{case}: {head}"
+        );
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+            "{case}: {head}"
+        );
+        assert!(!body.is_empty(), "{case}: no reason in the body");
+        assert!(
+            body.to_ascii_lowercase().contains(word),
+            "{case}: the reason {body:?} does not mention {word:?}"
+        );
+    }
+    // A request head that never ends is cut off at 16 KiB. (Exactly 16 KiB
+    // is sent, so the server reads it all and its close is not a reset that
+    // could discard the answer.)
+    let mut request = b"GET /sub HTTP/1.1\r\nCookie: ".to_vec();
+    request.resize(16 * 1024, b'c');
+    let (head, _) = refused_upgrade(&h, &request).await;
+    assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+    assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+    assert_eq!(
+        recorder.counter("rim_comet_disconnects_total{reason=ws_handshake_failed}"),
+        requests.len() as u64 + 1
+    );
     h.stop().await;
 }
 
-#[tokio::test]
+/// protocol.md: another path is answered 404 with `Connection: close`, then
+/// closed and counted as `ws_path_rejected`.
+#[tokio::test(flavor = "current_thread")]
 async fn other_paths_are_rejected_with_404() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let h = Harness::start(config()).await;
-    for path in ["/", "/subscribe", "/sub/x"] {
-        let head = match WsClient::connect(h.ws, path, None).await {
-            Ok(_) => panic!("{path} was upgraded"),
-            Err(head) => head,
-        };
-        assert!(head.starts_with("HTTP/1.1 404"), "{path}: {head}");
+    let paths = ["/", "/subscribe", "/sub/x"];
+    for path in paths {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: rim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        let (head, _) = refused_upgrade(&h, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 404 "), "{path}: {head}");
+        assert!(head.contains("\r\nConnection: close\r\n"), "{path}: {head}");
     }
+    assert_eq!(
+        recorder.counter("rim_comet_disconnects_total{reason=ws_path_rejected}"),
+        paths.len() as u64
+    );
     h.stop().await;
 }
 
@@ -247,29 +322,50 @@ async fn ping_gets_pong_and_close_ends_the_connection() {
     h.stop().await;
 }
 
+/// protocol.md: a message that is not exactly one well-formed goim frame is
+/// closed with 1003, one over 16 + `max_body` bytes with 1009; the reason
+/// text is the `reason` label.
 #[tokio::test]
 async fn bad_messages_close_the_connection() {
     let mut h = Harness::start(config()).await;
-    let bad: Vec<(&str, Vec<u8>)> = vec![
-        ("trailing bytes", {
-            let mut f = frame(1, 2, 1, b"");
-            f.push(0);
-            f
-        }),
-        ("truncated", frame(1, 4, 1, b"body")[..18].to_vec()),
+    let bad: Vec<(&str, Vec<u8>, (u16, &str))> = vec![
+        (
+            "trailing bytes",
+            {
+                let mut f = frame(1, 2, 1, b"");
+                f.push(0);
+                f
+            },
+            (1003, "bad_frame"),
+        ),
+        (
+            "truncated",
+            frame(1, 4, 1, b"body")[..18].to_vec(),
+            (1003, "bad_frame"),
+        ),
         (
             "header length",
             hex("00 00 00 10 00 0f 00 01 00 00 00 02 00 00 00 01"),
+            (1003, "bad_frame"),
         ),
-        // 16 + 4097 bytes: over the message limit.
-        ("oversize", frame(1, 4, 1, &[0u8; 4097])),
+        // 16 + 4097 bytes: over the message limit, refused by the WebSocket
+        // layer from the message header.
+        (
+            "oversize",
+            frame(1, 4, 1, &[0u8; 4097]),
+            (1009, "ws_protocol"),
+        ),
     ];
-    for (name, message) in &bad {
+    for (name, message, (code, reason)) in &bad {
         let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
         ws.auth(&token(1, name, "", &[])).await;
         next(&mut h.events.connects).await;
         ws.send_ws(2, message).await;
-        ws.expect_closed().await;
+        assert_eq!(
+            ws.close_status().await,
+            Some((*code, reason.to_string())),
+            "{name}"
+        );
         assert_eq!(next(&mut h.events.disconnects).await.key, *name);
     }
     // At the limit is fine.
@@ -277,6 +373,91 @@ async fn bad_messages_close_the_connection() {
     ws.auth(&token(1, "max", "", &[])).await;
     ws.send(1, 4, 1, &[0u8; 4096]).await;
     assert_eq!(ws.read_frame().await, parse_frame(&frame(1, 4, 1, b"")));
+    h.stop().await;
+}
+
+/// protocol.md: a refused token gets no op 8, only a close frame with 1008
+/// and the reason `auth_failed`.
+#[tokio::test(flavor = "current_thread")]
+async fn refused_token_is_closed_with_1008_auth_failed() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    // The handshake timer is out of reach: only the refusal can close.
+    let mut h = Harness::start(rim_comet::Config {
+        handshake_timeout: std::time::Duration::from_secs(120),
+        ..config()
+    })
+    .await;
+    let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
+    ws.send(1, 7, 1, b"not-json").await;
+    let frames = ws.frames_until_closed().await;
+    let mut close = 1008u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"auth_failed");
+    assert_eq!(frames, [(0x88, close)], "only the close frame");
+    assert_eq!(&next(&mut h.events.connects).await.token[..], b"not-json");
+    assert_eq!(
+        recorder.counter("rim_comet_disconnects_total{reason=auth_failed}"),
+        1
+    );
+    h.stop().await;
+}
+
+/// The older of two WebSocket sessions with the same key is closed with
+/// 1008 `kicked`; the newer one keeps the key.
+#[tokio::test]
+async fn the_kicked_session_is_closed_with_1008_kicked() {
+    let mut h = Harness::start(config()).await;
+    let (mut old, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
+    old.auth(&token(1, "twice", "", &[1000])).await;
+    next(&mut h.events.connects).await;
+    let (mut new, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
+    new.auth(&token(1, "twice", "", &[1000])).await;
+    next(&mut h.events.connects).await;
+    assert_eq!(old.close_status().await, Some((1008, "kicked".to_owned())));
+    push_keys(&h.comet, &["twice"], 1000, b"to-new");
+    assert_eq!(parse_frame(&new.read_frame().await.body).body, b"to-new");
+    h.stop().await;
+}
+
+/// A WebSocket client whose queue overflows is closed with 1008
+/// `slow_client`. The queue is filled before the connection task runs, so
+/// nothing is written before the close: the overflow discards the queue
+/// (`slow_client`), and a push to the closing session is dropped too
+/// (`session_closed`).
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_client_is_closed_with_1008_slow_client() {
+    let recorder = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let mut h = Harness::start(rim_comet::Config {
+        session_queue: 8,
+        ..config()
+    })
+    .await;
+    let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
+    ws.auth(&token(1, "slow", "", &[1000])).await;
+    next(&mut h.events.connects).await;
+    // No await in between: the connection task cannot take the queue.
+    for i in 0..10u8 {
+        push_keys(&h.comet, &["slow"], 1000, &[i]);
+    }
+    let frames = ws.frames_until_closed().await;
+    let mut close = 1008u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"slow_client");
+    assert_eq!(frames, [(0x88, close)], "only the close frame");
+    assert_eq!(next(&mut h.events.disconnects).await.key, "slow");
+    // 8 queued + the 9th that overflowed.
+    assert_eq!(
+        recorder.counter("rim_comet_dropped_messages_total{reason=slow_client}"),
+        9
+    );
+    assert_eq!(
+        recorder.counter("rim_comet_dropped_messages_total{reason=session_closed}"),
+        1
+    );
+    assert_eq!(
+        recorder.counter("rim_comet_disconnects_total{reason=slow_client}"),
+        1
+    );
     h.stop().await;
 }
 

@@ -8,27 +8,6 @@
 use crate::common::*;
 use tokio::io::AsyncWriteExt;
 
-/// Reads server frames until the TCP close; returns the close frame's status
-/// code, if the server sent one.
-async fn close_status(ws: &mut WsClient) -> Option<u16> {
-    use tokio::io::AsyncReadExt;
-    let mut bytes = Vec::new();
-    let _ = tokio::time::timeout(WAIT, ws.stream.read_to_end(&mut bytes))
-        .await
-        .expect("connection still open");
-    // Skip whole frames until a close (0x88).
-    let mut at = 0;
-    while at + 2 <= bytes.len() {
-        let (first, len) = (bytes[at], usize::from(bytes[at + 1] & 0x7f));
-        if first == 0x88 {
-            return (len >= 2 && at + 4 <= bytes.len())
-                .then(|| u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
-        }
-        at += 2 + len;
-    }
-    None
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn protocol_violations_fail_the_connection() {
     let recorder = TestRecorder::default();
@@ -88,7 +67,9 @@ async fn protocol_violations_fail_the_connection() {
     for (name, bytes, code) in &cases {
         let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
         ws.stream.write_all(bytes).await.unwrap();
-        assert_eq!(close_status(&mut ws).await, *code, "{name}");
+        // The reason text is the `reason` label (protocol.md).
+        let expected = code.map(|code| (code, "ws_protocol".to_owned()));
+        assert_eq!(ws.close_status().await, expected, "{name}");
     }
     assert_eq!(
         recorder.counter("rim_comet_disconnects_total{reason=ws_protocol}"),
@@ -100,7 +81,10 @@ async fn protocol_violations_fail_the_connection() {
     huge.extend_from_slice(&(1u64 << 62).to_be_bytes());
     huge.extend_from_slice(&WS_MASK);
     ws.stream.write_all(&huge).await.unwrap();
-    assert_eq!(close_status(&mut ws).await, Some(1009));
+    assert_eq!(
+        ws.close_status().await,
+        Some((1009, "ws_protocol".to_owned()))
+    );
 
     // The comet still serves.
     let (mut ws, _) = WsClient::connect(h.ws, "/sub", None).await.unwrap();
@@ -152,7 +136,7 @@ async fn close_is_answered_with_a_close_echoing_the_code() {
         .write_all(&ws_frame(0x88, &body, true))
         .await
         .unwrap();
-    assert_eq!(close_status(&mut ws).await, Some(1000));
+    assert_eq!(ws.close_status().await.map(|(code, _)| code), Some(1000));
     assert_eq!(next(&mut h.events.disconnects).await.key, "closer");
     h.stop().await;
 }
@@ -165,7 +149,7 @@ async fn close_before_auth_is_answered_too() {
         .write_all(&ws_frame(0x88, &1001u16.to_be_bytes(), true))
         .await
         .unwrap();
-    assert_eq!(close_status(&mut ws).await, Some(1001));
+    assert_eq!(ws.close_status().await.map(|(code, _)| code), Some(1001));
     h.stop().await;
 }
 
@@ -187,7 +171,10 @@ async fn a_ping_flood_is_closed_by_the_frame_rate() {
         flood.extend(ws_frame(0x89, b"p", true));
     }
     ws.stream.write_all(&flood).await.unwrap();
-    assert_eq!(close_status(&mut ws).await, Some(1008));
+    assert_eq!(
+        ws.close_status().await,
+        Some((1008, "frame_rate".to_owned()))
+    );
     assert_eq!(
         recorder.counter("rim_comet_disconnects_total{reason=frame_rate}"),
         1
