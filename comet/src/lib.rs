@@ -69,6 +69,7 @@ mod room;
 mod server;
 mod session;
 mod tls;
+mod ws_frame;
 
 pub use config::Config;
 pub use error::{ConfigError, PushError};

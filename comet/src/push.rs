@@ -11,9 +11,9 @@ use bytes::Bytes;
 use rim_proto::pb::protocol::Proto;
 use rim_proto::{Frame, Op};
 
-use crate::conn::ws_message;
 use crate::metrics;
 use crate::session::Enqueue;
+use crate::ws_frame::binary as ws_message;
 
 /// The encoded bytes of one push, for each transport.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,8 +17,6 @@ mod handler;
 mod tcp;
 mod ws;
 
-pub(crate) use ws::binary as ws_message;
-
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};

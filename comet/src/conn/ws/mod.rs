@@ -24,9 +24,8 @@ use tungstenite::handshake::server::{create_response, write_response, Request};
 use tungstenite::http::header;
 use tungstenite::protocol::frame::coding::{CloseCode, Control};
 
-pub(crate) use self::codec::binary;
 pub(crate) use self::codec::WsError;
-use self::codec::{close_frame, control, WsCodec, WsIn};
+use self::codec::{WsCodec, WsIn};
 use super::buffers::{BufList, Reader};
 use super::handler::{self, Active};
 use super::{
@@ -35,6 +34,7 @@ use super::{
 };
 use crate::push::Push;
 use crate::server::Comet;
+use crate::ws_frame::{binary, close_frame, control};
 
 /// The only path served (a query string is allowed).
 const PATH: &str = "/sub";
