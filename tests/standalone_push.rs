@@ -513,3 +513,34 @@ async fn upstream_op_before_auth_is_ignored_then_auth_works() {
     assert_eq!((reply.ver, reply.seq, reply.body.len()), (1, 1, 0));
     rim.server.stop().await;
 }
+
+/// README (`logic.api.open`): a standalone without tokens serves loopback
+/// clients only. The rule reads the peer address the HTTP server records
+/// (`ConnectInfo`) and refuses a request without one, so this push from
+/// 127.0.0.1 over a real socket is served only if the server records it.
+#[tokio::test]
+async fn default_push_api_serves_a_loopback_client_over_the_socket() {
+    let config = test_config();
+    assert_eq!(config.logic.api.open, None, "the default access rule");
+    assert!(
+        config.logic.api.tokens.is_empty(),
+        "the default access rule"
+    );
+    let rim = Rim::start_with(config).await;
+    let mut c = Client::connect(rim.tcp(), false, &Token::new(1, "local", ""))
+        .await
+        .unwrap();
+    let reply = rim
+        .http
+        .post("/goim/push/keys?operation=1000&keys=local", "from-loopback")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, &reply.json["code"]),
+        (200, &serde_json::json!(0)),
+        "a loopback client of a default standalone: {:?}",
+        reply.json
+    );
+    assert_eq!(&c.next_push().await.unwrap().body[..], b"from-loopback");
+    rim.server.stop().await;
+}

@@ -9,10 +9,12 @@
 //! legitimately valid (free-form strings, content types, which rim ignores
 //! as goim does) must answer 2xx; each such case says so.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use rim_logic::{Config, InProcessQueue, Logic};
@@ -58,7 +60,12 @@ impl Answer {
     }
 }
 
-async fn send(logic: &Arc<Logic>, request: Request<Body>) -> Answer {
+/// Sends `request` as from a loopback client (the peer address the real
+/// servers record; the default API serves loopback clients only).
+async fn send(logic: &Arc<Logic>, mut request: Request<Body>) -> Answer {
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
     let what = format!("{} {}", request.method(), request.uri());
     let what = &what[..what.len().min(200)];
     let response = rim_logic::http::router(logic.clone())
