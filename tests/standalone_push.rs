@@ -544,3 +544,34 @@ async fn default_push_api_serves_a_loopback_client_over_the_socket() {
     assert_eq!(&c.next_push().await.unwrap().body[..], b"from-loopback");
     rim.server.stop().await;
 }
+
+/// Push bodies are opaque bytes (as in goim): a body that is not UTF-8
+/// reaches the client exactly as sent, through every push path.
+async fn binary_body_arrives_byte_for_byte(ws: bool) {
+    const BODY: [u8; 4] = [0xff, 0xfe, 0x00, 0x01];
+    let rim = Rim::start().await;
+    let mut c = Client::connect(rim.addr(ws), ws, &Token::new(7, "bin", "live://bin"))
+        .await
+        .unwrap();
+    for path in [
+        "/goim/push/keys?operation=1000&keys=bin",
+        "/goim/push/mids?operation=1000&mids=7",
+        "/goim/push/room?operation=1000&type=live&room=bin",
+        "/goim/push/all?operation=1000",
+    ] {
+        rim.http.push_ok(path, BODY.to_vec()).await;
+        let push = c.next_push().await.unwrap();
+        assert_eq!((push.op, &push.body[..]), (1000, &BODY[..]), "{path}");
+    }
+    rim.server.stop().await;
+}
+
+#[tokio::test]
+async fn binary_body_arrives_byte_for_byte_tcp() {
+    binary_body_arrives_byte_for_byte(false).await;
+}
+
+#[tokio::test]
+async fn binary_body_arrives_byte_for_byte_ws() {
+    binary_body_arrives_byte_for_byte(true).await;
+}
