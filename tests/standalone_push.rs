@@ -575,3 +575,43 @@ async fn binary_body_arrives_byte_for_byte_tcp() {
 async fn binary_body_arrives_byte_for_byte_ws() {
     binary_body_arrives_byte_for_byte(true).await;
 }
+
+/// docs/protocol.md: a client asking for a key that is live for another
+/// user's connection is refused, and the owner stays connected (goim moved
+/// the key and kicked the owner).
+#[tokio::test]
+async fn another_users_live_key_is_refused_and_the_owner_keeps_it() {
+    let rim = Rim::start().await;
+    let mut owner = Client::connect(rim.tcp(), false, &Token::new(1, "k", "live://1"))
+        .await
+        .unwrap();
+    let newcomer = Frame::new(1, Op::Auth, 1, Token::new(2, "k", "live://1").to_json());
+    // Closed without op 8, well within the 8 s handshake timeout.
+    let within = Duration::from_secs(2);
+    let mut tcp = Client::tcp(rim.tcp()).await.unwrap();
+    tcp.send(&newcomer).await.unwrap();
+    match tcp.recv_within(within).await {
+        Ok(Some(rim_testkit::Incoming::Closed)) => {}
+        other => panic!("tcp newcomer: expected a close without op 8, got {other:?}"),
+    }
+    let mut ws = Client::ws(rim.ws()).await.unwrap();
+    ws.send(&newcomer).await.unwrap();
+    let close = ws.expect_ws_close(within).await.unwrap();
+    assert_eq!((close.code, close.reason.as_str()), (1008, "auth_failed"));
+
+    // The owner was not kicked: it still heartbeats and receives.
+    owner
+        .heartbeat(2)
+        .await
+        .expect("the owner still heartbeats");
+    rim.http
+        .push_ok("/goim/push/keys?operation=1000&keys=k", "to-owner")
+        .await;
+    let push = owner.next_push().await.unwrap();
+    assert_eq!(&push.body[..], b"to-owner");
+    rim.http
+        .push_ok("/goim/push/mids?operation=1000&mids=1", "to-mid-1")
+        .await;
+    assert_eq!(&owner.next_push().await.unwrap().body[..], b"to-mid-1");
+    rim.server.stop().await;
+}
