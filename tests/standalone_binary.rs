@@ -8,6 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Http;
@@ -17,6 +18,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 /// How long a process gets to announce itself or to exit.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -450,4 +455,129 @@ async fn bad_configuration_and_unknown_flags_fail_with_a_clear_message() {
     let (status, _, stderr) = run_to_exit(&["standalone", "--http"]).await;
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--http <ADDR>"), "missing value: {stderr}");
+}
+
+/// A fresh self-signed certificate for localhost: its PEM files and DER.
+struct Cert {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+fn generate_cert() -> Cert {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("generate a certificate");
+    Cert {
+        cert_pem: cert.pem(),
+        key_pem: signing_key.serialize_pem(),
+        der: cert.der().clone(),
+    }
+}
+
+/// A TLS handshake with `addr` as "localhost", trusting only `trusted`:
+/// the certificate served, or `Err` if the server presents another one.
+async fn served_cert(
+    addr: SocketAddr,
+    trusted: &CertificateDer<'static>,
+) -> std::io::Result<CertificateDer<'static>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(trusted.clone()).expect("a usable trust anchor");
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider's protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let stream = tokio::time::timeout(
+        DEADLINE,
+        TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .expect("the tls handshake ends")?;
+    Ok(stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("a server certificate")[0]
+        .clone())
+}
+
+/// README (TLS): "SIGHUP reloads them at once". The file watch is off
+/// (`tls_reload_interval = "0s"`), so only the signal can load the new files.
+#[tokio::test]
+async fn sighup_reloads_the_tls_certificate() {
+    let (first, second) = (generate_cert(), generate_cert());
+    let config = TempFile::new("rim.toml", "[comet]\ntls_reload_interval = \"0s\"\n");
+    let cert = config.dir.join("cert.pem");
+    let key = config.dir.join("key.pem");
+    // Replaces a file the way certificate tools do: write aside, rename.
+    let replace = |path: &PathBuf, text: &str| {
+        let aside = path.with_extension("new");
+        std::fs::write(&aside, text).expect("write aside");
+        std::fs::rename(&aside, path).expect("rename over");
+    };
+    replace(&key, &first.key_pem);
+    replace(&cert, &first.cert_pem);
+    let (cert_arg, key_arg) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    let mut args = EPHEMERAL.to_vec();
+    args.extend([
+        "--tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert_arg,
+        "--tls-key",
+        key_arg,
+    ]);
+    args.extend(["--config", config.arg(), "--ready"]);
+    let mut server = Server::start(&args, None).await;
+    let tls = server.only("tls");
+    assert_eq!(
+        served_cert(tls, &first.der)
+            .await
+            .expect("the first certificate"),
+        first.der
+    );
+
+    replace(&key, &second.key_pem);
+    replace(&cert, &second.cert_pem);
+    assert!(
+        served_cert(tls, &second.der).await.is_err(),
+        "the new files were loaded before SIGHUP (the watch is off)"
+    );
+    common::cluster::signal(&server.child, "-HUP");
+    // The reload runs in the process: poll, with a deadline, until it served.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = server.child.try_wait().expect("rim's status") {
+            panic!("rim exited on SIGHUP ({status})");
+        }
+        match served_cert(tls, &second.der).await {
+            Ok(served) => {
+                assert_eq!(served, second.der);
+                break;
+            }
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the new certificate was never served after SIGHUP: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The old certificate is no longer served.
+    assert!(served_cert(tls, &first.der).await.is_err());
+
+    let stopped = server.stop().await;
+    assert!(
+        stopped.status.success(),
+        "{:?}\n{}",
+        stopped.status,
+        stopped.stderr
+    );
+    assert!(
+        stopped.stderr.contains("SIGHUP received"),
+        "no reload line:\n{}",
+        stopped.stderr
+    );
 }

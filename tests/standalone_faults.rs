@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::{test_config, Rim};
 use rim_proto::{Frame, Op};
-use rim_testkit::{Client, Token};
+use rim_testkit::{Client, Incoming, Token};
 
 fn header(pack_len: i32, header_len: i16, op: i32) -> Bytes {
     let mut b = BytesMut::new();
@@ -19,59 +19,87 @@ fn header(pack_len: i32, header_len: i16, op: i32) -> Bytes {
     b.freeze()
 }
 
-async fn closes_on(ws: bool, bytes: Bytes) {
-    let rim = Rim::start().await;
-    let mut c = if ws {
-        Client::ws(rim.ws()).await.unwrap()
-    } else {
-        Client::tcp(rim.tcp()).await.unwrap()
-    };
+/// How soon a refused connection must be closed. The handshake timeout of
+/// these tests ([`no_handshake_timeout`]) is far longer, so a server that
+/// left a refused connection open would fail instead of being rescued by it.
+const CLOSE_WITHIN: Duration = Duration::from_secs(2);
+
+/// A standalone whose handshake timeout (60 s) cannot close a connection
+/// within [`CLOSE_WITHIN`].
+async fn no_handshake_timeout() -> Rim {
+    let mut config = test_config();
+    config.comet.handshake_timeout = Duration::from_secs(60);
+    Rim::start_with(config).await
+}
+
+/// Asserts that `c` is closed within [`CLOSE_WITHIN`] without receiving anything.
+async fn closed_without_reply(c: &mut Client, what: &str) {
+    match c.recv_within(CLOSE_WITHIN).await {
+        Ok(Some(Incoming::Closed)) => {}
+        other => panic!("{what}: expected a close within {CLOSE_WITHIN:?}, got {other:?}"),
+    }
+}
+
+/// Sends `bytes` on raw TCP: the connection is closed at once, silently.
+async fn tcp_closes_on(bytes: Bytes) {
+    let rim = no_handshake_timeout().await;
+    let mut c = Client::tcp(rim.tcp()).await.unwrap();
     c.send_raw(bytes).await.unwrap();
-    c.expect_closed(Duration::from_secs(5)).await.unwrap();
+    closed_without_reply(&mut c, "tcp").await;
+    rim.server.stop().await;
+}
+
+/// Sends `bytes` as one WebSocket message: the server closes at once with
+/// `code` and the reason label `reason` (docs/protocol.md).
+async fn ws_closes_on(bytes: Bytes, code: u16, reason: &str) {
+    let rim = no_handshake_timeout().await;
+    let mut c = Client::ws(rim.ws()).await.unwrap();
+    c.send_raw(bytes).await.unwrap();
+    let close = c.expect_ws_close(CLOSE_WITHIN).await.unwrap();
+    assert_eq!((close.code, close.reason.as_str()), (code, reason));
     rim.server.stop().await;
 }
 
 #[tokio::test]
 async fn garbage_before_auth_closes() {
-    closes_on(
-        false,
-        Bytes::from_static(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-    )
-    .await;
-    closes_on(true, Bytes::from_static(b"\x01\x02\x03")).await;
+    tcp_closes_on(Bytes::from_static(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+    // Not one goim frame: 1003 unsupported data.
+    ws_closes_on(Bytes::from_static(b"\x01\x02\x03"), 1003, "bad_frame").await;
 }
 
 #[tokio::test]
 async fn wrong_header_length_closes() {
-    closes_on(false, header(16, 15, Op::Auth.code())).await;
-    closes_on(true, header(16, 15, Op::Auth.code())).await;
+    tcp_closes_on(header(16, 15, Op::Auth.code())).await;
+    ws_closes_on(header(16, 15, Op::Auth.code()), 1003, "bad_frame").await;
 }
 
 #[tokio::test]
 async fn oversize_frame_closes() {
     // 16 + 4097 bytes: one over goim's 4096-byte client body limit.
-    closes_on(false, header(16 + 4097, 16, Op::Auth.code())).await;
+    tcp_closes_on(header(16 + 4097, 16, Op::Auth.code())).await;
     let big = Frame::new(1, Op::Auth, 1, Bytes::from(vec![b'x'; 5000])).to_bytes();
-    closes_on(true, big).await;
+    // Refused from its WebSocket header, before the goim frame is read.
+    ws_closes_on(big, 1009, "ws_protocol").await;
 }
 
 #[tokio::test]
 async fn negative_pack_len_closes() {
-    closes_on(false, header(-5, 16, Op::Auth.code())).await;
+    tcp_closes_on(header(-5, 16, Op::Auth.code())).await;
 }
 
 #[tokio::test]
 async fn invalid_token_closes_without_reply() {
-    let rim = Rim::start().await;
-    let mut c = Client::tcp(rim.tcp()).await.unwrap();
-    c.send(&Frame::new(1, Op::Auth, 1, Bytes::from_static(b"not-json")))
-        .await
-        .unwrap();
+    let rim = no_handshake_timeout().await;
+    let auth = Frame::new(1, Op::Auth, 1, Bytes::from_static(b"not-json"));
     // goim has no error frame: the server closes the socket and sends nothing.
-    match c.recv().await.unwrap() {
-        rim_testkit::Incoming::Closed => {}
-        other => panic!("expected close, got {other:?}"),
-    }
+    let mut tcp = Client::tcp(rim.tcp()).await.unwrap();
+    tcp.send(&auth).await.unwrap();
+    closed_without_reply(&mut tcp, "tcp").await;
+    // WebSocket: no op 8 either, a close frame 1008 with the reason label.
+    let mut ws = Client::ws(rim.ws()).await.unwrap();
+    ws.send(&auth).await.unwrap();
+    let close = ws.expect_ws_close(CLOSE_WITHIN).await.unwrap();
+    assert_eq!((close.code, close.reason.as_str()), (1008, "auth_failed"));
     rim.server.stop().await;
 }
 
@@ -82,8 +110,15 @@ async fn handshake_timeout_closes_silent_connections() {
     let rim = Rim::start_with(config).await;
     let mut tcp = Client::tcp(rim.tcp()).await.unwrap();
     let mut ws = Client::ws(rim.ws()).await.unwrap();
-    tcp.expect_closed(Duration::from_secs(5)).await.unwrap();
-    ws.expect_closed(Duration::from_secs(5)).await.unwrap();
+    match tcp.recv_within(Duration::from_secs(5)).await {
+        Ok(Some(Incoming::Closed)) => {}
+        other => panic!("tcp: expected a silent close, got {other:?}"),
+    }
+    let close = ws.expect_ws_close(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (1008, "handshake_timeout")
+    );
     rim.server.stop().await;
 }
 

@@ -513,3 +513,105 @@ async fn upstream_op_before_auth_is_ignored_then_auth_works() {
     assert_eq!((reply.ver, reply.seq, reply.body.len()), (1, 1, 0));
     rim.server.stop().await;
 }
+
+/// README (`logic.api.open`): a standalone without tokens serves loopback
+/// clients only. The rule reads the peer address the HTTP server records
+/// (`ConnectInfo`) and refuses a request without one, so this push from
+/// 127.0.0.1 over a real socket is served only if the server records it.
+#[tokio::test]
+async fn default_push_api_serves_a_loopback_client_over_the_socket() {
+    let config = test_config();
+    assert_eq!(config.logic.api.open, None, "the default access rule");
+    assert!(
+        config.logic.api.tokens.is_empty(),
+        "the default access rule"
+    );
+    let rim = Rim::start_with(config).await;
+    let mut c = Client::connect(rim.tcp(), false, &Token::new(1, "local", ""))
+        .await
+        .unwrap();
+    let reply = rim
+        .http
+        .post("/goim/push/keys?operation=1000&keys=local", "from-loopback")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, &reply.json["code"]),
+        (200, &serde_json::json!(0)),
+        "a loopback client of a default standalone: {:?}",
+        reply.json
+    );
+    assert_eq!(&c.next_push().await.unwrap().body[..], b"from-loopback");
+    rim.server.stop().await;
+}
+
+/// Push bodies are opaque bytes (as in goim): a body that is not UTF-8
+/// reaches the client exactly as sent, through every push path.
+async fn binary_body_arrives_byte_for_byte(ws: bool) {
+    const BODY: [u8; 4] = [0xff, 0xfe, 0x00, 0x01];
+    let rim = Rim::start().await;
+    let mut c = Client::connect(rim.addr(ws), ws, &Token::new(7, "bin", "live://bin"))
+        .await
+        .unwrap();
+    for path in [
+        "/goim/push/keys?operation=1000&keys=bin",
+        "/goim/push/mids?operation=1000&mids=7",
+        "/goim/push/room?operation=1000&type=live&room=bin",
+        "/goim/push/all?operation=1000",
+    ] {
+        rim.http.push_ok(path, BODY.to_vec()).await;
+        let push = c.next_push().await.unwrap();
+        assert_eq!((push.op, &push.body[..]), (1000, &BODY[..]), "{path}");
+    }
+    rim.server.stop().await;
+}
+
+#[tokio::test]
+async fn binary_body_arrives_byte_for_byte_tcp() {
+    binary_body_arrives_byte_for_byte(false).await;
+}
+
+#[tokio::test]
+async fn binary_body_arrives_byte_for_byte_ws() {
+    binary_body_arrives_byte_for_byte(true).await;
+}
+
+/// docs/protocol.md: a client asking for a key that is live for another
+/// user's connection is refused, and the owner stays connected (goim moved
+/// the key and kicked the owner).
+#[tokio::test]
+async fn another_users_live_key_is_refused_and_the_owner_keeps_it() {
+    let rim = Rim::start().await;
+    let mut owner = Client::connect(rim.tcp(), false, &Token::new(1, "k", "live://1"))
+        .await
+        .unwrap();
+    let newcomer = Frame::new(1, Op::Auth, 1, Token::new(2, "k", "live://1").to_json());
+    // Closed without op 8, well within the 8 s handshake timeout.
+    let within = Duration::from_secs(2);
+    let mut tcp = Client::tcp(rim.tcp()).await.unwrap();
+    tcp.send(&newcomer).await.unwrap();
+    match tcp.recv_within(within).await {
+        Ok(Some(rim_testkit::Incoming::Closed)) => {}
+        other => panic!("tcp newcomer: expected a close without op 8, got {other:?}"),
+    }
+    let mut ws = Client::ws(rim.ws()).await.unwrap();
+    ws.send(&newcomer).await.unwrap();
+    let close = ws.expect_ws_close(within).await.unwrap();
+    assert_eq!((close.code, close.reason.as_str()), (1008, "auth_failed"));
+
+    // The owner was not kicked: it still heartbeats and receives.
+    owner
+        .heartbeat(2)
+        .await
+        .expect("the owner still heartbeats");
+    rim.http
+        .push_ok("/goim/push/keys?operation=1000&keys=k", "to-owner")
+        .await;
+    let push = owner.next_push().await.unwrap();
+    assert_eq!(&push.body[..], b"to-owner");
+    rim.http
+        .push_ok("/goim/push/mids?operation=1000&mids=1", "to-mid-1")
+        .await;
+    assert_eq!(&owner.next_push().await.unwrap().body[..], b"to-mid-1");
+    rim.server.stop().await;
+}

@@ -9,10 +9,12 @@
 //! legitimately valid (free-form strings, content types, which rim ignores
 //! as goim does) must answer 2xx; each such case says so.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use rim_logic::{Config, Logic};
@@ -46,6 +48,61 @@ fn logic_with_max_body(max_body: usize) -> (Arc<Logic>, Receiver<PushMsg>) {
     (Logic::new(config, router, Arc::new(queue)), rx)
 }
 
+/// A logic service like [`logic`] in which the session every keyed
+/// endpoint's valid query names is live: mid 1 (`mids=1`, `uid=1`) with key
+/// `k1` (`keys=k1`) on comet-1. Without it a keyed push queues nothing.
+async fn logic_with_a_session() -> (Arc<Logic>, Receiver<PushMsg>) {
+    let config = Config {
+        max_body: MAX_BODY,
+        ..Config::default()
+    };
+    let (queue, rx) = InProcessQueue::new(1 << 16, Duration::from_secs(1));
+    let router = rim_router::Router::memory(&rim_router::Config::default());
+    router
+        .add_mapping(1, "k1", "comet-1")
+        .await
+        .expect("register mid 1 with key k1");
+    (Logic::new(config, router, Arc::new(queue)), rx)
+}
+
+/// Every record queued and not yet taken.
+fn drain(rx: &mut Receiver<PushMsg>) -> Vec<PushMsg> {
+    let mut records = Vec::new();
+    while let Ok(record) = rx.try_recv() {
+        records.push(record);
+    }
+    records
+}
+
+/// The message a valid request to `endpoint` with `body` queues: the body
+/// as is (goim's messages are opaque bytes), the raw JSON of `m` for
+/// `/1/pushs`; `None` for the endpoints that push nothing.
+fn queued_msg<'a>(endpoint: &Endpoint, body: &'a [u8]) -> Option<&'a [u8]> {
+    match endpoint.path {
+        _ if endpoint.method != "POST" => None,
+        "/1/server/del" => None,
+        "/1/pushs" => {
+            assert_eq!(body, valid_body(endpoint).as_bytes(), "a valid pushs body");
+            Some(br#"{"a":1}"#)
+        }
+        _ => Some(body),
+    }
+}
+
+/// Asserts what the last request queued: one record carrying exactly
+/// `msg`, or nothing.
+#[track_caller]
+fn assert_queued(rx: &mut Receiver<PushMsg>, msg: Option<&[u8]>, what: &str) {
+    let records = drain(rx);
+    match msg {
+        Some(msg) => {
+            assert_eq!(records.len(), 1, "{what}: {records:?}");
+            assert_eq!(&records[0].msg[..], msg, "{what}: the queued message");
+        }
+        None => assert!(records.is_empty(), "{what}: queued {records:?}"),
+    }
+}
+
 #[derive(Debug)]
 struct Answer {
     status: StatusCode,
@@ -59,7 +116,12 @@ impl Answer {
     }
 }
 
-async fn send(logic: &Arc<Logic>, request: Request<Body>) -> Answer {
+/// Sends `request` as from a loopback client (the peer address the real
+/// servers record; the default API serves loopback clients only).
+async fn send(logic: &Arc<Logic>, mut request: Request<Body>) -> Answer {
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
     let what = format!("{} {}", request.method(), request.uri());
     let what = &what[..what.len().min(200)];
     let response = rim_logic::http::router(logic.clone())
@@ -291,16 +353,19 @@ fn without_param(valid: &str, name: &str) -> String {
 
 #[tokio::test]
 async fn valid_requests_succeed() {
-    let (logic, _rx) = logic();
+    let (logic, mut rx) = logic_with_a_session().await;
     for endpoint in ENDPOINTS {
+        let body = valid_body(endpoint);
         let answer = call(
             &logic,
             endpoint.method,
             &uri(endpoint, endpoint.valid),
-            valid_body(endpoint),
+            body,
         )
         .await;
         accepted(&answer, endpoint.path);
+        let msg = queued_msg(endpoint, body.as_bytes());
+        assert_queued(&mut rx, msg, endpoint.path);
     }
 }
 
@@ -582,15 +647,19 @@ async fn oversize_bodies_are_413() {
 
 #[tokio::test]
 async fn empty_and_binary_bodies_are_messages() {
-    // goim pushes the body as opaque bytes: empty and binary are valid.
-    let (logic, _rx) = logic();
+    // goim pushes the body as opaque bytes: empty and binary are valid, and
+    // the queued message is the body byte for byte.
+    let (logic, mut rx) = logic_with_a_session().await;
     for endpoint in ENDPOINTS.iter().filter(|e| e.method == "POST") {
         if endpoint.path == "/1/pushs" {
             continue;
         }
         for body in [Vec::new(), vec![0xff, 0xfe, 0, 1], b"\0".repeat(1000)] {
+            let what = format!("{} {:?}", endpoint.path, &body[..body.len().min(4)]);
+            let msg = queued_msg(endpoint, &body).map(<[u8]>::to_vec);
             let answer = call(&logic, "POST", &uri(endpoint, endpoint.valid), body).await;
-            accepted(&answer, endpoint.path);
+            accepted(&answer, &what);
+            assert_queued(&mut rx, msg.as_deref(), &what);
         }
     }
 }
@@ -663,7 +732,7 @@ async fn hostile_pushs_bodies() {
 #[tokio::test]
 async fn content_types_are_ignored() {
     // goim reads the raw body whatever the Content-Type; so does rim.
-    let (logic, _rx) = logic();
+    let (logic, mut rx) = logic_with_a_session().await;
     for endpoint in ENDPOINTS.iter().filter(|e| e.method == "POST") {
         for content_type in [
             "application/json",
@@ -681,7 +750,10 @@ async fn content_types_are_ignored() {
             }
             let request = request.body(Body::from(valid_body(endpoint))).unwrap();
             let answer = send(&logic, request).await;
-            accepted(&answer, &format!("{} {content_type:?}", endpoint.path));
+            let what = format!("{} {content_type:?}", endpoint.path);
+            accepted(&answer, &what);
+            let msg = queued_msg(endpoint, valid_body(endpoint).as_bytes());
+            assert_queued(&mut rx, msg, &what);
         }
     }
 }

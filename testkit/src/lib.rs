@@ -78,12 +78,23 @@ pub enum Incoming {
     Closed,
 }
 
+/// The close frame a WebSocket server sent: its status code and reason text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// The status code (RFC 6455 section 7.4), e.g. 1008.
+    pub code: u16,
+    /// The reason text ("" when the frame carried none).
+    pub reason: String,
+}
+
 /// A goim client connection.
 pub struct Client {
     transport: Transport,
     /// Inner frames of an op 9 message not yet handed out by [`Client::next_push`].
     pending: VecDeque<Frame>,
     codec: FrameCodec,
+    /// The server's WebSocket close frame, once read (with or without a status).
+    close_frame: Option<Option<CloseFrame>>,
 }
 
 impl Client {
@@ -119,6 +130,7 @@ impl Client {
             pending: VecDeque::new(),
             // Server-to-client frames have no size limit in goim.
             codec: FrameCodec::new(usize::MAX - rim_proto::HEADER_LEN),
+            close_frame: None,
         }
     }
 
@@ -200,7 +212,13 @@ impl Client {
                     Some(Ok(Message::Text(text))) => {
                         bail!("server sent a text message: {text}")
                     }
-                    Some(Ok(Message::Close(_))) => return Ok(Incoming::Closed),
+                    Some(Ok(Message::Close(frame))) => {
+                        self.close_frame = Some(frame.map(|frame| CloseFrame {
+                            code: frame.code.into(),
+                            reason: frame.reason.as_str().to_owned(),
+                        }));
+                        return Ok(Incoming::Closed);
+                    }
                     Some(Ok(_)) => continue,
                 }
             },
@@ -333,6 +351,34 @@ impl Client {
                 Ok(Some(Incoming::Frame(_))) => continue,
                 Ok(None) => bail!("connection still open after {wait:?}"),
             }
+        }
+    }
+
+    /// The close frame the WebSocket server sent, once a read returned
+    /// [`Incoming::Closed`] for it; `None` before that, on TCP, when the
+    /// connection ended without a close frame, or when the frame had no status.
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        self.close_frame.as_ref()?.as_ref()
+    }
+
+    /// Waits at most `wait` for the server to close the WebSocket and returns
+    /// its close frame. Fails if a frame arrives first, if the connection is
+    /// still open after `wait`, or if it ended without a close frame carrying
+    /// a status (or the client speaks TCP).
+    pub async fn expect_ws_close(&mut self, wait: Duration) -> Result<CloseFrame> {
+        if !self.is_ws() {
+            bail!("expect_ws_close on a tcp client");
+        }
+        match self.recv_within(wait).await? {
+            None => bail!("connection still open after {wait:?}"),
+            Some(Incoming::Frame(frame)) => {
+                bail!("frame (op {}) before the close", frame.op)
+            }
+            Some(Incoming::Closed) => match &self.close_frame {
+                Some(Some(frame)) => Ok(frame.clone()),
+                Some(None) => bail!("close frame without a status code"),
+                None => bail!("connection ended without a close frame"),
+            },
         }
     }
 

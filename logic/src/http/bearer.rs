@@ -26,8 +26,9 @@ pub(crate) async fn require(
     let api = &logic.config().api;
     match api.access() {
         ApiAccess::Open => return next.run(request).await,
-        // A request without a peer address did not come over the network
-        // (the router called in-process); both servers record the address.
+        // Both servers record the peer address (`ConnectInfo`); a request
+        // without one is refused, so a server that stops recording it
+        // closes the API instead of opening it to the network.
         ApiAccess::Loopback if is_loopback(&request) => return next.run(request).await,
         ApiAccess::Loopback | ApiAccess::Tokens => {}
     }
@@ -58,13 +59,13 @@ pub(crate) async fn require(
     in_envelope_of(request.uri(), refusal)
 }
 
-/// Whether the request came from a loopback address (or from no network
-/// peer at all).
+/// Whether the request came from a loopback address; `false` when its peer
+/// address is unknown (fail closed).
 fn is_loopback(request: &Request) -> bool {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .is_none_or(|ConnectInfo(peer)| peer.ip().is_loopback())
+        .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback())
 }
 
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
