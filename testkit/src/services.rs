@@ -31,6 +31,7 @@ fn decide(
     }
 }
 
+#[track_caller]
 fn lookup(var: &str, what: &str) -> Option<String> {
     let value = std::env::var(var).ok();
     let skip = std::env::var("RIM_SKIP_SERVICES").ok();
@@ -49,11 +50,13 @@ fn lookup(var: &str, what: &str) -> Option<String> {
 }
 
 /// The Kafka-protocol broker's `host:port` (`RIM_TEST_KAFKA`).
+#[track_caller]
 pub fn kafka() -> Option<String> {
     lookup("RIM_TEST_KAFKA", "a Kafka-protocol broker")
 }
 
 /// The Redis URL (`RIM_TEST_REDIS`).
+#[track_caller]
 pub fn redis() -> Option<String> {
     lookup("RIM_TEST_REDIS", "Redis")
 }
