@@ -4,8 +4,8 @@
 #
 # It installs and starts what the tests need (a Kafka-protocol broker and
 # Redis on loopback, see scripts/services.sh), builds everything once, and
-# runs every test against those one broker and one Redis. Service tests fail,
-# rather than skip, when a service is missing (RIM_REQUIRE_SERVICES=1).
+# runs every test against those one broker and one Redis. A service test
+# that finds no service fails (rim_testkit::services).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,6 @@ if [ -n "$started" ]; then
 fi
 scripts/services.sh up
 eval "$(scripts/services.sh env)"
-export RIM_REQUIRE_SERVICES=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

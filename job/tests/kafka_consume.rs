@@ -1,6 +1,7 @@
 //! The Kafka consumer against a real Kafka-protocol broker (Tansu, started by
 //! scripts/services.sh; address from RIM_TEST_KAFKA): records reach the comet,
-//! and offsets are committed only after the comet accepted them.
+//! and offsets are committed only after the comet accepted them, in
+//! consumption order across comets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +45,11 @@ impl Recorder {
     }
 
     async fn wait_until(&self, what: &str, done: impl Fn(&Recorder) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        self.wait_within(Duration::from_secs(60), what, done).await
+    }
+
+    async fn wait_within(&self, within: Duration, what: &str, done: impl Fn(&Recorder) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.changed.notified();
             if done(self) {
@@ -81,7 +86,8 @@ impl CometClient for Recorder {
     }
 }
 
-async fn produce(broker: &str, topic: &str, bodies: impl Iterator<Item = String>) {
+/// Produces push records for `server`, all with key `k` (one partition).
+async fn produce(broker: &str, topic: &str, server: &str, bodies: impl Iterator<Item = String>) {
     let queue = KafkaQueue::new(&KafkaConfig {
         brokers: vec![broker.to_owned()],
         topic: topic.to_owned(),
@@ -93,7 +99,7 @@ async fn produce(broker: &str, topic: &str, bodies: impl Iterator<Item = String>
         let msg = PushMsg {
             r#type: Type::Push as i32,
             operation: 1000,
-            server: "comet-1".into(),
+            server: server.into(),
             keys: vec!["k".into()],
             msg: body.into_bytes().into(),
             ..PushMsg::default()
@@ -112,13 +118,15 @@ fn config(broker: &str, topic: &str, group: &str) -> KafkaConfig {
     }
 }
 
-fn job(comet: Arc<Recorder>) -> Arc<Job> {
+fn job(comets: &[(&str, &Arc<Recorder>)]) -> Arc<Job> {
     let job = Job::new(rim_job::Config {
         push_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_millis(300),
         ..rim_job::Config::default()
     });
-    job.add_comet("comet-1", comet);
+    for (name, comet) in comets {
+        job.add_comet(name, Arc::clone(comet) as Arc<dyn CometClient>);
+    }
     job
 }
 
@@ -138,11 +146,11 @@ async fn records_reach_the_comet_in_order() {
         return;
     };
     let topic = unique("rim-test-consume");
-    produce(&broker, &topic, (0..50).map(|i| format!("m{i}"))).await;
+    produce(&broker, &topic, "comet-1", (0..50).map(|i| format!("m{i}"))).await;
     let comet = Recorder::new();
     let stop = CancellationToken::new();
     let task = tokio::spawn(consume(
-        job(comet.clone()),
+        job(&[("comet-1", &comet)]),
         config(&broker, &topic, &unique("g")),
         stop.clone(),
     ));
@@ -163,14 +171,20 @@ async fn unaccepted_records_stay_uncommitted_and_a_new_job_redelivers_them() {
     let topic = unique("rim-test-redeliver");
     let group = unique("g");
     let names = ["ok-0", "ok-1", "ok-2", "hang-0", "hang-1", "hang-2"];
-    produce(&broker, &topic, names.iter().map(|s| s.to_string())).await;
+    produce(
+        &broker,
+        &topic,
+        "comet-1",
+        names.iter().map(|s| s.to_string()),
+    )
+    .await;
 
     // The comet accepts the ok-* records and never answers the hang-* ones;
     // the job is stopped while they are in flight.
     let comet = Recorder::new();
     let stop = CancellationToken::new();
     let task = tokio::spawn(consume(
-        job(comet.clone()),
+        job(&[("comet-1", &comet)]),
         config(&broker, &topic, &group),
         stop.clone(),
     ));
@@ -187,7 +201,7 @@ async fn unaccepted_records_stay_uncommitted_and_a_new_job_redelivers_them() {
     let again = Recorder::new();
     let stop = CancellationToken::new();
     let task = tokio::spawn(consume(
-        job(again.clone()),
+        job(&[("comet-1", &again)]),
         config(&broker, &topic, &group),
         stop.clone(),
     ));
@@ -199,6 +213,77 @@ async fn unaccepted_records_stay_uncommitted_and_a_new_job_redelivers_them() {
         "accepted records were not committed: {:?}",
         bodies(&again, "ok")
     );
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// README: "a comet that fails fast never lets the offset pass a delivery
+/// still queued for another comet". Record 0 waits on comet-1, which never
+/// answers, while records 1 and 2 are accepted by comet-2: an offset stored
+/// as each delivery finishes (rather than in consumption order) would commit
+/// past record 0, and a new job would never see it again.
+#[tokio::test]
+async fn an_accepted_record_never_commits_past_one_in_flight_on_another_comet() {
+    let Some(broker) = services::kafka() else {
+        return;
+    };
+    let topic = unique("rim-test-in-order");
+    let group = unique("g");
+    produce(&broker, &topic, "comet-1", ["hang".to_owned()].into_iter()).await;
+    produce(
+        &broker,
+        &topic,
+        "comet-2",
+        ["ok-0", "ok-1"].map(String::from).into_iter(),
+    )
+    .await;
+
+    let hung = Recorder::new();
+    let fast = Recorder::new();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consume(
+        job(&[("comet-1", &hung), ("comet-2", &fast)]),
+        config(&broker, &topic, &group),
+        stop.clone(),
+    ));
+    fast.wait_until("ok-0 and ok-1 accepted by comet-2", |c| {
+        c.bodies.lock().len() == 2
+    })
+    .await;
+    hung.wait_until("hang in flight on comet-1", |c| *c.hanging.lock() == 1)
+        .await;
+    assert_eq!(bodies(&fast, ""), ["ok-0", "ok-1"]);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    // A marker after the stop: once the new job has delivered it, it has
+    // dispatched everything before it, so `hang` must be on comet-1 by then
+    // (the ok-* records may come again, as duplicates).
+    produce(
+        &broker,
+        &topic,
+        "comet-2",
+        ["marker".to_owned()].into_iter(),
+    )
+    .await;
+    let hung = Recorder::new();
+    let fast = Recorder::new();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consume(
+        job(&[("comet-1", &hung), ("comet-2", &fast)]),
+        config(&broker, &topic, &group),
+        stop.clone(),
+    ));
+    fast.wait_until("the marker delivered by the new job", |c| {
+        bodies(c, "marker").len() == 1
+    })
+    .await;
+    hung.wait_within(
+        Duration::from_secs(10),
+        "hang redelivered to comet-1 (the committed offset passed it)",
+        |c| *c.hanging.lock() == 1,
+    )
+    .await;
     stop.cancel();
     task.await.unwrap().unwrap();
 }

@@ -58,23 +58,34 @@ async fn records_are_goim_pushmsg_with_goim_keys_and_acknowledged() {
 
 #[tokio::test]
 async fn unreachable_broker_fails_within_the_timeout() {
-    // Nothing listens on port 1: no service needed for this test.
+    // Nothing listens on port 1: no service needed for this test. The
+    // timeout is long enough that one applied twice (queue wait, then ack
+    // wait) overruns the bound below.
+    let timeout = Duration::from_millis(2500);
     let config = KafkaConfig {
         brokers: vec!["127.0.0.1:1".into()],
         topic: "rim-nowhere".into(),
-        timeout: Duration::from_millis(800),
+        timeout,
         ..KafkaConfig::default()
     };
     let queue = KafkaQueue::new(&config).unwrap();
     let started = std::time::Instant::now();
     let err = queue.publish("k", PushMsg::default()).await.unwrap_err();
+    let elapsed = started.elapsed();
     assert!(
         matches!(err, QueueError::Unavailable(_) | QueueError::Timeout(_)),
         "{err}"
     );
+    // librdkafka keeps retrying a refused broker until message.timeout.ms, so
+    // the error comes at the timeout: not before it, and not long after it
+    // (librdkafka scans for timed-out messages about once a second, and
+    // publish's own deadline is the timeout plus 1 s; hence the 2 s).
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
+        elapsed >= timeout - Duration::from_millis(100),
+        "failed after {elapsed:?}, before the {timeout:?} timeout: {err}"
+    );
+    assert!(
+        elapsed <= timeout + Duration::from_secs(2),
+        "failed after {elapsed:?}, long after the {timeout:?} timeout: {err}"
     );
 }

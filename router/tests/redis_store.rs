@@ -1,11 +1,16 @@
 //! The Redis shard against a real redis-server (started by scripts/services.sh;
-//! its address comes from RIM_TEST_REDIS).
+//! its address comes from RIM_TEST_REDIS), and its timeouts against a Redis
+//! that hangs: a silent peer, and the real Redis behind a frozen forwarder.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use rim_router::{RedisStore, ServerOnline, SessionStore};
+use rim_testkit::deadline::silent_tcp_peer;
 use rim_testkit::services::{self, unique};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -14,8 +19,27 @@ fn rand_suffix() -> u64 {
     h.finish()
 }
 
+const TTL: i64 = 60;
+
 fn store(url: &str) -> RedisStore {
-    RedisStore::new(url, Duration::from_secs(60), Duration::from_secs(2)).expect("redis url parses")
+    RedisStore::new(url, Duration::from_secs(TTL as u64), Duration::from_secs(2))
+        .expect("redis url parses")
+}
+
+async fn ttl(conn: &mut redis::aio::MultiplexedConnection, name: &str) -> i64 {
+    redis::cmd("TTL").arg(name).query_async(conn).await.unwrap()
+}
+
+/// Lowers the TTL of `name` to 5 s, so a refresh is visible.
+async fn lower_ttl(conn: &mut redis::aio::MultiplexedConnection, name: &str) {
+    let set: bool = redis::cmd("EXPIRE")
+        .arg(name)
+        .arg(5)
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert!(set, "{name} exists");
+    assert!(ttl(conn, name).await <= 5);
 }
 
 #[tokio::test]
@@ -43,12 +67,11 @@ async fn sessions_round_trip_in_goim_layout() {
         .await
         .unwrap();
     assert_eq!(hash, HashMap::from([(key.clone(), "comet-a".to_owned())]));
-    let ttl: i64 = redis::cmd("TTL")
-        .arg(format!("key_{key}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!((1..=60).contains(&ttl), "ttl {ttl}");
+    // Both expire unless refreshed (a mapping without a TTL outlives its comet).
+    let key_ttl = ttl(&mut conn, &format!("key_{key}")).await;
+    assert!((1..=TTL).contains(&key_ttl), "key_ ttl {key_ttl}");
+    let mid_ttl = ttl(&mut conn, &format!("mid_{mid}")).await;
+    assert!((1..=TTL).contains(&mid_ttl), "mid_ ttl {mid_ttl}");
 
     assert_eq!(
         store
@@ -61,8 +84,15 @@ async fn sessions_round_trip_in_goim_layout() {
         store.get_mids(&[mid]).await.unwrap(),
         vec![(key.clone(), "comet-a".into())]
     );
+    // A heartbeat's refresh puts a lowered TTL back at the configured one.
+    lower_ttl(&mut conn, &format!("key_{key}")).await;
+    lower_ttl(&mut conn, &format!("mid_{mid}")).await;
     assert!(store.expire_key(&key).await.unwrap());
     assert!(store.expire_mid(mid).await.unwrap());
+    let key_ttl = ttl(&mut conn, &format!("key_{key}")).await;
+    assert!((TTL - 5..=TTL).contains(&key_ttl), "key_ ttl {key_ttl}");
+    let mid_ttl = ttl(&mut conn, &format!("mid_{mid}")).await;
+    assert!((TTL - 5..=TTL).contains(&mid_ttl), "mid_ ttl {mid_ttl}");
 
     // A newer session of the same key on another comet survives the old one's delete.
     store.set_key(&key, "comet-b").await.unwrap();
@@ -105,6 +135,11 @@ async fn online_reports_replace_old_rooms_and_list_servers() {
     let mine: Vec<&ServerOnline> = all.iter().filter(|r| r.server == server).collect();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0], &report, "live://2 emptied and must not linger");
+    // A report expires unless the comet reports again (the rewrite keeps the TTL).
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let report_ttl = ttl(&mut conn, &format!("ol_{server}")).await;
+    assert!((1..=TTL).contains(&report_ttl), "ol_ ttl {report_ttl}");
 
     let key = unique("key");
     store.set_key(&key, &server).await.unwrap();
@@ -118,20 +153,110 @@ async fn online_reports_replace_old_rooms_and_list_servers() {
     assert_eq!(store.get_keys(&[key]).await.unwrap(), vec![None]);
 }
 
+/// The timeout the hung-Redis tests give the store.
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+/// How long a command may take against a Redis that never answers
+/// (`RedisStore::new`, router/src/registry/redis.rs): while connecting, each
+/// of the 1 + 2 retried attempts times out after `TIMEOUT`, with a backoff of
+/// at most 100 + 200 ms plus as much jitter between them; an established
+/// connection fails the command after one `TIMEOUT`. Plus 500 ms of slack
+/// for a loaded machine. A timeout that stacks or an extra retry overruns it.
+const HUNG_BOUND: Duration = Duration::from_millis(3 * 300 + 2 * 300 + 500);
+
+/// Runs `call` and fails the test unless it ended, as an error, within
+/// [`HUNG_BOUND`] and not before the store's [`TIMEOUT`] (less timer slack).
+async fn fails_within_bound<T: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, rim_router::StoreError>>,
+) -> rim_router::StoreError {
+    let started = Instant::now();
+    let out = tokio::time::timeout(HUNG_BOUND, call)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still running after {HUNG_BOUND:?}"));
+    let elapsed = started.elapsed();
+    let err = out.expect_err(what);
+    assert!(
+        elapsed >= TIMEOUT - Duration::from_millis(50),
+        "{what}: failed after {elapsed:?}, before its {TIMEOUT:?} timeout: {err}"
+    );
+    assert!(err.to_string().contains("redis"), "{what}: {err}");
+    err
+}
+
 #[tokio::test]
-async fn unreachable_redis_fails_fast_with_a_clear_error() {
-    // Port 1 on loopback refuses connections; no service needed for this test.
+async fn redis_that_never_answers_fails_commands_within_the_bound() {
+    // Accepts the connection and never sends a byte, so the connection
+    // setup never completes.
+    let peer = silent_tcp_peer().await;
     let store = RedisStore::new(
-        "redis://127.0.0.1:1/",
+        &format!("redis://{peer}/"),
         Duration::from_secs(60),
-        Duration::from_millis(300),
+        TIMEOUT,
     )
     .unwrap();
-    let started = tokio::time::Instant::now();
+    fails_within_bound("set_key", store.set_key("k", "c")).await;
+    fails_within_bound("get_keys", store.get_keys(&["k".to_owned()])).await;
+}
+
+/// Forwards connections to `target` until `freeze` is cancelled, then
+/// forwards nothing more but keeps every connection open: a Redis that hung.
+async fn freezable_forwarder(target: String, freeze: CancellationToken) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            let freeze = freeze.clone();
+            tokio::spawn(async move {
+                let mut outbound = TcpStream::connect(&target).await.unwrap();
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = freeze.cancelled() => std::future::pending().await,
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn redis_that_hangs_after_connecting_fails_commands_within_the_bound() {
+    let Some(url) = services::redis() else { return };
+    let rest = url.strip_prefix("redis://").expect("a redis:// URL");
+    let (target, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let freeze = CancellationToken::new();
+    let forwarder = freezable_forwarder(target.to_owned(), freeze.clone()).await;
+    let store = RedisStore::new(
+        &format!("redis://{forwarder}/{db}"),
+        Duration::from_secs(60),
+        TIMEOUT,
+    )
+    .unwrap();
+    let key = unique("key");
+    store
+        .set_key(&key, "comet-a")
+        .await
+        .expect("redis reachable");
+
+    freeze.cancel();
+    fails_within_bound(
+        "set_key on a hung connection",
+        store.set_key(&key, "comet-b"),
+    )
+    .await;
+    fails_within_bound("get_keys on a hung connection", store.get_keys(&[key])).await;
+}
+
+#[tokio::test]
+async fn refused_redis_connection_fails_fast_with_a_clear_error() {
+    // Port 1 on loopback refuses connections; no service needed for this test.
+    let store = RedisStore::new("redis://127.0.0.1:1/", Duration::from_secs(60), TIMEOUT).unwrap();
+    let started = Instant::now();
     let err = store.set_key("k", "c").await.unwrap_err();
     assert!(err.to_string().contains("redis"), "{err}");
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < HUNG_BOUND,
         "took {:?}",
         started.elapsed()
     );

@@ -12,8 +12,11 @@ use tokio::time::Instant;
 pub const TIMEOUT: Duration = Duration::from_millis(300);
 /// How much earlier than [`TIMEOUT`] a call may fail (timer granularity).
 const SLACK: Duration = Duration::from_millis(50);
-/// A call still running after this has not honoured its deadline.
-const BOUND: Duration = Duration::from_secs(5);
+/// A call still running after this has not honoured its deadline: about 3 x
+/// [`TIMEOUT`] plus 300 ms for a loaded machine. A deadline applied twice
+/// (connect, then call) still fits; one restarted per retry or address, or
+/// one that is not applied at all, does not.
+const BOUND: Duration = Duration::from_millis(3 * TIMEOUT.as_millis() as u64 + 300);
 
 /// A peer on 127.0.0.1 that accepts connections and holds them open without
 /// ever writing a byte (an HTTP/2 handshake never completes). Returns its
