@@ -2,7 +2,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin rim
+# --no-default-features: the production image leaves out the `rim bench` load
+# generator (the rim-bench crate and its dependencies).
+RUN cargo build --release --locked --no-default-features --bin rim
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*

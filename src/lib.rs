@@ -12,7 +12,6 @@
 //!
 //! Data flow: HTTP -> logic -> queue -> job -> comet -> client sockets.
 
-pub mod bench;
 pub mod config;
 pub mod distributed;
 mod local;

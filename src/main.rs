@@ -37,7 +37,8 @@ enum Command {
     /// Run a comet: client listeners (TCP :3101, WebSocket :3102) and the push gRPC service (:3109).
     Comet(ProcessArgs),
     /// Load generator: drive any goim-compatible server over TCP/WebSocket and its HTTP API.
-    Bench(rim::bench::BenchArgs),
+    #[cfg(feature = "bench")]
+    Bench(rim_bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -199,7 +200,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
     });
     match command {
         Command::Standalone(args) => standalone(args, metrics, shutdown).await,
-        Command::Bench(args) => rim::bench::run(args, shutdown).await,
+        #[cfg(feature = "bench")]
+        Command::Bench(args) => rim_bench::run(args, shutdown).await,
         Command::Logic(args) => {
             distributed::logic::run(
                 load_or_default(&args.config)?,

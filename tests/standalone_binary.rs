@@ -352,13 +352,22 @@ async fn logs_go_to_stderr_and_rust_log_enables_debug_lines() {
 async fn help_lists_every_subcommand_and_every_standalone_flag() {
     let (status, help, _) = run_to_exit(&["--help"]).await;
     assert!(status.success(), "{status:?}");
-    for command in ["standalone", "logic", "router", "job", "comet", "bench"] {
+    let lists = |command: &str| {
+        help.lines()
+            .any(|l| l.trim_start().starts_with(&format!("{command} ")))
+    };
+    for command in ["standalone", "logic", "router", "job", "comet"] {
         assert!(
-            help.lines()
-                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            lists(command),
             "`rim --help` does not list {command}:\n{help}"
         );
     }
+    // `rim bench` exists only with the (default) `bench` feature.
+    assert_eq!(
+        lists("bench"),
+        cfg!(feature = "bench"),
+        "`rim --help` and the bench feature disagree:\n{help}"
+    );
 
     let (status, help, _) = run_to_exit(&["standalone", "--help"]).await;
     assert!(status.success(), "{status:?}");

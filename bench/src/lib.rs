@@ -11,6 +11,10 @@
 //! - `http`: a minimal keep-alive HTTP/1.1 client for the push API.
 //! - `procfs`: RSS and CPU time from `/proc/<pid>`.
 //! - `report`: the result table, JSON and SVG chart.
+//!
+//! The `rim` binary runs it as `rim bench` (its default `bench` feature).
+
+#![warn(missing_docs)]
 
 mod client;
 mod http;

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
+use parking_lot::Mutex;
 use rim_proto::{Frame, FrameCodec, Op};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -44,10 +45,6 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000_000, 3).unwrap_or_else(|_| {
         Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Counters and histograms every client task writes to.
@@ -81,14 +78,14 @@ impl Shared {
     }
 
     pub(crate) fn note_error(&self, e: &anyhow::Error) {
-        let mut first = lock(&self.first_error);
+        let mut first = self.first_error.lock();
         if first.is_none() {
             *first = Some(format!("{e:#}"));
         }
     }
 
     pub(crate) fn first_error(&self) -> Option<String> {
-        lock(&self.first_error).clone()
+        self.first_error.lock().clone()
     }
 
     /// All delivery latencies merged.
@@ -96,7 +93,7 @@ impl Shared {
         let mut all = new_histogram();
         for shard in &self.latency {
             // Same bounds everywhere, so adding cannot fail.
-            let _ = all.add(&*lock(shard));
+            let _ = all.add(&*shard.lock());
         }
         all
     }
@@ -322,7 +319,9 @@ fn on_frame(frame: Frame, cfg: &ClientConfig, shared: &Shared, seqs: &mut SeqSet
     shared.delivered.fetch_add(1, Ordering::Relaxed);
     shared.last_receipt_ns.fetch_max(now, Ordering::Relaxed);
     let shard = (seq as usize) % SHARDS;
-    let _ = lock(&shared.latency[shard]).record(now.saturating_sub(sent).max(1));
+    let _ = shared.latency[shard]
+        .lock()
+        .record(now.saturating_sub(sent).max(1));
 }
 
 async fn read_loop(
