@@ -207,7 +207,11 @@ async fn spawn_job(
          connect_timeout = \"{connect_timeout}\"\n{comets}\n\
          [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
          properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
-         [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\n"
+         [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\nroutines = {routines}\nroutine_queue = {routine_queue}\n\
+         enqueue_timeout = \"{enqueue_timeout}\"\n",
+        routines = opts.routines,
+        routine_queue = opts.routine_queue,
+        enqueue_timeout = opts.enqueue_timeout,
     );
     Proc::spawn(dir, "job", name, &config).await
 }
@@ -271,6 +275,11 @@ pub struct Options {
     /// also applies it to every call to a comet (`GrpcComet::new`), so a
     /// `push_timeout` above it has no effect unless this is raised too.
     pub connect_timeout: &'static str,
+    /// Job: workers per comet, the capacity of each worker's queue, and how
+    /// long a record waits for room in a full one before it is dropped.
+    pub routines: usize,
+    pub routine_queue: usize,
+    pub enqueue_timeout: &'static str,
     /// Logic: how long a push waits for Kafka's acknowledgement before 503.
     /// Generous by default: two loaded cores can slow the broker for seconds.
     pub kafka_timeout: &'static str,
