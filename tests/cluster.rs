@@ -28,6 +28,9 @@ fn opts(kafka: &str) -> Options {
         static_comets: false,
         push_timeout: "2s",
         connect_timeout: "2s",
+        routines: 32,
+        routine_queue: 1024,
+        enqueue_timeout: "5s",
         kafka_timeout: "15s",
     }
 }
@@ -557,6 +560,8 @@ async fn a_hung_comet_does_not_stall_delivery_to_the_others() {
     // for one would take at least that long: the bound below cannot miss it.
     let mut o = opts(&kafka);
     o.push_timeout = "30s";
+    // `rim job` bounds every comet call by `connect_timeout` too.
+    o.connect_timeout = "30s";
     let c = Cluster::start("hungcomet", o).await;
     let mut live = Client::connect(c.comet_tcp(0), false, &Token::new(30, "hl", "live://h"))
         .await
@@ -614,6 +619,75 @@ async fn a_hung_comet_does_not_stall_delivery_to_the_others() {
         "the job never stopped pacing rooms on the hung comet:\n{}",
         c.job.log()
     );
+}
+
+/// A hung comet whose worker queue is full: each further record for it
+/// waits `enqueue_timeout` once and is dropped, counted; the consumer moves
+/// on and the live comet's pushes keep arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_comet_with_a_full_queue_costs_each_record_one_enqueue_timeout() {
+    let Some((kafka, _)) = services() else { return };
+    let mut o = opts(&kafka);
+    // The call to the hung comet does not end during the test, discovery
+    // keeps the comet, and its one worker holds two records.
+    o.push_timeout = "60s";
+    o.connect_timeout = "60s";
+    o.comet_ttl = "5m";
+    o.routines = 1;
+    o.routine_queue = 2;
+    o.enqueue_timeout = "500ms";
+    let c = Cluster::start("fullqueue", o).await;
+    let mut live = Client::connect(c.comet_tcp(0), false, &Token::new(32, "fl", ""))
+        .await
+        .unwrap();
+    let _hung = Client::connect(c.comet_tcp(1), false, &Token::new(33, "fh", ""))
+        .await
+        .unwrap();
+    c.http
+        .push_ok("/goim/push/keys?operation=1000&keys=fl", "before")
+        .await;
+    expect_exactly(&mut live, "live", &["before"]).await;
+    let job_metrics = format!("http://{}/metrics", c.job.addr("metrics"));
+
+    c.comets[1].signal("-STOP");
+    let started = tokio::time::Instant::now();
+    // One call in flight and two queued; the other seven find the queue full.
+    for i in 0..10 {
+        c.http
+            .push_ok(
+                "/goim/push/keys?operation=1000&keys=fh",
+                format!("hung-{i}"),
+            )
+            .await;
+    }
+    let expected: Vec<String> = (0..5).map(|i| format!("live-{i}")).collect();
+    for body in &expected {
+        c.http
+            .push_ok("/goim/push/keys?operation=1000&keys=fl", body.clone())
+            .await;
+    }
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    expect_exactly(&mut live, "live", &expected).await;
+    // Seven enqueue timeouts (3.5 s) and a few Kafka round trips; waiting
+    // for the hung comet's call (60 s) instead cannot make it.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the live comet's pushes took {:?} behind the hung comet's full queue",
+        started.elapsed()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dropped = job_drops(&job_metrics, &["comet_queue_full"]).await;
+        if dropped >= 7.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job counted {dropped} records dropped at the full queue, expected 7"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.comets[1].signal("-CONT");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -965,12 +1039,13 @@ async fn sigterm_lets_a_comet_write_what_it_accepted_to_a_client_that_was_not_re
     let mut client = Client::connect(c.comet_tcp(0), false, &Token::new(54, "sc", ""))
         .await
         .unwrap();
-    // 4.5 MiB in all: far more than the socket buffers between comet and
-    // client hold on loopback (about 1.5 MiB), so most of it is still queued
-    // in the comet when the SIGTERM comes.
-    const N: usize = 48;
+    // 9 MiB in all: more than twice what the socket buffers between comet
+    // and client hold on loopback (up to `tcp_wmem`'s 4 MiB plus the
+    // client's receive buffer), so much of it is still queued in the comet
+    // when the SIGTERM comes.
+    const N: usize = 24;
     let bodies: Vec<String> = (0..N)
-        .map(|i| format!("{i:02}{}", "x".repeat(96 * 1024)))
+        .map(|i| format!("{i:02}{}", "x".repeat(384 * 1024)))
         .collect();
     for body in &bodies {
         c.http
@@ -1260,7 +1335,8 @@ async fn a_job_picks_up_its_topic_within_5s_of_its_creation() {
     let (topic, group) = (unique("rim-newtopic-late"), unique("rim-newtopic-group"));
     let job = c.spawn_job_on("job-late", &topic, &group).await;
     wait_for_job_comets(&job, 1).await;
-    wait_for_log(&job, "kafka consumer subscribed", |_| true).await;
+    // It asked the broker for the topic and learnt that it does not exist.
+    wait_for_log(&job, "Subscribed topic not available", |_| true).await;
     // A logic on the new topic creates it as it starts.
     let logic = c.add_logic_on(&topic).await;
     wait_for_log(&logic, "created push topic", |_| true).await;
