@@ -660,6 +660,17 @@ async fn a_hung_comet_with_a_full_queue_costs_each_record_one_enqueue_timeout() 
             )
             .await;
     }
+    // The consumer holds the fourth record for the hung comet (the first
+    // that finds its queue full) before the live comet's pushes are sent: they
+    // come after it whichever partitions the two keys are on.
+    let deadline = tokio::time::Instant::now() + FIRST;
+    while metric_sum(&job_metrics, "rim_job_pushes_total{type=\"push\"}").await < 5.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job did not consume the pushes for the hung comet"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let expected: Vec<String> = (0..5).map(|i| format!("live-{i}")).collect();
     for body in &expected {
         c.http
