@@ -201,11 +201,17 @@ async fn spawn_job(
     name: &str,
 ) -> Proc {
     let (kafka, comet_ttl, push_timeout) = (&opts.kafka, opts.comet_ttl, opts.push_timeout);
+    let connect_timeout = opts.connect_timeout;
     let config = format!(
-        "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"{comet_ttl}\"\n{comets}\n\
+        "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"{comet_ttl}\"\n\
+         connect_timeout = \"{connect_timeout}\"\n{comets}\n\
          [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
          properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
-         [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\n"
+         [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\nroutines = {routines}\nroutine_queue = {routine_queue}\n\
+         enqueue_timeout = \"{enqueue_timeout}\"\n",
+        routines = opts.routines,
+        routine_queue = opts.routine_queue,
+        enqueue_timeout = opts.enqueue_timeout,
     );
     Proc::spawn(dir, "job", name, &config).await
 }
@@ -265,6 +271,15 @@ pub struct Options {
     pub static_comets: bool,
     /// Job: the deadline of one call to a comet.
     pub push_timeout: &'static str,
+    /// Job: the deadline of connecting to a comet or a router. `rim job`
+    /// also applies it to every call to a comet (`GrpcComet::new`), so a
+    /// `push_timeout` above it has no effect unless this is raised too.
+    pub connect_timeout: &'static str,
+    /// Job: workers per comet, the capacity of each worker's queue, and how
+    /// long a record waits for room in a full one before it is dropped.
+    pub routines: usize,
+    pub routine_queue: usize,
+    pub enqueue_timeout: &'static str,
     /// Logic: how long a push waits for Kafka's acknowledgement before 503.
     /// Generous by default: two loaded cores can slow the broker for seconds.
     pub kafka_timeout: &'static str,
@@ -375,6 +390,20 @@ impl Cluster {
         spawn_logic(&self.dir, &name, &list, &self.opts, &self.topic).await
     }
 
+    /// A further logic process on the same routers, publishing to `topic`
+    /// (which it creates if it is missing).
+    pub async fn add_logic_on(&mut self, topic: &str) -> Proc {
+        let name = self.next_name("logic");
+        let list = router_list(&self.routers);
+        spawn_logic(&self.dir, &name, &list, &self.opts, topic).await
+    }
+
+    /// A further job process on the same comets, consuming `topic` in `group`
+    /// (not waited for).
+    pub async fn spawn_job_on(&self, name: &str, topic: &str, group: &str) -> Proc {
+        spawn_job(&self.dir, &self.opts, topic, group, &self.discovery, name).await
+    }
+
     /// A further comet, reporting through the first logic; returns its index.
     pub async fn add_comet(&mut self) -> usize {
         let i = self.comets.len() + 1;
@@ -410,10 +439,13 @@ impl Cluster {
 /// A TCP forwarder standing in for a service that is down: while closed it
 /// accepts and at once drops every connection (the client sees a reset or
 /// EOF, as from a dead service behind a load balancer); once opened it
-/// forwards new connections to `target`.
+/// forwards new connections to `target`. Between [`Gate::record`] and
+/// [`Gate::sent_contains`] it keeps what the clients sent, so a test can
+/// see that a request reached the service (e.g. one it stopped).
 pub struct Gate {
     pub addr: std::net::SocketAddr,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sent: std::sync::Arc<parking_lot::Mutex<Option<Vec<u8>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -424,29 +456,82 @@ impl Gate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = std::sync::Arc::new(parking_lot::Mutex::new(None));
         let target = target.to_owned();
         let is_open = open.clone();
+        let transcript = sent.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !is_open.load(Ordering::Acquire) {
                     drop(inbound);
                     continue;
                 }
                 let target = target.clone();
+                let transcript = transcript.clone();
                 tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_target, to_target) = outbound.into_split();
+                        tokio::join!(
+                            forward(from_client, to_target, Some(transcript)),
+                            forward(from_target, to_client, None),
+                        );
                     }
                 });
             }
         });
-        Gate { addr, open, task }
+        Gate {
+            addr,
+            open,
+            sent,
+            task,
+        }
     }
 
     /// Forwards every connection from now on.
     pub fn open(&self) {
         self.open.store(true, std::sync::atomic::Ordering::Release);
     }
+
+    /// Keeps what clients send through the gate from now on (forgetting
+    /// what an earlier call kept).
+    pub fn record(&self) {
+        *self.sent.lock() = Some(Vec::new());
+    }
+
+    /// Whether clients sent `needle` since [`Gate::record`].
+    pub fn sent_contains(&self, needle: &[u8]) -> bool {
+        self.sent
+            .lock()
+            .as_ref()
+            .is_some_and(|sent| sent.windows(needle.len()).any(|w| w == needle))
+    }
+}
+
+/// Copies `from` to `to` until either side ends, appending what it copies
+/// to `transcript` while that is recording.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    transcript: Option<std::sync::Arc<parking_lot::Mutex<Option<Vec<u8>>>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(transcript) = &transcript {
+            if let Some(sent) = transcript.lock().as_mut() {
+                sent.extend_from_slice(&buf[..n]);
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for Gate {
