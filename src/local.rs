@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rim_comet::{Comet, LogicClient, LogicError};
+use rim_comet::{Hub, LogicClient, LogicError};
 use rim_job::{CometClient, CometError};
 use rim_logic::Logic;
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
@@ -48,8 +48,8 @@ impl LogicClient for LocalLogic {
     }
 }
 
-/// The comet as job sees it, in the same process.
-pub(crate) struct LocalComet(pub(crate) Arc<Comet>);
+/// The comet's hub as job sees it, in the same process.
+pub(crate) struct LocalComet(pub(crate) Arc<Hub>);
 
 fn comet_error(e: rim_comet::PushError) -> CometError {
     match e {

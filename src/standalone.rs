@@ -154,7 +154,10 @@ impl Standalone {
             rim_comet::Comet::new(config.comet.clone(), Arc::new(LocalLogic(logic.clone())))
                 .map_err(|e| StartError::Config(e.to_string()))?;
         let job = rim_job::Job::new(config.job.clone());
-        job.add_comet(comet.server_id(), Arc::new(LocalComet(comet.clone())));
+        job.add_comet(
+            comet.server_id(),
+            Arc::new(LocalComet(Arc::clone(comet.hub()))),
+        );
 
         let mut app = rim_logic::http::router(logic);
         if let Some(handle) = metrics {

@@ -1,47 +1,20 @@
 //! Room fan-out: the comet's cost of putting one room message (a batch of
 //! `B` messages, as job's room batcher sends) into the queues of `N` member
-//! sessions, the work behind `Comet::broadcast_room`. Sessions have no
-//! connection here (see `rim_comet::detached`); their queues are emptied
+//! sessions, the work behind `Hub::broadcast_room`. Sessions have no
+//! connection here (see `rim_comet::testing`); their queues are emptied
 //! between iterations, outside the measured time. What the connection tasks
 //! then spend writing is measured end to end by `rim bench room`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rim_comet::detached::DetachedSession;
-use rim_comet::{Comet, Config, LogicClient, LogicError};
+use rim_comet::testing::{DetachedSession, NoLogic};
+use rim_comet::{Comet, Config};
 use rim_proto::pb::comet::BroadcastRoomReq;
-use rim_proto::pb::logic::{
-    ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
-    ReceiveReq,
-};
 use rim_proto::pb::protocol::Proto;
 use rim_proto::{encode_raw_push, Op, PUSH_VER};
-
-/// The comet never calls logic in this benchmark.
-struct NoLogic;
-
-#[async_trait]
-impl LogicClient for NoLogic {
-    async fn connect(&self, _: ConnectReq) -> Result<ConnectReply, LogicError> {
-        Err(LogicError::Refused("bench".into()))
-    }
-    async fn disconnect(&self, _: DisconnectReq) -> Result<DisconnectReply, LogicError> {
-        Ok(DisconnectReply { has: false })
-    }
-    async fn heartbeat(&self, _: HeartbeatReq) -> Result<(), LogicError> {
-        Ok(())
-    }
-    async fn renew_online(&self, _: OnlineReq) -> Result<OnlineReply, LogicError> {
-        Ok(OnlineReply::default())
-    }
-    async fn receive(&self, _: ReceiveReq) -> Result<(), LogicError> {
-        Ok(())
-    }
-}
 
 /// A room batch of `batch` 32-byte messages, framed as job frames it.
 fn room_request(batch: usize) -> BroadcastRoomReq {
@@ -75,7 +48,9 @@ fn room_fan_out(c: &mut Criterion) {
     group.sample_size(20);
     for sessions in [1_000usize, 10_000] {
         let members: Vec<DetachedSession> = (0..sessions)
-            .map(|i| DetachedSession::register(&comet, &format!("k{i}"), Some("live://bench"), &[]))
+            .map(|i| {
+                DetachedSession::register(comet.hub(), &format!("k{i}"), Some("live://bench"), &[])
+            })
             .collect();
         for batch in [1usize, 20] {
             let request = room_request(batch);
@@ -90,6 +65,7 @@ fn room_fan_out(c: &mut Criterion) {
                         for _ in 0..iters {
                             let start = Instant::now();
                             comet
+                                .hub()
                                 .broadcast_room(request.clone())
                                 .expect("valid request");
                             spent += start.elapsed();

@@ -198,7 +198,7 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Enqueue;
+    use crate::push::Enqueue;
     use bytes::Bytes;
     use std::net::Ipv4Addr;
 

@@ -20,18 +20,18 @@ use rim_proto::pb::logic::{
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
-use crate::{Comet, LogicClient, LogicError, PushError};
+use crate::{Comet, Hub, LogicClient, LogicError, PushError};
 
-/// `goim.comet.Comet` over a [`Comet`].
+/// `goim.comet.Comet` over a comet's [`Hub`].
 #[derive(Clone)]
 pub struct CometService {
-    comet: Arc<Comet>,
+    hub: Arc<Hub>,
 }
 
 impl CometService {
-    /// The tonic server for `comet`.
-    pub fn server(comet: Arc<Comet>) -> CometServer<CometService> {
-        CometServer::new(CometService { comet })
+    /// The tonic server for `hub`.
+    pub fn server(hub: Arc<Hub>) -> CometServer<CometService> {
+        CometServer::new(CometService { hub })
     }
 }
 
@@ -44,7 +44,7 @@ fn push_status(e: PushError) -> Status {
 #[async_trait]
 impl CometRpc for CometService {
     async fn push_msg(&self, req: Request<PushMsgReq>) -> Result<Response<PushMsgReply>, Status> {
-        self.comet.push_msg(req.into_inner()).map_err(push_status)?;
+        self.hub.push_msg(req.into_inner()).map_err(push_status)?;
         Ok(Response::new(PushMsgReply {}))
     }
 
@@ -52,9 +52,7 @@ impl CometRpc for CometService {
         &self,
         req: Request<BroadcastReq>,
     ) -> Result<Response<BroadcastReply>, Status> {
-        self.comet
-            .broadcast(req.into_inner())
-            .map_err(push_status)?;
+        self.hub.broadcast(req.into_inner()).map_err(push_status)?;
         Ok(Response::new(BroadcastReply {}))
     }
 
@@ -62,14 +60,14 @@ impl CometRpc for CometService {
         &self,
         req: Request<BroadcastRoomReq>,
     ) -> Result<Response<BroadcastRoomReply>, Status> {
-        self.comet
+        self.hub
             .broadcast_room(req.into_inner())
             .map_err(push_status)?;
         Ok(Response::new(BroadcastRoomReply {}))
     }
 
     async fn rooms(&self, _req: Request<RoomsReq>) -> Result<Response<RoomsReply>, Status> {
-        Ok(Response::new(self.comet.rooms()))
+        Ok(Response::new(self.hub.rooms()))
     }
 }
 
@@ -93,7 +91,7 @@ pub async fn serve(
         .await;
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(CometService::server(comet))
+        .add_service(CometService::server(Arc::clone(comet.hub())))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown.cancelled_owned(),

@@ -57,21 +57,24 @@
 mod bucket;
 mod config;
 mod conn;
-#[doc(hidden)]
-pub mod detached;
 mod error;
 pub mod grpc;
+mod hub;
 mod limits;
 pub mod logic;
 mod metrics;
+mod online;
 mod push;
 mod room;
 mod server;
 mod session;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 mod tls;
 mod ws_frame;
 
 pub use config::Config;
 pub use error::{ConfigError, PushError};
+pub use hub::{Hub, Stats};
 pub use logic::{LogicClient, LogicError};
-pub use server::{Comet, Listeners, Stats};
+pub use server::{Comet, Listeners};

@@ -4,6 +4,10 @@
 //! component; the distributed mode implements it with a tonic client. The
 //! comet code above it is the same in both.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
@@ -38,28 +42,64 @@ pub trait LogicClient: Send + Sync + 'static {
     async fn receive(&self, req: ReceiveReq) -> Result<(), LogicError>;
 }
 
-/// A logic for unit tests that register sessions themselves: it refuses
-/// every `connect`, accepts the other calls, and never answers an online
-/// report (so a comet's report loop stays idle).
-#[cfg(test)]
-pub(crate) struct NoLogic;
+/// The comet's handle on logic: the client, and the deadline every call runs
+/// under (config `logic_timeout`). Failed calls are counted by name.
+#[derive(Clone)]
+pub(crate) struct LogicGateway {
+    client: Arc<dyn LogicClient>,
+    timeout: Duration,
+}
+
+impl LogicGateway {
+    pub(crate) fn new(client: Arc<dyn LogicClient>, timeout: Duration) -> LogicGateway {
+        LogicGateway { client, timeout }
+    }
+
+    /// The client, to build a call for [`LogicGateway::call`].
+    pub(crate) fn client(&self) -> &dyn LogicClient {
+        &*self.client
+    }
+
+    /// Runs one logic call under the deadline; a timeout is `Unavailable`.
+    pub(crate) async fn call<T>(
+        &self,
+        call: &'static str,
+        fut: impl Future<Output = Result<T, LogicError>>,
+    ) -> Result<T, LogicError> {
+        let timeout = self.timeout;
+        let result = match tokio::time::timeout(timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(LogicError::Unavailable(format!(
+                "{call} timed out after {timeout:?}"
+            ))),
+        };
+        if result.is_err() {
+            crate::metrics::logic_error(call);
+        }
+        result
+    }
+}
 
 #[cfg(test)]
-#[async_trait]
-impl LogicClient for NoLogic {
-    async fn connect(&self, _: ConnectReq) -> Result<ConnectReply, LogicError> {
-        Err(LogicError::Refused("test".into()))
-    }
-    async fn disconnect(&self, _: DisconnectReq) -> Result<DisconnectReply, LogicError> {
-        Ok(DisconnectReply { has: true })
-    }
-    async fn heartbeat(&self, _: HeartbeatReq) -> Result<(), LogicError> {
-        Ok(())
-    }
-    async fn renew_online(&self, _: OnlineReq) -> Result<OnlineReply, LogicError> {
-        std::future::pending().await
-    }
-    async fn receive(&self, _: ReceiveReq) -> Result<(), LogicError> {
-        Ok(())
+mod tests {
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::testing::NoLogic;
+
+    #[tokio::test(start_paused = true)]
+    async fn logic_calls_time_out_as_unavailable() {
+        let logic = LogicGateway::new(Arc::new(NoLogic), Duration::from_secs(2));
+        let started = Instant::now();
+        // NoLogic never answers renew_online.
+        let err = logic
+            .call(
+                "renew_online",
+                logic.client().renew_online(OnlineReq::default()),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LogicError::Unavailable(_)), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 }

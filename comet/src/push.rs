@@ -12,7 +12,6 @@ use rim_proto::pb::protocol::Proto;
 use rim_proto::{Frame, Op};
 
 use crate::metrics;
-use crate::session::Enqueue;
 use crate::ws_frame::binary as ws_message;
 
 /// The encoded bytes of one push, for each transport.
@@ -51,6 +50,20 @@ impl Push {
         };
         Arc::new(push)
     }
+}
+
+/// What happened to one push offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueue {
+    /// The message is queued for the writer.
+    Queued,
+    /// The session does not accept this op (keyed and broadcast pushes only).
+    NotAccepted,
+    /// The session is closing; the message was dropped (the caller counts it).
+    Closed,
+    /// The queue was full: the session is now closed as a slow client; the
+    /// lost messages are already logged and counted.
+    Overflow,
 }
 
 /// Outcome counts of one fan-out, recorded once when it ends.

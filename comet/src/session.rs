@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tokio::time::{Duration, Instant};
 
 use crate::metrics;
-use crate::push::Push;
+use crate::push::{Enqueue, Push};
 
 /// Most ops one session may accept; a sub request that would exceed it is
 /// ignored (goim has no limit; this bounds what one client can make us store).
@@ -39,20 +39,6 @@ pub(crate) enum Closed {
     Ended,
     /// The comet is shutting down.
     Shutdown,
-}
-
-/// What happened to one push offered to a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Enqueue {
-    /// The message is queued for the writer.
-    Queued,
-    /// The session does not accept this op (keyed and broadcast pushes only).
-    NotAccepted,
-    /// The session is closing; the message was dropped (the caller counts it).
-    Closed,
-    /// The queue was full: the session is now closed as a slow client; the
-    /// lost messages are already logged and counted.
-    Overflow,
 }
 
 /// One authenticated connection, as seen by buckets and rooms.

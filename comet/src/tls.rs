@@ -24,7 +24,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::conn::Transport;
 use crate::error::ConfigError;
 use crate::metrics;
 
@@ -83,13 +82,11 @@ impl Tls {
         &self.cert
     }
 
-    /// An acceptor for one new connection of `transport` (`Tls` or `Wss`).
-    pub(crate) fn acceptor(&self, transport: Transport) -> TlsAcceptor {
+    /// An acceptor for one new connection: of the `wss` listeners if
+    /// `websocket`, else of the `tls` ones.
+    pub(crate) fn acceptor(&self, websocket: bool) -> TlsAcceptor {
         let current = self.current.read();
-        let config = match transport {
-            Transport::Wss | Transport::Ws => &current.ws,
-            Transport::Tls | Transport::Tcp => &current.tcp,
-        };
+        let config = if websocket { &current.ws } else { &current.tcp };
         TlsAcceptor::from(Arc::clone(config))
     }
 

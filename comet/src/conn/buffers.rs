@@ -486,8 +486,11 @@ mod tests {
         use std::net::{IpAddr, Ipv4Addr};
         use std::sync::Arc;
 
-        let comet =
-            crate::Comet::new(crate::Config::default(), Arc::new(crate::logic::NoLogic)).unwrap();
+        let hub = crate::hub::Hub::new(
+            &crate::Config::default(),
+            Default::default(),
+            Default::default(),
+        );
         let session = |id: u64, key: &str| {
             let s = Arc::new(Session::new(
                 id,
@@ -496,23 +499,22 @@ mod tests {
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 &[1000],
             ));
-            comet.register(&s, None);
+            hub.register(&s, None);
             s
         };
         let (a, b) = (session(1, "a"), session(2, "b"));
         let inner = rim_proto::encode_raw_push(1000, b"shared");
-        comet
-            .push_msg(rim_proto::pb::comet::PushMsgReq {
-                keys: vec!["a".into(), "b".into()],
-                proto: Some(rim_proto::pb::protocol::Proto {
-                    ver: 1,
-                    op: 9,
-                    seq: 0,
-                    body: inner.clone(),
-                }),
-                proto_op: 1000,
-            })
-            .unwrap();
+        hub.push_msg(rim_proto::pb::comet::PushMsgReq {
+            keys: vec!["a".into(), "b".into()],
+            proto: Some(rim_proto::pb::protocol::Proto {
+                ver: 1,
+                op: 9,
+                seq: 0,
+                body: inner.clone(),
+            }),
+            proto_op: 1000,
+        })
+        .unwrap();
         let mut qa = a.take_queue().unwrap();
         let mut qb = b.take_queue().unwrap();
         let (pa, pb) = (qa.pop_front().unwrap(), qb.pop_front().unwrap());

@@ -17,11 +17,12 @@ use rim_proto::{Frame, Op};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
-use super::{log_close, CloseReason, ConnInfo, FrameIo, Incoming, Opened, Slot, FINISH_TIMEOUT};
+use super::{
+    log_close, CloseReason, ConnCtx, ConnInfo, FrameIo, Incoming, Opened, Slot, FINISH_TIMEOUT,
+};
 use crate::limits::FrameRate;
 use crate::logic::LogicError;
 use crate::metrics;
-use crate::server::Comet;
 use crate::session::{Closed, Session};
 
 /// Runs an authenticated connection until it closes, then tears it down.
@@ -59,14 +60,14 @@ where
 /// the auth reply; `cookie` is the WebSocket `Cookie` header ("" on TCP).
 /// Gives `io` back for the frame loop; on failure logs the close.
 pub(crate) async fn establish<T: FrameIo>(
-    comet: Arc<Comet>,
+    ctx: Arc<ConnCtx>,
     mut io: T,
     conn: ConnInfo,
     cookie: String,
     deadline: Instant,
     slot: Slot,
 ) -> Option<(Active, T)> {
-    match authenticated(comet, &mut io, conn, cookie, deadline).await {
+    match authenticated(ctx, &mut io, conn, cookie, deadline).await {
         Ok(active) => {
             // From here `Active` gives the connection's slot back.
             slot.into_session();
@@ -83,7 +84,7 @@ pub(crate) async fn establish<T: FrameIo>(
 /// Authenticates within the handshake deadline, registers the session and
 /// buffers the auth reply.
 async fn authenticated<T: FrameIo>(
-    comet: Arc<Comet>,
+    ctx: Arc<ConnCtx>,
     io: &mut T,
     conn: ConnInfo,
     cookie: String,
@@ -91,11 +92,11 @@ async fn authenticated<T: FrameIo>(
 ) -> Result<Active, CloseReason> {
     let (auth, reply) = tokio::select! {
         biased;
-        () = comet.closing.cancelled() => return Err(CloseReason::Shutdown),
-        result = tokio::time::timeout_at(deadline, authenticate(&comet, io, &conn, cookie)) => {
+        () = ctx.closing.cancelled() => return Err(CloseReason::Shutdown),
+        result = tokio::time::timeout_at(deadline, authenticate(&ctx, io, &conn, cookie)) => {
             match result {
                 Ok(result) => result?,
-                Err(_) => return Err(CloseReason::HandshakeTimeout(comet.config.handshake_timeout)),
+                Err(_) => return Err(CloseReason::HandshakeTimeout(ctx.config.handshake_timeout)),
             }
         }
     };
@@ -113,7 +114,8 @@ async fn authenticated<T: FrameIo>(
         conn.peer.ip(),
         &accepts,
     ));
-    comet.register(&session, (!room_id.is_empty()).then_some(room_id.as_str()));
+    ctx.hub
+        .register(&session, (!room_id.is_empty()).then_some(room_id.as_str()));
     ::metrics::gauge!(metrics::SESSIONS).increment(1.0);
     // Registered first: no push can be queued before this reply goes out.
     io.queue_reply(&auth.reply(Op::AuthReply, Bytes::new()));
@@ -127,14 +129,14 @@ async fn authenticated<T: FrameIo>(
     );
     let heartbeat = match u64::try_from(heartbeat) {
         Ok(nanos) if nanos > 0 => Duration::from_nanos(nanos),
-        _ => comet.config.heartbeat_timeout,
+        _ => ctx.config.heartbeat_timeout,
     };
     let (min, max) = (
-        comet.config.logic_heartbeat_interval_min,
-        comet.config.logic_heartbeat_interval_max,
+        ctx.config.logic_heartbeat_interval_min,
+        ctx.config.logic_heartbeat_interval_max,
     );
     Ok(Active {
-        comet,
+        ctx,
         session,
         conn,
         heartbeat,
@@ -146,12 +148,9 @@ async fn authenticated<T: FrameIo>(
 /// and, if the key was still this session's, tells logic.
 async fn teardown(active: &Active, reason: &CloseReason) {
     let Active {
-        comet,
-        session,
-        conn,
-        ..
+        ctx, session, conn, ..
     } = active;
-    let current = comet.unregister(session);
+    let current = ctx.hub.unregister(session);
     ::metrics::gauge!(metrics::SESSIONS).decrement(1.0);
     let lost = session.close(Closed::Ended);
     if lost > 0 {
@@ -166,10 +165,11 @@ async fn teardown(active: &Active, reason: &CloseReason) {
     let req = DisconnectReq {
         mid: session.mid,
         key: session.key.to_string(),
-        server: comet.server_id().to_owned(),
+        server: ctx.server_id().to_owned(),
     };
-    if let Err(e) = comet
-        .call_logic("disconnect", comet.logic().disconnect(req))
+    if let Err(e) = ctx
+        .logic
+        .call("disconnect", ctx.logic.client().disconnect(req))
         .await
     {
         warn!(conn.id = conn.id, key = %session.key, mid = session.mid, error = %e, "logic disconnect failed");
@@ -178,7 +178,7 @@ async fn teardown(active: &Active, reason: &CloseReason) {
 
 /// Reads until op 7 (other frames are ignored) and asks logic to connect.
 async fn authenticate<T: FrameIo>(
-    comet: &Comet,
+    ctx: &ConnCtx,
     io: &mut T,
     conn: &ConnInfo,
     cookie: String,
@@ -187,7 +187,7 @@ async fn authenticate<T: FrameIo>(
     let auth = loop {
         let incoming = io.read_frame().await?;
         if !matches!(incoming, Incoming::End) {
-            count_frame(comet, &mut rate)?;
+            count_frame(ctx, &mut rate)?;
         }
         match incoming {
             Incoming::Frame(frame) if frame.op == Op::Auth.code() => break frame,
@@ -203,12 +203,13 @@ async fn authenticate<T: FrameIo>(
         }
     };
     let req = ConnectReq {
-        server: comet.server_id().to_owned(),
+        server: ctx.server_id().to_owned(),
         cookie,
         token: auth.body.clone(),
     };
-    let reply = comet
-        .call_logic("connect", comet.logic().connect(req))
+    let reply = ctx
+        .logic
+        .call("connect", ctx.logic.client().connect(req))
         .await
         .map_err(CloseReason::AuthFailed)?;
     if reply.key.is_empty() {
@@ -220,9 +221,9 @@ async fn authenticate<T: FrameIo>(
 }
 
 /// Counts one client frame against `comet.max_frames_per_sec`.
-fn count_frame(comet: &Comet, rate: &mut FrameRate) -> Result<(), CloseReason> {
-    let max = comet.config.max_frames_per_sec;
-    if rate.allow(max, comet.limits.second()) {
+fn count_frame(ctx: &ConnCtx, rate: &mut FrameRate) -> Result<(), CloseReason> {
+    let max = ctx.config.max_frames_per_sec;
+    if rate.allow(max, ctx.limits.second()) {
         Ok(())
     } else {
         Err(CloseReason::FrameRate(max))
@@ -231,7 +232,7 @@ fn count_frame(comet: &Comet, rate: &mut FrameRate) -> Result<(), CloseReason> {
 
 /// An authenticated connection.
 pub(crate) struct Active {
-    comet: Arc<Comet>,
+    ctx: Arc<ConnCtx>,
     session: Arc<Session>,
     conn: ConnInfo,
     /// Close if no op 2 arrives within this.
@@ -244,7 +245,7 @@ impl Drop for Active {
     /// Gives back the connection's slot in the comet's limits (taken over
     /// from the handshake's [`Slot`]).
     fn drop(&mut self) {
-        self.comet.limits.release(self.conn.peer.ip());
+        self.ctx.limits.release(self.conn.peer.ip());
     }
 }
 
@@ -252,7 +253,7 @@ impl Active {
     async fn run<T: FrameIo>(&self, io: &mut T) -> CloseReason {
         // Shutdown closes every registered session; one registered after
         // that sees `closing` here.
-        if self.comet.closing.is_cancelled() {
+        if self.ctx.closing.is_cancelled() {
             return CloseReason::Shutdown;
         }
         let timer = tokio::time::sleep(self.heartbeat);
@@ -289,7 +290,7 @@ impl Active {
                 Ok(incoming) => incoming,
                 Err(reason) => return reason,
             };
-            if let Err(reason) = count_frame(&self.comet, &mut rate) {
+            if let Err(reason) = count_frame(&self.ctx, &mut rate) {
                 return reason;
             }
             // A control frame's answer is buffered: flushed at the top.
@@ -374,7 +375,7 @@ impl Active {
             Op::Heartbeat => {
                 let online = session
                     .room()
-                    .map_or(0, |room| self.comet.room_online(&room));
+                    .map_or(0, |room| self.ctx.hub.room_online(&room));
                 self.maybe_logic_heartbeat();
                 Ok(frame.reply(
                     Op::HeartbeatReply,
@@ -384,7 +385,8 @@ impl Active {
             Op::ChangeRoom => {
                 match std::str::from_utf8(&frame.body) {
                     Ok(room) => {
-                        self.comet
+                        self.ctx
+                            .hub
                             .change_room(session, (!room.is_empty()).then_some(room));
                         debug!(conn.id = self.conn.id, key = %session.key, mid = session.mid, room, "room changed");
                     }
@@ -426,11 +428,12 @@ impl Active {
                     proto: Some(frame.into()),
                 };
                 let call = self
-                    .comet
-                    .call_logic("receive", self.comet.logic().receive(req));
+                    .ctx
+                    .logic
+                    .call("receive", self.ctx.logic.client().receive(req));
                 tokio::select! {
                     biased;
-                    () = self.comet.closing.cancelled() => return Err(CloseReason::Shutdown),
+                    () = self.ctx.closing.cancelled() => return Err(CloseReason::Shutdown),
                     result = call => {
                         if let Err(e) = result {
                             warn!(conn.id = self.conn.id, key = %session.key, mid = session.mid, op = op.code(), error = %e, "logic receive failed");
@@ -451,16 +454,16 @@ impl Active {
         {
             return;
         }
-        let comet = Arc::clone(&self.comet);
+        let ctx = Arc::clone(&self.ctx);
         let session = Arc::clone(&self.session);
-        self.comet.tracker.spawn(async move {
+        self.ctx.tracker.spawn(async move {
             let req = HeartbeatReq {
                 mid: session.mid,
                 key: session.key.to_string(),
-                server: comet.server_id().to_owned(),
+                server: ctx.server_id().to_owned(),
             };
-            let result = comet
-                .call_logic("heartbeat", comet.logic().heartbeat(req))
+            let result = ctx
+                .logic.call("heartbeat", ctx.logic.client().heartbeat(req))
                 .await;
             if let Err(e) = &result {
                 warn!(conn.id = session.id, key = %session.key, mid = session.mid, error = %e, "logic heartbeat failed");

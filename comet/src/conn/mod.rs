@@ -30,11 +30,64 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite;
 
-use crate::logic::LogicError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::limits::ConnLimits;
+use crate::logic::{LogicError, LogicGateway};
 use crate::metrics;
 use crate::push::Push;
-use crate::server::Comet;
 use crate::session::{Closed, Session};
+use crate::tls::Tls;
+
+/// What a connection task uses of its comet: the hub, logic, the settings,
+/// the limits and the comet's lifecycle. Never the listeners (the comet's
+/// `server`), so connection code depends on the registry, not on the node.
+pub(crate) struct ConnCtx {
+    /// Sessions and rooms.
+    pub(crate) hub: Arc<Hub>,
+    /// Calls to logic, under `logic_timeout`.
+    pub(crate) logic: LogicGateway,
+    pub(crate) config: Config,
+    /// Connection limits and the frame-rate clock.
+    pub(crate) limits: ConnLimits,
+    /// Connection tasks and their logic heartbeats.
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled when the comet shuts down.
+    pub(crate) closing: CancellationToken,
+    /// The certificate of the `tls` and `wss` listeners, if configured.
+    pub(crate) tls: Option<Arc<Tls>>,
+    server_id: String,
+}
+
+impl ConnCtx {
+    /// The context of a comet with `config` (validated) and `tls`.
+    pub(crate) fn new(
+        config: Config,
+        logic: Arc<dyn crate::LogicClient>,
+        tls: Option<Arc<Tls>>,
+    ) -> ConnCtx {
+        let tracker = TaskTracker::new();
+        let closing = CancellationToken::new();
+        ConnCtx {
+            hub: Hub::new(&config, tracker.clone(), closing.clone()),
+            logic: LogicGateway::new(logic, config.logic_timeout),
+            limits: ConnLimits::new(&config),
+            server_id: config.server_id(),
+            config,
+            tracker,
+            closing,
+            tls,
+        }
+    }
+
+    /// The id this comet reports to logic.
+    pub(crate) fn server_id(&self) -> &str {
+        &self.server_id
+    }
+}
 
 /// The client transport of a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,43 +279,43 @@ pub(crate) const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Each transport gets its own task type, so a TCP connection's task is not
 /// sized for the larger WebSocket state, nor a plain one for rustls's.
 pub(crate) fn spawn(
-    comet: &Arc<Comet>,
+    ctx: &Arc<ConnCtx>,
     stream: TcpStream,
     conn: ConnInfo,
     accepted_at: Instant,
 ) -> tokio::task::JoinHandle<()> {
     metrics::connection_opened(conn.transport.name());
     let opened = Opened;
-    let slot = Slot::taken(comet, conn.peer.ip());
-    let deadline = accepted_at + comet.config.handshake_timeout;
-    let comet_for_task = Arc::clone(comet);
+    let slot = Slot::taken(ctx, conn.peer.ip());
+    let deadline = accepted_at + ctx.config.handshake_timeout;
+    let ctx_for_task = Arc::clone(ctx);
     match conn.transport {
-        Transport::Tcp => comet.tracker.spawn(tcp::serve(
-            comet_for_task,
+        Transport::Tcp => ctx.tracker.spawn(tcp::serve(
+            ctx_for_task,
             stream,
             conn,
             deadline,
             opened,
             slot,
         )),
-        Transport::Ws => comet.tracker.spawn(ws::serve(
-            comet_for_task,
+        Transport::Ws => ctx.tracker.spawn(ws::serve(
+            ctx_for_task,
             stream,
             conn,
             deadline,
             opened,
             slot,
         )),
-        Transport::Tls => comet.tracker.spawn(tcp::serve_tls(
-            comet_for_task,
+        Transport::Tls => ctx.tracker.spawn(tcp::serve_tls(
+            ctx_for_task,
             stream,
             conn,
             deadline,
             opened,
             slot,
         )),
-        Transport::Wss => comet.tracker.spawn(ws::serve_tls(
-            comet_for_task,
+        Transport::Wss => ctx.tracker.spawn(ws::serve_tls(
+            ctx_for_task,
             stream,
             conn,
             deadline,
@@ -275,12 +328,12 @@ pub(crate) fn spawn(
 /// A connection's slot in the comet's connection limits, given back when it
 /// is dropped: held by the handshake, then handed to the session's task
 /// ([`Slot::into_session`]), which gives it back when it ends.
-pub(crate) struct Slot(Option<(Arc<Comet>, IpAddr)>);
+pub(crate) struct Slot(Option<(Arc<ConnCtx>, IpAddr)>);
 
 impl Slot {
     /// The slot `admit` took for `ip` (the accept loop did).
-    pub(crate) fn taken(comet: &Arc<Comet>, ip: IpAddr) -> Slot {
-        Slot(Some((Arc::clone(comet), ip)))
+    pub(crate) fn taken(ctx: &Arc<ConnCtx>, ip: IpAddr) -> Slot {
+        Slot(Some((Arc::clone(ctx), ip)))
     }
 
     /// The handshake succeeded: the authenticated connection's `Active`
@@ -292,8 +345,8 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some((comet, ip)) = self.0.take() {
-            comet.limits.release(ip);
+        if let Some((ctx, ip)) = self.0.take() {
+            ctx.limits.release(ip);
         }
     }
 }
@@ -309,21 +362,22 @@ fn set_nodelay(stream: &TcpStream, conn: &ConnInfo) {
 /// handshake deadline, with the certificate loaded now (a later reload does
 /// not touch this connection). On failure logs and counts the close.
 async fn tls_handshake(
-    comet: &Comet,
+    ctx: &ConnCtx,
     stream: TcpStream,
     conn: &ConnInfo,
     deadline: Instant,
 ) -> Option<TlsStream<TcpStream>> {
-    let reason = match &comet.tls {
+    let reason = match &ctx.tls {
         Some(tls) => {
-            let accept = tls.acceptor(conn.transport).accept(stream);
+            let websocket = matches!(conn.transport, Transport::Ws | Transport::Wss);
+            let accept = tls.acceptor(websocket).accept(stream);
             tokio::select! {
                 biased;
-                () = comet.closing.cancelled() => CloseReason::Shutdown,
+                () = ctx.closing.cancelled() => CloseReason::Shutdown,
                 result = tokio::time::timeout_at(deadline, accept) => match result {
                     Ok(Ok(stream)) => return Some(stream),
                     Ok(Err(e)) => tls_error(e),
-                    Err(_) => CloseReason::HandshakeTimeout(comet.config.handshake_timeout),
+                    Err(_) => CloseReason::HandshakeTimeout(ctx.config.handshake_timeout),
                 },
             }
         }
@@ -392,8 +446,7 @@ pub(crate) fn log_close(conn: &ConnInfo, session: Option<&Session>, reason: &Clo
 #[cfg(test)]
 mod size_tests {
     use super::*;
-    use crate::config::Config;
-    use crate::logic::NoLogic;
+    use crate::testing::NoLogic;
 
     /// An idle connection's memory is mostly its task: tokio allocates the
     /// future plus ~96 bytes of task header, rounded up to 128 bytes. These
@@ -401,7 +454,7 @@ mod size_tests {
     /// docs/benchmark.md); a dependency update may move them a little.
     #[tokio::test]
     async fn connection_tasks_stay_small() {
-        let comet = Comet::new(Config::default(), Arc::new(NoLogic)).unwrap();
+        let ctx = Arc::new(ConnCtx::new(Config::default(), Arc::new(NoLogic), None));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = TcpStream::connect(addr).await.unwrap();
@@ -413,9 +466,9 @@ mod size_tests {
             peer: addr,
             transport: Transport::Tcp,
         };
-        let slot = || Slot::taken(&comet, addr.ip());
-        let tcp = tcp::serve(Arc::clone(&comet), s1, conn, Instant::now(), Opened, slot());
-        let ws = ws::serve(Arc::clone(&comet), s2, conn, Instant::now(), Opened, slot());
+        let slot = || Slot::taken(&ctx, addr.ip());
+        let tcp = tcp::serve(Arc::clone(&ctx), s1, conn, Instant::now(), Opened, slot());
+        let ws = ws::serve(Arc::clone(&ctx), s2, conn, Instant::now(), Opened, slot());
         let (tcp, ws) = (std::mem::size_of_val(&tcp), std::mem::size_of_val(&ws));
         assert!(tcp <= 544, "TCP connection future is {tcp} bytes");
         assert!(ws <= 544, "WebSocket connection future is {ws} bytes");

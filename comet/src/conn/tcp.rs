@@ -16,16 +16,15 @@ use tokio::time::Instant;
 
 use super::buffers::{BufList, Reader};
 use super::{
-    handler, set_nodelay, tls_handshake, ClientStream, CloseReason, ConnInfo, FrameIo, Incoming,
-    Opened, Slot, FINISH_TIMEOUT,
+    handler, set_nodelay, tls_handshake, ClientStream, CloseReason, ConnCtx, ConnInfo, FrameIo,
+    Incoming, Opened, Slot, FINISH_TIMEOUT,
 };
 use crate::push::Push;
-use crate::server::Comet;
 
 /// Serves one accepted TCP connection. The task's future holds the boxed
 /// handshake until it is done, then only what the frame loop needs.
 pub(super) fn serve(
-    comet: Arc<Comet>,
+    ctx: Arc<ConnCtx>,
     stream: TcpStream,
     conn: ConnInfo,
     deadline: Instant,
@@ -33,9 +32,9 @@ pub(super) fn serve(
     slot: Slot,
 ) -> impl Future<Output = ()> + Send {
     set_nodelay(&stream, &conn);
-    let io = TcpIo::new(stream, comet.config.max_body);
+    let io = TcpIo::new(stream, ctx.config.max_body);
     let handshake = Box::pin(handler::establish(
-        comet,
+        ctx,
         io,
         conn,
         String::new(),
@@ -48,7 +47,7 @@ pub(super) fn serve(
 /// Serves one connection accepted on a `tls` listener: the TLS handshake, then
 /// the same goim code as [`serve`]. Both run boxed, within the deadline.
 pub(super) fn serve_tls(
-    comet: Arc<Comet>,
+    ctx: Arc<ConnCtx>,
     stream: TcpStream,
     conn: ConnInfo,
     deadline: Instant,
@@ -57,9 +56,9 @@ pub(super) fn serve_tls(
 ) -> impl Future<Output = ()> + Send {
     set_nodelay(&stream, &conn);
     let handshake = Box::pin(async move {
-        let stream = tls_handshake(&comet, stream, &conn, deadline).await?;
-        let io = TcpIo::new(stream, comet.config.max_body);
-        handler::establish(comet, io, conn, String::new(), deadline, slot).await
+        let stream = tls_handshake(&ctx, stream, &conn, deadline).await?;
+        let io = TcpIo::new(stream, ctx.config.max_body);
+        handler::establish(ctx, io, conn, String::new(), deadline, slot).await
     });
     handler::serve(handshake, opened)
 }

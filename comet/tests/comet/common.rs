@@ -316,6 +316,7 @@ pub fn raw_batch(frames: &[(i32, &[u8])]) -> Proto {
 
 pub fn push_keys(comet: &Comet, keys: &[&str], op: i32, body: &[u8]) {
     comet
+        .hub()
         .push_msg(PushMsgReq {
             keys: keys.iter().map(|k| k.to_string()).collect(),
             proto_op: op,
@@ -326,6 +327,7 @@ pub fn push_keys(comet: &Comet, keys: &[&str], op: i32, body: &[u8]) {
 
 pub fn push_room(comet: &Comet, room: &str, proto: Proto) {
     comet
+        .hub()
         .broadcast_room(BroadcastRoomReq {
             room_id: room.to_owned(),
             proto: Some(proto),

@@ -28,7 +28,7 @@ async fn reports_counts_and_applies_cluster_counts() {
     let _b = h.tcp_client("b", "live://1000", &[]).await;
     let _c = h.tcp_client("c", "live://2000", &[]).await;
     assert_eq!(
-        h.comet.stats(),
+        h.comet.hub().stats(),
         Stats {
             connections: 3,
             ips: 1,

@@ -34,6 +34,7 @@ async fn keyed_push_is_the_bare_inner_frame_on_tcp() {
     );
     // A non-Raw proto is written as one normal frame.
     h.comet
+        .hub()
         .push_msg(rim_proto::pb::comet::PushMsgReq {
             keys: vec!["tcp-key-1".into()],
             proto_op: 1001,
@@ -69,10 +70,13 @@ async fn broadcast_filters_on_accepts() {
         proto: Some(raw_proto(op, body)),
         speed: 0,
     };
-    h.comet.broadcast(broadcast(1000, b"for-a")).unwrap();
-    h.comet.broadcast(broadcast(2000, b"for-b")).unwrap();
+    h.comet.hub().broadcast(broadcast(1000, b"for-a")).unwrap();
+    h.comet.hub().broadcast(broadcast(2000, b"for-b")).unwrap();
     // Capture: broadcast body "broadcast", operation 1000 (25 bytes).
-    h.comet.broadcast(broadcast(1000, b"broadcast")).unwrap();
+    h.comet
+        .hub()
+        .broadcast(broadcast(1000, b"broadcast"))
+        .unwrap();
     assert_eq!(a.read_frame().await.body, b"for-a");
     assert_eq!(
         a.read_exact(25).await,
@@ -81,6 +85,7 @@ async fn broadcast_filters_on_accepts() {
     assert_eq!(b.read_frame().await.body, b"for-b");
     // Paced broadcast (speed > 0) arrives too.
     h.comet
+        .hub()
         .broadcast(BroadcastReq {
             speed: 1000,
             ..broadcast(2000, b"paced")
@@ -143,7 +148,7 @@ async fn slow_client_is_disconnected_and_others_get_everything() {
             "fast client missed a message"
         );
         sent += 1;
-        if h.comet.stats().connections == 1 {
+        if h.comet.hub().stats().connections == 1 {
             extra_after_kick += 1;
         }
     }

@@ -31,7 +31,7 @@ async fn auth_reply_matches_capture() {
     assert_eq!(connect.server, SERVER_ID);
     assert_eq!(connect.cookie, "");
     assert_eq!(&connect.token[..], CAPTURE_TCP_AUTH_TOKEN.as_bytes());
-    assert_eq!(h.comet.stats().connections, 1);
+    assert_eq!(h.comet.hub().stats().connections, 1);
     h.stop().await;
 }
 
@@ -132,7 +132,7 @@ async fn sub_unsub_change_room_replies_and_filtering() {
     push_room(&h.comet, "live://2000", raw_proto(1000, b"new-room"));
     assert_eq!(client.read_frame().await.body, b"new-room");
     assert_eq!(
-        h.comet.rooms().rooms.keys().collect::<Vec<_>>(),
+        h.comet.hub().rooms().rooms.keys().collect::<Vec<_>>(),
         vec!["live://2000"]
     );
 
@@ -151,7 +151,7 @@ async fn sub_unsub_change_room_replies_and_filtering() {
         client.read_frame().await,
         parse_frame(&frame(1, 13, 11, b""))
     );
-    assert!(h.comet.rooms().rooms.is_empty());
+    assert!(h.comet.hub().rooms().rooms.is_empty());
     push_room(&h.comet, "live://2000", raw_proto(1000, b"gone"));
     push_keys(&h.comet, &["tcp-key-1"], 1000, b"keyed");
     assert_eq!(client.read_frame().await.body, b"keyed");
@@ -242,7 +242,7 @@ async fn refused_token_closes_without_reply() {
         .await;
     client.expect_closed().await;
     assert_eq!(&next(&mut h.events.connects).await.token[..], b"not-json");
-    assert_eq!(h.comet.stats().connections, 0);
+    assert_eq!(h.comet.hub().stats().connections, 0);
     assert_eq!(
         recorder.counter("rim_comet_disconnects_total{reason=auth_failed}"),
         1
@@ -289,7 +289,7 @@ async fn malformed_frames_close_the_connection() {
     let mut client = h.tcp_client("big", "", &[]).await;
     client.send(1, 4, 1, &[7u8; 4096]).await;
     assert_eq!(client.read_frame().await, parse_frame(&frame(1, 4, 1, b"")));
-    assert_eq!(h.comet.stats().connections, 1);
+    assert_eq!(h.comet.hub().stats().connections, 1);
     h.stop().await;
 }
 
@@ -302,7 +302,7 @@ async fn same_key_kicks_the_older_connection() {
     // left alone: teardown talks to logic before closing the socket.
     old.expect_closed().await;
     assert!(h.events.disconnects.try_recv().is_err());
-    assert_eq!(h.comet.stats().connections, 1);
+    assert_eq!(h.comet.hub().stats().connections, 1);
     push_keys(&h.comet, &["dup"], 1000, b"to-new");
     assert_eq!(new.read_frame().await.body, b"to-new");
     push_room(&h.comet, "live://1", raw_proto(1000, b"room"));
@@ -358,7 +358,7 @@ async fn client_close_tells_logic() {
     drop(client);
     let disconnect = next(&mut h.events.disconnects).await;
     assert_eq!(disconnect.key, "bye");
-    assert_eq!(h.comet.stats(), rim_comet::Stats::default());
+    assert_eq!(h.comet.hub().stats(), rim_comet::Stats::default());
     h.stop().await;
 }
 

@@ -152,7 +152,7 @@ async fn goim_over_tls_auths_heartbeats_and_receives_pushes() {
     client.auth(CAPTURE_TCP_AUTH_TOKEN).await;
     let connect = next(&mut h.events.connects).await;
     assert_eq!(&connect.token[..], CAPTURE_TCP_AUTH_TOKEN.as_bytes());
-    assert_eq!(h.comet.stats().connections, 1);
+    assert_eq!(h.comet.hub().stats().connections, 1);
 
     client.send(1, 2, 2, b"").await;
     assert_eq!(

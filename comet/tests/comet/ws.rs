@@ -89,6 +89,7 @@ async fn pushes_are_wrapped_in_op_9() {
     );
     // Capture: broadcast.
     h.comet
+        .hub()
         .broadcast(rim_proto::pb::comet::BroadcastReq {
             proto_op: 1000,
             proto: Some(raw_proto(1000, b"broadcast")),

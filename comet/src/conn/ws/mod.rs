@@ -29,11 +29,10 @@ use self::codec::{WsCodec, WsIn};
 use super::buffers::{BufList, Reader};
 use super::handler::{self, Active};
 use super::{
-    log_close, set_nodelay, tls_handshake, ClientStream, CloseReason, ConnInfo, FrameIo, Incoming,
-    Opened, Slot, FINISH_TIMEOUT,
+    log_close, set_nodelay, tls_handshake, ClientStream, CloseReason, ConnCtx, ConnInfo, FrameIo,
+    Incoming, Opened, Slot, FINISH_TIMEOUT,
 };
 use crate::push::Push;
-use crate::server::Comet;
 use crate::ws_frame::{binary, close_frame, control};
 
 /// The only path served (a query string is allowed).
@@ -44,7 +43,7 @@ const MAX_REQUEST: usize = 16 * 1024;
 /// Upgrades one accepted connection and serves it. The upgrade and the
 /// handshake run boxed, like on TCP (see `handler::serve`).
 pub(super) fn serve(
-    comet: Arc<Comet>,
+    ctx: Arc<ConnCtx>,
     stream: TcpStream,
     conn: ConnInfo,
     deadline: Instant,
@@ -52,7 +51,7 @@ pub(super) fn serve(
     slot: Slot,
 ) -> impl Future<Output = ()> + Send {
     set_nodelay(&stream, &conn);
-    let handshake = Box::pin(upgraded(comet, stream, conn, deadline, slot));
+    let handshake = Box::pin(upgraded(ctx, stream, conn, deadline, slot));
     handler::serve(handshake, opened)
 }
 
@@ -60,7 +59,7 @@ pub(super) fn serve(
 /// then the same upgrade and goim code as [`serve`], all boxed and within
 /// the deadline.
 pub(super) fn serve_tls(
-    comet: Arc<Comet>,
+    ctx: Arc<ConnCtx>,
     stream: TcpStream,
     conn: ConnInfo,
     deadline: Instant,
@@ -69,35 +68,35 @@ pub(super) fn serve_tls(
 ) -> impl Future<Output = ()> + Send {
     set_nodelay(&stream, &conn);
     let handshake = Box::pin(async move {
-        let stream = tls_handshake(&comet, stream, &conn, deadline).await?;
-        upgraded(comet, stream, conn, deadline, slot).await
+        let stream = tls_handshake(&ctx, stream, &conn, deadline).await?;
+        upgraded(ctx, stream, conn, deadline, slot).await
     });
     handler::serve(handshake, opened)
 }
 
 /// Upgrades and authenticates; on failure logs the close.
 async fn upgraded<S: ClientStream>(
-    comet: Arc<Comet>,
+    ctx: Arc<ConnCtx>,
     stream: S,
     conn: ConnInfo,
     deadline: Instant,
     slot: Slot,
 ) -> Option<(Active, WsIo<S>)> {
-    let (io, cookie) = match upgrade(&comet, stream, deadline).await {
+    let (io, cookie) = match upgrade(&ctx, stream, deadline).await {
         Ok(upgraded) => upgraded,
         Err(reason) => {
             log_close(&conn, None, &reason);
             return None;
         }
     };
-    handler::establish(comet, io, conn, cookie, deadline, slot).await
+    handler::establish(ctx, io, conn, cookie, deadline, slot).await
 }
 
 /// The HTTP upgrade, within the handshake deadline; returns the transport
 /// and the `Cookie` header ("" if none). A request for another path is
 /// answered 404, a malformed one 400, both with `Connection: close`.
 async fn upgrade<S: ClientStream>(
-    comet: &Comet,
+    ctx: &ConnCtx,
     mut stream: S,
     deadline: Instant,
 ) -> Result<(WsIo<S>, String), CloseReason> {
@@ -129,16 +128,16 @@ async fn upgrade<S: ClientStream>(
     };
     let (buffered, cookie) = tokio::select! {
         biased;
-        () = comet.closing.cancelled() => Err(CloseReason::Shutdown),
+        () = ctx.closing.cancelled() => Err(CloseReason::Shutdown),
         result = tokio::time::timeout_at(deadline, answer) => match result {
             Ok(answered) => answered,
-            Err(_) => Err(CloseReason::HandshakeTimeout(comet.config.handshake_timeout)),
+            Err(_) => Err(CloseReason::HandshakeTimeout(ctx.config.handshake_timeout)),
         },
     }?;
     let io = WsIo {
         reader: Reader::new(
             stream,
-            WsCodec::new(HEADER_LEN + comet.config.max_body),
+            WsCodec::new(HEADER_LEN + ctx.config.max_body),
             buffered,
         ),
         out: BufList::default(),

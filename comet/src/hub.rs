@@ -1,0 +1,457 @@
+//! [`Hub`]: the comet's registry of sessions and the push operations on it.
+//! Owns the buckets (sessions by key, room memberships), registering and
+//! kicking sessions, room changes, the push operations job calls (goim's
+//! `goim.comet.Comet`: PushMsg, Broadcast, BroadcastRoom, Rooms) and the
+//! counts (connections, IPs, rooms, room online counts).
+//!
+//! Connections and the gRPC service use the hub; it knows nothing of
+//! sockets, listeners or logic.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq, RoomsReply};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use crate::bucket::Bucket;
+use crate::config::Config;
+use crate::error::PushError;
+use crate::metrics;
+use crate::push::{Fanout, Push};
+use crate::session::{Closed, Session};
+
+/// Connection, IP and room counts of one comet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Authenticated connections (sessions).
+    pub connections: u64,
+    /// Distinct client IP addresses among them.
+    pub ips: u64,
+    /// Rooms with at least one local member.
+    pub rooms: u64,
+}
+
+/// The sessions of one comet, in buckets (lock shards by key).
+pub struct Hub {
+    buckets: Box<[Bucket]>,
+    /// Capacity of each session's queue (config `session_queue`).
+    session_queue: usize,
+    /// Paced broadcasts run on the comet's tracker, and stop at shutdown.
+    tracker: TaskTracker,
+    closing: CancellationToken,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("buckets", &self.buckets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// An empty hub with `config.buckets` buckets; paced broadcasts run on
+    /// `tracker` and stop when `closing` is cancelled.
+    pub(crate) fn new(
+        config: &Config,
+        tracker: TaskTracker,
+        closing: CancellationToken,
+    ) -> Arc<Hub> {
+        Arc::new(Hub {
+            buckets: (0..config.buckets).map(|_| Bucket::default()).collect(),
+            session_queue: config.session_queue,
+            tracker,
+            closing,
+        })
+    }
+
+    /// goim `Comet.PushMsg`: queues `proto` for each key's session, if it is
+    /// here and accepts `proto_op`. A full session queue disconnects that
+    /// session and does not stop the loop over the other keys.
+    pub fn push_msg(&self, req: PushMsgReq) -> Result<(), PushError> {
+        if req.keys.is_empty() {
+            return Err(PushError::Invalid("no keys".to_owned()));
+        }
+        let proto = req
+            .proto
+            .ok_or_else(|| PushError::Invalid("proto missing".to_owned()))?;
+        ::metrics::counter!(metrics::PUSH_REQUESTS, "kind" => "keys").increment(1);
+        let push = Push::encode(proto);
+        let capacity = self.session_queue;
+        let mut fanout = Fanout::default();
+        let mut missing = 0;
+        for key in &req.keys {
+            match self.bucket(key).session(key) {
+                Some(session) => fanout.add(session.push(&push, Some(req.proto_op), capacity)),
+                None => {
+                    debug!(key = %key, op = req.proto_op, "keyed push dropped: no session here");
+                    missing += 1;
+                }
+            }
+        }
+        metrics::dropped(metrics::DROP_NO_SESSION, missing);
+        fanout.record("keys");
+        Ok(())
+    }
+
+    /// goim `Comet.Broadcast`: queues `proto` for every session accepting
+    /// `proto_op`. With `speed <= 0` this walks all buckets before returning.
+    /// With `speed > 0` it returns at once and a tracked task walks the
+    /// buckets, pausing `sessions in the bucket / speed` seconds after each.
+    pub fn broadcast(self: &Arc<Self>, req: BroadcastReq) -> Result<(), PushError> {
+        let proto = req
+            .proto
+            .ok_or_else(|| PushError::Invalid("proto missing".to_owned()))?;
+        ::metrics::counter!(metrics::PUSH_REQUESTS, "kind" => "broadcast").increment(1);
+        let push = Push::encode(proto);
+        let op = req.proto_op;
+        if req.speed <= 0 {
+            self.broadcast_buckets(&push, op);
+            return Ok(());
+        }
+        let speed = f64::from(req.speed);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            debug!("broadcast outside a runtime: delivering without pacing");
+            self.broadcast_buckets(&push, op);
+            return Ok(());
+        };
+        let hub = Arc::clone(self);
+        self.tracker.spawn_on(
+            async move {
+                let mut fanout = Fanout::default();
+                for bucket in hub.buckets.iter() {
+                    let sessions = bucket.broadcast(&push, op, hub.session_queue, &mut fanout);
+                    let pause = Duration::from_secs_f64(sessions as f64 / speed);
+                    if pause.is_zero() {
+                        continue;
+                    }
+                    tokio::select! {
+                        () = hub.closing.cancelled() => {
+                            debug!(op, "paced broadcast stopped by shutdown");
+                            break;
+                        }
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+                fanout.record("broadcast");
+            },
+            &runtime,
+        );
+        Ok(())
+    }
+
+    fn broadcast_buckets(&self, push: &Arc<Push>, op: i32) {
+        let mut fanout = Fanout::default();
+        for bucket in self.buckets.iter() {
+            bucket.broadcast(push, op, self.session_queue, &mut fanout);
+        }
+        fanout.record("broadcast");
+    }
+
+    /// goim `Comet.BroadcastRoom`: queues `proto` for every member of the room
+    /// in every bucket; room pushes ignore accepts.
+    pub fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), PushError> {
+        if req.room_id.is_empty() {
+            return Err(PushError::Invalid("room id empty".to_owned()));
+        }
+        let proto = req
+            .proto
+            .ok_or_else(|| PushError::Invalid("proto missing".to_owned()))?;
+        ::metrics::counter!(metrics::PUSH_REQUESTS, "kind" => "room").increment(1);
+        let push = Push::encode(proto);
+        let mut fanout = Fanout::default();
+        for bucket in self.buckets.iter() {
+            bucket.broadcast_room(&req.room_id, &push, self.session_queue, &mut fanout);
+        }
+        fanout.record("room");
+        Ok(())
+    }
+
+    /// goim `Comet.Rooms`: the rooms with local members.
+    pub fn rooms(&self) -> RoomsReply {
+        let (mut ips, mut rooms) = (HashSet::new(), HashSet::new());
+        for bucket in self.buckets.iter() {
+            bucket.collect(&mut ips, &mut rooms);
+        }
+        RoomsReply {
+            rooms: rooms.into_iter().map(|id| (id.to_string(), true)).collect(),
+        }
+    }
+
+    /// Connection count, distinct IP count and room count.
+    pub fn stats(&self) -> Stats {
+        let (mut ips, mut rooms): (HashSet<IpAddr>, HashSet<Arc<str>>) =
+            (HashSet::new(), HashSet::new());
+        let mut connections = 0;
+        for bucket in self.buckets.iter() {
+            connections += bucket.session_count() as u64;
+            bucket.collect(&mut ips, &mut rooms);
+        }
+        Stats {
+            connections,
+            ips: ips.len() as u64,
+            rooms: rooms.len() as u64,
+        }
+    }
+
+    /// Closes every session (at shutdown): their connections write what
+    /// was queued and end.
+    pub(crate) fn close_all(&self, reason: Closed) {
+        for bucket in self.buckets.iter() {
+            bucket.close_all(reason);
+        }
+    }
+
+    /// Local member counts by room, for the online report.
+    pub(crate) fn room_counts(&self) -> HashMap<String, i32> {
+        let mut room_count = HashMap::new();
+        for bucket in self.buckets.iter() {
+            bucket.add_room_counts(&mut room_count);
+        }
+        room_count
+    }
+
+    /// Stores the cluster's room counts from logic's online reply.
+    pub(crate) fn set_all_online(&self, all_room_count: &HashMap<String, i32>) {
+        for bucket in self.buckets.iter() {
+            bucket.set_all_online(all_room_count);
+        }
+    }
+
+    fn bucket(&self, key: &str) -> &Bucket {
+        &self.buckets[self.bucket_index(key)]
+    }
+
+    fn bucket_index(&self, key: &str) -> usize {
+        // FNV-1a: fast and good enough for spreading keys over a few locks;
+        // placement is internal to this process.
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in key.as_bytes() {
+            hash ^= u32::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+        hash as usize % self.buckets.len()
+    }
+
+    /// Registers a freshly authenticated session in its bucket and room,
+    /// kicking an older session with the same key.
+    pub(crate) fn register(&self, session: &Arc<Session>, room: Option<&str>) {
+        let Some(old) = self.bucket(&session.key).put(session, room) else {
+            return;
+        };
+        let lost = old.close(Closed::Kicked);
+        metrics::dropped(metrics::DROP_KICKED, lost as u64);
+        info!(
+            conn.id = session.id,
+            key = %session.key,
+            mid = session.mid,
+            kicked.conn.id = old.id,
+            lost,
+            "same key connected again: kicking the older connection"
+        );
+    }
+
+    /// Unregisters a session whose connection ended; true if the key entry
+    /// still pointed to it (so logic's mapping is its own to delete).
+    pub(crate) fn unregister(&self, session: &Arc<Session>) -> bool {
+        self.bucket(&session.key).del(session)
+    }
+
+    /// Moves a session to another room (`None`: leave).
+    pub(crate) fn change_room(&self, session: &Arc<Session>, room: Option<&str>) {
+        self.bucket(&session.key).change_room(session, room);
+    }
+
+    /// The online count a heartbeat reply carries for `room`: the cluster
+    /// count from logic if known (> 0), else this comet's local count.
+    pub(crate) fn room_online(&self, room: &str) -> i32 {
+        let mut local: usize = 0;
+        let mut all = 0;
+        for bucket in self.buckets.iter() {
+            if let Some((members, cluster)) = bucket.room_online(room) {
+                local += members;
+                all = all.max(cluster);
+            }
+        }
+        if all > 0 {
+            all
+        } else {
+            i32::try_from(local).unwrap_or(i32::MAX)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use rim_proto::pb::protocol::Proto;
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn hub(config: Config) -> Arc<Hub> {
+        Hub::new(&config, TaskTracker::new(), CancellationToken::new())
+    }
+
+    fn session(hub: &Hub, id: u64, key: &str, accepts: &[i32]) -> Arc<Session> {
+        let s = Arc::new(Session::new(
+            id,
+            key.into(),
+            id as i64,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            accepts,
+        ));
+        hub.register(&s, Some("live://1"));
+        s
+    }
+
+    fn raw(op: i32, body: &'static [u8]) -> Option<Proto> {
+        Some(Proto {
+            ver: 1,
+            op: 9,
+            seq: 0,
+            body: rim_proto::encode_raw_push(op, body),
+        })
+    }
+
+    #[test]
+    fn push_requests_are_validated() {
+        let c = hub(Config::default());
+        let err = c
+            .push_msg(PushMsgReq {
+                keys: vec![],
+                proto_op: 1000,
+                proto: raw(1000, b"x"),
+            })
+            .unwrap_err();
+        assert!(matches!(err, PushError::Invalid(_)));
+        assert!(c
+            .push_msg(PushMsgReq {
+                keys: vec!["k".into()],
+                proto_op: 1000,
+                proto: None,
+            })
+            .is_err());
+        assert!(c
+            .broadcast(BroadcastReq {
+                proto_op: 1,
+                proto: None,
+                speed: 0
+            })
+            .is_err());
+        assert!(c
+            .broadcast_room(BroadcastRoomReq {
+                room_id: String::new(),
+                proto: raw(1000, b"x"),
+            })
+            .is_err());
+        assert!(c
+            .broadcast_room(BroadcastRoomReq {
+                room_id: "r".into(),
+                proto: None,
+            })
+            .is_err());
+    }
+
+    #[test]
+    fn push_msg_continues_after_a_full_queue() {
+        let c = hub(Config {
+            session_queue: 1,
+            ..Config::default()
+        });
+        let a = session(&c, 1, "a", &[1000]);
+        let b = session(&c, 2, "b", &[1000]);
+        let req = |body| PushMsgReq {
+            keys: vec!["a".into(), "missing".into(), "b".into()],
+            proto_op: 1000,
+            proto: raw(1000, body),
+        };
+        c.push_msg(req(b"1")).unwrap();
+        // b's queue is drained; a's is not, so the next push overflows a only.
+        assert_eq!(b.take_queue().unwrap().len(), 1);
+        c.push_msg(req(b"2")).unwrap();
+        assert_eq!(a.take_queue(), Err(Closed::SlowClient));
+        let got = b.take_queue().unwrap();
+        assert_eq!(got.len(), 1, "the loop went on past the slow session");
+        assert_eq!(&got[0].tcp[16..], b"2");
+    }
+
+    #[test]
+    fn broadcast_filters_on_accepts_room_does_not() {
+        let c = hub(Config::default());
+        let a = session(&c, 1, "a", &[1000]);
+        let b = session(&c, 2, "b", &[2000]);
+        c.broadcast(BroadcastReq {
+            proto_op: 1000,
+            proto: raw(1000, b"x"),
+            speed: 0,
+        })
+        .unwrap();
+        assert_eq!(a.take_queue().unwrap().len(), 1);
+        assert!(b.take_queue().unwrap().is_empty());
+        c.broadcast_room(BroadcastRoomReq {
+            room_id: "live://1".into(),
+            proto: raw(3000, b"y"),
+        })
+        .unwrap();
+        assert_eq!(a.take_queue().unwrap().len(), 1);
+        assert_eq!(b.take_queue().unwrap().len(), 1);
+        assert_eq!(
+            c.stats(),
+            Stats {
+                connections: 2,
+                ips: 1,
+                rooms: 1
+            }
+        );
+        assert_eq!(
+            c.rooms().rooms,
+            HashMap::from([("live://1".to_owned(), true)])
+        );
+        assert_eq!(c.room_online("live://1"), 2);
+        assert_eq!(c.room_online("live://2"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paced_broadcast_pauses_fractionally_per_bucket() {
+        let c = hub(Config {
+            buckets: 2,
+            ..Config::default()
+        });
+        // Find two keys in different buckets.
+        let keys: Vec<String> = {
+            let mut by_bucket: [Option<String>; 2] = [None, None];
+            for i in 0.. {
+                let key = format!("k{i}");
+                let index = c.bucket_index(&key);
+                by_bucket[index].get_or_insert(key);
+                if by_bucket.iter().all(Option::is_some) {
+                    break;
+                }
+            }
+            by_bucket.into_iter().flatten().collect()
+        };
+        let first = session(&c, 1, &keys[0], &[1000]);
+        let second = session(&c, 2, &keys[1], &[1000]);
+        let started = Instant::now();
+        // 1 session per bucket at speed 4: 250ms after each bucket.
+        c.broadcast(BroadcastReq {
+            proto_op: 1000,
+            proto: raw(1000, b"x"),
+            speed: 4,
+        })
+        .unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(first.take_queue().unwrap().len(), 1);
+        assert!(second.take_queue().unwrap().is_empty());
+        c.tracker.close();
+        c.tracker.wait().await;
+        assert_eq!(second.take_queue().unwrap().len(), 1);
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+    }
+}
