@@ -4,28 +4,36 @@
 //!
 //! # Data flow
 //! A business backend calls logic's HTTP API; logic writes a `PushMsg` to the
-//! queue (Kafka); job consumes it and calls this comet ([`Comet::push_msg`],
-//! [`Comet::broadcast`], [`Comet::broadcast_room`], usually through the gRPC
-//! service the binary wraps around them). The comet finds the sessions in its
-//! buckets and puts the encoded frame in each session's bounded queue; each
-//! connection's task drains its queue to the socket.
+//! queue (Kafka); job consumes it and calls this comet's [`Hub`]
+//! ([`Hub::push_msg`], [`Hub::broadcast`], [`Hub::broadcast_room`]), through
+//! the gRPC service in the distributed mode and directly standalone. The hub
+//! finds the sessions in its buckets and puts the encoded frame in each
+//! session's bounded queue; each connection's task drains its queue to the
+//! socket.
 //!
 //! # Layout
-//! - [`Comet`] (`server`): buckets, push operations, accept loops, the
-//!   online-report loop, shutdown.
-//! - `bucket`, `room`, `session`: the in-memory registry; a session is
-//!   created when logic accepts a client's token.
-//! - `conn`: one task per connection; `conn::tcp` and `conn::ws` adapt the
-//!   transport (plain or TLS; `conn::ws::codec` is the WebSocket framing),
+//! - [`Comet`] (`server`): the node: listeners and accept loops, shutdown;
+//!   builds the hub and the context connections run with.
+//! - [`Hub`] (`hub`): sessions and rooms in buckets, registering and kicking,
+//!   the push operations, the counts. `bucket`, `room`, `session`: its parts;
+//!   a session is created when logic accepts a client's token. `push`: one
+//!   push encoded once for every recipient, and fan-out accounting.
+//! - `conn`: one task per connection, given a `ConnCtx` (hub, logic, config,
+//!   limits, lifecycle), never the node. `conn::tcp` and `conn::ws` adapt the
+//!   transport (plain or TLS; `conn::ws::codec` reads WebSocket frames),
 //!   `conn::buffers` holds their read and write buffers, `conn::handler`
 //!   runs the goim protocol over either.
+//! - `ws_frame`: the WebSocket frames the server writes.
+//! - `online`: the online report to logic and the sign-off at shutdown.
+//! - [`LogicClient`] (`logic`): the calls the comet makes to logic, and the
+//!   deadline every call runs under.
 //! - `tls`: the certificate of the TLS listeners, its reload and file watch.
-//! - [`LogicClient`]: the calls the comet makes to logic.
 //! - `limits`: connection limits (per comet, per IP) and the per-connection
 //!   frame rate.
 //! - [`Config`]: settings, all with defaults.
 //! - [`grpc`]: the distributed mode's gRPC side: the push service job calls
 //!   and the client for logic.
+//! - `testing` (feature `test-util`): test support for other crates.
 //!
 //! # Glossary
 //! - **key**: identifies one client connection (session); unique per cluster.
