@@ -78,8 +78,12 @@ struct OnlineExtra {
 
 impl RedisStore {
     /// A store for the Redis at `url` (`redis://host:port/db`). Connects
-    /// lazily: a Redis that is down at start is retried with backoff, and each
-    /// command fails after `timeout` instead of hanging.
+    /// lazily: a Redis that is down at start is retried with backoff. A
+    /// command on a live connection fails after `timeout` instead of hanging;
+    /// one that must connect first tries up to 3 times, each bounded by
+    /// `timeout`, with up to about 0.6 s of backoff between them, so it fails
+    /// within about `3 × timeout + 0.6 s` (router/tests/redis_store.rs holds
+    /// both bounds).
     pub fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
