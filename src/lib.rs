@@ -7,12 +7,12 @@
 //! - [`standalone`]: every component in one process, connected in-process:
 //!   logic publishes to a bounded in-process queue that job consumes, job pushes
 //!   straight into the comet, and the comet calls logic directly.
-//! - [`distributed`]: each component in its own process (`rim logic`,
+//! - [`process`]: each component in its own process (`rim logic`,
 //!   `rim router`, `rim job`, `rim comet`), over Kafka, gRPC and Redis.
 //!
 //! Data flow: HTTP -> logic -> queue -> job -> comet -> client sockets.
 
 pub mod config;
-pub mod distributed;
+pub mod process;
 mod local;
 pub mod standalone;

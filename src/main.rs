@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rim::config::StandaloneConfig;
-use rim::distributed;
+use rim::process;
 use rim::standalone::Standalone;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -169,7 +169,7 @@ fn load_or_default<T: Default + serde::de::DeserializeOwned>(
     path: &Option<PathBuf>,
 ) -> anyhow::Result<T> {
     Ok(match path {
-        Some(p) => distributed::load(p)?,
+        Some(p) => process::load(p)?,
         None => T::default(),
     })
 }
@@ -203,7 +203,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         #[cfg(feature = "bench")]
         Command::Bench(args) => rim_bench::run(args, shutdown).await,
         Command::Logic(args) => {
-            distributed::logic::run(
+            process::logic::run(
                 load_or_default(&args.config)?,
                 Some(metrics),
                 args.ready,
@@ -212,7 +212,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Router(args) => {
-            distributed::router::run(
+            process::router::run(
                 load_or_default(&args.config)?,
                 Some(metrics),
                 args.ready,
@@ -221,7 +221,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Job(args) => {
-            distributed::job::run(
+            process::job::run(
                 load_or_default(&args.config)?,
                 Some(metrics),
                 args.ready,
@@ -230,7 +230,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Comet(args) => {
-            distributed::comet::run(
+            process::comet::run(
                 load_or_default(&args.config)?,
                 Some(metrics),
                 args.ready,
@@ -253,7 +253,7 @@ async fn standalone(
     let strings = |addrs: &[std::net::SocketAddr]| -> Vec<String> {
         addrs.iter().map(ToString::to_string).collect()
     };
-    distributed::announce(
+    process::announce(
         ready,
         serde_json::json!({
             "server_id": server_id,
