@@ -2,55 +2,12 @@
 //! in memory or in Redis (goim's key layout; survives router restarts).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// `router.toml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RouterProcessConfig {
-    /// gRPC listen address. Default `0.0.0.0:3129`.
-    pub grpc_bind: String,
-    /// Prometheus `/metrics` listen address. Default `0.0.0.0:3128`.
-    pub metrics_bind: String,
-    /// `"memory"` or `"redis"`. Default `"memory"`.
-    pub store: String,
-    /// Redis URL when `store = "redis"`. Default `redis://127.0.0.1:6379/`.
-    pub redis_url: String,
-    /// Deadline of every Redis command. Default 2s.
-    #[serde(with = "humantime_serde")]
-    pub redis_timeout: Duration,
-    /// Session TTLs.
-    pub registry: rim_router::Config,
-}
-
-impl Default for RouterProcessConfig {
-    fn default() -> Self {
-        RouterProcessConfig {
-            grpc_bind: "0.0.0.0:3129".into(),
-            metrics_bind: "0.0.0.0:3128".into(),
-            store: "memory".into(),
-            redis_url: "redis://127.0.0.1:6379/".into(),
-            redis_timeout: Duration::from_secs(2),
-            registry: rim_router::Config::default(),
-        }
-    }
-}
-
-impl RouterProcessConfig {
-    /// Checks the store choice.
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        match self.store.as_str() {
-            "memory" | "redis" => Ok(()),
-            other => Err(crate::config::ConfigError::Invalid(format!(
-                "store must be \"memory\" or \"redis\", not {other:?}"
-            ))),
-        }
-    }
-}
+use crate::config::{RouterProcessConfig, Validate};
+use crate::wiring;
 
 /// Runs one router shard until `shutdown`.
 pub async fn run(
@@ -74,16 +31,13 @@ pub async fn run(
         }
         _ => Arc::new(rim_router::MemoryStore::new(config.registry.expire)),
     };
-    let listener = super::bind(&config.grpc_bind).await?;
-    let mut metrics_addr = None;
-    if let Some(handle) = metrics {
-        let m = super::bind(&config.metrics_bind).await?;
-        metrics_addr = Some(m.local_addr()?.to_string());
-        tokio::spawn(super::serve_metrics(m, handle, shutdown.clone()));
-    }
+    let listener = wiring::bind(&config.grpc_bind).await?;
+    let metrics_addr = wiring::serve_metrics(&config.metrics_bind, metrics, shutdown.clone())
+        .await?
+        .map(|addr| addr.to_string());
     let grpc_addr = listener.local_addr()?;
     info!(grpc = %grpc_addr, store = %config.store, "rim router listening");
-    super::announce(
+    wiring::announce(
         ready,
         serde_json::json!({"grpc": grpc_addr.to_string(), "metrics": metrics_addr}),
     );
