@@ -6,7 +6,7 @@
 //! then spend writing is measured end to end by `rim bench room`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -88,7 +88,7 @@ fn room_fan_out(c: &mut Criterion) {
                     b.iter_custom(|iters| {
                         let mut spent = Duration::ZERO;
                         for _ in 0..iters {
-                            let start = Instant::now();
+                            let start = tokio::time::Instant::now();
                             comet
                                 .broadcast_room(request.clone())
                                 .expect("valid request");
