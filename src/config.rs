@@ -1,10 +1,65 @@
-//! The standalone configuration: one TOML file with a section per component.
-//! Every field has a default, so no file is needed at all.
+//! Every configuration file rim reads: `rim standalone`'s (one file, a
+//! section per component) and one per process (`rim logic|router|job|comet
+//! -c FILE`). Every field has a default, so no file is needed at all; each
+//! file is read with [`load`], and each type checks itself ([`Validate`])
+//! into the one [`ConfigError`].
 
 use std::path::Path;
 use std::time::Duration;
 
+use rim_job::discovery::{DiscoveryConfig, StaticComet};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parse error, with line and column.
+        source: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A configuration that can say whether its values are usable, before
+/// anything is bound.
+pub trait Validate {
+    /// Checks every section.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Reads, parses and validates a TOML file, naming the file in errors.
+pub fn load<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigError> {
+    let path = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse_as(&text, path)
+}
+
+/// Parses and validates TOML text; `path` names it in errors.
+fn parse_as<T: DeserializeOwned + Validate>(text: &str, path: String) -> Result<T, ConfigError> {
+    let config: T = toml::from_str(text).map_err(|source| ConfigError::Parse { path, source })?;
+    config.validate()?;
+    Ok(config)
+}
+
+// === standalone ===
 
 /// Configuration of `rim standalone`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,60 +97,15 @@ impl Default for QueueConfig {
     }
 }
 
-/// Why a configuration could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this configuration.
-    #[error("parsing {path}: {source}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parse error, with line and column.
-        source: toml::de::Error,
-    },
-    /// A value is out of range.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
-
 impl StandaloneConfig {
-    /// Reads and validates a TOML file.
-    pub fn load(path: &Path) -> Result<StandaloneConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let config = StandaloneConfig::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse {
-                path: path.display().to_string(),
-                source,
-            },
-            other => other,
-        })?;
-        Ok(config)
-    }
-
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<StandaloneConfig, ConfigError> {
-        let config: StandaloneConfig =
-            toml::from_str(text).map_err(|source| ConfigError::Parse {
-                path: "<text>".into(),
-                source,
-            })?;
-        config.validate()?;
-        Ok(config)
+        parse_as(text, "<text>".into())
     }
+}
 
-    /// Checks every section.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+impl Validate for StandaloneConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
         self.comet
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[comet] {e}")))?;
@@ -109,6 +119,235 @@ impl StandaloneConfig {
             return Err(ConfigError::Invalid(
                 "[queue] capacity must be at least 1".into(),
             ));
+        }
+        Ok(())
+    }
+}
+
+// === processes ===
+
+/// A router shard as logic and job address it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouterNode {
+    /// The shard's name on the consistent-hash ring. Keep names stable:
+    /// users are placed by name, not by address.
+    pub name: String,
+    /// gRPC address (`host:port`).
+    pub addr: String,
+}
+
+/// `logic.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogicProcessConfig {
+    /// HTTP API, nodes, online aggregation (`[logic]`).
+    pub logic: rim_logic::Config,
+    /// gRPC listen address for comets. Default `0.0.0.0:3119`.
+    pub grpc_bind: String,
+    /// Router shards (`[[routers]]`). Default one at `127.0.0.1:3129` named `r1`.
+    pub routers: Vec<RouterNode>,
+    /// Deadline of every router call. Default 2s.
+    #[serde(with = "humantime_serde")]
+    pub router_timeout: Duration,
+    /// The push topic (`[kafka]`).
+    pub kafka: rim_queue::kafka::KafkaConfig,
+}
+
+impl Default for LogicProcessConfig {
+    fn default() -> Self {
+        LogicProcessConfig {
+            logic: rim_logic::Config::default(),
+            grpc_bind: "0.0.0.0:3119".into(),
+            routers: vec![RouterNode {
+                name: "r1".into(),
+                addr: "127.0.0.1:3129".into(),
+            }],
+            router_timeout: Duration::from_secs(2),
+            kafka: rim_queue::kafka::KafkaConfig::default(),
+        }
+    }
+}
+
+impl LogicProcessConfig {
+    /// `[logic]` with the defaults of an exposed logic filled in: JWT client
+    /// tokens and a push API that requires bearer tokens, unless the file
+    /// says `mode = "trust"` / `open = true` explicitly.
+    pub fn effective_logic(&self) -> rim_logic::Config {
+        self.logic.clone().secure_defaults()
+    }
+}
+
+impl Validate for LogicProcessConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigError::Invalid;
+        self.effective_logic()
+            .validate()
+            .map_err(|e| Invalid(format!("[logic] {e}")))?;
+        if self.routers.is_empty() {
+            return Err(Invalid("at least one [[routers]] entry is required".into()));
+        }
+        if self.kafka.brokers.is_empty() {
+            return Err(Invalid("[kafka] brokers must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `router.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterProcessConfig {
+    /// gRPC listen address. Default `0.0.0.0:3129`.
+    pub grpc_bind: String,
+    /// Prometheus `/metrics` listen address. Default `0.0.0.0:3128`.
+    pub metrics_bind: String,
+    /// `"memory"` or `"redis"`. Default `"memory"`.
+    pub store: String,
+    /// Redis URL when `store = "redis"`. Default `redis://127.0.0.1:6379/`.
+    pub redis_url: String,
+    /// Deadline of every Redis command. Default 2s.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// Session TTLs.
+    pub registry: rim_router::Config,
+}
+
+impl Default for RouterProcessConfig {
+    fn default() -> Self {
+        RouterProcessConfig {
+            grpc_bind: "0.0.0.0:3129".into(),
+            metrics_bind: "0.0.0.0:3128".into(),
+            store: "memory".into(),
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            redis_timeout: Duration::from_secs(2),
+            registry: rim_router::Config::default(),
+        }
+    }
+}
+
+impl Validate for RouterProcessConfig {
+    /// Checks the store choice.
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.store.as_str() {
+            "memory" | "redis" => Ok(()),
+            other => Err(ConfigError::Invalid(format!(
+                "store must be \"memory\" or \"redis\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// `job.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobProcessConfig {
+    /// Routines, batching (`[job]`).
+    pub job: rim_job::Config,
+    /// The push topic and consumer group (`[kafka]`).
+    pub kafka: rim_queue::kafka::KafkaConfig,
+    /// Comets always pushed to (`[[comets]]`). Default none.
+    pub comets: Vec<StaticComet>,
+    /// Router shards to discover comets from (`[[routers]]`). Default one at
+    /// `127.0.0.1:3129`; empty disables discovery.
+    pub routers: Vec<RouterNode>,
+    /// How often discovery looks for joins and leaves. Default 2s.
+    #[serde(with = "humantime_serde")]
+    pub discovery_interval: Duration,
+    /// A comet whose last report is older than this is gone, unless it still
+    /// answers health checks. Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub comet_ttl: Duration,
+    /// Deadline of gRPC connects to comets and routers. Default 2s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Prometheus `/metrics` listen address. Default `0.0.0.0:3138`.
+    pub metrics_bind: String,
+}
+
+impl Default for JobProcessConfig {
+    fn default() -> Self {
+        JobProcessConfig {
+            job: rim_job::Config::default(),
+            kafka: rim_queue::kafka::KafkaConfig::default(),
+            comets: Vec::new(),
+            routers: vec![RouterNode {
+                name: "r1".into(),
+                addr: "127.0.0.1:3129".into(),
+            }],
+            discovery_interval: Duration::from_secs(2),
+            comet_ttl: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            metrics_bind: "0.0.0.0:3138".into(),
+        }
+    }
+}
+
+impl JobProcessConfig {
+    /// The discovery settings.
+    pub fn discovery(&self) -> DiscoveryConfig {
+        DiscoveryConfig {
+            comets: self.comets.clone(),
+            interval: self.discovery_interval,
+            comet_ttl: self.comet_ttl,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}
+
+impl Validate for JobProcessConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigError::Invalid;
+        self.job
+            .validate()
+            .map_err(|e| Invalid(format!("[job] {e}")))?;
+        if self.comets.is_empty() && self.routers.is_empty() {
+            return Err(Invalid(
+                "no comets: give [[comets]] or [[routers]] for discovery".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `comet.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CometProcessConfig {
+    /// Listeners, timeouts, buckets, queues (`[comet]`).
+    pub comet: rim_comet::Config,
+    /// gRPC listen address for job. Default `0.0.0.0:3109`.
+    pub grpc_bind: String,
+    /// The gRPC address job should dial, reported with the online counts.
+    /// Default: `grpc_bind` with an unspecified host replaced by 127.0.0.1;
+    /// set it to a routable address in production.
+    pub grpc_addr: Option<String>,
+    /// logic gRPC addresses. Default `["127.0.0.1:3119"]`.
+    pub logic_addrs: Vec<String>,
+    /// Prometheus `/metrics` listen address. Default `0.0.0.0:3108`.
+    pub metrics_bind: String,
+}
+
+impl Default for CometProcessConfig {
+    fn default() -> Self {
+        CometProcessConfig {
+            comet: rim_comet::Config::default(),
+            grpc_bind: "0.0.0.0:3109".into(),
+            grpc_addr: None,
+            logic_addrs: vec!["127.0.0.1:3119".into()],
+            metrics_bind: "0.0.0.0:3108".into(),
+        }
+    }
+}
+
+impl Validate for CometProcessConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigError::Invalid;
+        self.comet
+            .validate()
+            .map_err(|e| Invalid(format!("[comet] {e}")))?;
+        if self.logic_addrs.is_empty() {
+            return Err(Invalid("logic_addrs must not be empty".into()));
         }
         Ok(())
     }
@@ -144,5 +383,97 @@ mod tests {
     fn unknown_fields_are_refused() {
         let err = StandaloneConfig::parse("[queue]\ncapasity = 3\n").unwrap_err();
         assert!(err.to_string().contains("capasity"), "{err}");
+    }
+
+    #[test]
+    fn example_configs_parse_and_validate() {
+        let logic: LogicProcessConfig =
+            toml::from_str(include_str!("../config/logic.example.toml")).unwrap();
+        logic.validate().unwrap();
+        assert_eq!(logic.routers, LogicProcessConfig::default().routers);
+        let router: RouterProcessConfig =
+            toml::from_str(include_str!("../config/router.example.toml")).unwrap();
+        router.validate().unwrap();
+        assert_eq!(router.store, "redis");
+        let job: JobProcessConfig =
+            toml::from_str(include_str!("../config/job.example.toml")).unwrap();
+        job.validate().unwrap();
+        assert!(job.comets.is_empty());
+        let comet: CometProcessConfig =
+            toml::from_str(include_str!("../config/comet.example.toml")).unwrap();
+        comet.validate().unwrap();
+        assert_eq!(comet.comet, rim_comet::Config::default());
+    }
+
+    #[test]
+    fn empty_files_are_the_defaults() {
+        let logic: LogicProcessConfig = toml::from_str("").unwrap();
+        assert_eq!(logic.grpc_bind, "0.0.0.0:3119");
+        let job: JobProcessConfig = toml::from_str("").unwrap();
+        job.validate().unwrap();
+        let router: RouterProcessConfig = toml::from_str("").unwrap();
+        assert_eq!(router.store, "memory");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<RouterProcessConfig>("stroe = \"redis\"").is_err());
+        let bad_store: RouterProcessConfig = toml::from_str("store = \"etcd\"").unwrap();
+        assert!(bad_store.validate().is_err());
+    }
+
+    /// The docker-compose configs must parse too, even though compose cannot run here.
+    #[test]
+    fn deploy_configs_parse_and_validate() {
+        let logic: LogicProcessConfig =
+            toml::from_str(include_str!("../deploy/logic.toml")).unwrap();
+        logic.validate().unwrap();
+        assert_eq!(logic.routers.len(), 2);
+        let router: RouterProcessConfig =
+            toml::from_str(include_str!("../deploy/router.toml")).unwrap();
+        router.validate().unwrap();
+        let job: JobProcessConfig = toml::from_str(include_str!("../deploy/job.toml")).unwrap();
+        job.validate().unwrap();
+        for text in [
+            include_str!("../deploy/comet1.toml"),
+            include_str!("../deploy/comet2.toml"),
+        ] {
+            let comet: CometProcessConfig = toml::from_str(text).unwrap();
+            comet.validate().unwrap();
+            assert!(comet.grpc_addr.is_some());
+        }
+    }
+
+    fn parse(text: &str) -> LogicProcessConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn an_exposed_logic_refuses_to_start_without_a_key_or_a_token() {
+        let err = parse("").validate().unwrap_err().to_string();
+        assert!(err.contains("auth.secret"), "{err}");
+        let err = parse("[logic.auth]\nsecret = \"s3cret\"\n")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("open = true"), "{err}");
+        let secure = parse("[logic.auth]\nsecret = \"s3cret\"\n[logic.api]\ntokens = [\"t\"]\n");
+        secure.validate().unwrap();
+        let logic = secure.effective_logic();
+        assert_eq!(logic.auth.mode(), rim_logic::AuthMode::Jwt);
+        assert_eq!(logic.api.access(), rim_logic::ApiAccess::Tokens);
+    }
+
+    #[test]
+    fn goims_open_behaviour_must_be_asked_for() {
+        let open = parse("[logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n");
+        open.validate().unwrap();
+        let logic = open.effective_logic();
+        assert_eq!(logic.auth.mode(), rim_logic::AuthMode::Trust);
+        assert_eq!(logic.api.access(), rim_logic::ApiAccess::Open);
+        // Standalone's library defaults stay goim's.
+        let standalone = rim_logic::Config::default();
+        assert_eq!(standalone.auth.mode(), rim_logic::AuthMode::Trust);
+        assert_eq!(standalone.api.access(), rim_logic::ApiAccess::Loopback);
     }
 }

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rim::config::StandaloneConfig;
-use rim::distributed;
+use rim::config::{StandaloneConfig, Validate};
+use rim::process;
 use rim::standalone::Standalone;
+use rim::wiring;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -84,7 +85,7 @@ impl StandaloneArgs {
     /// The configuration file (or the defaults) with the flags applied.
     fn config(self) -> anyhow::Result<StandaloneConfig> {
         let mut config = match &self.config {
-            Some(path) => StandaloneConfig::load(path)?,
+            Some(path) => rim::config::load(path)?,
             None => StandaloneConfig::default(),
         };
         if let Some(http) = self.http {
@@ -165,11 +166,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_or_default<T: Default + serde::de::DeserializeOwned>(
+fn load_or_default<T: Default + serde::de::DeserializeOwned + Validate>(
     path: &Option<PathBuf>,
 ) -> anyhow::Result<T> {
     Ok(match path {
-        Some(p) => distributed::load(p)?,
+        Some(p) => rim::config::load(p)?,
         None => T::default(),
     })
 }
@@ -203,7 +204,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         #[cfg(feature = "bench")]
         Command::Bench(args) => rim_bench::run(args, shutdown).await,
         Command::Logic(args) => {
-            distributed::logic::run(
+            process::logic::run(
                 load_or_default(&args.config)?,
                 Some(metrics),
                 args.ready,
@@ -212,7 +213,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Router(args) => {
-            distributed::router::run(
+            process::router::run(
                 load_or_default(&args.config)?,
                 Some(metrics),
                 args.ready,
@@ -221,7 +222,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Job(args) => {
-            distributed::job::run(
+            process::job::run(
                 load_or_default(&args.config)?,
                 Some(metrics),
                 args.ready,
@@ -230,7 +231,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Comet(args) => {
-            distributed::comet::run(
+            process::comet::run(
                 load_or_default(&args.config)?,
                 Some(metrics),
                 args.ready,
@@ -253,7 +254,7 @@ async fn standalone(
     let strings = |addrs: &[std::net::SocketAddr]| -> Vec<String> {
         addrs.iter().map(ToString::to_string).collect()
     };
-    distributed::announce(
+    wiring::announce(
         ready,
         serde_json::json!({
             "server_id": server_id,

@@ -12,15 +12,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::config::StandaloneConfig;
+use crate::config::{StandaloneConfig, Validate};
 use crate::local::{LocalComet, LocalLogic};
+use crate::wiring::{self, StartError};
 
 /// Sockets bound before start, so that tests can bind port 0.
 #[derive(Debug)]
@@ -31,84 +31,10 @@ pub struct Listeners {
     pub comet: rim_comet::Listeners,
 }
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The configuration was refused by a component.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// A socket could not be bound.
-    #[error("binding {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A comet listener could not be bound (the message names the address).
-    #[error("{0}")]
-    BindListener(std::io::Error),
-    /// A bound socket did not report its address.
-    #[error("reading a listener address: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-async fn bind_one(addr: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })
-}
-
-/// Binds the client listeners a comet configuration names.
-pub async fn bind_comet(config: &rim_comet::Config) -> Result<rim_comet::Listeners, StartError> {
-    rim_comet::Listeners::bind(config)
-        .await
-        .map_err(StartError::BindListener)
-}
-
-/// With TLS configured, reloads the comet's certificate on SIGHUP until
-/// `stop`. Without TLS nothing is installed, so SIGHUP keeps its default
-/// (ending the process).
-pub(crate) fn reload_tls_on_sighup(comet: &Arc<rim_comet::Comet>, stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    if !comet.has_tls() {
-        return;
-    }
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => hangup,
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGHUP: the tls certificate reloads only when its files change");
-            return;
-        }
-    };
-    let comet = Arc::clone(comet);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                received = hangup.recv() => if received.is_none() {
-                    return;
-                },
-            }
-            info!("SIGHUP received: reloading the tls certificate");
-            let comet = Arc::clone(&comet);
-            // Reads the files: off the runtime's worker threads. The comet
-            // logs and counts the outcome.
-            let reload = tokio::task::spawn_blocking(move || comet.reload_tls());
-            if let Err(e) = reload.await {
-                warn!(error = %e, "tls certificate reload task failed");
-            }
-        }
-    });
-}
-
 /// Binds every listener the configuration names.
 pub async fn bind(config: &StandaloneConfig) -> Result<Listeners, StartError> {
-    let comet = bind_comet(&config.comet).await?;
-    let http = bind_one(&config.logic.http_bind).await?;
+    let comet = wiring::bind_comet(&config.comet).await?;
+    let http = wiring::bind(&config.logic.http_bind).await?;
     Ok(Listeners { http, comet })
 }
 
@@ -159,10 +85,7 @@ impl Standalone {
             Arc::new(LocalComet(Arc::clone(comet.hub()))),
         );
 
-        let mut app = rim_logic::http::router(logic);
-        if let Some(handle) = metrics {
-            app = app.route("/metrics", get(move || std::future::ready(handle.render())));
-        }
+        let app = rim_logic::http::router(logic);
 
         let shutdown = CancellationToken::new();
         let http_stop = CancellationToken::new();
@@ -170,14 +93,9 @@ impl Standalone {
         let comet_stop = CancellationToken::new();
 
         let http_task = tokio::spawn({
-            let stop = http_stop.clone();
+            let served = wiring::serve_http(app, listeners.http, http_stop.clone(), metrics);
             async move {
-                // The peer address decides loopback-only access (logic.api).
-                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-                let served = axum::serve(listeners.http, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
+                if let Err(e) = served.await {
                     tracing::error!(error = %e, "http server failed");
                 }
             }
@@ -193,7 +111,7 @@ impl Standalone {
             }
         });
 
-        reload_tls_on_sighup(&comet, shutdown.clone());
+        wiring::reload_tls_on_sighup(&comet, shutdown.clone());
         info!(
             http = %http_addr,
             tcp = ?tcp_addrs,

@@ -787,13 +787,13 @@ impl RedisProc {
             .spawn()
             .expect("redis-server starts");
         let mut redis = RedisProc(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = redis.0.try_wait() {
                 panic!("redis-server exited ({status}) before opening {port}");
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                tokio::time::Instant::now() < deadline,
                 "redis did not open {port}"
             );
             std::thread::sleep(Duration::from_millis(20));

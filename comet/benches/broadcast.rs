@@ -6,7 +6,7 @@
 //! then spend writing is measured end to end by `rim bench room`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -63,7 +63,7 @@ fn room_fan_out(c: &mut Criterion) {
                     b.iter_custom(|iters| {
                         let mut spent = Duration::ZERO;
                         for _ in 0..iters {
-                            let start = Instant::now();
+                            let start = tokio::time::Instant::now();
                             comet
                                 .hub()
                                 .broadcast_room(request.clone())

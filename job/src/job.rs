@@ -105,7 +105,7 @@ impl Job {
     /// for it then fail at once (`unknown_comet`), without the wait for
     /// discovery that a comet never seen gets, until it is added again or
     /// its sessions have long expired from the routers.
-    pub fn remove_comet(&self, server_id: &str) {
+    pub(crate) fn remove_comet(&self, server_id: &str) {
         if !self.comets.remove(server_id) {
             debug!(server = server_id, "remove of unknown comet ignored");
             return;
@@ -117,7 +117,7 @@ impl Job {
     /// Notes that comet `server_id`, not known to this job, is gone (its
     /// report is stale and it does not answer): pushes for it fail at once,
     /// like those for a removed comet, instead of waiting for discovery.
-    pub fn comet_gone(&self, server_id: &str) {
+    pub(crate) fn comet_gone(&self, server_id: &str) {
         if self.comets.get(server_id).is_none() {
             self.mark_departed(server_id);
         }
@@ -134,7 +134,7 @@ impl Job {
 
     /// Resolves when a push named a comet the job does not know: comet
     /// discovery should run a round now rather than at its next interval.
-    pub async fn discovery_wanted(&self) {
+    pub(crate) async fn discovery_wanted(&self) {
         self.discover.notified().await;
     }
 

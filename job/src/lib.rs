@@ -36,12 +36,16 @@
 //! - `delivery`: [`Delivery`] and the acks behind it.
 //! - [`comet`]: the [`CometClient`] trait; [`config`]: [`Config`]; [`metrics`]: metric names.
 //! - [`grpc`]: [`grpc::GrpcComet`], a comet over gRPC.
+//! - [`discovery`]: which comets a job pushes to, from static ones and the
+//!   routers' online reports: joins, the missed-health-check rule for leaves,
+//!   the backoff of stale reports ([`discovery::discover`]).
 
 #![warn(missing_docs)]
 
 pub mod comet;
 pub mod config;
 mod delivery;
+pub mod discovery;
 mod error;
 pub mod grpc;
 mod job;

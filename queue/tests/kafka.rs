@@ -69,7 +69,7 @@ async fn unreachable_broker_fails_within_the_timeout() {
         ..KafkaConfig::default()
     };
     let queue = KafkaQueue::new(&config).unwrap();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let err = queue.publish("k", PushMsg::default()).await.unwrap_err();
     let elapsed = started.elapsed();
     assert!(

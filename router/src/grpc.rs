@@ -5,12 +5,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rim_proto::pb::router as pb;
 use rim_proto::pb::router::router_client::RouterClient;
 use rim_proto::pb::router::router_server::{Router as RouterRpc, RouterServer};
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 

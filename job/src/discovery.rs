@@ -1,24 +1,43 @@
-//! `rim job`: consumes the push topic and fans records out to comets over
-//! gRPC. Comets come from a static list and from discovery: the comets'
-//! online reports in the router shards carry their gRPC address. A comet
-//! whose report is older than `comet_ttl` is dropped once it also fails
-//! three `grpc.health.v1` checks in a row (the check names the comet's
-//! server id, so another comet now at its address does not count), so a
-//! live comet is not forgotten while logic or Redis cannot relay its reports.
+//! Comet discovery: keeps a [`Job`]'s comet set equal to the static comets
+//! plus those the router shards know.
+//!
+//! Comets report their gRPC address with their online counts (through logic
+//! into the routers). A comet whose report is older than `comet_ttl` is
+//! dropped once it also fails three `grpc.health.v1` checks in a row (the
+//! check names the comet's server id, so another comet now at its address
+//! does not count), so a live comet is not forgotten while logic or Redis
+//! cannot relay its reports. A stale report whose comet does not answer is
+//! probed again only after a backoff, and its pushes fail at once meanwhile.
+//!
+//! Owns the membership policy only; the per-comet workers are `routine`'s,
+//! and the router client is built by whoever runs the job.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rim_job::grpc::GrpcComet;
 use serde::Deserialize;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::RouterNode;
+use crate::grpc::GrpcComet;
+use crate::Job;
 
-/// A comet named in the configuration.
+/// Consecutive failed health checks after which a known comet whose report
+/// is stale is removed.
+const FAILED_CHECKS_TO_LEAVE: u32 = 3;
+
+/// How long a stale report whose comet did not answer is left unprobed.
+const STALE_PROBE_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How often discovery retries while its first round has not reached the
+/// routers (at most; a shorter `interval` wins).
+const FIRST_ROUND_RETRY: Duration = Duration::from_millis(500);
+
+/// A comet named in the configuration, pushed to regardless of discovery.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StaticComet {
@@ -28,73 +47,89 @@ pub struct StaticComet {
     pub addr: String,
 }
 
-/// `job.toml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JobProcessConfig {
-    /// Routines, batching (`[job]`).
-    pub job: rim_job::Config,
-    /// The push topic and consumer group (`[kafka]`).
-    pub kafka: rim_queue::kafka::KafkaConfig,
-    /// Comets always pushed to (`[[comets]]`). Default none.
+/// What [`discover`] needs besides the job and the routers.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// Comets always pushed to.
     pub comets: Vec<StaticComet>,
-    /// Router shards to discover comets from (`[[routers]]`). Default one at
-    /// `127.0.0.1:3129`; empty disables discovery.
-    pub routers: Vec<RouterNode>,
-    /// How often discovery looks for joins and leaves. Default 2s.
-    #[serde(with = "humantime_serde")]
-    pub discovery_interval: Duration,
+    /// How often a round looks for joins and leaves.
+    pub interval: Duration,
     /// A comet whose last report is older than this is gone, unless it still
-    /// answers health checks. Default 30s.
-    #[serde(with = "humantime_serde")]
+    /// answers health checks.
     pub comet_ttl: Duration,
-    /// Deadline of gRPC connects to comets and routers. Default 2s.
-    #[serde(with = "humantime_serde")]
+    /// Deadline of gRPC connects to (and calls on) discovered comets.
     pub connect_timeout: Duration,
-    /// Prometheus `/metrics` listen address. Default `0.0.0.0:3138`.
-    pub metrics_bind: String,
 }
 
-impl Default for JobProcessConfig {
-    fn default() -> Self {
-        JobProcessConfig {
-            job: rim_job::Config::default(),
-            kafka: rim_queue::kafka::KafkaConfig::default(),
-            comets: Vec::new(),
-            routers: vec![RouterNode {
-                name: "r1".into(),
-                addr: "127.0.0.1:3129".into(),
-            }],
-            discovery_interval: Duration::from_secs(2),
-            comet_ttl: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(2),
-            metrics_bind: "0.0.0.0:3138".into(),
+/// Keeps `job`'s comet set equal to the static comets plus discovered ones:
+/// a round every `config.interval`, and at once when a push names a comet the
+/// job does not know. Without `routers` only the static comets are pushed to.
+///
+/// `first` fires after the first round that reached the routers (at once
+/// without routers), so a consumer started on it does not route records
+/// before the comets are known; until then rounds are retried sooner. A
+/// round whose routers cannot be read keeps the known comets. Returns when
+/// `shutdown` is cancelled.
+pub async fn discover(
+    job: Arc<Job>,
+    routers: Option<rim_router::Router>,
+    config: DiscoveryConfig,
+    first: oneshot::Sender<()>,
+    shutdown: CancellationToken,
+) {
+    let mut first = Some(first);
+    let mut discovery = Discovery::new(job.clone(), config.connect_timeout);
+    loop {
+        let mut fresh: HashMap<String, String> = config
+            .comets
+            .iter()
+            .map(|c| (c.id.clone(), c.addr.clone()))
+            .collect();
+        let mut stale = HashMap::new();
+        let mut discovered = true;
+        if let Some(routers) = &routers {
+            match routers.online().await {
+                Ok(reports) => {
+                    let oldest = now_secs() - config.comet_ttl.as_secs() as i64;
+                    for r in reports.into_iter().filter(|r| !r.grpc_addr.is_empty()) {
+                        let set = if r.updated >= oldest {
+                            &mut fresh
+                        } else {
+                            &mut stale
+                        };
+                        set.entry(r.server).or_insert(r.grpc_addr);
+                    }
+                }
+                Err(e) => {
+                    // Keep the current set rather than dropping every comet.
+                    warn!(error = %e, "comet discovery failed; keeping the known comets");
+                    discovered = false;
+                }
+            }
+        }
+        if discovered {
+            discovery
+                .round(fresh, stale, |client, id| async move {
+                    client.serving(&id).await
+                })
+                .await;
+            if let Some(first) = first.take() {
+                let _ = first.send(());
+            }
+        }
+        let interval = if first.is_some() {
+            // Not started yet: retry sooner than a full interval.
+            config.interval.min(FIRST_ROUND_RETRY)
+        } else {
+            config.interval
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+            _ = job.discovery_wanted() => {}
         }
     }
 }
-
-impl JobProcessConfig {
-    /// Checks every section.
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        use crate::config::ConfigError::Invalid;
-        self.job
-            .validate()
-            .map_err(|e| Invalid(format!("[job] {e}")))?;
-        if self.comets.is_empty() && self.routers.is_empty() {
-            return Err(Invalid(
-                "no comets: give [[comets]] or [[routers]] for discovery".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Consecutive failed health checks after which a known comet whose report
-/// is stale is removed.
-const FAILED_CHECKS_TO_LEAVE: u32 = 3;
-
-/// How long a stale report whose comet did not answer is left unprobed.
-const STALE_PROBE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A gRPC client for comet `id` at `addr`, or `None` (logged) for a bad address.
 fn comet_client(id: &str, addr: &str, timeout: Duration) -> Option<GrpcComet> {
@@ -107,6 +142,7 @@ fn comet_client(id: &str, addr: &str, timeout: Duration) -> Option<GrpcComet> {
     }
 }
 
+/// Wall-clock seconds, the unit of the routers' `updated` stamps.
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -116,7 +152,7 @@ fn now_secs() -> i64 {
 
 /// The comets discovery pushes to, and what it remembers between rounds.
 struct Discovery {
-    job: Arc<rim_job::Job>,
+    job: Arc<Job>,
     connect_timeout: Duration,
     /// Comets pushed to: id -> (gRPC address, client).
     known: HashMap<String, (String, GrpcComet)>,
@@ -129,7 +165,7 @@ struct Discovery {
 }
 
 impl Discovery {
-    fn new(job: Arc<rim_job::Job>, connect_timeout: Duration) -> Discovery {
+    fn new(job: Arc<Job>, connect_timeout: Duration) -> Discovery {
         Discovery {
             job,
             connect_timeout,
@@ -235,130 +271,6 @@ impl Discovery {
     }
 }
 
-/// Keeps the job's comet set equal to static comets plus discovered ones:
-/// a round every `discovery_interval`, and at once when a push names a comet
-/// the job does not know. `first` fires after the first round that reached
-/// the routers (at once without routers), so the consumer does not route
-/// records before the comets are known.
-async fn discover(
-    job: Arc<rim_job::Job>,
-    config: JobProcessConfig,
-    first: tokio::sync::oneshot::Sender<()>,
-    shutdown: CancellationToken,
-) {
-    let mut first = Some(first);
-    let router = if config.routers.is_empty() {
-        None
-    } else {
-        match super::router_client(&config.routers, config.connect_timeout) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                warn!(error = %e, "comet discovery disabled");
-                None
-            }
-        }
-    };
-    let mut discovery = Discovery::new(job.clone(), config.connect_timeout);
-    loop {
-        let mut fresh: HashMap<String, String> = config
-            .comets
-            .iter()
-            .map(|c| (c.id.clone(), c.addr.clone()))
-            .collect();
-        let mut stale = HashMap::new();
-        let mut discovered = true;
-        if let Some(router) = &router {
-            match router.online().await {
-                Ok(reports) => {
-                    let oldest = now_secs() - config.comet_ttl.as_secs() as i64;
-                    for r in reports.into_iter().filter(|r| !r.grpc_addr.is_empty()) {
-                        let set = if r.updated >= oldest {
-                            &mut fresh
-                        } else {
-                            &mut stale
-                        };
-                        set.entry(r.server).or_insert(r.grpc_addr);
-                    }
-                }
-                Err(e) => {
-                    // Keep the current set rather than dropping every comet.
-                    warn!(error = %e, "comet discovery failed; keeping the known comets");
-                    discovered = false;
-                }
-            }
-        }
-        if discovered {
-            discovery
-                .round(fresh, stale, |client, id| async move {
-                    client.serving(&id).await
-                })
-                .await;
-            if let Some(first) = first.take() {
-                let _ = first.send(());
-            }
-        }
-        let interval = if first.is_some() {
-            // Not started yet: retry sooner than a full interval.
-            config.discovery_interval.min(Duration::from_millis(500))
-        } else {
-            config.discovery_interval
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-            _ = job.discovery_wanted() => {}
-        }
-    }
-}
-
-/// Runs job until `shutdown`: stops consuming, lets comets accept what is in
-/// flight, commits offsets.
-pub async fn run(
-    config: JobProcessConfig,
-    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    ready: bool,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    config.validate()?;
-    let job = rim_job::Job::new(config.job.clone());
-    let mut metrics_addr = None;
-    if let Some(handle) = metrics {
-        let m = super::bind(&config.metrics_bind).await?;
-        metrics_addr = Some(m.local_addr()?.to_string());
-        tokio::spawn(super::serve_metrics(m, handle, shutdown.clone()));
-    }
-    super::announce(ready, serde_json::json!({"metrics": metrics_addr}));
-    let discovery_stop = CancellationToken::new();
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let discovery = tokio::spawn(discover(
-        job.clone(),
-        config.clone(),
-        first_tx,
-        discovery_stop.clone(),
-    ));
-    // Records routed before the comets are known would find none: wait for
-    // the first discovery round (retried while the routers are unreachable).
-    let consumed = tokio::select! {
-        _ = shutdown.cancelled() => Ok(()),
-        _ = first_rx => {
-            info!(topic = %config.kafka.topic, group = %config.kafka.group, comets = job.comets().len(), "rim job consuming");
-            match rim_queue::kafka::KafkaSource::new(&config.kafka) {
-                Ok(source) => {
-                    job.clone().consume(source, shutdown).await;
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
-        }
-    };
-    job.shutdown().await;
-    discovery_stop.cancel();
-    let _ = discovery.await;
-    consumed?;
-    info!("job stopped");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -366,6 +278,7 @@ mod tests {
     use rim_proto::pb::logic::{push_msg::Type, PushMsg};
 
     use super::*;
+    use crate::{Config, JobError};
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -375,7 +288,7 @@ mod tests {
     }
 
     fn discovery() -> Discovery {
-        let job = rim_job::Job::new(rim_job::Config::default());
+        let job = Job::new(Config::default());
         Discovery::new(job, Duration::from_secs(1))
     }
 
@@ -399,7 +312,7 @@ mod tests {
     }
 
     /// Whether a push for `server` fails at once as an unknown comet.
-    async fn push_fails_at_once(job: &rim_job::Job, server: &str) -> bool {
+    async fn push_fails_at_once(job: &Job, server: &str) -> bool {
         let msg = PushMsg {
             r#type: Type::Push as i32,
             operation: 1000,
@@ -407,9 +320,9 @@ mod tests {
             keys: vec!["k".into()],
             ..PushMsg::default()
         };
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         let delivery = job.dispatch(msg).await.expect("routed");
-        matches!(delivery.await, Err(rim_job::JobError::UnknownComet(_)))
+        matches!(delivery.await, Err(JobError::UnknownComet(_)))
             && start.elapsed() == Duration::ZERO
     }
 

@@ -1,0 +1,67 @@
+//! `rim job`: consumes the push topic and fans records out to comets over
+//! gRPC. Comets come from a static list and from discovery
+//! ([`rim_job::discovery`]): the comets' online reports in the router shards
+//! carry their gRPC address.
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{JobProcessConfig, Validate};
+use crate::wiring;
+
+/// Runs job until `shutdown`: stops consuming, lets comets accept what is in
+/// flight, commits offsets.
+pub async fn run(
+    config: JobProcessConfig,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ready: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let job = rim_job::Job::new(config.job.clone());
+    let metrics_addr = wiring::serve_metrics(&config.metrics_bind, metrics, shutdown.clone())
+        .await?
+        .map(|addr| addr.to_string());
+    wiring::announce(ready, serde_json::json!({"metrics": metrics_addr}));
+    let discovery_stop = CancellationToken::new();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let routers = if config.routers.is_empty() {
+        None
+    } else {
+        match wiring::router_client(&config.routers, config.connect_timeout) {
+            Ok(routers) => Some(routers),
+            Err(e) => {
+                warn!(error = %e, "comet discovery disabled");
+                None
+            }
+        }
+    };
+    let discovery = tokio::spawn(rim_job::discovery::discover(
+        job.clone(),
+        routers,
+        config.discovery(),
+        first_tx,
+        discovery_stop.clone(),
+    ));
+    // Records routed before the comets are known would find none: wait for
+    // the first discovery round (retried while the routers are unreachable).
+    let consumed = tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        _ = first_rx => {
+            info!(topic = %config.kafka.topic, group = %config.kafka.group, comets = job.comets().len(), "rim job consuming");
+            match rim_queue::kafka::KafkaSource::new(&config.kafka) {
+                Ok(source) => {
+                    job.clone().consume(source, shutdown).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    job.shutdown().await;
+    discovery_stop.cancel();
+    let _ = discovery.await;
+    consumed?;
+    info!("job stopped");
+    Ok(())
+}

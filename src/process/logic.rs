@@ -1,0 +1,45 @@
+//! `rim logic`: the HTTP push API and the logic gRPC service for comets;
+//! publishes pushes to Kafka and keeps sessions in the router shards.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::{LogicProcessConfig, Validate};
+use crate::wiring;
+
+/// Runs logic until `shutdown`.
+pub async fn run(
+    config: LogicProcessConfig,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ready: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let router = wiring::router_client(&config.routers, config.router_timeout)
+        .map_err(anyhow::Error::msg)?;
+    let queue = Arc::new(rim_queue::kafka::KafkaQueue::new(&config.kafka)?);
+    if config.kafka.create_topic {
+        // A broker that is down at start must not keep logic from starting:
+        // pushes answer 503 until it is up, and the topic is created then.
+        let (queue, kafka, stop) = (queue.clone(), config.kafka.clone(), shutdown.clone());
+        tokio::spawn(async move { queue.ensure_topic_retrying(&kafka, stop).await });
+    }
+    let logic = rim_logic::Logic::new(config.effective_logic(), router, queue);
+    let http = wiring::bind(&config.logic.http_bind).await?;
+    let grpc = wiring::bind(&config.grpc_bind).await?;
+    let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+    info!(http = %http_addr, grpc = %grpc_addr, "rim logic listening");
+    wiring::announce(
+        ready,
+        serde_json::json!({"http": http_addr.to_string(), "grpc": grpc_addr.to_string()}),
+    );
+
+    let app = rim_logic::http::router(logic.clone());
+    let http_task = tokio::spawn(wiring::serve_http(app, http, shutdown.clone(), metrics));
+    rim_logic::grpc::serve(logic, grpc, shutdown).await?;
+    http_task.await??;
+    info!("logic stopped");
+    Ok(())
+}

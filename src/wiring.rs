@@ -1,0 +1,166 @@
+//! What the process runners share, so that `standalone` and each of
+//! `process::*` depend on this module and on [`crate::config`], never on
+//! each other: binding sockets ([`bind`], [`bind_comet`]), serving HTTP with
+//! `/metrics` (`serve_http`, `serve_metrics`), the `READY` line
+//! ([`announce`]), the TLS reload on SIGHUP (`reload_tls_on_sighup`), the
+//! router client (`router_client`) and the start error ([`StartError`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::RouterNode;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration was refused by a component.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A socket could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A bound socket did not report its address.
+    #[error("reading a listener address: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Binds `addr`, naming it in the error.
+pub async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// Binds the client listeners a comet configuration names (`tcp_bind`,
+/// `ws_bind`, `tls_bind`, `wss_bind`), in that order.
+pub async fn bind_comet(config: &rim_comet::Config) -> Result<rim_comet::Listeners, StartError> {
+    let mut listeners = rim_comet::Listeners::default();
+    for (addrs, bound) in [
+        (&config.tcp_bind, &mut listeners.tcp),
+        (&config.ws_bind, &mut listeners.ws),
+        (&config.tls_bind, &mut listeners.tls),
+        (&config.wss_bind, &mut listeners.wss),
+    ] {
+        for addr in addrs {
+            bound.push(bind(addr).await?);
+        }
+    }
+    Ok(listeners)
+}
+
+/// Serves `app` on `listener` until `stop`, with `GET /metrics` added when a
+/// handle is given. Handlers see the peer's address (`ConnectInfo`): the
+/// push API's loopback-only access (`logic.api`) depends on it.
+pub(crate) async fn serve_http(
+    mut app: axum::Router,
+    listener: TcpListener,
+    stop: CancellationToken,
+    metrics: Option<PrometheusHandle>,
+) -> std::io::Result<()> {
+    if let Some(handle) = metrics {
+        app = app.route("/metrics", get(move || std::future::ready(handle.render())));
+    }
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+}
+
+/// With a handle, binds `addr` and serves `GET /metrics` (Prometheus text)
+/// there on a spawned task until `stop`; returns the bound address. Without
+/// one, binds nothing.
+pub(crate) async fn serve_metrics(
+    addr: &str,
+    metrics: Option<PrometheusHandle>,
+    stop: CancellationToken,
+) -> Result<Option<SocketAddr>, StartError> {
+    let Some(handle) = metrics else {
+        return Ok(None);
+    };
+    let listener = bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        let served = serve_http(axum::Router::new(), listener, stop, Some(handle)).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
+    Ok(Some(local))
+}
+
+/// Prints `READY {json}` on stdout (one line, flushed) with the bound
+/// addresses, for scripts and tests that start rim on port 0.
+pub fn announce(ready: bool, addrs: serde_json::Value) {
+    if ready {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "READY {addrs}");
+        let _ = out.flush();
+    }
+}
+
+/// With TLS configured, reloads the comet's certificate on SIGHUP until
+/// `stop`. Without TLS nothing is installed, so SIGHUP keeps its default
+/// (ending the process).
+pub(crate) fn reload_tls_on_sighup(comet: &Arc<rim_comet::Comet>, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    if !comet.has_tls() {
+        return;
+    }
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP: the tls certificate reloads only when its files change");
+            return;
+        }
+    };
+    let comet = Arc::clone(comet);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                received = hangup.recv() => if received.is_none() {
+                    return;
+                },
+            }
+            info!("SIGHUP received: reloading the tls certificate");
+            let comet = Arc::clone(&comet);
+            // Reads the files: off the runtime's worker threads. The comet
+            // logs and counts the outcome.
+            let reload = tokio::task::spawn_blocking(move || comet.reload_tls());
+            if let Err(e) = reload.await {
+                warn!(error = %e, "tls certificate reload task failed");
+            }
+        }
+    });
+}
+
+/// The sharded registry client over remote router nodes; `timeout` bounds
+/// connecting and every call.
+pub(crate) fn router_client(
+    nodes: &[RouterNode],
+    timeout: Duration,
+) -> Result<rim_router::Router, String> {
+    let mut shards: Vec<(String, Arc<dyn rim_router::SessionStore>)> = Vec::new();
+    for node in nodes {
+        let store =
+            rim_router::grpc::RemoteStore::new(&node.addr, timeout).map_err(|e| e.to_string())?;
+        shards.push((node.name.clone(), Arc::new(store)));
+    }
+    rim_router::Router::new(shards).map_err(|e| e.to_string())
+}
