@@ -2,9 +2,8 @@
 //! empty TOML table is a valid config) and its validation.
 //!
 //! Binding the listen addresses is not done here: the binary binds
-//! `tcp_bind` / `ws_bind` / `tls_bind` / `wss_bind` (see
-//! [`crate::Listeners::bind`]) and hands the listeners to
-//! [`crate::Comet::serve`]. Nor is reading the TLS certificate: `validate`
+//! `tcp_bind` / `ws_bind` / `tls_bind` / `wss_bind` and hands the listeners
+//! ([`crate::Listeners`]) to [`crate::Comet::serve`]. Nor is reading the TLS certificate: `validate`
 //! only checks that the paths are given together; [`crate::Comet::new`]
 //! loads them (module `tls`).
 

@@ -30,8 +30,9 @@ use crate::tls::{self, Tls};
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// The listeners a comet serves; bind them with [`Listeners::bind`] or pass
-/// your own (tests bind `127.0.0.1:0`).
+/// The listeners a comet serves, bound by the caller (the binary binds the
+/// config's `tcp_bind`, `ws_bind`, `tls_bind` and `wss_bind`; tests bind
+/// `127.0.0.1:0`).
 #[derive(Debug, Default)]
 pub struct Listeners {
     /// Raw TCP goim listeners.
@@ -42,30 +43,6 @@ pub struct Listeners {
     pub tls: Vec<TcpListener>,
     /// WebSocket over TLS (path `/sub`); needs `tls_cert` and `tls_key`.
     pub wss: Vec<TcpListener>,
-}
-
-impl Listeners {
-    /// Binds `config.tcp_bind`, `ws_bind`, `tls_bind` and `wss_bind`.
-    pub async fn bind(config: &Config) -> io::Result<Listeners> {
-        let mut listeners = Listeners::default();
-        for (addrs, bound) in [
-            (&config.tcp_bind, &mut listeners.tcp),
-            (&config.ws_bind, &mut listeners.ws),
-            (&config.tls_bind, &mut listeners.tls),
-            (&config.wss_bind, &mut listeners.wss),
-        ] {
-            for addr in addrs {
-                bound.push(bind(addr).await?);
-            }
-        }
-        Ok(listeners)
-    }
-}
-
-async fn bind(addr: &str) -> io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))
 }
 
 /// A comet node: listeners feeding connections into a [`Hub`].

@@ -57,7 +57,8 @@ pub struct DiscoveryConfig {
     /// A comet whose last report is older than this is gone, unless it still
     /// answers health checks.
     pub comet_ttl: Duration,
-    /// Deadline of gRPC connects to (and calls on) discovered comets.
+    /// Deadline of gRPC connects to comets and of their health checks (push
+    /// calls run under the job's `push_timeout`).
     pub connect_timeout: Duration,
 }
 
@@ -132,8 +133,13 @@ pub async fn discover(
 }
 
 /// A gRPC client for comet `id` at `addr`, or `None` (logged) for a bad address.
-fn comet_client(id: &str, addr: &str, timeout: Duration) -> Option<GrpcComet> {
-    match GrpcComet::new(addr, timeout) {
+fn comet_client(
+    id: &str,
+    addr: &str,
+    connect_timeout: Duration,
+    call_timeout: Duration,
+) -> Option<GrpcComet> {
+    match GrpcComet::new(addr, connect_timeout, call_timeout) {
         Ok(client) => Some(client),
         Err(e) => {
             warn!(server = %id, error = %e, "bad comet address");
@@ -193,7 +199,9 @@ impl Discovery {
             self.failed_checks.remove(id);
             self.retry_after.remove(id);
             if self.known.get(id).map(|(a, _)| a) != Some(addr) {
-                if let Some(client) = comet_client(id, addr, self.connect_timeout) {
+                if let Some(client) =
+                    comet_client(id, addr, self.connect_timeout, self.job.call_timeout())
+                {
                     info!(server = %id, addr = %addr, "comet joined");
                     self.join(id.clone(), addr.clone(), client);
                 }
@@ -215,7 +223,9 @@ impl Discovery {
                 || self.known.contains_key(&id)
                 || self.retry_after.contains_key(&id);
             if !skip {
-                if let Some(client) = comet_client(&id, &addr, self.connect_timeout) {
+                if let Some(client) =
+                    comet_client(&id, &addr, self.connect_timeout, self.job.call_timeout())
+                {
                     probes.push((id, addr, client));
                 }
             }

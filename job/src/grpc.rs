@@ -20,36 +20,50 @@ use crate::{CometClient, CometError};
 pub struct GrpcComet {
     client: CometRpcClient<Channel>,
     health: HealthClient<Channel>,
+    /// Deadline of a health check (the connect timeout).
+    probe_timeout: Duration,
 }
 
 impl GrpcComet {
-    /// A client for the comet at `addr` (`host:port`); `timeout` bounds
-    /// connecting and every call.
-    pub fn new(addr: &str, timeout: Duration) -> Result<GrpcComet, CometError> {
+    /// A client for the comet at `addr` (`host:port`): `connect_timeout`
+    /// bounds connecting and each health check, `call_timeout` each push
+    /// call (the job's `push_timeout`; its routines also bound every attempt
+    /// by it).
+    pub fn new(
+        addr: &str,
+        connect_timeout: Duration,
+        call_timeout: Duration,
+    ) -> Result<GrpcComet, CometError> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| CometError::Invalid(format!("comet address {addr:?}: {e}")))?
-            .connect_timeout(timeout)
-            .timeout(timeout);
+            .connect_timeout(connect_timeout)
+            .timeout(call_timeout);
         let channel = endpoint.connect_lazy();
         Ok(GrpcComet {
             client: CometRpcClient::new(channel.clone())
                 .max_decoding_message_size(16 << 20)
                 .max_encoding_message_size(16 << 20),
             health: HealthClient::new(channel),
+            probe_timeout: connect_timeout,
         })
     }
 
     /// Whether comet `server_id` answers at this address: `grpc.health.v1`
     /// says [`rim_proto::comet_health_name`] of it is serving, within the
-    /// call timeout. Another comet now at the address answers `NOT_FOUND`.
+    /// connect timeout. Another comet now at the address answers `NOT_FOUND`.
     pub async fn serving(&self, server_id: &str) -> bool {
         let req = HealthCheckRequest {
             service: rim_proto::comet_health_name(server_id),
         };
-        match self.health.clone().check(req).await {
-            Ok(reply) => reply.into_inner().status == ServingStatus::Serving as i32,
-            Err(status) => {
+        let mut health = self.health.clone();
+        match tokio::time::timeout(self.probe_timeout, health.check(req)).await {
+            Ok(Ok(reply)) => reply.into_inner().status == ServingStatus::Serving as i32,
+            Ok(Err(status)) => {
                 debug!(code = ?status.code(), message = status.message(), "comet health check failed");
+                false
+            }
+            Err(_) => {
+                debug!(timeout = ?self.probe_timeout, "comet health check timed out");
                 false
             }
         }

@@ -138,6 +138,11 @@ impl Job {
         self.discover.notified().await;
     }
 
+    /// The deadline of one call to a comet (config `push_timeout`).
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.config.push_timeout
+    }
+
     /// Server ids of the known comets, sorted.
     pub fn comets(&self) -> Vec<String> {
         self.comets.names()

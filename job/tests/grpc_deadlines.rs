@@ -80,7 +80,7 @@ async fn hung_tonic_comet() -> String {
 }
 
 async fn check_calls(addr: &str, peer: &str) {
-    let comet = GrpcComet::new(addr, TIMEOUT).unwrap();
+    let comet = GrpcComet::new(addr, TIMEOUT, TIMEOUT).unwrap();
 
     let what = format!("push_msg against {peer}");
     let req = PushMsgReq {
@@ -106,4 +106,29 @@ async fn grpc_comet_deadline_holds_against_silent_tcp_peer() {
 async fn grpc_comet_deadline_holds_against_hung_tonic_comet() {
     let addr = hung_tonic_comet().await;
     check_calls(&addr, "a hung tonic comet").await;
+}
+
+/// A push call runs under the call deadline, not the (shorter) connect
+/// deadline: `rim job` gives a comet its `push_timeout` even when that is
+/// longer than `connect_timeout`. Health checks keep the connect deadline.
+#[tokio::test]
+async fn push_calls_get_the_call_deadline_not_the_connect_deadline() {
+    let addr = hung_tonic_comet().await;
+    let connect = TIMEOUT / 3;
+    let comet = GrpcComet::new(&addr, connect, TIMEOUT).unwrap();
+    let req = PushMsgReq {
+        keys: vec!["k1".into()],
+        proto_op: 9,
+        proto: None,
+    };
+    let what = "push_msg with a 100 ms connect and a 300 ms call deadline";
+    let result = ends_at_deadline(what, comet.push_msg(req)).await;
+    assert!(result.is_err(), "{what}: {result:?}");
+    let started = tokio::time::Instant::now();
+    assert!(!comet.serving("c1").await);
+    let probe = started.elapsed();
+    assert!(
+        probe < TIMEOUT,
+        "a health check took {probe:?}: it must end at the {connect:?} connect deadline"
+    );
 }

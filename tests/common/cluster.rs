@@ -271,9 +271,8 @@ pub struct Options {
     pub static_comets: bool,
     /// Job: the deadline of one call to a comet.
     pub push_timeout: &'static str,
-    /// Job: the deadline of connecting to a comet or a router. `rim job`
-    /// also applies it to every call to a comet (`GrpcComet::new`), so a
-    /// `push_timeout` above it has no effect unless this is raised too.
+    /// Job: the deadline of connecting to a comet or a router, and of a
+    /// comet's health check (push calls run under `push_timeout`).
     pub connect_timeout: &'static str,
     /// Job: workers per comet, the capacity of each worker's queue, and how
     /// long a record waits for room in a full one before it is dropped.
