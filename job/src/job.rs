@@ -1,4 +1,5 @@
-//! [`Job`]: routes each push record to its comets (goim-spec 3.3), the
+//! [`Job`]: routes each push record to its comets (as goim's job does: PUSH
+//! to the comet the record names, ROOM and BROADCAST to every comet), the
 //! consumer loop over any [`RecordSource`], and shutdown.
 //!
 //! Owns the dispatch rules (which comets a record targets, how it is framed,

@@ -1,5 +1,5 @@
-//! The weighted comet balancer behind the nodes API (goim-spec 4.6,
-//! goim `internal/logic/balancer.go`).
+//! The weighted comet balancer behind the nodes API (goim's
+//! `internal/logic/balancer.go`).
 //!
 //! Each comet has a fixed weight and a connection count from its online
 //! report. A pick computes every comet's current weight, orders by it, and

@@ -1,5 +1,6 @@
 //! Logic configuration: the HTTP listener, request limits, online
-//! aggregation timings, what the nodes API tells clients (goim-spec 4.7),
+//! aggregation timings, what the nodes API tells clients (goim's `[node]`
+//! and `[backoff]`),
 //! client token verification (`[auth]`) and push API bearer tokens (`[api]`).
 //!
 //! Every field has a default, so an empty TOML table is a working config.

@@ -1,7 +1,7 @@
-//! Cluster online aggregation (goim-spec 4.4): comets report their room
-//! counts and connection totals through `renew_online`; logic keeps one
-//! cluster-wide aggregate in memory for the `RenewOnline` reply, the online
-//! and count endpoints, the instance list and the balancer.
+//! Cluster online aggregation: comets report their room counts and
+//! connection totals through `renew_online` (goim's `RenewOnline`); logic
+//! keeps one cluster-wide aggregate in memory for the `RenewOnline` reply,
+//! the online and count endpoints, the instance list and the balancer.
 //!
 //! The reports themselves live in the session registry (so that every logic
 //! node sees every comet); this module owns only the aggregate built from

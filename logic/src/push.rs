@@ -1,5 +1,6 @@
 //! Push resolution: turns a push request into `goim.logic.PushMsg` records
-//! and publishes them to the push queue (goim-spec 3.2, 4.1).
+//! and publishes them to the push queue (docs/protocol.md, "Between the
+//! services").
 //!
 //! Keyed pushes (by key or by mid) are resolved through the session registry
 //! and grouped into one PUSH record per comet; room and broadcast pushes are

@@ -1,6 +1,6 @@
-//! The v2 auth token a client sends with op 7 (goim-spec 1.7), parsed the way
-//! goim's `json.Unmarshal` does: every field optional, `null` as absent,
-//! unknown fields ignored, wrong types refused.
+//! The v2 auth token a client sends with op 7 (docs/protocol.md,
+//! "Session"), parsed the way goim's `json.Unmarshal` does: every field
+//! optional, `null` as absent, unknown fields ignored, wrong types refused.
 //!
 //! This module only parses; verification is `auth`'s (in `trust` mode,
 //! none: goim trusts the token).

@@ -6,9 +6,10 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::frame::Header;
 use crate::{Frame, ProtoError, HEADER_LEN, MAX_BODY_DEFAULT};
 
-/// Decodes and encodes goim frames, refusing bodies over `max_body`
-/// and headers that goim-spec 1.2 calls malformed (header length not 16,
-/// packet length below 16, negative included).
+/// Decodes and encodes goim frames, refusing bodies over `max_body` and
+/// malformed headers: header length not 16 (goim refuses it too) and packet
+/// length below 16, negative included (goim reads those as an empty body;
+/// docs/protocol.md, "Frame").
 #[derive(Clone, Copy, Debug)]
 pub struct FrameCodec {
     max_body: usize,
@@ -103,7 +104,8 @@ mod tests {
 
     #[test]
     fn auth_capture_decodes() {
-        // goim-wire-captures: TCP auth frame, 114 bytes.
+        // The 114-byte TCP auth frame captured from goim (docs/protocol.md,
+        // "Test vectors").
         let token = br#"{"mid":1001,"key":"tcp-key-1","room_id":"live://1000","platform":"web","accepts":[1000,1001,1002]}"#;
         let mut bytes = header(114, 16, 1, 7, 1);
         bytes.extend_from_slice(token);
@@ -139,7 +141,7 @@ mod tests {
         }
     }
 
-    // goim-spec 1.2: every malformed header case.
+    // Every malformed header case (docs/protocol.md, "Frame").
 
     #[test]
     fn header_len_not_16_is_rejected() {

@@ -238,7 +238,8 @@ mod tests {
 
     #[test]
     fn keyed_push_matches_goim_bytes() {
-        // goim-spec 1.12: keyed push of "hi" with operation 1000 on TCP.
+        // goim's bytes for a keyed push of "hi" with operation 1000, as a TCP
+        // client gets it: {ver 1, op 1000, seq 0, "hi"}.
         let bytes = encode_raw_push(1000, b"hi");
         assert_eq!(
             &bytes[..],
@@ -283,7 +284,8 @@ mod tests {
 
     #[test]
     fn batch_iterates_room_capture() {
-        // goim-wire-captures: room push x3 back-to-back, one TCP write.
+        // As captured from goim (docs/protocol.md, "Test vectors"): three room
+        // pushes arrive as one 54-byte TCP write, frames back to back.
         let mut all = BytesMut::new();
         for body in [b"m0", b"m1", b"m2"] {
             all.extend_from_slice(&encode_raw_push(1000, body));

@@ -1,9 +1,12 @@
 //! Golden protobuf bytes: rim's generated messages must encode exactly as
 //! goim v2's do, field numbers and wire types included.
 //!
-//! The expected bytes are derived by hand from goim-spec (1.1 `Proto`, 2.9
-//! comet gRPC, 3.2 `PushMsg`, 4.2 logic gRPC, 4.6 `NodesReply`), NOT from
-//! rim's `.proto` files: a field renumbered or retyped there fails here.
+//! The expected bytes are derived by hand from the field numbers and types of
+//! goim v2's `.proto` files (`goim.protocol.Proto`, the `goim.comet` push
+//! requests, `goim.logic.PushMsg`, the `goim.logic` requests and replies),
+//! quoted in each test, and from bytes captured from a running goim
+//! (docs/protocol.md, "Test vectors"); NOT from rim's `.proto` files: a field
+//! renumbered or retyped there fails here.
 //!
 //! A tag byte is `(field number << 3) | wire type`, wire types being
 //! 0 = varint, 2 = length-delimited (string, bytes, message, packed, map
@@ -76,11 +79,11 @@ fn assert_golden<M: Message + Default + PartialEq + std::fmt::Debug>(msg: &M, ex
     assert_eq!(&decoded, msg, "goim's bytes decode to something else");
 }
 
-/// goim-spec 1.12: the inner frame job builds for a keyed push of "hi",
-/// operation 1000 (18 bytes).
+/// The inner frame goim's job builds for a keyed push of "hi", operation
+/// 1000: {ver 1, op 1000, seq 0, "hi"}, 18 bytes.
 const INNER_HI: &str = "00 00 00 12 00 10 00 01 00 00 03 E8 00 00 00 00 68 69";
 
-/// goim-wire-captures, TCP "auth (op 7)": the client's 114-byte auth frame.
+/// Captured from goim: a client's 114-byte TCP auth frame (op 7).
 const CAPTURED_AUTH_FRAME: &str = "
     00 00 00 72 00 10 00 01 00 00 00 07 00 00 00 01
     7b 22 6d 69 64 22 3a 31 30 30 31 2c 22 6b 65 79
@@ -91,9 +94,9 @@ const CAPTURED_AUTH_FRAME: &str = "
     3a 5b 31 30 30 30 2c 31 30 30 31 2c 31 30 30 32
     5d 7d";
 
-/// goim-wire-captures, TCP "push by key": the 27 bytes comet wrote for
+/// Captured from goim: the 27 bytes its comet wrote to a TCP client for
 /// `push/keys?operation=1000&keys=tcp-key-1`, body `push-to-key` — the inner
-/// frame job put in the op 9 proto's body.
+/// frame goim's job put in the op 9 proto's body.
 const CAPTURED_INNER_PUSH: &str = "
     00 00 00 1b 00 10 00 01 00 00 03 e8 00 00 00 00
     70 75 73 68 2d 74 6f 2d 6b 65 79";
@@ -128,7 +131,7 @@ fn protocol_proto_field_numbers() {
 
 #[test]
 fn logic_push_msg_all_fields() {
-    // goim-spec 3.2: type=1 enum, operation=2, speed=3, server=4, room=5,
+    // goim's PushMsg: type=1 enum, operation=2, speed=3, server=4, room=5,
     // keys=6 repeated string, msg=7 bytes.
     assert_eq!(push_msg::Type::Push as i32, 0);
     assert_eq!(push_msg::Type::Room as i32, 1);
@@ -159,7 +162,7 @@ fn logic_push_msg_all_fields() {
 #[test]
 fn logic_push_msg_as_logic_publishes_a_keyed_push() {
     // The Kafka value logic writes for `push/keys?operation=1000&keys=tcp-key-1`
-    // (goim-wire-captures), type PUSH = 0 omitted as the proto3 default.
+    // (the captured keyed push), type PUSH = 0 omitted as the proto3 default.
     let msg = PushMsg {
         r#type: push_msg::Type::Push as i32,
         operation: 1000,
@@ -182,7 +185,7 @@ fn logic_push_msg_as_logic_publishes_a_keyed_push() {
 
 #[test]
 fn comet_push_msg_req_with_captured_inner_frame() {
-    // goim-spec 2.9: PushMsgReq{keys=1 repeated string, proto=2 Proto, protoOp=3 int32}.
+    // goim's PushMsgReq{keys=1 repeated string, proto=2 Proto, protoOp=3 int32}.
     let inner = parse_hex(CAPTURED_INNER_PUSH);
     // rim's job-side encoding of the inner frame is goim's (captured) one.
     assert_eq!(&encode_raw_push(1000, b"push-to-key")[..], &inner[..]);
@@ -213,7 +216,7 @@ fn comet_push_msg_req_with_captured_inner_frame() {
 
 #[test]
 fn comet_broadcast_req() {
-    // goim-spec 2.9: BroadcastReq{protoOp=1, proto=2, speed=3}.
+    // goim's BroadcastReq{protoOp=1, proto=2, speed=3}.
     let msg = BroadcastReq {
         proto_op: 1000,
         proto: Some(Proto {
@@ -237,7 +240,7 @@ fn comet_broadcast_req() {
 
 #[test]
 fn comet_broadcast_room_req() {
-    // goim-spec 2.9: BroadcastRoomReq{roomID=1 string, proto=2}.
+    // goim's BroadcastRoomReq{roomID=1 string, proto=2}.
     let msg = BroadcastRoomReq {
         room_id: "live://1000".into(),
         proto: Some(Proto {
@@ -259,7 +262,7 @@ fn comet_broadcast_room_req() {
 
 #[test]
 fn comet_rooms_reply_map() {
-    // goim-spec 2.9: RoomsReply{rooms=1 map<string,bool>}; a map entry is a
+    // goim's RoomsReply{rooms=1 map<string,bool>}; a map entry is a
     // message {key=1, value=2}.
     let msg = RoomsReply {
         rooms: [("live://1000".to_owned(), true)].into(),
@@ -275,7 +278,7 @@ fn comet_rooms_reply_map() {
 
 #[test]
 fn logic_connect_req_with_captured_token() {
-    // goim-spec 4.2: ConnectReq{server=1 string, cookie=2 string, token=3 bytes};
+    // goim's ConnectReq{server=1 string, cookie=2 string, token=3 bytes};
     // the token is the body of the captured op 7 frame, verbatim.
     let frame = Frame::decode_exact(
         Bytes::from(parse_hex(CAPTURED_AUTH_FRAME)),
@@ -301,7 +304,7 @@ fn logic_connect_req_with_captured_token() {
 
 #[test]
 fn logic_connect_reply_heartbeat_in_nanoseconds() {
-    // goim-spec 4.2: ConnectReply{mid=1 int64, key=2, roomID=3,
+    // goim's ConnectReply{mid=1 int64, key=2, roomID=3,
     // accepts=4 repeated int32 (packed), heartbeat=5 int64 ns}; 8 min default.
     let msg = ConnectReply {
         mid: 1001,
@@ -332,7 +335,7 @@ fn logic_connect_reply_heartbeat_in_nanoseconds() {
 
 #[test]
 fn logic_heartbeat_and_disconnect_req() {
-    // goim-spec 4.2: HeartbeatReq and DisconnectReq{mid=1, key=2, server=3}.
+    // goim's HeartbeatReq and DisconnectReq{mid=1, key=2, server=3}.
     let expected = Expect::new()
         .hex("08 E9 07") // mid: field 1 varint; 1001
         .hex("12 09") // key: field 2 len-delimited; len 9
@@ -361,7 +364,7 @@ fn logic_heartbeat_and_disconnect_req() {
 
 #[test]
 fn logic_online_req_and_reply() {
-    // goim-spec 4.2: OnlineReq{server=1, roomCount=2 map<string,int32>},
+    // goim's OnlineReq{server=1, roomCount=2 map<string,int32>},
     // OnlineReply{allRoomCount=1 map<string,int32>}. One entry per map: a
     // map's entry order is unspecified.
     let req = OnlineReq {
@@ -426,8 +429,8 @@ fn logic_online_req_rim_extensions_stay_out_of_goims_numbers() {
 
 #[test]
 fn logic_receive_req() {
-    // goim-spec 4.2: ReceiveReq{mid=1, proto=2}; the upstream op 4 frame of
-    // goim-wire-captures ("hello-up", seq 7).
+    // goim's ReceiveReq{mid=1, proto=2}; the proto is the captured upstream
+    // op 4 frame ("hello-up", seq 7).
     let msg = ReceiveReq {
         mid: 1001,
         proto: Some(Proto {
@@ -449,7 +452,7 @@ fn logic_receive_req() {
 
 #[test]
 fn logic_nodes_req_and_reply() {
-    // goim-spec 4.2: NodesReq{platform=1, clientIP=2}.
+    // goim's NodesReq{platform=1, clientIP=2}.
     let req = NodesReq {
         platform: "web".into(),
         client_ip: "127.0.0.1".into(),
@@ -462,7 +465,7 @@ fn logic_nodes_req_and_reply() {
         .bytes();
     assert_golden(&req, &expected);
 
-    // goim-spec 4.6: NodesReply{domain=1, tcp_port=2, ws_port=3, wss_port=4,
+    // goim's NodesReply{domain=1, tcp_port=2, ws_port=3, wss_port=4,
     // heartbeat=5 (seconds), nodes=6, backoff=7, heartbeat_max=8} and
     // Backoff{max_delay=1 int32, base_delay=2 int32, factor=3 float, jitter=4 float}.
     let reply = NodesReply {
@@ -501,8 +504,9 @@ fn logic_nodes_req_and_reply() {
 
 #[test]
 fn grpc_service_names() {
-    // goim-spec 7.10: package/service names are part of the method paths
-    // (`/goim.comet.Comet/PushMsg`, `/goim.logic.Logic/Connect`).
+    // goim's package and service names are part of every gRPC method path
+    // (`/goim.comet.Comet/PushMsg`, `/goim.logic.Logic/Connect`), so a goim
+    // peer finds rim's services only under exactly these names.
     assert_eq!(
         rim_proto::pb::comet::comet_server::SERVICE_NAME,
         "goim.comet.Comet"

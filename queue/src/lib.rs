@@ -61,7 +61,7 @@ pub enum QueueError {
 pub trait PushQueue: Send + Sync + 'static {
     /// Publishes one record; `key` is goim's record key: the first key for
     /// PUSH, the room for ROOM, the decimal operation for BROADCAST (see
-    /// docs/protocol.md, "Kafka records").
+    /// docs/protocol.md, "Between the services").
     async fn publish(&self, key: &str, msg: PushMsg) -> Result<(), QueueError>;
 }
 

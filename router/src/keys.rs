@@ -1,5 +1,5 @@
-//! Every Redis key format in one place. The layout is goim v2's
-//! (goim-spec 4.3), so goim and rim can read each other's sessions.
+//! Every Redis key format in one place. The layout is goim v2's, so goim and
+//! rim can read each other's sessions.
 
 /// Hash of a user's connections: field = connection key, value = comet.
 pub(crate) fn mid(mid: i64) -> String {
@@ -33,7 +33,8 @@ pub(crate) fn online_slot(room: &str) -> u32 {
 mod tests {
     #[test]
     fn cityhash32_matches_goim_vectors() {
-        // goim-spec 2.2 test vectors.
+        // CityHash32 (Google CityHash v1.1) as goim computes it, with the Go
+        // port goim uses.
         for (input, expected) in [
             ("", 0xdc56d17a_u32),
             ("a", 0x3c973d4d),

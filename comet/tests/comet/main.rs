@@ -1,6 +1,6 @@
 //! Integration tests: a real comet on 127.0.0.1:0 with a fake logic and raw
-//! goim clients, checked against the goim wire captures
-//! (shared/reference/goim-wire-captures.md).
+//! goim clients, checked against bytes captured from a running goim v2 comet
+//! ("the captures"; what they hold: docs/protocol.md, "Test vectors").
 
 #![allow(unreachable_pub)] // test helpers shared between modules
 

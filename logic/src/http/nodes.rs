@@ -1,5 +1,5 @@
-//! v2 node endpoints (`/goim/nodes/*`, goim-spec 4.1, 4.6): where clients
-//! should connect, and the comet instance list.
+//! v2 node endpoints (`/goim/nodes/*`): where clients should connect (goim's
+//! `NodesReply`), and the comet instance list.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! v2 online endpoints (`/goim/online/*`, goim-spec 4.1), answered from the
-//! cluster online aggregate.
+//! v2 online endpoints (`/goim/online/*`, the README's HTTP API), answered
+//! from the cluster online aggregate.
 
 use std::sync::Arc;
 

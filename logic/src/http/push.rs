@@ -1,5 +1,5 @@
-//! v2 push endpoints (`/goim/push/*`, goim-spec 4.1): parameters in the
-//! query, the message as the raw body.
+//! v2 push endpoints (`/goim/push/*`, the README's HTTP API): parameters in
+//! the query, the message as the raw body, as in goim.
 
 use std::sync::Arc;
 

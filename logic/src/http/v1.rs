@@ -1,6 +1,6 @@
-//! goim v1.2's HTTP API (`/1/*`, goim-spec 4.8) on top of the same logic
-//! service: `{"ret":1}` envelopes, users addressed by uid (= mid), rooms by
-//! their full string id.
+//! goim v1.2's HTTP API (`/1/*`, the README's HTTP API) on top of the same
+//! logic service: `{"ret":1}` envelopes, users addressed by uid (= mid),
+//! rooms by their full string id.
 
 use std::sync::Arc;
 

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use rim_proto::{Frame, HEADER_LEN};
 
-/// Whether `msg` is one well-formed frame, computed from the spec
-/// (goim-spec 1.2), not from rim's decoder.
+/// Whether `msg` is one well-formed frame, computed from the frame rules of
+/// docs/protocol.md ("Frame"), not from rim's decoder.
 fn is_exact_frame(msg: &[u8], max_body: usize) -> bool {
     if msg.len() < HEADER_LEN {
         return false;

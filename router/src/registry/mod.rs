@@ -1,6 +1,6 @@
 //! [`SessionStore`]: the storage of one router shard, and its backends.
 //!
-//! The operations mirror goim v2's Redis layout (goim-spec 4.3): a key record
+//! The operations mirror goim v2's Redis layout (`keys.rs`): a key record
 //! `key_<key>` -> comet, a per-user hash `mid_<mid>` of key -> comet, and one
 //! online report per comet. Every mapping carries a TTL refreshed by
 //! heartbeats, so the sessions of a comet that died expire on their own.
