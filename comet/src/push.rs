@@ -2,7 +2,7 @@
 //!
 //! goim's job hands the comet a `goim.protocol.Proto`. When its op is 9 (Raw),
 //! the body already holds complete frames: TCP clients get those bytes
-//! verbatim, WebSocket clients get the proto as one op 9 frame (goim-spec 1.8).
+//! verbatim, WebSocket clients get the proto as one op 9 frame (docs/protocol.md, "Pushes").
 //! Any other op is encoded as a normal frame for both transports.
 
 use std::sync::Arc;
@@ -117,7 +117,8 @@ mod tests {
 
     #[test]
     fn raw_push_is_bare_on_tcp_and_wrapped_on_ws() {
-        // goim-spec 1.12: keyed push of "hi", operation 1000.
+        // goim's bytes for a keyed push of "hi", operation 1000
+        // (docs/protocol.md, "Test vectors").
         let inner = encode_raw_push(1000, b"hi");
         let push = Push::encode(Proto {
             ver: 1,

@@ -1,6 +1,6 @@
 //! [`Room`]: the members of one room within one bucket.
 //!
-//! A room exists once per bucket that holds a member of it (goim-spec 2.2), so
+//! A room exists once per bucket that holds a member of it (as in goim), so
 //! a room push walks every bucket. Rooms are plain data inside the bucket's
 //! lock: membership changes take the bucket's write lock, pushes its read lock.
 //! An empty room is removed from its bucket and created again on demand (no

@@ -1,5 +1,6 @@
 //! The transport-independent life of a connection: auth handshake, session
-//! registration, the op dispatch of goim-spec 1.5, the writer, and teardown.
+//! registration, the op dispatch (docs/protocol.md, "Operations"), the
+//! writer, and teardown.
 //!
 //! Ordering guarantees: the session is registered before the auth reply is
 //! buffered, and the task is the only writer, so no push can precede op 8;
@@ -298,7 +299,7 @@ impl Active {
                 continue;
             };
             if frame.op == Op::Heartbeat.code() {
-                // Only op 2 keeps the connection alive (goim-spec 1.6).
+                // Only op 2 keeps the connection alive, as in goim.
                 timer.as_mut().reset(Instant::now() + self.heartbeat);
             }
             // Boxed: a logic call's state is only needed while it runs.

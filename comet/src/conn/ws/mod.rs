@@ -1,4 +1,5 @@
-//! WebSocket transport (goim-spec 1.9): HTTP upgrade on path `/sub`, then one
+//! WebSocket transport (docs/protocol.md, "Session" and "How a WebSocket
+//! connection ends"): HTTP upgrade on path `/sub`, then one
 //! goim frame per message, over a plain `TcpStream` or TLS (the `wss`
 //! listeners). Client binary and text messages are both frames; the server
 //! sends binary messages only, one per reply or push.
