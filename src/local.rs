@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rim_comet::{Hub, LogicClient, LogicError};
-use rim_job::{CometClient, CometError};
+use rim_comet::{Hub, LogicCallError, LogicClient};
+use rim_job::{CometCallError, CometClient};
 use rim_logic::Logic;
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use rim_proto::pb::logic::{
@@ -17,33 +17,33 @@ use rim_proto::pb::logic::{
 /// logic as the comet sees it, in the same process.
 pub(crate) struct LocalLogic(pub(crate) Arc<Logic>);
 
-fn logic_error(e: rim_logic::LogicError) -> LogicError {
+fn logic_error(e: rim_logic::LogicError) -> LogicCallError {
     use rim_logic::LogicError as E;
     match e {
-        E::BadRequest(m) | E::Refused(m) => LogicError::Refused(m),
-        other => LogicError::Unavailable(other.to_string()),
+        E::BadRequest(m) | E::Refused(m) => LogicCallError::Refused(m),
+        other => LogicCallError::Unavailable(other.to_string()),
     }
 }
 
 #[async_trait]
 impl LogicClient for LocalLogic {
-    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicError> {
+    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicCallError> {
         self.0.connect(req).await.map_err(logic_error)
     }
 
-    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicError> {
+    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicCallError> {
         self.0.disconnect(req).await.map_err(logic_error)
     }
 
-    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicError> {
+    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicCallError> {
         self.0.heartbeat(req).await.map(|_| ()).map_err(logic_error)
     }
 
-    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicError> {
+    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicCallError> {
         self.0.renew_online(req).await.map_err(logic_error)
     }
 
-    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicError> {
+    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicCallError> {
         self.0.receive(req).await.map(|_| ()).map_err(logic_error)
     }
 }
@@ -51,23 +51,23 @@ impl LogicClient for LocalLogic {
 /// The comet's hub as job sees it, in the same process.
 pub(crate) struct LocalComet(pub(crate) Arc<Hub>);
 
-fn comet_error(e: rim_comet::PushError) -> CometError {
+fn comet_error(e: rim_comet::PushError) -> CometCallError {
     match e {
-        rim_comet::PushError::Invalid(m) => CometError::Invalid(m),
+        rim_comet::PushError::Invalid(m) => CometCallError::Invalid(m),
     }
 }
 
 #[async_trait]
 impl CometClient for LocalComet {
-    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometError> {
+    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometCallError> {
         self.0.push_msg(req).map_err(comet_error)
     }
 
-    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometError> {
+    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometCallError> {
         self.0.broadcast(req).map_err(comet_error)
     }
 
-    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometError> {
+    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometCallError> {
         self.0.broadcast_room(req).map_err(comet_error)
     }
 }

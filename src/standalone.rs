@@ -85,7 +85,7 @@ impl Standalone {
             Arc::new(LocalComet(Arc::clone(comet.hub()))),
         );
 
-        let app = rim_logic::http::router(logic);
+        let app = rim_logic::http::app(logic);
 
         let shutdown = CancellationToken::new();
         let http_stop = CancellationToken::new();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::ConfigError;
+use crate::error::CometConfigError;
 
 /// Largest accepted `max_body`: a frame's packLen is an int32 that includes the
 /// 16-byte header.
@@ -86,7 +86,7 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub online_report_interval: Duration,
     /// Deadline on every call to logic; a timeout counts as
-    /// `LogicError::Unavailable`. Default 5s.
+    /// `LogicCallError::Unavailable`. Default 5s.
     #[serde(with = "humantime_serde")]
     pub logic_timeout: Duration,
     /// Lower bound of the per-connection interval between logic heartbeats
@@ -153,7 +153,7 @@ impl Config {
     }
 
     /// Checks every field; call before binding anything.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), CometConfigError> {
         if let Some(id) = &self.server_id {
             if id.trim().is_empty() {
                 return Err(invalid("server_id", "must not be empty when set"));
@@ -209,7 +209,7 @@ impl Config {
     }
 
     /// TLS listeners need both files; the files come as a pair.
-    fn validate_tls(&self) -> Result<(), ConfigError> {
+    fn validate_tls(&self) -> Result<(), CometConfigError> {
         for (field, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
             if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 return Err(invalid(field, "must not be empty when set"));
@@ -232,8 +232,8 @@ impl Config {
     }
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(field: &'static str, reason: impl Into<String>) -> CometConfigError {
+    CometConfigError::Invalid {
         field,
         reason: reason.into(),
     }
@@ -303,7 +303,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                ConfigError::Invalid {
+                CometConfigError::Invalid {
                     field: "tls_cert",
                     ..
                 }
@@ -318,7 +318,7 @@ mod tests {
         };
         assert!(matches!(
             wss_cert_only.validate(),
-            Err(ConfigError::Invalid {
+            Err(CometConfigError::Invalid {
                 field: "tls_key",
                 ..
             })
@@ -329,7 +329,7 @@ mod tests {
         };
         assert!(matches!(
             key_only.validate(),
-            Err(ConfigError::Invalid {
+            Err(CometConfigError::Invalid {
                 field: "tls_cert",
                 ..
             })
@@ -427,7 +427,7 @@ mod tests {
         ];
         for (field, config) in cases {
             match config.validate() {
-                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                Err(CometConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: expected an error, got {other:?}"),
             }
         }

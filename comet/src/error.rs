@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// The configuration cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum CometConfigError {
     /// A field holds a value outside its allowed range.
     #[error("invalid comet config field `{field}`: {reason}")]
     Invalid {

@@ -20,7 +20,7 @@ use rim_proto::pb::logic::{
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
-use crate::{Comet, Hub, LogicClient, LogicError, PushError};
+use crate::{Comet, Hub, LogicCallError, LogicClient, PushError};
 
 /// `goim.comet.Comet` over a comet's [`Hub`].
 #[derive(Clone)]
@@ -109,17 +109,17 @@ pub struct GrpcLogic {
 impl GrpcLogic {
     /// A client for the logic instances at `addrs` (`host:port`), connecting
     /// lazily; `timeout` bounds connecting and every call.
-    pub fn new(addrs: &[String], timeout: Duration) -> Result<GrpcLogic, LogicError> {
+    pub fn new(addrs: &[String], timeout: Duration) -> Result<GrpcLogic, LogicCallError> {
         let mut endpoints = Vec::new();
         for addr in addrs {
             let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| LogicError::Unavailable(format!("logic address {addr:?}: {e}")))?
+                .map_err(|e| LogicCallError::Unavailable(format!("logic address {addr:?}: {e}")))?
                 .connect_timeout(timeout)
                 .timeout(timeout);
             endpoints.push(endpoint);
         }
         if endpoints.is_empty() {
-            return Err(LogicError::Unavailable(
+            return Err(LogicCallError::Unavailable(
                 "no logic address configured".into(),
             ));
         }
@@ -130,19 +130,19 @@ impl GrpcLogic {
     }
 }
 
-fn logic_error(status: Status) -> LogicError {
+fn logic_error(status: Status) -> LogicCallError {
     match status.code() {
         Code::InvalidArgument
         | Code::PermissionDenied
         | Code::Unauthenticated
-        | Code::FailedPrecondition => LogicError::Refused(status.message().to_owned()),
-        _ => LogicError::Unavailable(format!("{:?}: {}", status.code(), status.message())),
+        | Code::FailedPrecondition => LogicCallError::Refused(status.message().to_owned()),
+        _ => LogicCallError::Unavailable(format!("{:?}: {}", status.code(), status.message())),
     }
 }
 
 #[async_trait]
 impl LogicClient for GrpcLogic {
-    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicError> {
+    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicCallError> {
         Ok(self
             .client
             .clone()
@@ -152,7 +152,7 @@ impl LogicClient for GrpcLogic {
             .into_inner())
     }
 
-    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicError> {
+    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicCallError> {
         Ok(self
             .client
             .clone()
@@ -162,7 +162,7 @@ impl LogicClient for GrpcLogic {
             .into_inner())
     }
 
-    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicError> {
+    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicCallError> {
         self.client
             .clone()
             .heartbeat(req)
@@ -171,7 +171,7 @@ impl LogicClient for GrpcLogic {
         Ok(())
     }
 
-    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicError> {
+    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicCallError> {
         Ok(self
             .client
             .clone()
@@ -181,7 +181,7 @@ impl LogicClient for GrpcLogic {
             .into_inner())
     }
 
-    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicError> {
+    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicCallError> {
         self.client
             .clone()
             .receive(req)

@@ -82,7 +82,7 @@ mod tls;
 mod ws_frame;
 
 pub use config::Config;
-pub use error::{ConfigError, PushError};
+pub use error::{CometConfigError, PushError};
 pub use hub::{Hub, Stats};
-pub use logic::{LogicClient, LogicError};
+pub use logic::{LogicCallError, LogicClient};
 pub use server::{Comet, Listeners};

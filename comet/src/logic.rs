@@ -16,7 +16,7 @@ use rim_proto::pb::logic::{
 
 /// Why a call to logic failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum LogicError {
+pub enum LogicCallError {
     /// Logic refused the request (bad token, key owned by someone else, ...).
     /// For `connect` the client is disconnected with this reason logged.
     #[error("refused by logic: {0}")]
@@ -31,15 +31,15 @@ pub enum LogicError {
 #[async_trait]
 pub trait LogicClient: Send + Sync + 'static {
     /// Authenticates a client's op 7 token and records its session.
-    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicError>;
+    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicCallError>;
     /// Removes a session's mapping when its connection ends.
-    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicError>;
+    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicCallError>;
     /// Refreshes a session's mapping TTL (called rarely, on client heartbeats).
-    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicError>;
+    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicCallError>;
     /// Reports this comet's room counts; returns the cluster-wide room counts.
-    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicError>;
+    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicCallError>;
     /// Hands an upstream client frame (op 4 and other non-protocol ops) to logic.
-    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicError>;
+    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicCallError>;
 }
 
 /// The comet's handle on logic: the client, and the deadline every call runs
@@ -64,12 +64,12 @@ impl LogicGateway {
     pub(crate) async fn call<T>(
         &self,
         call: &'static str,
-        fut: impl Future<Output = Result<T, LogicError>>,
-    ) -> Result<T, LogicError> {
+        fut: impl Future<Output = Result<T, LogicCallError>>,
+    ) -> Result<T, LogicCallError> {
         let timeout = self.timeout;
         let result = match tokio::time::timeout(timeout, fut).await {
             Ok(result) => result,
-            Err(_) => Err(LogicError::Unavailable(format!(
+            Err(_) => Err(LogicCallError::Unavailable(format!(
                 "{call} timed out after {timeout:?}"
             ))),
         };
@@ -99,7 +99,7 @@ mod tests {
             )
             .await
             .unwrap_err();
-        assert!(matches!(err, LogicError::Unavailable(_)), "{err}");
+        assert!(matches!(err, LogicCallError::Unavailable(_)), "{err}");
         assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 }

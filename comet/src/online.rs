@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::logic::{LogicError, LogicGateway};
+use crate::logic::{LogicCallError, LogicGateway};
 use crate::metrics;
 
 /// Wait before retrying a failed online report (goim retries every second).
@@ -88,7 +88,7 @@ impl Reporter {
         }
     }
 
-    async fn renew_online(&self) -> Result<(), LogicError> {
+    async fn renew_online(&self) -> Result<(), LogicCallError> {
         let room_count = self.hub.room_counts();
         let stats = self.hub.stats();
         ::metrics::gauge!(metrics::ROOMS).set(stats.rooms as f64);

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::conn::{self, ConnCtx, Transport};
-use crate::error::ConfigError;
+use crate::error::CometConfigError;
 use crate::hub::Hub;
 use crate::logic::LogicClient;
 use crate::metrics;
@@ -64,10 +64,13 @@ impl std::fmt::Debug for Comet {
 
 impl Comet {
     /// Validates `config`, loads the TLS certificate and key if `tls_cert`
-    /// and `tls_key` are set ([`ConfigError::Tls`] names a file that cannot
+    /// and `tls_key` are set ([`CometConfigError::Tls`] names a file that cannot
     /// be used) and builds the comet (its hub etc.). Does not bind or spawn
     /// anything.
-    pub fn new(config: Config, logic: Arc<dyn LogicClient>) -> Result<Arc<Comet>, ConfigError> {
+    pub fn new(
+        config: Config,
+        logic: Arc<dyn LogicClient>,
+    ) -> Result<Arc<Comet>, CometConfigError> {
         config.validate()?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
@@ -90,10 +93,10 @@ impl Comet {
     /// (for SIGHUP). If they load, new TLS handshakes use them; if not, the
     /// error is returned (and logged) and the previous certificate keeps
     /// serving. Open connections are never affected. Blocks on file I/O.
-    /// Fails with [`ConfigError::Invalid`] if the comet has no TLS configured.
-    pub fn reload_tls(&self) -> Result<(), ConfigError> {
+    /// Fails with [`CometConfigError::Invalid`] if the comet has no TLS configured.
+    pub fn reload_tls(&self) -> Result<(), CometConfigError> {
         let Some(tls) = &self.ctx.tls else {
-            return Err(ConfigError::Invalid {
+            return Err(CometConfigError::Invalid {
                 field: "tls_cert",
                 reason: "no TLS certificate configured, nothing to reload".to_owned(),
             });
@@ -249,7 +252,7 @@ mod tests {
         .unwrap_err();
         assert!(matches!(
             err,
-            ConfigError::Invalid {
+            CometConfigError::Invalid {
                 field: "buckets",
                 ..
             }

@@ -14,7 +14,7 @@ use rim_proto::pb::logic::{
 };
 
 use crate::hub::Hub;
-use crate::logic::{LogicClient, LogicError};
+use crate::logic::{LogicCallError, LogicClient};
 use crate::session::Session;
 
 /// A logic for unit tests that register sessions themselves: it refuses
@@ -24,19 +24,19 @@ pub struct NoLogic;
 
 #[async_trait]
 impl LogicClient for NoLogic {
-    async fn connect(&self, _: ConnectReq) -> Result<ConnectReply, LogicError> {
-        Err(LogicError::Refused("test".into()))
+    async fn connect(&self, _: ConnectReq) -> Result<ConnectReply, LogicCallError> {
+        Err(LogicCallError::Refused("test".into()))
     }
-    async fn disconnect(&self, _: DisconnectReq) -> Result<DisconnectReply, LogicError> {
+    async fn disconnect(&self, _: DisconnectReq) -> Result<DisconnectReply, LogicCallError> {
         Ok(DisconnectReply { has: true })
     }
-    async fn heartbeat(&self, _: HeartbeatReq) -> Result<(), LogicError> {
+    async fn heartbeat(&self, _: HeartbeatReq) -> Result<(), LogicCallError> {
         Ok(())
     }
-    async fn renew_online(&self, _: OnlineReq) -> Result<OnlineReply, LogicError> {
+    async fn renew_online(&self, _: OnlineReq) -> Result<OnlineReply, LogicCallError> {
         std::future::pending().await
     }
-    async fn receive(&self, _: ReceiveReq) -> Result<(), LogicError> {
+    async fn receive(&self, _: ReceiveReq) -> Result<(), LogicCallError> {
         Ok(())
     }
 }

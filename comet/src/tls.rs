@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::error::ConfigError;
+use crate::error::CometConfigError;
 use crate::metrics;
 
 /// ALPN offered on WSS listeners; raw goim over TLS offers none.
@@ -65,7 +65,7 @@ impl std::fmt::Debug for Tls {
 
 impl Tls {
     /// Loads both files; the error names the file and what is wrong with it.
-    pub(crate) fn load(cert: &Path, key: &Path) -> Result<Tls, ConfigError> {
+    pub(crate) fn load(cert: &Path, key: &Path) -> Result<Tls, CometConfigError> {
         // Stamped before reading: a change during the read is seen next time.
         let seen = stamp(cert, key);
         let configs = build(cert, key)?;
@@ -92,7 +92,7 @@ impl Tls {
 
     /// Reads both files again and, if they load, makes new handshakes use
     /// them; on error the current certificate stays. Blocks on file I/O.
-    pub(crate) fn reload(&self) -> Result<(), ConfigError> {
+    pub(crate) fn reload(&self) -> Result<(), CometConfigError> {
         *self.seen.lock() = stamp(&self.cert, &self.key);
         let configs = build(&self.cert, &self.key)?;
         *self.current.write() = configs;
@@ -101,7 +101,7 @@ impl Tls {
 
     /// [`Tls::reload`] if either file's modification time or size changed
     /// since the last attempt; `None` if nothing changed. Blocks on file I/O.
-    fn reload_if_changed(&self) -> Option<Result<(), ConfigError>> {
+    fn reload_if_changed(&self) -> Option<Result<(), CometConfigError>> {
         let now = stamp(&self.cert, &self.key);
         {
             let mut seen = self.seen.lock();
@@ -115,7 +115,11 @@ impl Tls {
 
     /// Logs and counts the outcome of a reload; `trigger` says what asked
     /// for it (`watch`, `reload_tls`).
-    pub(crate) fn record_reload(&self, result: &Result<(), ConfigError>, trigger: &'static str) {
+    pub(crate) fn record_reload(
+        &self,
+        result: &Result<(), CometConfigError>,
+        trigger: &'static str,
+    ) {
         match result {
             Ok(()) => {
                 metrics::tls_reload("ok");
@@ -171,7 +175,7 @@ fn stamp(cert: &Path, key: &Path) -> Stamp {
     })
 }
 
-fn build(cert: &Path, key: &Path) -> Result<Configs, ConfigError> {
+fn build(cert: &Path, key: &Path) -> Result<Configs, CometConfigError> {
     let chain = read_chain(cert)?;
     let private_key = read_key(key)?;
     let tcp = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
@@ -194,12 +198,12 @@ fn build(cert: &Path, key: &Path) -> Result<Configs, ConfigError> {
     })
 }
 
-fn read(field: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+fn read(field: &'static str, path: &Path) -> Result<Vec<u8>, CometConfigError> {
     std::fs::read(path).map_err(|e| tls_error(field, path, format!("cannot read: {e}")))
 }
 
 /// Every `CERTIFICATE` block of the file, in order (leaf first).
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CometConfigError> {
     let pem = read("tls_cert", path)?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -215,7 +219,7 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> 
 }
 
 /// The first private key block of the file (PKCS#8, PKCS#1 or SEC1).
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CometConfigError> {
     let pem = read("tls_key", path)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
         tokio_rustls::rustls::pki_types::pem::Error::NoItemsFound => tls_error(
@@ -227,8 +231,8 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
     })
 }
 
-fn tls_error(field: &'static str, path: &Path, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Tls {
+fn tls_error(field: &'static str, path: &Path, reason: impl Into<String>) -> CometConfigError {
+    CometConfigError::Tls {
         field,
         path: path.to_owned(),
         reason: reason.into(),

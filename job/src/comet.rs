@@ -8,7 +8,7 @@ use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 
 /// Why a comet did not accept a push.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum CometError {
+pub enum CometCallError {
     /// The request was malformed (no keys, no proto, empty room); retrying will not help.
     #[error("invalid push request: {0}")]
     Invalid(String),
@@ -23,9 +23,9 @@ pub enum CometError {
 #[async_trait]
 pub trait CometClient: Send + Sync + 'static {
     /// Push to the given connection keys on this comet (filtered by accepts).
-    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometError>;
+    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometCallError>;
     /// Push to every connection on this comet that accepts `protoOp`.
-    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometError>;
+    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometCallError>;
     /// Push to every member of a room on this comet (no accepts filtering).
-    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometError>;
+    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometCallError>;
 }

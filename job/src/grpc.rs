@@ -13,7 +13,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tracing::debug;
 
-use crate::{CometClient, CometError};
+use crate::{CometCallError, CometClient};
 
 /// One comet over gRPC; connects lazily and reconnects on its own.
 #[derive(Clone, Debug)]
@@ -33,9 +33,9 @@ impl GrpcComet {
         addr: &str,
         connect_timeout: Duration,
         call_timeout: Duration,
-    ) -> Result<GrpcComet, CometError> {
+    ) -> Result<GrpcComet, CometCallError> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| CometError::Invalid(format!("comet address {addr:?}: {e}")))?
+            .map_err(|e| CometCallError::Invalid(format!("comet address {addr:?}: {e}")))?
             .connect_timeout(connect_timeout)
             .timeout(call_timeout);
         let channel = endpoint.connect_lazy();
@@ -70,18 +70,18 @@ impl GrpcComet {
     }
 }
 
-fn comet_error(status: Status) -> CometError {
+fn comet_error(status: Status) -> CometCallError {
     metrics::counter!("rim_job_grpc_errors_total", "code" => format!("{:?}", status.code()))
         .increment(1);
     match status.code() {
-        Code::InvalidArgument => CometError::Invalid(status.message().to_owned()),
-        _ => CometError::Unavailable(format!("{:?}: {}", status.code(), status.message())),
+        Code::InvalidArgument => CometCallError::Invalid(status.message().to_owned()),
+        _ => CometCallError::Unavailable(format!("{:?}: {}", status.code(), status.message())),
     }
 }
 
 #[async_trait]
 impl CometClient for GrpcComet {
-    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometError> {
+    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometCallError> {
         self.client
             .clone()
             .push_msg(req)
@@ -90,7 +90,7 @@ impl CometClient for GrpcComet {
         Ok(())
     }
 
-    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometError> {
+    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometCallError> {
         self.client
             .clone()
             .broadcast(req)
@@ -99,7 +99,7 @@ impl CometClient for GrpcComet {
         Ok(())
     }
 
-    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometError> {
+    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometCallError> {
         self.client
             .clone()
             .broadcast_room(req)

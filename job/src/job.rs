@@ -317,7 +317,7 @@ impl Job {
         shutdown: CancellationToken,
     ) {
         let mut in_flight = FuturesUnordered::new();
-        let mut stats = Stats::default();
+        let mut stats = ConsumeStats::default();
         info!("job consuming");
         loop {
             tokio::select! {
@@ -443,12 +443,12 @@ impl std::fmt::Debug for Job {
 
 /// Outcomes seen by the consumer loop.
 #[derive(Default)]
-struct Stats {
+struct ConsumeStats {
     delivered: u64,
     failed: u64,
 }
 
-impl Stats {
+impl ConsumeStats {
     fn record(&mut self, outcome: Result<(), JobError>) {
         match outcome {
             Ok(()) => self.delivered += 1,

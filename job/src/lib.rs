@@ -53,7 +53,7 @@ pub mod metrics;
 mod room;
 mod routine;
 
-pub use comet::{CometClient, CometError};
+pub use comet::{CometCallError, CometClient};
 pub use config::{Config, RoomConfig};
 pub use error::JobError;
 pub use job::{Delivery, Job};

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::comet::{CometClient, CometError};
+use crate::comet::{CometCallError, CometClient};
 use crate::delivery::Ack;
 use crate::{metrics, Config, JobError};
 
@@ -430,7 +430,7 @@ impl Routine {
                     self.health.answered();
                     return Ok(());
                 }
-                Ok(Err(CometError::Invalid(reason))) => {
+                Ok(Err(CometCallError::Invalid(reason))) => {
                     metrics::comet_error(&self.server);
                     self.health.answered();
                     return Err(JobError::CometRejected {
@@ -438,7 +438,7 @@ impl Routine {
                         reason,
                     });
                 }
-                Ok(Err(CometError::Unavailable(reason))) => last = reason,
+                Ok(Err(CometCallError::Unavailable(reason))) => last = reason,
                 Err(_) => last = format!("no answer within {:?}", self.push_timeout),
             }
             metrics::comet_error(&self.server);
@@ -456,7 +456,7 @@ impl Routine {
         })
     }
 
-    async fn call(&self, request: &Request) -> Result<(), CometError> {
+    async fn call(&self, request: &Request) -> Result<(), CometCallError> {
         match request.clone() {
             Request::Push(req) => self.client.push_msg(req).await,
             Request::Broadcast(req) => self.client.broadcast(req).await,
@@ -505,7 +505,7 @@ mod tests {
     async fn unavailable_fails_after_the_retries() {
         let recorder = TestRecorder::default();
         let _guard = ::metrics::set_default_local_recorder(&recorder);
-        let a = FakeComet::failing(CometError::Unavailable("refused".into()));
+        let a = FakeComet::failing(CometCallError::Unavailable("refused".into()));
         let job = job(Config::default(), &[("a", a.clone())]);
         let delivery = job.dispatch(push("a", &["k"], 1, b"x")).await.unwrap();
         let err = delivery.await.unwrap_err();
@@ -522,7 +522,7 @@ mod tests {
     async fn invalid_fails_at_once() {
         let recorder = TestRecorder::default();
         let _guard = ::metrics::set_default_local_recorder(&recorder);
-        let a = FakeComet::failing(CometError::Invalid("no keys".into()));
+        let a = FakeComet::failing(CometCallError::Invalid("no keys".into()));
         let job = job(Config::default(), &[("a", a.clone())]);
         let start = Instant::now();
         let delivery = job.dispatch(push("a", &["k"], 1, b"x")).await.unwrap();

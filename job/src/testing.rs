@@ -15,7 +15,7 @@ use rim_proto::pb::logic::{push_msg::Type, PushMsg};
 use rim_proto::Frame;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::{CometClient, CometError};
+use crate::{CometCallError, CometClient};
 
 /// One call a comet accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +46,7 @@ pub(crate) struct FakeComet {
     attempts: AtomicUsize,
     gate: Option<Arc<Semaphore>>,
     unavailable_first: AtomicUsize,
-    always: Option<CometError>,
+    always: Option<CometCallError>,
     changed: Notify,
 }
 
@@ -79,7 +79,7 @@ impl FakeComet {
     }
 
     /// Every call fails with `err`.
-    pub(crate) fn failing(err: CometError) -> Arc<FakeComet> {
+    pub(crate) fn failing(err: CometCallError) -> Arc<FakeComet> {
         Arc::new(FakeComet {
             always: Some(err),
             ..FakeComet::default()
@@ -116,7 +116,7 @@ impl FakeComet {
         }
     }
 
-    async fn handle(&self, call: Call) -> Result<(), CometError> {
+    async fn handle(&self, call: Call) -> Result<(), CometCallError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_waiters();
         if let Some(gate) = &self.gate {
@@ -132,7 +132,7 @@ impl FakeComet {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if fail {
-            return Err(CometError::Unavailable("connection refused".into()));
+            return Err(CometCallError::Unavailable("connection refused".into()));
         }
         self.calls.lock().push(call);
         self.changed.notify_waiters();
@@ -142,15 +142,15 @@ impl FakeComet {
 
 #[async_trait]
 impl CometClient for FakeComet {
-    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometError> {
+    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometCallError> {
         self.handle(Call::Push(req)).await
     }
 
-    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometError> {
+    async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometCallError> {
         self.handle(Call::Broadcast(req)).await
     }
 
-    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometError> {
+    async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometCallError> {
         self.handle(Call::Room(req)).await
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use rim_job::{CometClient, CometError, Job};
+use rim_job::{CometCallError, CometClient, Job};
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
 use rim_queue::kafka::{KafkaConfig, KafkaQueue, KafkaSource};
@@ -66,7 +66,7 @@ impl Recorder {
 
 #[async_trait]
 impl CometClient for Recorder {
-    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometError> {
+    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometCallError> {
         let inner = req.proto.map(|p| p.body.to_vec()).unwrap_or_default();
         let body = inner[16..].to_vec();
         if body.starts_with(b"hang") {
@@ -78,10 +78,10 @@ impl CometClient for Recorder {
         self.changed.notify_waiters();
         Ok(())
     }
-    async fn broadcast(&self, _req: BroadcastReq) -> Result<(), CometError> {
+    async fn broadcast(&self, _req: BroadcastReq) -> Result<(), CometCallError> {
         Ok(())
     }
-    async fn broadcast_room(&self, _req: BroadcastRoomReq) -> Result<(), CometError> {
+    async fn broadcast_room(&self, _req: BroadcastRoomReq) -> Result<(), CometCallError> {
         Ok(())
     }
 }

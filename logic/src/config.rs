@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
+pub enum LogicConfigError {
     /// A field holds a value logic cannot work with.
     #[error("invalid logic config: {field}: {reason}")]
     Invalid {
@@ -262,8 +262,8 @@ impl std::fmt::Debug for ApiConfig {
     }
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(field: &'static str, reason: impl Into<String>) -> LogicConfigError {
+    LogicConfigError::Invalid {
         field,
         reason: reason.into(),
     }
@@ -311,7 +311,7 @@ impl Config {
     }
 
     /// Checks the values that deserialization cannot: run it before binding.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), LogicConfigError> {
         if self.http_bind.is_empty() {
             return Err(invalid("http_bind", "must not be empty"));
         }
@@ -444,18 +444,18 @@ mod tests {
         let refused = |text: &str| toml::from_str::<Config>(text).unwrap().validate();
         assert!(matches!(
             refused("[auth]\nmode = \"jwt\""),
-            Err(ConfigError::Invalid {
+            Err(LogicConfigError::Invalid {
                 field: "auth.secret",
                 ..
             })
         ));
         assert!(matches!(
             refused("[auth]\nmode = \"jwt\"\nalgorithm = \"RS256\"\npublic_key_file = \"/nonexistent.pem\""),
-            Err(ConfigError::Invalid { field: "auth.public_key_file", .. })
+            Err(LogicConfigError::Invalid { field: "auth.public_key_file", .. })
         ));
         assert!(matches!(
             refused("[api]\ntokens = [\"\"]"),
-            Err(ConfigError::Invalid {
+            Err(LogicConfigError::Invalid {
                 field: "api.tokens",
                 ..
             })
@@ -476,7 +476,7 @@ mod tests {
         config.node.heartbeat_max = 0;
         assert!(matches!(
             config.validate(),
-            Err(ConfigError::Invalid {
+            Err(LogicConfigError::Invalid {
                 field: "node.heartbeat_max",
                 ..
             })

@@ -3,7 +3,7 @@
 //!
 //! # Data flow
 //!
-//! A business backend calls the HTTP API ([`http::router`]). For a push to
+//! A business backend calls the HTTP API ([`http::app`]). For a push to
 //! keys or users, [`Logic`] asks the session registry ([`rim_router::Router`])
 //! which comet holds each connection and publishes one `goim.logic.PushMsg`
 //! per comet to the push queue ([`rim_queue::PushQueue`]: Kafka, or the
@@ -47,8 +47,8 @@ mod service;
 mod token;
 
 pub use config::{
-    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, Config, ConfigError, JwtAlgorithm,
-    NodeConfig,
+    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, Config, JwtAlgorithm,
+    LogicConfigError, NodeConfig,
 };
 pub use error::LogicError;
 pub use online::OnlineTotal;

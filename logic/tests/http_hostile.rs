@@ -1,5 +1,5 @@
 //! Hostile inputs against every HTTP endpoint, through the public API only
-//! (`rim_logic::http::router` with the in-memory router and the in-process
+//! (`rim_logic::http::app` with the in-memory router and the in-process
 //! queue, one `oneshot` request each): missing, wrong-typed, overflowing,
 //! negative, empty, duplicated, very long and badly encoded parameters,
 //! oversize and deeply nested bodies, wrong methods and content types.
@@ -124,7 +124,7 @@ async fn send(logic: &Arc<Logic>, mut request: Request<Body>) -> Answer {
         .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
     let what = format!("{} {}", request.method(), request.uri());
     let what = &what[..what.len().min(200)];
-    let response = rim_logic::http::router(logic.clone())
+    let response = rim_logic::http::app(logic.clone())
         .oneshot(request)
         .await
         .expect("the router is infallible");
@@ -765,7 +765,7 @@ async fn query_over_64k_is_refused_by_the_server() {
     let (logic, _rx) = logic();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = rim_logic::http::router(logic.clone());
+    let app = rim_logic::http::app(logic.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let query = format!("operation=1000&keys={}", "k".repeat(100 * 1024));
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -36,7 +36,7 @@ pub async fn run(
         serde_json::json!({"http": http_addr.to_string(), "grpc": grpc_addr.to_string()}),
     );
 
-    let app = rim_logic::http::router(logic.clone());
+    let app = rim_logic::http::app(logic.clone());
     let http_task = tokio::spawn(wiring::serve_http(app, http, shutdown.clone(), metrics));
     rim_logic::grpc::serve(logic, grpc, shutdown).await?;
     http_task.await??;

@@ -22,7 +22,7 @@ use super::{
     log_close, CloseReason, ConnCtx, ConnInfo, FrameIo, Incoming, Opened, Slot, FINISH_TIMEOUT,
 };
 use crate::limits::FrameRate;
-use crate::logic::LogicError;
+use crate::logic::LogicCallError;
 use crate::metrics;
 use crate::session::{Closed, Session};
 
@@ -214,7 +214,7 @@ async fn authenticate<T: FrameIo>(
         .await
         .map_err(CloseReason::AuthFailed)?;
     if reply.key.is_empty() {
-        return Err(CloseReason::AuthFailed(LogicError::Refused(
+        return Err(CloseReason::AuthFailed(LogicCallError::Refused(
             "logic returned an empty key".to_owned(),
         )));
     }

@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::limits::ConnLimits;
-use crate::logic::{LogicError, LogicGateway};
+use crate::logic::{LogicCallError, LogicGateway};
 use crate::metrics;
 use crate::push::Push;
 use crate::session::{Closed, Session};
@@ -150,7 +150,7 @@ pub(crate) enum CloseReason {
     TlsHandshake(io::Error),
     /// Logic refused the token or could not be reached.
     #[error("auth failed: {0}")]
-    AuthFailed(LogicError),
+    AuthFailed(LogicCallError),
     /// Malformed header, oversize body, or a WebSocket message that is not
     /// exactly one frame.
     #[error("malformed frame: {0}")]

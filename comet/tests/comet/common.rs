@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rim_comet::{Comet, Config, Listeners, LogicClient, LogicError};
+use rim_comet::{Comet, Config, Listeners, LogicCallError, LogicClient};
 use rim_proto::pb::comet::{BroadcastRoomReq, PushMsgReq};
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
@@ -113,10 +113,10 @@ struct Token {
 
 #[async_trait]
 impl LogicClient for FakeLogic {
-    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicError> {
+    async fn connect(&self, req: ConnectReq) -> Result<ConnectReply, LogicCallError> {
         let _ = self.connects.send(req.clone());
         let token: Token = serde_json::from_slice(&req.token)
-            .map_err(|e| LogicError::Refused(format!("bad token: {e}")))?;
+            .map_err(|e| LogicCallError::Refused(format!("bad token: {e}")))?;
         let key = if token.key.is_empty() {
             format!(
                 "generated-{}",
@@ -134,27 +134,27 @@ impl LogicClient for FakeLogic {
         })
     }
 
-    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicError> {
+    async fn disconnect(&self, req: DisconnectReq) -> Result<DisconnectReply, LogicCallError> {
         let _ = self.disconnects.send(req);
         Ok(DisconnectReply { has: true })
     }
 
-    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicError> {
+    async fn heartbeat(&self, req: HeartbeatReq) -> Result<(), LogicCallError> {
         let _ = self.heartbeats.send(req);
         Ok(())
     }
 
-    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicError> {
+    async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicCallError> {
         let _ = self.onlines.send(req);
         if self.fail_next_online.swap(false, Ordering::SeqCst) {
-            return Err(LogicError::Unavailable("test failure".into()));
+            return Err(LogicCallError::Unavailable("test failure".into()));
         }
         Ok(OnlineReply {
             all_room_count: self.all_room_count.lock().unwrap().clone(),
         })
     }
 
-    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicError> {
+    async fn receive(&self, req: ReceiveReq) -> Result<(), LogicCallError> {
         let _ = self.receives.send(req);
         if self.hold_receives.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
-use rim_comet::{Comet, Config, ConfigError, Listeners};
+use rim_comet::{Comet, CometConfigError, Config, Listeners};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
@@ -386,7 +386,7 @@ async fn reload_serves_the_new_certificate_to_new_handshakes_only() {
     assert!(
         matches!(
             err,
-            ConfigError::Tls {
+            CometConfigError::Tls {
                 field: "tls_key",
                 ..
             }
@@ -466,7 +466,7 @@ async fn unusable_certificate_files_are_refused_at_start() {
     let files = Files::new(&a);
     let new = |config: Config| Comet::new(config, FakeLogic::new(0).0).map(|_| ());
     let tls_error = |config: Config| match new(config) {
-        Err(ConfigError::Tls { field, reason, .. }) => (field, reason),
+        Err(CometConfigError::Tls { field, reason, .. }) => (field, reason),
         other => panic!("expected a tls error, got {other:?}"),
     };
 
@@ -521,7 +521,7 @@ async fn unusable_certificate_files_are_refused_at_start() {
     assert!(
         matches!(
             err,
-            ConfigError::Invalid {
+            CometConfigError::Invalid {
                 field: "tls_cert",
                 ..
             }
@@ -538,7 +538,7 @@ async fn tls_listeners_without_a_certificate_are_refused() {
     assert!(!comet.has_tls());
     assert!(matches!(
         comet.reload_tls(),
-        Err(ConfigError::Invalid {
+        Err(CometConfigError::Invalid {
             field: "tls_cert",
             ..
         })

@@ -29,7 +29,7 @@ use self::error::{ApiError, V1Error};
 use crate::Logic;
 
 /// The complete HTTP application over `logic`.
-pub fn router(logic: Arc<Logic>) -> axum::Router {
+pub fn app(logic: Arc<Logic>) -> axum::Router {
     let config = logic.config();
     let max_body = config.max_body;
     let api = &config.api;

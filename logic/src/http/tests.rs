@@ -39,7 +39,7 @@ async fn call(logic: &Arc<Logic>, method: &str, uri: &str, body: impl Into<Body>
         .body(body.into())
         .unwrap();
     request.extensions_mut().insert(loopback_peer());
-    let response = super::router(logic.clone()).oneshot(request).await.unwrap();
+    let response = super::app(logic.clone()).oneshot(request).await.unwrap();
     let status = response.status();
     let allow = response
         .headers()
@@ -851,7 +851,7 @@ async fn call_auth(
     } else {
         Body::empty()
     };
-    let response = super::router(logic.clone())
+    let response = super::app(logic.clone())
         .oneshot(request.body(body).unwrap())
         .await
         .unwrap();
@@ -1005,7 +1005,7 @@ async fn push_from(logic: &Arc<Logic>, peer: &str, authorization: Option<&str>) 
     request
         .extensions_mut()
         .insert(axum::extract::ConnectInfo(peer));
-    super::router(logic.clone())
+    super::app(logic.clone())
         .oneshot(request)
         .await
         .unwrap()
