@@ -1,14 +1,10 @@
-//! Test support: a recording fake comet and a metrics recorder to read counters.
+//! Test support: a recording fake comet and push records to give it.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use metrics::{
-    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-};
 use parking_lot::Mutex;
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
@@ -183,83 +179,5 @@ pub(crate) fn broadcast(op: i32, speed: i32, body: &'static [u8]) -> PushMsg {
         speed,
         msg: Bytes::from_static(body),
         ..PushMsg::default()
-    }
-}
-
-/// A recorder for `metrics::set_default_local_recorder` (current-thread tests).
-#[derive(Default)]
-pub(crate) struct TestRecorder {
-    counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    histograms: Mutex<HashMap<String, Arc<Samples>>>,
-}
-
-#[derive(Default)]
-pub(crate) struct Samples(Mutex<Vec<f64>>);
-
-impl HistogramFn for Samples {
-    fn record(&self, value: f64) {
-        self.0.lock().push(value);
-    }
-}
-
-/// `name{k=v,...}` with labels sorted, or `name` without labels.
-fn key_string(key: &Key) -> String {
-    let mut labels: Vec<String> = key
-        .labels()
-        .map(|l| format!("{}={}", l.key(), l.value()))
-        .collect();
-    labels.sort();
-    if labels.is_empty() {
-        key.name().to_owned()
-    } else {
-        format!("{}{{{}}}", key.name(), labels.join(","))
-    }
-}
-
-impl TestRecorder {
-    /// A counter's value, e.g. `rim_job_dropped_total{reason=no_comets}`.
-    pub(crate) fn counter(&self, key: &str) -> u64 {
-        self.counters
-            .lock()
-            .get(key)
-            .map_or(0, |c| c.load(Ordering::SeqCst))
-    }
-
-    /// A histogram's recorded values.
-    pub(crate) fn samples(&self, key: &str) -> Vec<f64> {
-        self.histograms
-            .lock()
-            .get(key)
-            .map_or_else(Vec::new, |h| h.0.lock().clone())
-    }
-}
-
-impl Recorder for TestRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let counter = self
-            .counters
-            .lock()
-            .entry(key_string(key))
-            .or_default()
-            .clone();
-        Counter::from_arc(counter)
-    }
-
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
-    }
-
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        let samples = self
-            .histograms
-            .lock()
-            .entry(key_string(key))
-            .or_default()
-            .clone();
-        Histogram::from_arc(samples)
     }
 }
