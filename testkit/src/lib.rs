@@ -8,6 +8,7 @@
 //!
 //! Shared test support:
 //! - [`metrics`]: a metrics recorder to read counters and histograms.
+//! - [`poll`]: waiting, up to a deadline, for something that happens eventually.
 //! - [`services`]: the suite's Kafka and Redis, for tests that need them.
 //! - [`deadline`]: silent peers, and the check that a call's deadline fired.
 
@@ -27,6 +28,7 @@ use tokio_util::codec::Decoder;
 
 pub mod deadline;
 pub mod metrics;
+pub mod poll;
 pub mod services;
 
 /// Default wait for something that should arrive.
