@@ -36,6 +36,7 @@
 //! - `delivery`: [`Delivery`] and the acks behind it.
 //! - [`comet`]: the [`CometClient`] trait; [`config`]: [`Config`]; [`metrics`]: metric names.
 //! - [`grpc`]: [`grpc::GrpcComet`], a comet over gRPC.
+//! - `testing` (feature `test-util`): test support for the integration tests.
 
 #![warn(missing_docs)]
 
@@ -55,5 +56,5 @@ pub use error::JobError;
 pub use job::{Delivery, Job};
 pub use metrics::describe_metrics;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;

@@ -1,4 +1,6 @@
-//! Test support: a recording fake comet and push records to give it.
+//! Test support, for this crate's unit tests and for its integration tests
+//! (feature `test-util`): a fake comet that records what it accepted, and
+//! push records to give a job. Not part of the supported API.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,15 +17,18 @@ use crate::{CometClient, CometError};
 
 /// One call a comet accepted.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Call {
+pub enum Call {
+    /// `push_msg`: a push to keys.
     Push(PushMsgReq),
+    /// `broadcast`: a push to every connection.
     Broadcast(BroadcastReq),
+    /// `broadcast_room`: a push (or a batch) to one room.
     Room(BroadcastRoomReq),
 }
 
 impl Call {
     /// The inner frames of a call's op 9 body.
-    pub(crate) fn frames(&self) -> Vec<Frame> {
+    pub fn frames(&self) -> Vec<Frame> {
         let proto = match self {
             Call::Push(r) => r.proto.as_ref(),
             Call::Broadcast(r) => r.proto.as_ref(),
@@ -34,25 +39,28 @@ impl Call {
     }
 }
 
-/// A comet that records what it accepted; it can hold calls at a gate, fail
-/// the first calls as unavailable, or fail every call.
+/// A comet that records what it accepted; it can hold calls at a gate, never
+/// answer some calls, fail the first calls as unavailable, or fail every call.
 #[derive(Default)]
-pub(crate) struct FakeComet {
+pub struct FakeComet {
     calls: Mutex<Vec<Call>>,
     attempts: AtomicUsize,
     gate: Option<Arc<Semaphore>>,
+    hold: Option<&'static [u8]>,
+    held: AtomicUsize,
     unavailable_first: AtomicUsize,
     always: Option<CometError>,
     changed: Notify,
 }
 
 impl FakeComet {
-    pub(crate) fn accepting() -> Arc<FakeComet> {
+    /// Accepts every call.
+    pub fn accepting() -> Arc<FakeComet> {
         Arc::new(FakeComet::default())
     }
 
     /// Each call waits for a permit of the returned semaphore (none at first).
-    pub(crate) fn gated() -> (Arc<FakeComet>, Arc<Semaphore>) {
+    pub fn gated() -> (Arc<FakeComet>, Arc<Semaphore>) {
         let gate = Arc::new(Semaphore::new(0));
         let comet = FakeComet {
             gate: Some(gate.clone()),
@@ -62,12 +70,21 @@ impl FakeComet {
     }
 
     /// Never answers.
-    pub(crate) fn hanging() -> Arc<FakeComet> {
+    pub fn hanging() -> Arc<FakeComet> {
         FakeComet::gated().0
     }
 
+    /// Never answers a call with an inner frame whose body starts with
+    /// `prefix` (counted by [`FakeComet::held`]); accepts the others.
+    pub fn holding(prefix: &'static [u8]) -> Arc<FakeComet> {
+        Arc::new(FakeComet {
+            hold: Some(prefix),
+            ..FakeComet::default()
+        })
+    }
+
     /// The first `n` calls fail as unavailable.
-    pub(crate) fn failing_first(n: usize) -> Arc<FakeComet> {
+    pub fn failing_first(n: usize) -> Arc<FakeComet> {
         Arc::new(FakeComet {
             unavailable_first: AtomicUsize::new(n),
             ..FakeComet::default()
@@ -75,23 +92,40 @@ impl FakeComet {
     }
 
     /// Every call fails with `err`.
-    pub(crate) fn failing(err: CometError) -> Arc<FakeComet> {
+    pub fn failing(err: CometError) -> Arc<FakeComet> {
         Arc::new(FakeComet {
             always: Some(err),
             ..FakeComet::default()
         })
     }
 
-    pub(crate) fn calls(&self) -> Vec<Call> {
+    /// The calls accepted so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().clone()
     }
 
-    pub(crate) fn attempts(&self) -> usize {
+    /// The bodies of the inner frames of the calls accepted so far, in order.
+    pub fn bodies(&self) -> Vec<Bytes> {
+        self.calls
+            .lock()
+            .iter()
+            .flat_map(Call::frames)
+            .map(|frame| frame.body)
+            .collect()
+    }
+
+    /// How many calls were made so far (accepted or not).
+    pub fn attempts(&self) -> usize {
         self.attempts.load(Ordering::SeqCst)
     }
 
+    /// How many calls a [`FakeComet::holding`] comet holds (never answers).
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
     /// Waits until at least `n` calls were made (accepted or not).
-    pub(crate) async fn wait_attempts(&self, n: usize) {
+    pub async fn wait_attempts(&self, n: usize) {
         loop {
             let changed = self.changed.notified();
             if self.attempts() >= n {
@@ -102,7 +136,7 @@ impl FakeComet {
     }
 
     /// Waits until at least `n` calls were accepted.
-    pub(crate) async fn wait_calls(&self, n: usize) {
+    pub async fn wait_calls(&self, n: usize) {
         loop {
             let changed = self.changed.notified();
             if self.calls.lock().len() >= n {
@@ -115,6 +149,12 @@ impl FakeComet {
     async fn handle(&self, call: Call) -> Result<(), CometError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_waiters();
+        if let Some(prefix) = self.hold {
+            if call.frames().iter().any(|f| f.body.starts_with(prefix)) {
+                self.held.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            }
+        }
         if let Some(gate) = &self.gate {
             if let Ok(permit) = gate.acquire().await {
                 permit.forget();
@@ -151,7 +191,8 @@ impl CometClient for FakeComet {
     }
 }
 
-pub(crate) fn push(server: &str, keys: &[&str], op: i32, body: &'static [u8]) -> PushMsg {
+/// A keyed push record for `keys` on comet `server`.
+pub fn push(server: &str, keys: &[&str], op: i32, body: &'static [u8]) -> PushMsg {
     PushMsg {
         r#type: Type::Push.into(),
         operation: op,
@@ -162,7 +203,8 @@ pub(crate) fn push(server: &str, keys: &[&str], op: i32, body: &'static [u8]) ->
     }
 }
 
-pub(crate) fn room(room: &str, op: i32, body: impl Into<Bytes>) -> PushMsg {
+/// A room push record.
+pub fn room(room: &str, op: i32, body: impl Into<Bytes>) -> PushMsg {
     PushMsg {
         r#type: Type::Room.into(),
         operation: op,
@@ -172,7 +214,8 @@ pub(crate) fn room(room: &str, op: i32, body: impl Into<Bytes>) -> PushMsg {
     }
 }
 
-pub(crate) fn broadcast(op: i32, speed: i32, body: &'static [u8]) -> PushMsg {
+/// A broadcast record, at `speed` (0: no limit).
+pub fn broadcast(op: i32, speed: i32, body: &'static [u8]) -> PushMsg {
     PushMsg {
         r#type: Type::Broadcast.into(),
         operation: op,
