@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Http;
-use rim_testkit::{Client, Token};
+use rim_testkit::{poll, Client, Token};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -557,23 +557,16 @@ async fn sighup_reloads_the_tls_certificate() {
     );
     common::cluster::signal(&server.child, "-HUP");
     // The reload runs in the process: poll, with a deadline, until it served.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    let served = poll::eventually(DEADLINE, Duration::from_millis(20), async || {
         if let Some(status) = server.child.try_wait().expect("rim's status") {
             panic!("rim exited on SIGHUP ({status})");
         }
-        match served_cert(tls, &second.der).await {
-            Ok(served) => {
-                assert_eq!(served, second.der);
-                break;
-            }
-            Err(e) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "the new certificate was never served after SIGHUP: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        served_cert(tls, &second.der)
+            .await
+            .map_err(|e| format!("the new certificate was never served after SIGHUP: {e}"))
+    })
+    .await;
+    assert_eq!(served, second.der);
     // The old certificate is no longer served.
     assert!(served_cert(tls, &first.der).await.is_err());
 

@@ -503,10 +503,11 @@ mod tests {
     use rim_proto::pb::comet::BroadcastReq;
 
     use rim_queue::{Outcome, Position, Receipt};
+    use rim_testkit::metrics::TestRecorder;
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::testing::{broadcast, push, room, Call, FakeComet, TestRecorder};
+    use crate::testing::{broadcast, push, room, Call, FakeComet};
 
     fn job_with(comets: &[(&str, Arc<FakeComet>)]) -> Arc<Job> {
         let job = Job::new(Config::default());

@@ -39,6 +39,7 @@
 //! - [`discovery`]: which comets a job pushes to, from static ones and the
 //!   routers' online reports: joins, the missed-health-check rule for leaves,
 //!   the backoff of stale reports ([`discovery::discover`]).
+//! - `testing` (feature `test-util`): test support for the integration tests.
 
 #![warn(missing_docs)]
 
@@ -59,5 +60,5 @@ pub use error::JobError;
 pub use job::{Delivery, Job};
 pub use metrics::describe_metrics;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;

@@ -438,8 +438,9 @@ impl Batcher {
 mod tests {
     use futures_util::FutureExt;
     use rim_proto::encode_raw_push;
+    use rim_testkit::metrics::TestRecorder;
 
-    use crate::testing::{room, Call, FakeComet, TestRecorder};
+    use crate::testing::{room, Call, FakeComet};
     use crate::{Config, Job, JobError, RoomConfig};
 
     use super::*;

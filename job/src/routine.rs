@@ -468,8 +468,9 @@ impl Routine {
 #[cfg(test)]
 mod tests {
     use futures_util::FutureExt;
+    use rim_testkit::metrics::TestRecorder;
 
-    use crate::testing::{push, room, FakeComet, TestRecorder};
+    use crate::testing::{push, room, FakeComet};
     use crate::{Config, Job};
 
     use super::*;

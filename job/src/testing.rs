@@ -1,14 +1,12 @@
-//! Test support: a recording fake comet and a metrics recorder to read counters.
+//! Test support, for this crate's unit tests and for its integration tests
+//! (feature `test-util`): a fake comet that records what it accepted, and
+//! push records to give a job. Not part of the supported API.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use metrics::{
-    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-};
 use parking_lot::Mutex;
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
@@ -19,15 +17,18 @@ use crate::{CometCallError, CometClient};
 
 /// One call a comet accepted.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Call {
+pub enum Call {
+    /// `push_msg`: a push to keys.
     Push(PushMsgReq),
+    /// `broadcast`: a push to every connection.
     Broadcast(BroadcastReq),
+    /// `broadcast_room`: a push (or a batch) to one room.
     Room(BroadcastRoomReq),
 }
 
 impl Call {
     /// The inner frames of a call's op 9 body.
-    pub(crate) fn frames(&self) -> Vec<Frame> {
+    pub fn frames(&self) -> Vec<Frame> {
         let proto = match self {
             Call::Push(r) => r.proto.as_ref(),
             Call::Broadcast(r) => r.proto.as_ref(),
@@ -38,25 +39,28 @@ impl Call {
     }
 }
 
-/// A comet that records what it accepted; it can hold calls at a gate, fail
-/// the first calls as unavailable, or fail every call.
+/// A comet that records what it accepted; it can hold calls at a gate, never
+/// answer some calls, fail the first calls as unavailable, or fail every call.
 #[derive(Default)]
-pub(crate) struct FakeComet {
+pub struct FakeComet {
     calls: Mutex<Vec<Call>>,
     attempts: AtomicUsize,
     gate: Option<Arc<Semaphore>>,
+    hold: Option<&'static [u8]>,
+    held: AtomicUsize,
     unavailable_first: AtomicUsize,
     always: Option<CometCallError>,
     changed: Notify,
 }
 
 impl FakeComet {
-    pub(crate) fn accepting() -> Arc<FakeComet> {
+    /// Accepts every call.
+    pub fn accepting() -> Arc<FakeComet> {
         Arc::new(FakeComet::default())
     }
 
     /// Each call waits for a permit of the returned semaphore (none at first).
-    pub(crate) fn gated() -> (Arc<FakeComet>, Arc<Semaphore>) {
+    pub fn gated() -> (Arc<FakeComet>, Arc<Semaphore>) {
         let gate = Arc::new(Semaphore::new(0));
         let comet = FakeComet {
             gate: Some(gate.clone()),
@@ -66,12 +70,21 @@ impl FakeComet {
     }
 
     /// Never answers.
-    pub(crate) fn hanging() -> Arc<FakeComet> {
+    pub fn hanging() -> Arc<FakeComet> {
         FakeComet::gated().0
     }
 
+    /// Never answers a call with an inner frame whose body starts with
+    /// `prefix` (counted by [`FakeComet::held`]); accepts the others.
+    pub fn holding(prefix: &'static [u8]) -> Arc<FakeComet> {
+        Arc::new(FakeComet {
+            hold: Some(prefix),
+            ..FakeComet::default()
+        })
+    }
+
     /// The first `n` calls fail as unavailable.
-    pub(crate) fn failing_first(n: usize) -> Arc<FakeComet> {
+    pub fn failing_first(n: usize) -> Arc<FakeComet> {
         Arc::new(FakeComet {
             unavailable_first: AtomicUsize::new(n),
             ..FakeComet::default()
@@ -79,23 +92,40 @@ impl FakeComet {
     }
 
     /// Every call fails with `err`.
-    pub(crate) fn failing(err: CometCallError) -> Arc<FakeComet> {
+    pub fn failing(err: CometCallError) -> Arc<FakeComet> {
         Arc::new(FakeComet {
             always: Some(err),
             ..FakeComet::default()
         })
     }
 
-    pub(crate) fn calls(&self) -> Vec<Call> {
+    /// The calls accepted so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().clone()
     }
 
-    pub(crate) fn attempts(&self) -> usize {
+    /// The bodies of the inner frames of the calls accepted so far, in order.
+    pub fn bodies(&self) -> Vec<Bytes> {
+        self.calls
+            .lock()
+            .iter()
+            .flat_map(Call::frames)
+            .map(|frame| frame.body)
+            .collect()
+    }
+
+    /// How many calls were made so far (accepted or not).
+    pub fn attempts(&self) -> usize {
         self.attempts.load(Ordering::SeqCst)
     }
 
+    /// How many calls a [`FakeComet::holding`] comet holds (never answers).
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
     /// Waits until at least `n` calls were made (accepted or not).
-    pub(crate) async fn wait_attempts(&self, n: usize) {
+    pub async fn wait_attempts(&self, n: usize) {
         loop {
             let changed = self.changed.notified();
             if self.attempts() >= n {
@@ -106,7 +136,7 @@ impl FakeComet {
     }
 
     /// Waits until at least `n` calls were accepted.
-    pub(crate) async fn wait_calls(&self, n: usize) {
+    pub async fn wait_calls(&self, n: usize) {
         loop {
             let changed = self.changed.notified();
             if self.calls.lock().len() >= n {
@@ -119,6 +149,12 @@ impl FakeComet {
     async fn handle(&self, call: Call) -> Result<(), CometCallError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_waiters();
+        if let Some(prefix) = self.hold {
+            if call.frames().iter().any(|f| f.body.starts_with(prefix)) {
+                self.held.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            }
+        }
         if let Some(gate) = &self.gate {
             if let Ok(permit) = gate.acquire().await {
                 permit.forget();
@@ -155,7 +191,8 @@ impl CometClient for FakeComet {
     }
 }
 
-pub(crate) fn push(server: &str, keys: &[&str], op: i32, body: &'static [u8]) -> PushMsg {
+/// A keyed push record for `keys` on comet `server`.
+pub fn push(server: &str, keys: &[&str], op: i32, body: &'static [u8]) -> PushMsg {
     PushMsg {
         r#type: Type::Push.into(),
         operation: op,
@@ -166,7 +203,8 @@ pub(crate) fn push(server: &str, keys: &[&str], op: i32, body: &'static [u8]) ->
     }
 }
 
-pub(crate) fn room(room: &str, op: i32, body: impl Into<Bytes>) -> PushMsg {
+/// A room push record.
+pub fn room(room: &str, op: i32, body: impl Into<Bytes>) -> PushMsg {
     PushMsg {
         r#type: Type::Room.into(),
         operation: op,
@@ -176,90 +214,13 @@ pub(crate) fn room(room: &str, op: i32, body: impl Into<Bytes>) -> PushMsg {
     }
 }
 
-pub(crate) fn broadcast(op: i32, speed: i32, body: &'static [u8]) -> PushMsg {
+/// A broadcast record, at `speed` (0: no limit).
+pub fn broadcast(op: i32, speed: i32, body: &'static [u8]) -> PushMsg {
     PushMsg {
         r#type: Type::Broadcast.into(),
         operation: op,
         speed,
         msg: Bytes::from_static(body),
         ..PushMsg::default()
-    }
-}
-
-/// A recorder for `metrics::set_default_local_recorder` (current-thread tests).
-#[derive(Default)]
-pub(crate) struct TestRecorder {
-    counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    histograms: Mutex<HashMap<String, Arc<Samples>>>,
-}
-
-#[derive(Default)]
-pub(crate) struct Samples(Mutex<Vec<f64>>);
-
-impl HistogramFn for Samples {
-    fn record(&self, value: f64) {
-        self.0.lock().push(value);
-    }
-}
-
-/// `name{k=v,...}` with labels sorted, or `name` without labels.
-fn key_string(key: &Key) -> String {
-    let mut labels: Vec<String> = key
-        .labels()
-        .map(|l| format!("{}={}", l.key(), l.value()))
-        .collect();
-    labels.sort();
-    if labels.is_empty() {
-        key.name().to_owned()
-    } else {
-        format!("{}{{{}}}", key.name(), labels.join(","))
-    }
-}
-
-impl TestRecorder {
-    /// A counter's value, e.g. `rim_job_dropped_total{reason=no_comets}`.
-    pub(crate) fn counter(&self, key: &str) -> u64 {
-        self.counters
-            .lock()
-            .get(key)
-            .map_or(0, |c| c.load(Ordering::SeqCst))
-    }
-
-    /// A histogram's recorded values.
-    pub(crate) fn samples(&self, key: &str) -> Vec<f64> {
-        self.histograms
-            .lock()
-            .get(key)
-            .map_or_else(Vec::new, |h| h.0.lock().clone())
-    }
-}
-
-impl Recorder for TestRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let counter = self
-            .counters
-            .lock()
-            .entry(key_string(key))
-            .or_default()
-            .clone();
-        Counter::from_arc(counter)
-    }
-
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
-    }
-
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        let samples = self
-            .histograms
-            .lock()
-            .entry(key_string(key))
-            .or_default()
-            .clone();
-        Histogram::from_arc(samples)
     }
 }

@@ -6,15 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use parking_lot::Mutex;
-use rim_job::{CometCallError, CometClient, Job};
-use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
+use rim_job::testing::FakeComet;
+use rim_job::{CometClient, Job};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
 use rim_queue::kafka::{KafkaConfig, KafkaQueue, KafkaSource};
 use rim_queue::{PushQueue, QueueError};
+use rim_testkit::poll;
 use rim_testkit::services::{self, unique};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The distributed job's consumer: `job` over a Kafka source until `stop`.
@@ -28,63 +26,15 @@ async fn consume(
     Ok(())
 }
 
-/// Records keyed pushes; never answers pushes whose body starts with `hang`.
-struct Recorder {
-    bodies: Mutex<Vec<Vec<u8>>>,
-    hanging: Mutex<usize>,
-    changed: Notify,
+/// A comet that accepts pushes, except those whose body starts with `hang`:
+/// it never answers them.
+fn new_comet() -> Arc<FakeComet> {
+    FakeComet::holding(b"hang")
 }
 
-impl Recorder {
-    fn new() -> Arc<Recorder> {
-        Arc::new(Recorder {
-            bodies: Mutex::new(Vec::new()),
-            hanging: Mutex::new(0),
-            changed: Notify::new(),
-        })
-    }
-
-    async fn wait_until(&self, what: &str, done: impl Fn(&Recorder) -> bool) {
-        self.wait_within(Duration::from_secs(60), what, done).await
-    }
-
-    async fn wait_within(&self, within: Duration, what: &str, done: impl Fn(&Recorder) -> bool) {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let notified = self.changed.notified();
-            if done(self) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            let _ = tokio::time::timeout(Duration::from_millis(500), notified).await;
-        }
-    }
-}
-
-#[async_trait]
-impl CometClient for Recorder {
-    async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometCallError> {
-        let inner = req.proto.map(|p| p.body.to_vec()).unwrap_or_default();
-        let body = inner[16..].to_vec();
-        if body.starts_with(b"hang") {
-            *self.hanging.lock() += 1;
-            self.changed.notify_waiters();
-            std::future::pending::<()>().await;
-        }
-        self.bodies.lock().push(body);
-        self.changed.notify_waiters();
-        Ok(())
-    }
-    async fn broadcast(&self, _req: BroadcastReq) -> Result<(), CometCallError> {
-        Ok(())
-    }
-    async fn broadcast_room(&self, _req: BroadcastRoomReq) -> Result<(), CometCallError> {
-        Ok(())
-    }
-}
+/// How long a test waits for a delivery, and how often it looks.
+const WAIT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(20);
 
 /// Produces push records for `server`, all with key `k` (one partition).
 async fn produce(broker: &str, topic: &str, server: &str, bodies: impl Iterator<Item = String>) {
@@ -118,7 +68,7 @@ fn config(broker: &str, topic: &str, group: &str) -> KafkaConfig {
     }
 }
 
-fn job(comets: &[(&str, &Arc<Recorder>)]) -> Arc<Job> {
+fn job(comets: &[(&str, &Arc<FakeComet>)]) -> Arc<Job> {
     let job = Job::new(rim_job::Config {
         push_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_millis(300),
@@ -130,10 +80,10 @@ fn job(comets: &[(&str, &Arc<Recorder>)]) -> Arc<Job> {
     job
 }
 
-fn bodies(comet: &Recorder, prefix: &str) -> Vec<String> {
+/// The bodies `comet` accepted that start with `prefix`, in order.
+fn bodies(comet: &FakeComet, prefix: &str) -> Vec<String> {
     comet
-        .bodies
-        .lock()
+        .bodies()
         .iter()
         .map(|b| String::from_utf8_lossy(b).into_owned())
         .filter(|b| b.starts_with(prefix))
@@ -147,16 +97,17 @@ async fn records_reach_the_comet_in_order() {
     };
     let topic = unique("rim-test-consume");
     produce(&broker, &topic, "comet-1", (0..50).map(|i| format!("m{i}"))).await;
-    let comet = Recorder::new();
+    let comet = new_comet();
     let stop = CancellationToken::new();
     let task = tokio::spawn(consume(
         job(&[("comet-1", &comet)]),
         config(&broker, &topic, &unique("g")),
         stop.clone(),
     ));
-    comet
-        .wait_until("50 records", |c| c.bodies.lock().len() >= 50)
-        .await;
+    poll::until("50 records never arrived", WAIT, POLL, async || {
+        comet.bodies().len() >= 50
+    })
+    .await;
     let expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     assert_eq!(bodies(&comet, "m"), expected);
     stop.cancel();
@@ -181,33 +132,36 @@ async fn unaccepted_records_stay_uncommitted_and_a_new_job_redelivers_them() {
 
     // The comet accepts the ok-* records and never answers the hang-* ones;
     // the job is stopped while they are in flight.
-    let comet = Recorder::new();
+    let comet = new_comet();
     let stop = CancellationToken::new();
     let task = tokio::spawn(consume(
         job(&[("comet-1", &comet)]),
         config(&broker, &topic, &group),
         stop.clone(),
     ));
-    comet
-        .wait_until("ok-* delivered and hang-0 in flight", |c| {
-            c.bodies.lock().len() == 3 && *c.hanging.lock() >= 1
-        })
-        .await;
+    poll::until(
+        "ok-* not all delivered, or hang-0 not in flight",
+        WAIT,
+        POLL,
+        async || comet.bodies().len() == 3 && comet.held() >= 1,
+    )
+    .await;
     stop.cancel();
     task.await.unwrap().unwrap();
 
     // A new job in the group starts after the accepted records: it gets every
     // hang-* record again and none of the ok-* ones.
-    let again = Recorder::new();
+    let again = new_comet();
     let stop = CancellationToken::new();
     let task = tokio::spawn(consume(
         job(&[("comet-1", &again)]),
         config(&broker, &topic, &group),
         stop.clone(),
     ));
-    again
-        .wait_until("hang-0 redelivered", |c| *c.hanging.lock() >= 1)
-        .await;
+    poll::until("hang-0 never redelivered", WAIT, POLL, async || {
+        again.held() >= 1
+    })
+    .await;
     assert!(
         bodies(&again, "ok").is_empty(),
         "accepted records were not committed: {:?}",
@@ -238,20 +192,25 @@ async fn an_accepted_record_never_commits_past_one_in_flight_on_another_comet() 
     )
     .await;
 
-    let hung = Recorder::new();
-    let fast = Recorder::new();
+    let hung = new_comet();
+    let fast = new_comet();
     let stop = CancellationToken::new();
     let task = tokio::spawn(consume(
         job(&[("comet-1", &hung), ("comet-2", &fast)]),
         config(&broker, &topic, &group),
         stop.clone(),
     ));
-    fast.wait_until("ok-0 and ok-1 accepted by comet-2", |c| {
-        c.bodies.lock().len() == 2
+    poll::until(
+        "ok-0 and ok-1 never accepted by comet-2",
+        WAIT,
+        POLL,
+        async || fast.bodies().len() == 2,
+    )
+    .await;
+    poll::until("hang never in flight on comet-1", WAIT, POLL, async || {
+        hung.held() == 1
     })
     .await;
-    hung.wait_until("hang in flight on comet-1", |c| *c.hanging.lock() == 1)
-        .await;
     assert_eq!(bodies(&fast, ""), ["ok-0", "ok-1"]);
     stop.cancel();
     task.await.unwrap().unwrap();
@@ -266,22 +225,26 @@ async fn an_accepted_record_never_commits_past_one_in_flight_on_another_comet() 
         ["marker".to_owned()].into_iter(),
     )
     .await;
-    let hung = Recorder::new();
-    let fast = Recorder::new();
+    let hung = new_comet();
+    let fast = new_comet();
     let stop = CancellationToken::new();
     let task = tokio::spawn(consume(
         job(&[("comet-1", &hung), ("comet-2", &fast)]),
         config(&broker, &topic, &group),
         stop.clone(),
     ));
-    fast.wait_until("the marker delivered by the new job", |c| {
-        bodies(c, "marker").len() == 1
-    })
+    poll::until(
+        "the new job never delivered the marker",
+        WAIT,
+        POLL,
+        async || bodies(&fast, "marker").len() == 1,
+    )
     .await;
-    hung.wait_within(
+    poll::until(
+        "hang not redelivered to comet-1 (the committed offset passed it)",
         Duration::from_secs(10),
-        "hang redelivered to comet-1 (the committed offset passed it)",
-        |c| *c.hanging.lock() == 1,
+        POLL,
+        async || hung.held() == 1,
     )
     .await;
     stop.cancel();

@@ -1,8 +1,16 @@
-//! Dev-only test kit: a goim wire-protocol client over TCP and WebSocket.
+//! Dev-only test kit: a goim wire-protocol client over TCP and WebSocket, and
+//! the test support several crates share.
 //!
-//! Used by rim's end-to-end tests and tools. It speaks exactly what a goim
-//! client speaks: op 7 auth with the JSON token, op 2 heartbeats, and it
-//! unwraps op 9 pushes on WebSocket the way goim's `client.js` does.
+//! The client ([`Client`]) is used by rim's end-to-end tests and tools. It
+//! speaks exactly what a goim client speaks: op 7 auth with the JSON token,
+//! op 2 heartbeats, and it unwraps op 9 pushes on WebSocket the way goim's
+//! `client.js` does.
+//!
+//! Shared test support:
+//! - [`metrics`]: a metrics recorder to read counters and histograms.
+//! - [`poll`]: waiting, up to a deadline, for something that happens eventually.
+//! - [`services`]: the suite's Kafka and Redis, for tests that need them.
+//! - [`deadline`]: silent peers, and the check that a call's deadline fired.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,6 +27,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::codec::Decoder;
 
 pub mod deadline;
+pub mod metrics;
+pub mod poll;
 pub mod services;
 
 /// Default wait for something that should arrive.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use rim_testkit::poll;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -220,27 +221,29 @@ async fn spawn_job(
 pub async fn wait_for_job_comets(job: &Proc, n: usize) {
     let metrics = format!("http://{}/metrics", job.addr("metrics"));
     let want = format!("rim_job_comets {n}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(resp) = reqwest::get(&metrics).await {
-            if resp
-                .text()
-                .await
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l.trim() == want)
-            {
-                return;
+    poll::eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            if let Ok(resp) = reqwest::get(&metrics).await {
+                if resp
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.trim() == want)
+                {
+                    return Ok(());
+                }
             }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never saw {n} comets; its log:\n{}",
-            job.name,
-            job.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            Err(format!(
+                "{} never saw {n} comets; its log:\n{}",
+                job.name,
+                job.log()
+            ))
+        },
+    )
+    .await
 }
 
 /// Sends `sig` (as `kill` takes it, e.g. `-STOP`) to a running child.

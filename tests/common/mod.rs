@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use rim::config::StandaloneConfig;
 use rim::standalone::Standalone;
+use rim_testkit::poll;
 use serde_json::Value;
 
 /// A test configuration: every listener on an ephemeral loopback port and
@@ -132,19 +133,16 @@ impl Http {
         deadline: tokio::time::Instant,
         what: &str,
     ) {
-        loop {
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        poll::eventually(within, Duration::from_millis(200), async || {
             let reply = self.post(path_and_query, body).await.expect("http request");
             if reply.status == 200 {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{what}: {} {:?}", reply.status, reply.json))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: {} {:?}",
-                reply.status,
-                reply.json
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     /// POSTs and asserts goim v1 success `{"ret":1}` with HTTP 200.
@@ -157,19 +155,21 @@ impl Http {
     /// Polls a GET until `check` accepts the JSON (online counts converge on
     /// the comet's report interval), failing after 10 s.
     pub async fn get_until(&self, path_and_query: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let reply = self.get(path_and_query).await.expect("http request");
-            if reply.status == 200 && check(&reply.json) {
-                return reply.json;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "{path_and_query} never matched; last reply {:?}",
-                    reply.json
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll::eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            async || {
+                let reply = self.get(path_and_query).await.expect("http request");
+                if reply.status == 200 && check(&reply.json) {
+                    Ok(reply.json)
+                } else {
+                    Err(format!(
+                        "{path_and_query} never matched; last reply {} {:?}",
+                        reply.status, reply.json
+                    ))
+                }
+            },
+        )
+        .await
     }
 }

@@ -1,6 +1,6 @@
 //! Test fixtures: a fake logic, a comet served on 127.0.0.1:0, tiny raw goim
-//! clients for TCP (plain or over any stream, e.g. TLS) and WebSocket, and a
-//! metrics recorder.
+//! clients for TCP (plain or over any stream, e.g. TLS) and WebSocket, and
+//! testkit's metrics recorder.
 
 #![allow(dead_code)]
 
@@ -600,79 +600,5 @@ impl WsClient {
 
 // === metrics ===
 
-/// Records counters in memory; install with `metrics::set_default_local_recorder`
-/// in a current-thread test so every task of the test reports to it.
-#[derive(Default)]
-pub struct TestRecorder {
-    counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
-}
-
-impl TestRecorder {
-    /// The counter's value; `name` is `metric` or `metric{label=value,...}`.
-    pub fn counter(&self, name: &str) -> u64 {
-        self.counters
-            .lock()
-            .unwrap()
-            .get(name)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    }
-}
-
-fn key_name(key: &metrics::Key) -> String {
-    let mut labels: Vec<String> = key
-        .labels()
-        .map(|l| format!("{}={}", l.key(), l.value()))
-        .collect();
-    if labels.is_empty() {
-        return key.name().to_owned();
-    }
-    labels.sort();
-    format!("{}{{{}}}", key.name(), labels.join(","))
-}
-
-impl metrics::Recorder for TestRecorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let counter = self
-            .counters
-            .lock()
-            .unwrap()
-            .entry(key_name(key))
-            .or_default()
-            .clone();
-        metrics::Counter::from_arc(counter)
-    }
-
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
+/// Install with `metrics::set_default_local_recorder` in a current-thread test.
+pub use rim_testkit::metrics::TestRecorder;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rim_comet::Config;
+use rim_testkit::poll;
 use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
@@ -12,21 +13,22 @@ use crate::common::*;
 /// Connects until the comet takes a connection as far as an auth reply
 /// (the previous holder's slot may take a moment to be given back).
 async fn connect_when_admitted(h: &Harness, key: &str) -> TcpClient {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    poll::eventually(WAIT, Duration::from_millis(10), async || {
         let mut client = TcpClient::connect(h.tcp).await;
         client
             .send(1, 7, 1, token(1, key, "", &[]).as_bytes())
             .await;
         let mut head = [0u8; 16];
         use tokio::io::AsyncReadExt;
-        if let Ok(Ok(16)) = tokio::time::timeout(WAIT, client.stream.read_exact(&mut head)).await {
-            assert_eq!(head.to_vec(), frame(1, 8, 1, b""));
-            return client;
+        match tokio::time::timeout(WAIT, client.stream.read_exact(&mut head)).await {
+            Ok(Ok(16)) => {
+                assert_eq!(head.to_vec(), frame(1, 8, 1, b""));
+                Ok(client)
+            }
+            last => Err(format!("never admitted (last try: {last:?})")),
         }
-        assert!(tokio::time::Instant::now() < deadline, "never admitted");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "current_thread")]

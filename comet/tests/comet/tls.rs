@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
 use rim_comet::{Comet, CometConfigError, Config, Listeners};
+use rim_testkit::poll;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
@@ -128,15 +129,6 @@ async fn tls_connect(
 /// The leaf certificate the server presented.
 fn server_cert(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
     stream.get_ref().1.peer_certificates().unwrap()[0].clone()
-}
-
-/// Polls `done` until it holds, failing after [`WAIT`].
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 // === tests ===
@@ -427,9 +419,12 @@ async fn the_watch_reloads_changed_files_and_skips_broken_ones() {
     let aside = files.cert.with_extension("new");
     fs::write(&aside, "garbage").unwrap();
     fs::rename(&aside, &files.cert).unwrap();
-    wait_until("the broken file is reported", async || {
-        recorder.counter("rim_comet_tls_reloads_total{result=error}") == 1
-    })
+    poll::until(
+        "the broken file was never reported",
+        WAIT,
+        Duration::from_millis(20),
+        async || recorder.counter("rim_comet_tls_reloads_total{result=error}") == 1,
+    )
     .await;
     assert_eq!(server_cert(&tls_connect(tls, &a.der).await.unwrap()), a.der);
     // Ten more ticks of the watch do not report the same file again. (The
@@ -443,9 +438,12 @@ async fn the_watch_reloads_changed_files_and_skips_broken_ones() {
 
     // New files: picked up without being asked.
     files.write(&b);
-    wait_until("B is served", async || {
-        tls_connect(tls, &b.der).await.is_ok()
-    })
+    poll::until(
+        "B was never served",
+        WAIT,
+        Duration::from_millis(20),
+        async || tls_connect(tls, &b.der).await.is_ok(),
+    )
     .await;
     assert_eq!(
         recorder.counter("rim_comet_tls_reloads_total{result=ok}"),
