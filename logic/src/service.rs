@@ -356,8 +356,11 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn invalid_tokens_are_refused() {
+        let recorder = rim_testkit::metrics::TestRecorder::default();
+        let _guard = metrics::set_default_local_recorder(&recorder);
         let (logic, _rx, _) = logic();
-        for token in ["", "not json", r#"{"mid":"x"}"#, r#"{"mid":1.5}"#, "[1]"] {
+        let tokens = ["", "not json", r#"{"mid":"x"}"#, r#"{"mid":1.5}"#, "[1]"];
+        for token in tokens {
             let err = logic.connect(connect_req("c", token)).await.unwrap_err();
             match err {
                 LogicError::Refused(message) => {
@@ -366,6 +369,16 @@ pub(crate) mod tests {
                 other => panic!("{token:?}: expected Refused, got {other:?}"),
             }
         }
+        // Every refusal is counted, as a refusal.
+        assert_eq!(
+            recorder.counter("rim_logic_connects_total{result=refused}"),
+            tokens.len() as u64
+        );
+        assert_eq!(recorder.counter("rim_logic_connects_total{result=ok}"), 0);
+        assert_eq!(
+            recorder.counter("rim_logic_connects_total{result=error}"),
+            0
+        );
     }
 
     #[track_caller]
