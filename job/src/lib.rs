@@ -58,7 +58,6 @@ pub use comet::{CometCallError, CometClient};
 pub use config::{Config, RoomConfig};
 pub use error::JobError;
 pub use job::{Delivery, Job};
-pub use metrics::describe_metrics;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -3,7 +3,7 @@
 //! Drops are counted per message and per comet: a room batch of 10 messages
 //! that one comet did not accept adds 10 to `rim_job_dropped_total`.
 
-use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics::{counter, histogram};
 
 /// Records consumed, by `type` (`push`, `room`, `broadcast`).
 pub const PUSHES_TOTAL: &str = "rim_job_pushes_total";
@@ -16,24 +16,6 @@ pub const COMET_ERRORS_TOTAL: &str = "rim_job_comet_errors_total";
 /// Time to route one record into the comets' queues (the bounded enqueue:
 /// backpressure from slow comets shows here).
 pub const DISPATCH_SECONDS: &str = "rim_job_dispatch_seconds";
-
-/// Registers descriptions of the job's metrics with the installed recorder.
-pub fn describe_metrics() {
-    describe_counter!(PUSHES_TOTAL, "push records consumed by the job, by type");
-    describe_counter!(
-        DROPPED_TOTAL,
-        "messages not delivered to a comet, per message and comet, by reason"
-    );
-    describe_histogram!(ROOM_BATCH_MESSAGES, "messages per room batch");
-    describe_counter!(
-        COMET_ERRORS_TOTAL,
-        "failed comet calls, retries included, by server"
-    );
-    describe_histogram!(
-        DISPATCH_SECONDS,
-        "time to route one record into the comets' queues"
-    );
-}
 
 pub(crate) fn pushed(kind: &'static str) {
     counter!(PUSHES_TOTAL, "type" => kind).increment(1);
