@@ -15,8 +15,29 @@ use serde_json::Value;
 use crate::config::{AuthConfig, AuthMode, JwtAlgorithm};
 use crate::token::Token;
 
-/// Verifies client tokens; built once from the config.
-pub(crate) enum Authenticator {
+/// Verifies the auth token a client sends with op 7 (its connect request)
+/// and gives the identity the connection gets, per [`AuthConfig`].
+///
+/// Build it once from the config with [`Authenticator::from_config`] (in
+/// `jwt` mode this loads the key), then call [`Authenticator::authenticate`]
+/// for each connect. [`Logic`](crate::Logic) holds one; a library user needs
+/// its own only to check tokens outside logic (a gateway, a test, a fuzzer).
+///
+/// ```
+/// use rim_logic::{AuthConfig, Authenticator};
+///
+/// // `trust` mode (goim's): the JSON token is believed as it is.
+/// let auth = Authenticator::from_config(&AuthConfig::default());
+/// let token = auth
+///     .authenticate(br#"{"mid":123,"room_id":"live://1000"}"#, 1_700_000_000)
+///     .unwrap();
+/// assert_eq!((token.mid, token.room_id.as_str()), (123, "live://1000"));
+/// assert!(auth.authenticate(b"[1]", 1_700_000_000).is_err());
+/// ```
+pub struct Authenticator(Mode);
+
+/// How an [`Authenticator`] checks tokens.
+enum Mode {
     /// Believe the client (goim).
     Trust,
     /// Verify a JWT.
@@ -28,16 +49,16 @@ pub(crate) enum Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Authenticator::Trust => f.write_str("Trust"),
-            Authenticator::Jwt(v) => write!(f, "Jwt({:?})", v.algorithm),
-            Authenticator::Broken(reason) => write!(f, "Broken({reason})"),
+        match &self.0 {
+            Mode::Trust => f.write_str("Trust"),
+            Mode::Jwt(v) => write!(f, "Jwt({:?})", v.algorithm),
+            Mode::Broken(reason) => write!(f, "Broken({reason})"),
         }
     }
 }
 
 /// The key and rules a JWT is checked with.
-pub(crate) struct JwtVerifier {
+struct JwtVerifier {
     algorithm: Algorithm,
     key: DecodingKey,
     validation: Validation,
@@ -103,37 +124,46 @@ pub(crate) fn decoding_key(config: &AuthConfig) -> Result<DecodingKey, (&'static
 }
 
 impl Authenticator {
-    /// The authenticator of a config. A `jwt` config whose key cannot be
-    /// loaded gives one that refuses everyone.
-    pub(crate) fn from_config(config: &AuthConfig) -> Authenticator {
-        match config.mode() {
+    /// The authenticator of a config (its mode, unset meaning `trust`; see
+    /// [`AuthConfig::mode`]). A `jwt` config whose key cannot be loaded
+    /// gives one that refuses everyone, and logs why once;
+    /// [`Config::validate`](crate::Config::validate) reports that
+    /// misconfiguration as an error instead.
+    pub fn from_config(config: &AuthConfig) -> Authenticator {
+        Authenticator(match config.mode() {
             AuthMode::Trust => {
                 tracing::warn!(
                     "client tokens are not verified (logic.auth.mode = \"trust\"): \
                      any client can claim any user and room"
                 );
-                Authenticator::Trust
+                Mode::Trust
             }
             AuthMode::Jwt => match decoding_key(config) {
-                Ok(key) => Authenticator::Jwt(Box::new(JwtVerifier::new(config, key))),
+                Ok(key) => Mode::Jwt(Box::new(JwtVerifier::new(config, key))),
                 Err((field, reason)) => {
                     let reason = format!("logic.{field}: {reason}");
                     tracing::error!(%reason, "jwt auth misconfigured: every client will be refused");
-                    Authenticator::Broken(reason)
+                    Mode::Broken(reason)
                 }
             },
-        }
+        })
     }
 
-    /// The identity of a client from its op 7 body at Unix time `now`, or
-    /// why it is refused (a message for logs; the client sees none).
-    pub(crate) fn authenticate(&self, raw: &[u8], now: i64) -> Result<Token, String> {
-        match self {
-            Authenticator::Trust => {
-                Token::parse(raw).map_err(|err| format!("invalid token: {err}"))
-            }
-            Authenticator::Jwt(verifier) => verifier.authenticate(raw, now),
-            Authenticator::Broken(reason) => Err(format!("jwt auth misconfigured: {reason}")),
+    /// The identity of a client from its op 7 body `raw` at Unix time `now`
+    /// (seconds; `exp` and `nbf` are checked against it), or why it is
+    /// refused (a message for logs; the client sees none).
+    ///
+    /// - `trust`: `raw` must be goim's JSON token, a JSON object; it is
+    ///   returned as it is.
+    /// - `jwt`: `raw` is the compact JWT, or goim's JSON token carrying it in
+    ///   `"token"`. The mid always comes from the JWT (`sub`, else `mid`);
+    ///   its `room` and `accepts` claims, when present, replace the
+    ///   client's. The returned [`Token::token`] is empty.
+    pub fn authenticate(&self, raw: &[u8], now: i64) -> Result<Token, String> {
+        match &self.0 {
+            Mode::Trust => Token::parse(raw).map_err(|err| format!("invalid token: {err}")),
+            Mode::Jwt(verifier) => verifier.authenticate(raw, now),
+            Mode::Broken(reason) => Err(format!("jwt auth misconfigured: {reason}")),
         }
     }
 }
@@ -275,7 +305,7 @@ pub(crate) mod tests {
 
     fn jwt_auth(config: &AuthConfig) -> Authenticator {
         let auth = Authenticator::from_config(config);
-        assert!(matches!(auth, Authenticator::Jwt(_)), "{auth:?}");
+        assert!(matches!(auth.0, Mode::Jwt(_)), "{auth:?}");
         auth
     }
 

@@ -28,8 +28,9 @@
 //! - `config`: [`Config`]. `error`: [`LogicError`].
 //! - `service`: [`Logic`] and the comet-facing operations; `push`: push
 //!   resolution into records; `online`: the cluster online aggregate;
-//!   `balancer`: weighted comet choice for the nodes API; `token`: the
-//!   client's auth token; `auth`: its verification (`trust` or `jwt`).
+//!   `balancer`: weighted comet choice for the nodes API; `token`:
+//!   [`Token`], the client's auth token; `auth`: [`Authenticator`], its
+//!   verification (`trust` or `jwt`).
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
 //! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
 
@@ -46,6 +47,7 @@ mod push;
 mod service;
 mod token;
 
+pub use auth::Authenticator;
 pub use config::{
     ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, Config, JwtAlgorithm,
     LogicConfigError, NodeConfig,
@@ -53,3 +55,4 @@ pub use config::{
 pub use error::LogicError;
 pub use online::OnlineTotal;
 pub use service::Logic;
+pub use token::Token;

@@ -18,29 +18,34 @@ pub(crate) enum TokenError {
     Json(#[from] serde_json::Error),
 }
 
-/// A parsed auth token.
+/// The identity a client's auth token gives its connection: goim's JSON
+/// token (`{"mid":..,"key":..,"room_id":..,"platform":..,"accepts":[..]}`),
+/// as [`Authenticator::authenticate`](crate::Authenticator::authenticate)
+/// returns it (in `jwt` mode, with the JWT's claims applied).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
-pub(crate) struct Token {
+#[non_exhaustive]
+pub struct Token {
     /// User id; 0 is an anonymous connection.
     #[serde(deserialize_with = "null_as_default")]
-    pub(crate) mid: i64,
+    pub mid: i64,
     /// Connection key; empty means "logic picks one".
     #[serde(deserialize_with = "null_as_default")]
-    pub(crate) key: String,
+    pub key: String,
     /// Room to join, conventionally `type://id`; empty is no room.
     #[serde(deserialize_with = "null_as_default")]
-    pub(crate) room_id: String,
+    pub room_id: String,
     /// Client platform (`web`, `ios`, ...); unused by connect.
     #[serde(deserialize_with = "null_as_default")]
-    pub(crate) platform: String,
+    pub platform: String,
     /// Ops the connection accepts for keyed and broadcast pushes.
     #[serde(deserialize_with = "null_as_default")]
-    pub(crate) accepts: Vec<i32>,
-    /// rim, `jwt` auth mode: the signed JWT carrying the identity; ignored
-    /// in `trust` mode.
+    pub accepts: Vec<i32>,
+    /// rim, `jwt` auth mode: the signed JWT carrying the identity. Empty in
+    /// what `jwt` mode returns (the JWT is consumed); in `trust` mode, as the
+    /// client sent it, and meaningless.
     #[serde(deserialize_with = "null_as_default")]
-    pub(crate) token: String,
+    pub token: String,
 }
 
 /// Go leaves a field at its zero value when the JSON says `null`.

@@ -1,11 +1,6 @@
-//! The client auth token (op 7 body) through logic's real `Authenticator`:
-//! `trust` mode (goim's JSON token) and `jwt` mode, HS256 with a fixed secret.
-//!
-//! logic's `config.rs`, `auth.rs` and `token.rs` are compiled into this
-//! target by `#[path]`, unchanged: depending on the whole `rim-logic` crate
-//! would build librdkafka, tonic and axum under the sanitizer for minutes.
-//! Those three files use nothing else of logic; if that changes, this
-//! target stops compiling, which is the signal to revisit it.
+//! The client auth token (op 7 body) through rim-logic's public
+//! `Authenticator`, the one `Logic` uses: `trust` mode (goim's JSON token)
+//! and `jwt` mode, HS256 with a fixed secret.
 //!
 //! Input: a mode byte, then the payload.
 //! - 0: trust mode, the payload is the op 7 body.
@@ -28,18 +23,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-#[allow(dead_code, unreachable_pub, unused_imports)]
-#[path = "../../../logic/src/auth.rs"]
-mod auth;
-#[allow(dead_code, unreachable_pub, unused_imports)]
-#[path = "../../../logic/src/config.rs"]
-mod config;
-#[allow(dead_code, unreachable_pub, unused_imports)]
-#[path = "../../../logic/src/token.rs"]
-mod token;
-
-use auth::Authenticator;
-use config::{AuthConfig, AuthMode, JwtAlgorithm};
+use rim_logic::{AuthConfig, AuthMode, Authenticator, JwtAlgorithm, Token};
 
 const NOW: i64 = 1_700_000_000;
 const LEEWAY: i64 = 30;
@@ -56,7 +40,11 @@ fn authenticators() -> &'static (Authenticator, Authenticator) {
             leeway: Duration::from_secs(LEEWAY as u64),
             ..AuthConfig::default()
         });
-        assert!(matches!(jwt, Authenticator::Jwt(_)), "{jwt:?}");
+        // A jwt authenticator whose key failed to load would refuse
+        // everything and make the checks below vacuous.
+        let live = format!(r#"{{"sub":1,"exp":{}}}"#, NOW + 60);
+        let token = jwt.authenticate(sign(live.as_bytes()).as_bytes(), NOW);
+        assert_eq!(token.map(|t| t.mid), Ok(1), "{jwt:?}");
         (trust, jwt)
     })
 }
@@ -81,7 +69,7 @@ fn claim_mid(value: Option<&Value>) -> Option<i64> {
 }
 
 /// Accepted signed claims must be an object with a live `exp` and a mid.
-fn check_signed(claims: &[u8], accepted: Option<&token::Token>) {
+fn check_signed(claims: &[u8], accepted: Option<&Token>) {
     let Some(token) = accepted else { return };
     // serde skips ignored claims without checking their UTF-8, so an
     // accepted payload may hold invalid bytes in a claim rim does not read.
