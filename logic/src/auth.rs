@@ -82,47 +82,6 @@ struct Claims {
     accepts: Option<Vec<i32>>,
 }
 
-/// The verification key of a `jwt` config, or the field at fault and why.
-pub(crate) fn decoding_key(config: &AuthConfig) -> Result<DecodingKey, (&'static str, String)> {
-    match config.algorithm {
-        JwtAlgorithm::HS256 => {
-            if config.secret.is_empty() {
-                return Err(("auth.secret", "required for HS256".into()));
-            }
-            Ok(DecodingKey::from_secret(config.secret.as_bytes()))
-        }
-        JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
-            let Some(path) = &config.public_key_file else {
-                return Err((
-                    "auth.public_key_file",
-                    format!("required for {:?}", config.algorithm),
-                ));
-            };
-            let pem = std::fs::read(path).map_err(|err| {
-                (
-                    "auth.public_key_file",
-                    format!("cannot read {}: {err}", path.display()),
-                )
-            })?;
-            let key = if config.algorithm == JwtAlgorithm::RS256 {
-                DecodingKey::from_rsa_pem(&pem)
-            } else {
-                DecodingKey::from_ec_pem(&pem)
-            };
-            key.map_err(|err| {
-                (
-                    "auth.public_key_file",
-                    format!(
-                        "{} is not a {:?} public key in PEM: {err}",
-                        path.display(),
-                        config.algorithm
-                    ),
-                )
-            })
-        }
-    }
-}
-
 impl Authenticator {
     /// The authenticator of a config (its mode, unset meaning `trust`; see
     /// [`AuthConfig::mode`]). A `jwt` config whose key cannot be loaded
@@ -138,7 +97,7 @@ impl Authenticator {
                 );
                 Mode::Trust
             }
-            AuthMode::Jwt => match decoding_key(config) {
+            AuthMode::Jwt => match config.decoding_key() {
                 Ok(key) => Mode::Jwt(Box::new(JwtVerifier::new(config, key))),
                 Err((field, reason)) => {
                     let reason = format!("logic.{field}: {reason}");
@@ -577,7 +536,7 @@ pub(crate) mod tests {
                 ..AuthConfig::default()
             },
         ] {
-            assert!(decoding_key(&config).is_err(), "{config:?}");
+            assert!(config.decoding_key().is_err(), "{config:?}");
             let auth = Authenticator::from_config(&config);
             let jwt = hs256(&json!({"sub": "1", "exp": NOW + 60}));
             refused(&auth, &jwt, "misconfigured");

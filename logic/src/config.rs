@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
 /// Why a configuration was refused.
@@ -270,6 +271,47 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> LogicConfigError {
 }
 
 impl AuthConfig {
+    /// The verification key of a `jwt` config, or the field at fault and why.
+    pub(crate) fn decoding_key(&self) -> Result<DecodingKey, (&'static str, String)> {
+        match self.algorithm {
+            JwtAlgorithm::HS256 => {
+                if self.secret.is_empty() {
+                    return Err(("auth.secret", "required for HS256".into()));
+                }
+                Ok(DecodingKey::from_secret(self.secret.as_bytes()))
+            }
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+                let Some(path) = &self.public_key_file else {
+                    return Err((
+                        "auth.public_key_file",
+                        format!("required for {:?}", self.algorithm),
+                    ));
+                };
+                let pem = std::fs::read(path).map_err(|err| {
+                    (
+                        "auth.public_key_file",
+                        format!("cannot read {}: {err}", path.display()),
+                    )
+                })?;
+                let key = if self.algorithm == JwtAlgorithm::RS256 {
+                    DecodingKey::from_rsa_pem(&pem)
+                } else {
+                    DecodingKey::from_ec_pem(&pem)
+                };
+                key.map_err(|err| {
+                    (
+                        "auth.public_key_file",
+                        format!(
+                            "{} is not a {:?} public key in PEM: {err}",
+                            path.display(),
+                            self.algorithm
+                        ),
+                    )
+                })
+            }
+        }
+    }
+
     /// The mode in force: `trust` when unset.
     pub fn mode(&self) -> AuthMode {
         self.mode.unwrap_or(AuthMode::Trust)
@@ -352,7 +394,8 @@ impl Config {
         }
         if self.auth.mode() == AuthMode::Jwt {
             // Loads the key file too, so that a bad key stops start-up.
-            crate::auth::decoding_key(&self.auth)
+            self.auth
+                .decoding_key()
                 .map_err(|(field, reason)| invalid(field, reason))?;
         }
         if self.api.tokens.iter().any(|t| t.trim().is_empty()) {
