@@ -511,3 +511,68 @@ impl<'txn> Tables<'txn> {
         Ok(rows.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use redb::ReadableDatabase;
+
+    use super::*;
+    use crate::MsgId;
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn append(writer: &mut Writer, mid: i64, id: &str) -> Appended {
+        let entry = Entry {
+            mid,
+            id: MsgId::parse(id).unwrap(),
+            op: 1000,
+            from: 0,
+            ts_ms: 0,
+            body: Bytes::from_static(b"x"),
+        };
+        let (tx, _rx) = oneshot::channel();
+        let request = Request::Append(vec![entry], tx);
+        let mut outcomes = writer.apply(std::slice::from_ref(&request)).unwrap();
+        match outcomes.pop().unwrap().unwrap() {
+            Outcome::Appended(mut appended) => appended.pop().unwrap(),
+            Outcome::Done => panic!("an append answers where it landed"),
+        }
+    }
+
+    #[test]
+    fn the_sweep_forgets_ids_after_the_window_and_messages_after_max_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("m.redb")).unwrap());
+        let epoch = super::super::init(&db).unwrap();
+        let config = MailboxConfig {
+            idempotency_window: Duration::from_secs(3600),
+            max_age: Duration::from_secs(2 * 3600),
+            ..MailboxConfig::default()
+        };
+        let mut writer = Writer::new(Arc::clone(&db), epoch, config);
+        let meta = || super::super::read_meta(&db.begin_read().unwrap(), 1).unwrap();
+
+        let now = now_ms();
+        assert_eq!(append(&mut writer, 1, "a").seq, 1);
+        assert_eq!(append(&mut writer, 1, "b").seq, 2);
+        assert_eq!(writer.sweep(now).unwrap(), 0, "nothing is old yet");
+        assert!(append(&mut writer, 1, "a").duplicate);
+
+        // Past the window: the ids are forgotten, the messages kept.
+        assert_eq!(writer.sweep(now + HOUR_MS + 2000).unwrap(), 2);
+        let again = append(&mut writer, 1, "a");
+        assert_eq!((again.seq, again.duplicate), (3, false));
+        assert_eq!((meta().first, meta().top), (1, 3));
+
+        // Past max_age of the first two: they go, first moves.
+        assert_eq!(writer.sweep(now + 2 * HOUR_MS + 2000).unwrap(), 2);
+        assert_eq!((meta().first, meta().top), (3, 3));
+        let txn = db.begin_read().unwrap();
+        let mbox = txn.open_table(MBOX).unwrap();
+        assert!(mbox.get(&mbox_key(1, 2)).unwrap().is_none());
+        assert!(mbox.get(&mbox_key(1, 3)).unwrap().is_some());
+        drop((mbox, txn));
+        assert_eq!(writer.sweep(now + 2 * HOUR_MS + 2000).unwrap(), 0, "done");
+    }
+}
