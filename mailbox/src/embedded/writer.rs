@@ -437,6 +437,11 @@ impl<'txn> Tables<'txn> {
         let horizon_ms = self.now_ms.saturating_sub(millis(age));
         let horizon_s = u32::try_from(horizon_ms.max(0) / 1000).unwrap_or(u32::MAX);
         let end = by_time_key(horizon_s, i64::MIN, 0);
+        if after.is_some_and(|after| after >= end) {
+            // The sweep is ahead of the horizon (the clock went back across
+            // a restart); nothing to do until it catches up.
+            return Ok(Vec::new());
+        }
         let range = match after {
             Some(after) => self.by_time.range(&after..&end),
             None => self.by_time.range(..&end),
