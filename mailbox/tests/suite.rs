@@ -1,0 +1,384 @@
+//! The behaviour every [`MailboxStore`] shares, run against [`MemoryStore`]
+//! and [`RedbStore`] alike.
+
+use bytes::Bytes;
+use rim_mailbox::{Ack, Appended, Entry, MailboxConfig, MailboxStore, MsgId, Stored};
+
+/// The suite's retention: small enough to reach the count cap quickly.
+const MAX_LEN: u32 = 50;
+
+fn config() -> MailboxConfig {
+    MailboxConfig {
+        max_len: MAX_LEN,
+        ..MailboxConfig::default()
+    }
+}
+
+fn entry(mid: i64, id: &str, body: &str) -> Entry {
+    Entry {
+        mid,
+        id: MsgId::parse(id).unwrap(),
+        op: 1000,
+        from: 0,
+        ts_ms: 1_700_000_000_000,
+        body: Bytes::copy_from_slice(body.as_bytes()),
+    }
+}
+
+/// Appends `n` messages to `mid`, with ids `<mid>-<i>` and 10-byte bodies.
+async fn fill(store: &impl MailboxStore, mid: i64, n: u32) {
+    let batch = (1..=n)
+        .map(|i| entry(mid, &format!("{mid}-{i}"), &format!("{i:010}")))
+        .collect();
+    store.append(batch).await.unwrap();
+}
+
+fn seqs(entries: &[Stored]) -> Vec<u32> {
+    entries.iter().map(|e| e.seq).collect()
+}
+
+fn placed(appended: &[Appended]) -> Vec<(i64, u32, bool)> {
+    appended
+        .iter()
+        .map(|a| (a.mid, a.seq, a.duplicate))
+        .collect()
+}
+
+async fn seqs_are_dense_from_one_per_mailbox(store: impl MailboxStore) {
+    let appended = store
+        .append(vec![
+            entry(1, "a", "x"),
+            entry(2, "b", "x"),
+            entry(1, "c", "x"),
+            entry(1, "d", "x"),
+            entry(2, "e", "x"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        placed(&appended),
+        [
+            (1, 1, false),
+            (2, 1, false),
+            (1, 2, false),
+            (1, 3, false),
+            (2, 2, false)
+        ]
+    );
+    let epoch = appended[0].epoch;
+    assert!(appended.iter().all(|a| a.epoch == epoch));
+    let appended = store.append(vec![entry(1, "f", "x")]).await.unwrap();
+    assert_eq!(placed(&appended), [(1, 4, false)]);
+    assert_eq!(appended[0].epoch, epoch, "one store, one epoch");
+    assert!(store.append(Vec::new()).await.unwrap().is_empty());
+}
+
+async fn a_repeated_id_returns_its_first_seq_as_a_duplicate(store: impl MailboxStore) {
+    store.append(vec![entry(1, "a", "first")]).await.unwrap();
+    let appended = store
+        .append(vec![
+            entry(1, "a", "retry"),
+            entry(1, "b", "x"),
+            entry(2, "a", "another user"),
+            entry(1, "c", "x"),
+            entry(1, "c", "same batch"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        placed(&appended),
+        [
+            (1, 1, true),
+            (1, 2, false),
+            (2, 1, false),
+            (1, 3, false),
+            (1, 3, true)
+        ]
+    );
+    let page = store.read(1, 0, 100, usize::MAX).await.unwrap();
+    assert_eq!(seqs(&page.entries), [1, 2, 3], "duplicates are not stored");
+    assert_eq!(page.entries[0].body, "first", "the first copy is kept");
+}
+
+async fn entries_of_one_mid_keep_their_batch_order(store: impl MailboxStore) {
+    let batch: Vec<Entry> = (0..30)
+        .map(|i| entry(i % 3, &format!("m{i}"), &format!("{i}")))
+        .collect();
+    store.append(batch).await.unwrap();
+    for mid in 0..3 {
+        let page = store.read(mid, 0, 100, usize::MAX).await.unwrap();
+        let bodies: Vec<Bytes> = page.entries.iter().map(|e| e.body.clone()).collect();
+        let expected: Vec<Bytes> = (0..30)
+            .filter(|i| i % 3 == mid)
+            .map(|i| Bytes::from(format!("{i}")))
+            .collect();
+        assert_eq!(bodies, expected, "mid {mid}");
+        assert_eq!(seqs(&page.entries), (1..=10).collect::<Vec<_>>());
+    }
+}
+
+async fn stored_messages_come_back_byte_exact(store: impl MailboxStore) {
+    let sent = Entry {
+        mid: -7,
+        id: MsgId::parse("0190c3a2-7d4e-7b1c-9f00-123456789abc").unwrap(),
+        op: 1001,
+        from: 42,
+        ts_ms: 1_712_345_678_901,
+        body: Bytes::from_static(b"\x00\xff\xfe not utf-8 \r\n"),
+    };
+    store.append(vec![sent.clone()]).await.unwrap();
+    let page = store.read(-7, 0, 10, usize::MAX).await.unwrap();
+    assert_eq!(page.entries, [Stored::new(1, sent)]);
+}
+
+async fn read_pages_by_after_limit_and_bytes(store: impl MailboxStore) {
+    let page = store.read(1, 0, 10, usize::MAX).await.unwrap();
+    assert_eq!(
+        (page.first, page.top, page.more),
+        (1, 0, false),
+        "new mailbox"
+    );
+    assert!(page.entries.is_empty());
+
+    fill(&store, 1, 10).await;
+    let page = store.read(1, 0, 3, usize::MAX).await.unwrap();
+    assert_eq!(seqs(&page.entries), [1, 2, 3]);
+    assert_eq!((page.first, page.top, page.more), (1, 10, true));
+    let page = store.read(1, 8, 5, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![9, 10], false));
+    let page = store.read(1, 10, 5, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![], false));
+    let page = store.read(1, 500, 5, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![], false));
+
+    // Bodies are 10 bytes each.
+    let page = store.read(1, 2, 10, 25).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![3, 4], true));
+    let page = store.read(1, 2, 10, 30).await.unwrap();
+    assert_eq!(seqs(&page.entries), [3, 4, 5], "max_bytes is inclusive");
+    let page = store.read(1, 2, 10, 5).await.unwrap();
+    assert_eq!(
+        (seqs(&page.entries), page.more),
+        (vec![3], true),
+        "a page holds at least one message"
+    );
+    let page = store.read(1, 2, 0, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![], true), "limit 0");
+}
+
+async fn read_back_pages_newest_first(store: impl MailboxStore) {
+    let page = store.read_back(1, u32::MAX, 10, usize::MAX).await.unwrap();
+    assert_eq!(
+        (page.first, page.top, page.more),
+        (1, 0, false),
+        "new mailbox"
+    );
+    assert!(page.entries.is_empty());
+
+    fill(&store, 1, 10).await;
+    let page = store.read_back(1, u32::MAX, 3, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![10, 9, 8], true));
+    assert_eq!((page.first, page.top), (1, 10));
+    let page = store.read_back(1, 8, 3, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![7, 6, 5], true));
+    let page = store.read_back(1, 3, 5, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![2, 1], false));
+    let page = store.read_back(1, 1, 5, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![], false));
+    let page = store.read_back(1, 11, 10, 15).await.unwrap();
+    assert_eq!(
+        (seqs(&page.entries), page.more),
+        (vec![10], true),
+        "max_bytes"
+    );
+    let page = store.read_back(1, 11, 0, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![], true), "limit 0");
+}
+
+async fn trim_moves_first_and_seqs_are_never_reused(store: impl MailboxStore) {
+    fill(&store, 1, 10).await;
+    store.trim(1, 4).await.unwrap();
+    let page = store.read(1, 0, 100, usize::MAX).await.unwrap();
+    assert_eq!((page.first, page.top), (5, 10));
+    assert_eq!(seqs(&page.entries), [5, 6, 7, 8, 9, 10]);
+    assert!(!page.complete(None, 0), "seqs 1 to 4 are gone");
+    let epoch = page.epoch.to_string();
+    assert!(page.complete(Some(&epoch), 4));
+    assert!(!page.complete(Some(&epoch), 3));
+    let page = store.read_back(1, 7, 100, usize::MAX).await.unwrap();
+    assert_eq!((seqs(&page.entries), page.more), (vec![6, 5], false));
+
+    store.trim(1, 2).await.unwrap();
+    assert_eq!(
+        store.cursor(1).await.unwrap().first,
+        5,
+        "below first: no-op"
+    );
+
+    store.trim(1, 1000).await.unwrap();
+    let cursor = store.cursor(1).await.unwrap();
+    assert_eq!((cursor.first, cursor.top), (11, 10), "past top: everything");
+    let page = store.read(1, 0, 100, usize::MAX).await.unwrap();
+    assert!(page.entries.is_empty());
+    assert!(!page.more);
+
+    let appended = store.append(vec![entry(1, "new", "x")]).await.unwrap();
+    assert_eq!(appended[0].seq, 11, "trimmed seqs are not given again");
+    let page = store.read(1, 0, 100, usize::MAX).await.unwrap();
+    assert_eq!(
+        (page.first, page.top, seqs(&page.entries)),
+        (11, 11, vec![11])
+    );
+
+    store.trim(2, 5).await.unwrap();
+    let cursor = store.cursor(2).await.unwrap();
+    assert_eq!(
+        (cursor.first, cursor.top),
+        (1, 0),
+        "an empty mailbox stays new"
+    );
+}
+
+async fn the_count_cap_moves_first(store: impl MailboxStore) {
+    fill(&store, 1, MAX_LEN + 10).await;
+    let page = store.read(1, 0, 1000, usize::MAX).await.unwrap();
+    assert_eq!((page.first, page.top), (11, MAX_LEN + 10));
+    assert_eq!(seqs(&page.entries), (11..=MAX_LEN + 10).collect::<Vec<_>>());
+    assert!(!page.complete(None, 0));
+    let appended = store.append(vec![entry(1, "one-more", "x")]).await.unwrap();
+    assert_eq!(appended[0].seq, MAX_LEN + 11);
+    assert_eq!(store.cursor(1).await.unwrap().first, 12);
+    // A cap reached in one batch, with duplicates inside it.
+    let batch = (0..MAX_LEN * 2)
+        .map(|i| entry(2, &format!("b{}", i / 2), "x"))
+        .collect();
+    store.append(batch).await.unwrap();
+    let cursor = store.cursor(2).await.unwrap();
+    assert_eq!((cursor.first, cursor.top), (1, MAX_LEN));
+}
+
+async fn acks_only_move_forward_per_device(store: impl MailboxStore) {
+    fill(&store, 1, 10).await;
+    let ack = |key: &str, seq| Ack {
+        mid: 1,
+        key: key.to_owned(),
+        seq,
+    };
+    store
+        .ack(vec![ack("phone", 3), ack("laptop", 5)])
+        .await
+        .unwrap();
+    store
+        .ack(vec![ack("phone", 2), ack("laptop", 6)])
+        .await
+        .unwrap();
+    let cursor = store.cursor(1).await.unwrap();
+    let acked: Vec<(&str, u32)> = cursor
+        .devices
+        .iter()
+        .map(|(k, d)| (k.as_str(), d.ack))
+        .collect();
+    assert_eq!(acked, [("laptop", 6), ("phone", 3)]);
+    assert!(cursor.devices["phone"].ts_ms > 0);
+
+    store.ack(vec![ack("phone", 99)]).await.unwrap();
+    assert_eq!(
+        store.cursor(1).await.unwrap().devices["phone"].ack,
+        10,
+        "an ack stops at top"
+    );
+    store
+        .ack(vec![Ack {
+            mid: 2,
+            key: "phone".to_owned(),
+            seq: 4,
+        }])
+        .await
+        .unwrap();
+    assert!(
+        store.cursor(2).await.unwrap().devices.is_empty(),
+        "nothing to ack in an empty mailbox"
+    );
+    store.ack(Vec::new()).await.unwrap();
+}
+
+async fn read_position_only_moves_forward(store: impl MailboxStore) {
+    fill(&store, 1, 10).await;
+    store.set_read(1, 4).await.unwrap();
+    store.set_read(1, 2).await.unwrap();
+    assert_eq!(store.cursor(1).await.unwrap().read, 4);
+    store.set_read(1, 99).await.unwrap();
+    assert_eq!(store.cursor(1).await.unwrap().read, 10, "stops at top");
+    store.set_read(2, 5).await.unwrap();
+    assert_eq!(store.cursor(2).await.unwrap().read, 0);
+}
+
+async fn the_cursor_tells_bounds_read_and_devices(store: impl MailboxStore) {
+    let cursor = store.cursor(1).await.unwrap();
+    assert_eq!((cursor.first, cursor.top, cursor.read), (1, 0, 0));
+    assert!(cursor.devices.is_empty());
+    assert!(cursor.complete(None, 0));
+
+    let appended = store.append(vec![entry(1, "a", "x")]).await.unwrap();
+    fill(&store, 1, 4).await;
+    store.set_read(1, 2).await.unwrap();
+    store
+        .ack(vec![Ack {
+            mid: 1,
+            key: "k".to_owned(),
+            seq: 3,
+        }])
+        .await
+        .unwrap();
+    let cursor = store.cursor(1).await.unwrap();
+    assert_eq!(cursor.epoch, appended[0].epoch);
+    assert_eq!((cursor.first, cursor.top, cursor.read), (1, 5, 2));
+    assert_eq!(cursor.devices["k"].ack, 3);
+    let epoch = cursor.epoch.to_string();
+    assert!(cursor.complete(Some(&epoch), 3));
+    assert!(!cursor.complete(Some("other123"), 3));
+    assert!(!cursor.complete(Some(&epoch), 6));
+    // Another mailbox's devices do not leak in (neighbouring mids).
+    assert!(store.cursor(0).await.unwrap().devices.is_empty());
+    assert!(store.cursor(2).await.unwrap().devices.is_empty());
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use rim_mailbox::MemoryStore;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(MemoryStore::new(super::config())).await;
+                }
+            )*
+        }
+
+        mod redb {
+            use rim_mailbox::RedbStore;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = RedbStore::open(dir.path(), super::config()).await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    seqs_are_dense_from_one_per_mailbox,
+    a_repeated_id_returns_its_first_seq_as_a_duplicate,
+    entries_of_one_mid_keep_their_batch_order,
+    stored_messages_come_back_byte_exact,
+    read_pages_by_after_limit_and_bytes,
+    read_back_pages_newest_first,
+    trim_moves_first_and_seqs_are_never_reused,
+    the_count_cap_moves_first,
+    acks_only_move_forward_per_device,
+    read_position_only_moves_forward,
+    the_cursor_tells_bounds_read_and_devices,
+);
