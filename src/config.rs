@@ -258,7 +258,9 @@ pub struct JobProcessConfig {
     /// answers health checks. Default 30s.
     #[serde(with = "humantime_serde")]
     pub comet_ttl: Duration,
-    /// Deadline of gRPC connects to comets and routers. Default 2s.
+    /// Deadline of gRPC connects to comets and routers, of every router call
+    /// and of a comet's health check (push calls run under
+    /// `job.push_timeout`). Default 2s.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Prometheus `/metrics` listen address. Default `0.0.0.0:3138`.

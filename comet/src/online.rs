@@ -30,11 +30,16 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    pub(crate) fn new(hub: Arc<Hub>, logic: LogicGateway, config: &Config) -> Reporter {
+    pub(crate) fn new(
+        hub: Arc<Hub>,
+        logic: LogicGateway,
+        server_id: String,
+        config: &Config,
+    ) -> Reporter {
         Reporter {
             hub,
             logic,
-            server_id: config.server_id(),
+            server_id,
             interval: config.online_report_interval,
             addrs: config.addrs.clone(),
             weight: config.weight,

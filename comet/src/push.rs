@@ -12,7 +12,7 @@ use rim_proto::pb::protocol::Proto;
 use rim_proto::{Frame, Op};
 
 use crate::metrics;
-use crate::ws_frame::binary as ws_message;
+use crate::ws_frame;
 
 /// The encoded bytes of one push, for each transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ impl Push {
     pub(crate) fn encode(proto: Proto) -> Arc<Push> {
         let push = if proto.op == Op::Raw.code() {
             // Only the low 16 bits of `ver` go on the wire (goim keeps int32).
-            let ws = ws_message(&Frame::new(
+            let ws = ws_frame::binary(&Frame::new(
                 proto.ver as i16,
                 Op::Raw,
                 0,
@@ -42,7 +42,7 @@ impl Push {
         } else {
             // One buffer: the WebSocket header, then the frame TCP gets.
             let frame = Frame::from(proto);
-            let ws = ws_message(&frame);
+            let ws = ws_frame::binary(&frame);
             Push {
                 tcp: ws.slice(ws.len() - frame.encoded_len()..),
                 ws,

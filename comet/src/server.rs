@@ -2,7 +2,7 @@
 //! the online report (`online`) and shutdown; builds the [`Hub`] (sessions
 //! and push operations) and the context every connection runs with.
 //!
-//! It does not own the gRPC server (the binary wraps the hub's methods), what
+//! It does not own the gRPC service (`grpc` wraps the hub's methods), what
 //! happens on one connection (`conn`), nor loading and watching the TLS
 //! certificate (`tls`; the comet holds it and starts the watch).
 
@@ -80,6 +80,7 @@ impl Comet {
         let reporter = Arc::new(Reporter::new(
             ctx.hub.clone(),
             ctx.logic.clone(),
+            ctx.server_id().to_owned(),
             &ctx.config,
         ));
         Ok(Arc::new(Comet {

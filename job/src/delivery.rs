@@ -17,7 +17,7 @@ use tracing::warn;
 
 use crate::{metrics, JobError};
 
-type Outcome = Result<(), JobError>;
+type DeliveryResult = Result<(), JobError>;
 
 /// Resolves once every comet a record targets has settled: `Ok` when all
 /// accepted it, else the failure that matters most (already logged and
@@ -27,8 +27,8 @@ type Outcome = Result<(), JobError>;
 /// Dropping a `Delivery` does not cancel the delivery.
 #[must_use = "a Delivery tells whether the record reached the comets"]
 pub struct Delivery {
-    ready: Option<Outcome>,
-    pending: Vec<oneshot::Receiver<Outcome>>,
+    ready: Option<DeliveryResult>,
+    pending: Vec<oneshot::Receiver<DeliveryResult>>,
     /// The failure to report once the rest have settled.
     failed: Settled,
     /// The queue's receipt for the record, settled with the outcome.
@@ -45,7 +45,7 @@ pub(crate) struct Settled {
 
 impl Settled {
     /// Takes one target's outcome into account.
-    pub(crate) fn add(&mut self, outcome: Outcome) {
+    pub(crate) fn add(&mut self, outcome: DeliveryResult) {
         let Err(e) = outcome else { return };
         let keep = match &self.failed {
             Some(first) => first.keeps_offset() || !e.keeps_offset(),
@@ -57,14 +57,14 @@ impl Settled {
     }
 
     /// The combined outcome.
-    pub(crate) fn outcome(self) -> Outcome {
+    pub(crate) fn outcome(self) -> DeliveryResult {
         self.failed.map_or(Ok(()), Err)
     }
 }
 
 impl Delivery {
     /// A delivery that already has its outcome.
-    pub(crate) fn done(outcome: Outcome) -> Delivery {
+    pub(crate) fn done(outcome: DeliveryResult) -> Delivery {
         Delivery {
             ready: Some(outcome),
             pending: Vec::new(),
@@ -74,7 +74,7 @@ impl Delivery {
     }
 
     /// A delivery that waits for every one of `receivers`.
-    pub(crate) fn waiting(receivers: Vec<oneshot::Receiver<Outcome>>) -> Delivery {
+    pub(crate) fn waiting(receivers: Vec<oneshot::Receiver<DeliveryResult>>) -> Delivery {
         Delivery {
             ready: None,
             pending: receivers,
@@ -92,7 +92,7 @@ impl Delivery {
         self
     }
 
-    fn resolve(&mut self, outcome: Outcome) -> Poll<Outcome> {
+    fn resolve(&mut self, outcome: DeliveryResult) -> Poll<DeliveryResult> {
         if let Some(receipt) = self.receipt.take() {
             receipt.settle(match &outcome {
                 Err(e) if e.keeps_offset() => queue::Outcome::Interrupted,
@@ -104,9 +104,9 @@ impl Delivery {
 }
 
 impl Future for Delivery {
-    type Output = Outcome;
+    type Output = DeliveryResult;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DeliveryResult> {
         let this = self.get_mut();
         if let Some(outcome) = this.ready.take() {
             return this.resolve(outcome);
@@ -149,13 +149,13 @@ impl fmt::Debug for Delivery {
 /// Must be resolved; if it is dropped unresolved (its task was aborted) it
 /// fails the delivery with [`JobError::Abandoned`] and counts `messages` drops.
 pub(crate) struct Ack {
-    tx: Option<oneshot::Sender<Outcome>>,
+    tx: Option<oneshot::Sender<DeliveryResult>>,
     messages: u64,
 }
 
 impl Ack {
     /// An ack for `messages` messages (1, or the size of a room batch).
-    pub(crate) fn new(messages: u64) -> (Ack, oneshot::Receiver<Outcome>) {
+    pub(crate) fn new(messages: u64) -> (Ack, oneshot::Receiver<DeliveryResult>) {
         let (tx, rx) = oneshot::channel();
         (
             Ack {
@@ -172,7 +172,7 @@ impl Ack {
     }
 
     /// Reports the outcome. A failure must already be logged and counted.
-    pub(crate) fn resolve(mut self, outcome: Outcome) {
+    pub(crate) fn resolve(mut self, outcome: DeliveryResult) {
         if let Some(tx) = self.tx.take() {
             // The Delivery may have been dropped by a caller that does not
             // care; the outcome is recorded either way.

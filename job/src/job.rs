@@ -302,34 +302,36 @@ impl Job {
         }
     }
 
-    /// The consumer loop, for every queue: takes records from `source` and
+    /// The consumer loop, for every queue, and the job's shutdown at its end:
+    /// takes records from `source` and
     /// dispatches them, pipelined (it does not wait for one [`Delivery`]
     /// before the next record, but watches them all), and settles each
     /// record's receipt once its delivery resolved, which decides its offset
     /// on Kafka. Runs until the source ends or `shutdown` is cancelled; then
     /// takes what the source still holds (the in-process queue's accepted
     /// records), shuts the job down (comets take what is in flight within
-    /// `shutdown_grace`; the rest fails as `Shutdown` and stays unsettled
-    /// for the next consumer) and lets the source make the outcomes durable.
+    /// `shutdown_grace`; the rest fails as `Shutdown`: on Kafka it stays
+    /// uncommitted for the next consumer, in-process it is dropped and
+    /// counted) and lets the source make the outcomes durable.
     pub async fn consume(
         self: Arc<Self>,
         mut source: impl RecordSource,
         shutdown: CancellationToken,
-    ) {
+    ) -> Ended {
         let mut in_flight = FuturesUnordered::new();
         let mut stats = ConsumeStats::default();
         info!("job consuming");
-        loop {
+        let ended = loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break Ended::Shutdown,
                 Some(outcome) = in_flight.next(), if !in_flight.is_empty() => stats.record(outcome),
                 record = source.next() => match record {
                     Some(record) => in_flight.push(self.take(record).await),
-                    None => break,
+                    None => break Ended::SourceEnded,
                 },
             }
-        }
+        };
         source.close();
         let mut drained = 0u64;
         while let Some(record) = source.next().await {
@@ -362,6 +364,7 @@ impl Job {
             failed = stats.failed,
             "job consumer stopped"
         );
+        ended
     }
 
     /// Dispatches one record; its [`Delivery`] settles the record's receipt.
@@ -439,6 +442,16 @@ impl std::fmt::Debug for Job {
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
+}
+
+/// Why [`Job::consume`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its shutdown token was cancelled.
+    Shutdown,
+    /// The source ended by itself: the in-process queue's publishers are
+    /// gone, or the Kafka source stopped (logged).
+    SourceEnded,
 }
 
 /// Outcomes seen by the consumer loop.
@@ -793,14 +806,13 @@ mod tests {
         tx.send(room("live://1", 2000, "r")).await.unwrap();
         let shutdown = CancellationToken::new();
         shutdown.cancel();
-        job.clone().consume(rx, shutdown).await;
+        assert_eq!(job.clone().consume(rx, shutdown).await, Ended::Shutdown);
         // Everything queued before the cancel was dispatched and delivered.
         assert_eq!(a.calls().len(), 11);
         assert!(
             tx.send(push("a", &["k"], 99, b"x")).await.is_err(),
             "receiver closed"
         );
-        job.shutdown().await;
         assert_eq!(
             job.dispatch(push("a", &["k"], 1, b"x")).await.unwrap_err(),
             JobError::Shutdown
@@ -817,9 +829,8 @@ mod tests {
             tx.send(push("a", &["k"], op, b"x")).await.unwrap();
         }
         drop(tx);
-        running.await.unwrap();
+        assert_eq!(running.await.unwrap(), Ended::SourceEnded);
         assert_eq!(a.calls().len(), 20);
-        job.shutdown().await;
     }
 
     /// A source whose receipts report to the test.

@@ -57,7 +57,7 @@ mod routine;
 pub use comet::{CometCallError, CometClient};
 pub use config::{Config, RoomConfig};
 pub use error::JobError;
-pub use job::{Delivery, Job};
+pub use job::{Delivery, Ended, Job};
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

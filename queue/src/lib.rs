@@ -45,7 +45,8 @@ use tokio::sync::oneshot;
 
 pub use memory::{InProcessQueue, InProcessSource};
 
-/// Why a record was not accepted by the queue.
+/// Why the queue did not accept a record, or could not be set up (a
+/// producer, consumer or topic on Kafka).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     /// The queue did not accept the record in time (full or unreachable).

@@ -46,22 +46,27 @@ pub async fn run(
     // Records routed before the comets are known would find none: wait for
     // the first discovery round (retried while the routers are unreachable).
     let consumed = tokio::select! {
-        _ = shutdown.cancelled() => Ok(()),
+        _ = shutdown.cancelled() => None,
         _ = first_rx => {
             info!(topic = %config.kafka.topic, group = %config.kafka.group, comets = job.comets().len(), "rim job consuming");
-            match rim_queue::kafka::KafkaSource::new(&config.kafka) {
-                Ok(source) => {
-                    job.clone().consume(source, shutdown).await;
-                    Ok(())
-                }
+            Some(match rim_queue::kafka::KafkaSource::new(&config.kafka) {
+                // `consume` shuts the job down when it ends.
+                Ok(source) => Ok(job.clone().consume(source, shutdown).await),
                 Err(e) => Err(e),
-            }
+            })
         }
     };
-    job.shutdown().await;
+    if !matches!(consumed, Some(Ok(_))) {
+        job.shutdown().await;
+    }
     discovery_stop.cancel();
     let _ = discovery.await;
-    consumed?;
+    if let Some(Ok(rim_job::Ended::SourceEnded)) = consumed {
+        // Not asked to stop: the consumer gave up (logged). Exit non-zero so
+        // a supervisor restarts the job; uncommitted records are redelivered.
+        anyhow::bail!("the kafka consumer stopped on its own; see the log above");
+    }
+    consumed.transpose()?;
     info!("job stopped");
     Ok(())
 }

@@ -105,7 +105,14 @@ impl RecordSource for KafkaSource {
     async fn next(&mut self) -> Option<Record> {
         let pending = self.pending.as_ref()?;
         // A slot first: at most `max_in_flight` records are unsettled.
-        let slot = pending.reserve().await.ok()?;
+        let Ok(slot) = pending.reserve().await else {
+            // The committer stopped at an interrupted record (an aborted
+            // delivery): nothing after it may be committed, so stop taking
+            // records; the next consumer gets them again.
+            error!("offset committer stopped at an interrupted record; the consumer stops");
+            self.pending = None;
+            return None;
+        };
         let msg = loop {
             match self.consumer.recv().await {
                 Ok(msg) => break msg,
