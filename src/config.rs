@@ -44,12 +44,21 @@ pub trait Validate {
 
 /// Reads, parses and validates a TOML file, naming the file in errors.
 pub fn load<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigError> {
+    let config: T = read(path)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Reads and parses a TOML file without validating it, naming the file in
+/// errors: for callers that validate later anyway (each process's `run`
+/// does, before it binds).
+pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let path = path.display().to_string();
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
         source,
     })?;
-    parse_as(&text, path)
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })
 }
 
 /// Parses and validates TOML text; `path` names it in errors.

@@ -166,11 +166,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_or_default<T: Default + serde::de::DeserializeOwned + Validate>(
+/// A process's configuration file, or its defaults; `run` validates it
+/// before it binds.
+fn load_or_default<T: Default + serde::de::DeserializeOwned>(
     path: &Option<PathBuf>,
 ) -> anyhow::Result<T> {
     Ok(match path {
-        Some(p) => rim::config::load(p)?,
+        Some(p) => rim::config::read(p)?,
         None => T::default(),
     })
 }
