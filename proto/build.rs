@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/goim/comet/comet.proto",
         "proto/goim/logic/logic.proto",
         "proto/rim/router/router.proto",
+        "proto/rim/im/im.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

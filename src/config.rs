@@ -4,7 +4,7 @@
 //! file is read with [`load`], and each type checks itself ([`Validate`])
 //! into the one [`ConfigError`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rim_job::discovery::{DiscoveryConfig, StaticComet};
@@ -84,6 +84,45 @@ pub struct StandaloneConfig {
     pub router: rim_router::Config,
     /// The in-process queue between logic and job.
     pub queue: QueueConfig,
+    /// Where mailboxes (stored messages) live.
+    pub mailbox: MailboxSection,
+}
+
+/// Which mailbox store `rim standalone` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded on-disk store (redb) in `data`: a stored push is answered
+    /// once it is fsynced. The default.
+    #[default]
+    Redb,
+    /// In memory: lost at exit (tests, demos).
+    Memory,
+    /// No mailboxes: `store=1` answers 400 and IM sessions are refused.
+    None,
+}
+
+/// `[mailbox]`: the store and its retention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailboxSection {
+    /// `redb` (default), `memory` or `none`.
+    pub store: StoreKind,
+    /// The data directory of the `redb` store (flag `--data`). Default
+    /// `rim-data`, relative to the working directory.
+    pub data: PathBuf,
+    /// Retention: messages per mailbox, idempotency window, age.
+    pub retention: rim_mailbox::MailboxConfig,
+}
+
+impl Default for MailboxSection {
+    fn default() -> Self {
+        MailboxSection {
+            store: StoreKind::Redb,
+            data: PathBuf::from("rim-data"),
+            retention: rim_mailbox::MailboxConfig::default(),
+        }
+    }
 }
 
 /// The in-process push queue (the standalone stand-in for Kafka).
@@ -127,6 +166,15 @@ impl Validate for StandaloneConfig {
         if self.queue.capacity == 0 {
             return Err(ConfigError::Invalid(
                 "[queue] capacity must be at least 1".into(),
+            ));
+        }
+        self.mailbox
+            .retention
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("[mailbox.retention] {e}")))?;
+        if self.mailbox.store == StoreKind::Redb && self.mailbox.data.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "[mailbox] data must name a directory".into(),
             ));
         }
         Ok(())

@@ -9,6 +9,7 @@ use rim_comet::{Hub, LogicCallError, LogicClient};
 use rim_job::{CometCallError, CometClient};
 use rim_logic::Logic;
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
+use rim_proto::pb::im::{AckReq, ReadReq, SyncReply, SyncReq};
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
     ReceiveReq,
@@ -45,6 +46,18 @@ impl LogicClient for LocalLogic {
 
     async fn receive(&self, req: ReceiveReq) -> Result<(), LogicCallError> {
         self.0.receive(req).await.map(|_| ()).map_err(logic_error)
+    }
+
+    async fn sync(&self, req: SyncReq) -> Result<SyncReply, LogicCallError> {
+        self.0.sync(req).await.map_err(logic_error)
+    }
+
+    async fn ack(&self, req: AckReq) -> Result<(), LogicCallError> {
+        self.0.ack(req).await.map_err(logic_error)
+    }
+
+    async fn read(&self, req: ReadReq) -> Result<(), LogicCallError> {
+        self.0.read(req).await.map_err(logic_error)
     }
 }
 

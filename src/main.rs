@@ -74,6 +74,10 @@ struct StandaloneArgs {
     /// This comet's server id (overrides comet.server_id; default: the host name).
     #[arg(long, value_name = "ID")]
     server_id: Option<String>,
+    /// Data directory of the embedded mailbox store (overrides mailbox.data;
+    /// default: rim-data in the working directory).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
     /// Once listening, print one line `READY {json}` with the bound addresses
     /// (http, tcp, ws, tls, wss; metrics are on the http address) and the
     /// server id on stdout (for scripts and tests that bind port 0).
@@ -88,6 +92,9 @@ impl StandaloneArgs {
             Some(path) => rim::config::load(path)?,
             None => StandaloneConfig::default(),
         };
+        if let Some(data) = self.data {
+            config.mailbox.data = data;
+        }
         if let Some(http) = self.http {
             config.logic.http_bind = http;
         }

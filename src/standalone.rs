@@ -6,6 +6,10 @@
 //! calls logic directly. Everything above those seams is the same code the
 //! distributed mode runs.
 //!
+//! Mailboxes live in the embedded store ([`rim_mailbox::RedbStore`]) in the
+//! data directory (`[mailbox]`, `--data`): logic appends a stored push there
+//! and answers once it is fsynced.
+//!
 //! Shutdown order: stop the HTTP API (no new pushes), let job drain the queue
 //! into the comet, then close client connections.
 
@@ -18,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::{StandaloneConfig, Validate};
+use crate::config::{StandaloneConfig, StoreKind, Validate};
 use crate::local::{LocalComet, LocalLogic};
 use crate::wiring::{self, StartError};
 
@@ -75,7 +79,16 @@ impl Standalone {
         let router = rim_router::Router::memory(&config.router);
         let (queue, queue_rx) =
             rim_queue::InProcessQueue::new(config.queue.capacity, config.queue.timeout);
-        let logic = rim_logic::Logic::new(config.logic.clone(), router, Arc::new(queue));
+        let queue = Arc::new(queue);
+        let logic = match open_mailbox(&config).await? {
+            Some(store) => rim_logic::Logic::with_mailbox(
+                config.logic.clone(),
+                router,
+                queue,
+                rim_logic::Mailbox::direct(store),
+            ),
+            None => rim_logic::Logic::new(config.logic.clone(), router, queue),
+        };
         let comet =
             rim_comet::Comet::new(config.comet.clone(), Arc::new(LocalLogic(logic.clone())))
                 .map_err(|e| StartError::Config(e.to_string()))?;
@@ -174,6 +187,29 @@ impl Standalone {
     pub async fn wait(self) {
         let _ = self.task.await;
     }
+}
+
+/// The mailbox store `[mailbox]` names, opened (the embedded one creates
+/// its data directory).
+async fn open_mailbox(
+    config: &StandaloneConfig,
+) -> Result<Option<Arc<dyn rim_mailbox::MailboxStore>>, StartError> {
+    let section = &config.mailbox;
+    let retention = section.retention.clone();
+    Ok(match section.store {
+        StoreKind::Redb => {
+            let store = rim_mailbox::RedbStore::open(&section.data, retention)
+                .await
+                .map_err(|e| StartError::Config(format!("[mailbox] {e}")))?;
+            info!(data = %section.data.display(), "mailboxes in the embedded store");
+            Some(Arc::new(store))
+        }
+        StoreKind::Memory => {
+            tracing::warn!("mailboxes in memory ([mailbox] store = \"memory\"): stored messages are lost at exit");
+            Some(Arc::new(rim_mailbox::MemoryStore::new(retention)))
+        }
+        StoreKind::None => None,
+    })
 }
 
 fn addrs(listeners: &[TcpListener]) -> std::io::Result<Vec<SocketAddr>> {

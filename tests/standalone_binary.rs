@@ -28,6 +28,10 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 fn rim() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rim"));
+    // Its own working directory: the default data directory (rim-data) of
+    // parallel servers must not be shared.
+    let cwd = tempfile::tempdir().expect("a temp dir").keep();
+    command.current_dir(cwd);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -12,6 +12,8 @@ use rim_proto::pb::comet::{
     BroadcastReply, BroadcastReq, BroadcastRoomReply, BroadcastRoomReq, PushMsgReply, PushMsgReq,
     RoomsReply, RoomsReq,
 };
+use rim_proto::pb::im::im_client::ImClient as ImRpcClient;
+use rim_proto::pb::im::{AckReq, ReadReq, SyncReply, SyncReq};
 use rim_proto::pb::logic::logic_client::LogicClient as LogicRpcClient;
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
@@ -104,6 +106,7 @@ pub async fn serve(
 #[derive(Clone, Debug)]
 pub struct GrpcLogic {
     client: LogicRpcClient<Channel>,
+    im: ImRpcClient<Channel>,
 }
 
 impl GrpcLogic {
@@ -125,7 +128,8 @@ impl GrpcLogic {
         }
         let channel = Channel::balance_list(endpoints.into_iter());
         Ok(GrpcLogic {
-            client: LogicRpcClient::new(channel),
+            client: LogicRpcClient::new(channel.clone()),
+            im: ImRpcClient::new(channel),
         })
     }
 }
@@ -187,6 +191,26 @@ impl LogicClient for GrpcLogic {
             .receive(req)
             .await
             .map_err(logic_error)?;
+        Ok(())
+    }
+
+    async fn sync(&self, req: SyncReq) -> Result<SyncReply, LogicCallError> {
+        Ok(self
+            .im
+            .clone()
+            .sync(req)
+            .await
+            .map_err(logic_error)?
+            .into_inner())
+    }
+
+    async fn ack(&self, req: AckReq) -> Result<(), LogicCallError> {
+        self.im.clone().ack(req).await.map_err(logic_error)?;
+        Ok(())
+    }
+
+    async fn read(&self, req: ReadReq) -> Result<(), LogicCallError> {
+        self.im.clone().read(req).await.map_err(logic_error)?;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq, RoomsReply};
+use rim_proto::Op;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
@@ -20,8 +21,9 @@ use tracing::{debug, info};
 use crate::bucket::Bucket;
 use crate::config::Config;
 use crate::error::PushError;
+use crate::im;
 use crate::metrics;
-use crate::push::{Fanout, Push};
+use crate::push::{Enqueue, Fanout, Push};
 use crate::session::{Closed, Session};
 
 /// Connection, IP and room counts of one comet.
@@ -69,9 +71,19 @@ impl Hub {
         })
     }
 
+    /// Capacity of each session's queue, in messages.
+    pub(crate) fn session_queue(&self) -> usize {
+        self.session_queue
+    }
+
     /// goim `Comet.PushMsg`: queues `proto` for each key's session, if it is
     /// here and accepts `proto_op`. A full session queue disconnects that
     /// session and does not stop the loop over the other keys.
+    ///
+    /// rim: a stored message (`mailbox_seq`, `mailbox_epoch`) goes to IM
+    /// sessions through their gate, unfiltered, and to other sessions with
+    /// header seq 0, filtered; an `im_only` push (op 23) reaches IM sessions
+    /// only.
     pub fn push_msg(&self, req: PushMsgReq) -> Result<(), PushError> {
         if req.keys.is_empty() {
             return Err(PushError::Invalid("no keys".to_owned()));
@@ -80,18 +92,44 @@ impl Hub {
             .proto
             .ok_or_else(|| PushError::Invalid("proto missing".to_owned()))?;
         ::metrics::counter!(metrics::PUSH_REQUESTS, "kind" => "keys").increment(1);
+        let stored = req.mailbox_seq != 0 && !req.mailbox_epoch.is_empty();
+        // Sessions that are not IM sessions get a stored frame with seq 0,
+        // as any keyed push; encoded only if one of them is addressed.
+        let plain_proto = stored.then(|| {
+            let mut plain = proto.clone();
+            if plain.op == Op::Raw.code() {
+                plain.body = im::without_seq(&plain.body);
+            } else {
+                plain.seq = 0;
+            }
+            plain
+        });
         let push = Push::encode(proto);
+        let mut plain: Option<Arc<Push>> = None;
         let capacity = self.session_queue;
         let mut fanout = Fanout::default();
         let mut missing = 0;
         for key in &req.keys {
-            match self.bucket(key).session(key) {
-                Some(session) => fanout.add(session.push(&push, Some(req.proto_op), capacity)),
-                None => {
-                    debug!(key = %key, op = req.proto_op, "keyed push dropped: no session here");
-                    missing += 1;
+            let Some(session) = self.bucket(key).session(key) else {
+                debug!(key = %key, op = req.proto_op, "keyed push dropped: no session here");
+                missing += 1;
+                continue;
+            };
+            let outcome = if req.im_only {
+                if session.im {
+                    session.push(&push, None, capacity)
+                } else {
+                    Enqueue::NotAccepted
                 }
-            }
+            } else if stored && session.im {
+                session.push_stored(&push, req.mailbox_seq, &req.mailbox_epoch, capacity)
+            } else if let Some(plain_proto) = &plain_proto {
+                let plain = plain.get_or_insert_with(|| Push::encode(plain_proto.clone()));
+                session.push(plain, Some(req.proto_op), capacity)
+            } else {
+                session.push(&push, Some(req.proto_op), capacity)
+            };
+            fanout.add(outcome);
         }
         metrics::dropped(metrics::DROP_NO_SESSION, missing);
         fanout.record("keys");
@@ -327,6 +365,7 @@ mod tests {
                 keys: vec![],
                 proto_op: 1000,
                 proto: raw(1000, b"x"),
+                ..Default::default()
             })
             .unwrap_err();
         assert!(matches!(err, PushError::Invalid(_)));
@@ -335,6 +374,7 @@ mod tests {
                 keys: vec!["k".into()],
                 proto_op: 1000,
                 proto: None,
+                ..Default::default()
             })
             .is_err());
         assert!(c
@@ -370,6 +410,7 @@ mod tests {
             keys: vec!["a".into(), "missing".into(), "b".into()],
             proto_op: 1000,
             proto: raw(1000, body),
+            ..Default::default()
         };
         c.push_msg(req(b"1")).unwrap();
         // b's queue is drained; a's is not, so the next push overflows a only.

@@ -68,6 +68,7 @@ mod conn;
 mod error;
 pub mod grpc;
 mod hub;
+mod im;
 mod limits;
 pub mod logic;
 mod metrics;

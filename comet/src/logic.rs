@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rim_proto::pb::im::{AckReq, ReadReq, SyncReply, SyncReq};
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
     ReceiveReq,
@@ -40,6 +41,29 @@ pub trait LogicClient: Send + Sync + 'static {
     async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicCallError>;
     /// Hands an upstream client frame (op 4 and other non-protocol ops) to logic.
     async fn receive(&self, req: ReceiveReq) -> Result<(), LogicCallError>;
+
+    /// IM sessions' op 18: a page of the user's mailbox (`rim.im.Im/Sync`).
+    /// A logic without mailboxes refuses it.
+    async fn sync(&self, _req: SyncReq) -> Result<SyncReply, LogicCallError> {
+        Err(LogicCallError::Refused(
+            "this logic keeps no mailboxes".into(),
+        ))
+    }
+
+    /// IM sessions' op 21, batched: device acks (`rim.im.Im/Ack`).
+    async fn ack(&self, _req: AckReq) -> Result<(), LogicCallError> {
+        Err(LogicCallError::Refused(
+            "this logic keeps no mailboxes".into(),
+        ))
+    }
+
+    /// IM sessions' op 22: the user's read mark (`rim.im.Im/Read`); logic
+    /// tells the user's other IM sessions.
+    async fn read(&self, _req: ReadReq) -> Result<(), LogicCallError> {
+        Err(LogicCallError::Refused(
+            "this logic keeps no mailboxes".into(),
+        ))
+    }
 }
 
 /// The comet's handle on logic: the client, and the deadline every call runs

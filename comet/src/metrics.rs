@@ -38,6 +38,18 @@ pub(crate) const TLS_HANDSHAKE_FAILURES: &str = "rim_comet_tls_handshake_failure
 /// Counter `{result}`: certificate reloads after start (`ok`, `error`).
 pub(crate) const TLS_RELOADS: &str = "rim_comet_tls_reloads_total";
 
+/// Stored frames offered live to IM sessions, by `outcome`: `delivered`,
+/// `held` (merged after a sync), `duplicate` (seq already sent: dropped),
+/// `deferred` (session behind: left in the mailbox for its next sync).
+pub(crate) const IM_STORED_FRAMES: &str = "rim_comet_im_stored_frames_total";
+/// Syncs answered (op 18 or `since`), by `result`: `complete`,
+/// `incomplete` (`complete: false`), `bad_request`, `error`.
+pub(crate) const IM_SYNCS: &str = "rim_comet_im_syncs_total";
+/// Device acks received (op 21), before batching.
+pub(crate) const IM_ACKS: &str = "rim_comet_im_acks_total";
+/// Read marks received (op 22).
+pub(crate) const IM_READS: &str = "rim_comet_im_reads_total";
+
 /// Dropped-message reason: the session's queue was full (slow client).
 pub(crate) const DROP_SLOW_CLIENT: &str = "slow_client";
 /// Dropped-message reason: the session had been kicked by a newer same-key session.
@@ -57,6 +69,18 @@ pub(crate) fn dropped(reason: &'static str, messages: u64) {
     if messages > 0 {
         counter!(DROPPED_MESSAGES, "reason" => reason).increment(messages);
     }
+}
+
+pub(crate) fn im_frame(outcome: &'static str) {
+    counter!(IM_STORED_FRAMES, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn im_duplicate() {
+    im_frame("duplicate");
+}
+
+pub(crate) fn im_sync(result: &'static str) {
+    counter!(IM_SYNCS, "result" => result).increment(1);
 }
 
 pub(crate) fn slow_client(lost: u64) {

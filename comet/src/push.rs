@@ -64,6 +64,10 @@ pub(crate) enum Enqueue {
     /// The queue was full: the session is now closed as a slow client; the
     /// lost messages are already logged and counted.
     Overflow,
+    /// An IM session's gate took the stored frame: held for a running sync,
+    /// dropped as a seq already sent, or left in the mailbox (counted as
+    /// `rim_comet_im_stored_frames_total`).
+    Merged,
 }
 
 /// Outcome counts of one fan-out, recorded once when it ends.
@@ -87,6 +91,7 @@ impl Fanout {
             Enqueue::NotAccepted => self.filtered += 1,
             Enqueue::Closed => self.closed += 1,
             Enqueue::Overflow => self.overflowed += 1,
+            Enqueue::Merged => {}
         }
     }
 

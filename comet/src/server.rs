@@ -155,6 +155,9 @@ impl Comet {
             loops.spawn(Arc::clone(&self).accept_loop(listener, transport));
         }
         loops.spawn(Arc::clone(&self.reporter).run(self.ctx.closing.clone()));
+        loops.spawn(
+            Arc::clone(&self.ctx.acks).run(self.ctx.logic.clone(), self.ctx.closing.clone()),
+        );
         if let Some(certificate) = self.ctx.tls.as_ref().filter(|_| with_tls) {
             let interval = self.ctx.config.tls_reload_interval;
             info!(
@@ -193,6 +196,8 @@ impl Comet {
                 "comet stopped with connection tasks still running after the grace period"
             ),
         }
+        // Acks of the connections just closed.
+        self.ctx.acks.flush(&self.ctx.logic).await;
         self.reporter.sign_off().await;
         Ok(())
     }

@@ -21,6 +21,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::time::{Duration, Instant};
 
+use crate::im::{ImGate, Offer, SyncAnswer};
 use crate::metrics;
 use crate::push::{Enqueue, Push};
 
@@ -52,6 +53,9 @@ pub(crate) struct Session {
     pub(crate) mid: i64,
     /// The client's IP address, for the distinct-IP count.
     pub(crate) ip: IpAddr,
+    /// An IM session (durable messaging): stored frames go through its
+    /// [`ImGate`] and past the accepts filter.
+    pub(crate) im: bool,
     state: Mutex<State>,
     /// Wakes the connection task: something was queued, or the session closed.
     /// A flag and one waker (the task is the only waiter), so waiting for it
@@ -72,11 +76,26 @@ struct State {
     /// When logic last confirmed a heartbeat (or the connect) for this session.
     logic_heartbeat_at: Instant,
     logic_heartbeat_pending: bool,
+    /// IM sessions only.
+    im: Option<ImGate>,
 }
 
 impl Session {
     /// A new open session accepting `accepts` (order and duplicates ignored).
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn new(id: u64, key: Arc<str>, mid: i64, ip: IpAddr, accepts: &[i32]) -> Session {
+        Session::with_im(id, key, mid, ip, accepts, None)
+    }
+
+    /// [`Session::new`], an IM session when `im` is given.
+    pub(crate) fn with_im(
+        id: u64,
+        key: Arc<str>,
+        mid: i64,
+        ip: IpAddr,
+        accepts: &[i32],
+        im: Option<ImGate>,
+    ) -> Session {
         let mut accepts = accepts.to_vec();
         accepts.sort_unstable();
         accepts.dedup();
@@ -86,6 +105,7 @@ impl Session {
             key,
             mid,
             ip,
+            im: im.is_some(),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 accepts,
@@ -93,6 +113,7 @@ impl Session {
                 closed: None,
                 logic_heartbeat_at: Instant::now(),
                 logic_heartbeat_pending: false,
+                im,
             }),
             waker: AtomicWaker::new(),
             woken: AtomicBool::new(false),
@@ -102,7 +123,7 @@ impl Session {
     /// Offers a push. `op` is the accepts filter (`None` for room pushes).
     /// Never blocks; `capacity` is the queue bound in messages.
     pub(crate) fn push(&self, push: &Arc<Push>, op: Option<i32>, capacity: usize) -> Enqueue {
-        let mut state = self.state.lock();
+        let state = self.state.lock();
         if let Some(op) = op {
             if state.accepts.binary_search(&op).is_err() {
                 return Enqueue::NotAccepted;
@@ -111,14 +132,38 @@ impl Session {
         if state.closed.is_some() {
             return Enqueue::Closed;
         }
+        self.enqueue(state, push, capacity)
+    }
+
+    /// Queues `push` under the held lock, or closes a full session.
+    fn enqueue(
+        &self,
+        mut state: parking_lot::MutexGuard<'_, State>,
+        push: &Arc<Push>,
+        capacity: usize,
+    ) -> Enqueue {
+        let (outcome, wake) = self.enqueue_locked(&mut state, push, capacity);
+        drop(state);
+        if wake {
+            self.wake();
+        }
+        outcome
+    }
+
+    /// Queues `push` in `state`; answers whether the task must be woken
+    /// (once the lock is released).
+    fn enqueue_locked(
+        &self,
+        state: &mut State,
+        push: &Arc<Push>,
+        capacity: usize,
+    ) -> (Enqueue, bool) {
         if state.queue.len() >= capacity {
             // Everything still queued is lost with this message: the
             // connection is closed instead of delivering a gapped stream.
             let lost = state.queue.len() + 1;
             state.queue = VecDeque::new();
             state.closed = Some(Closed::SlowClient);
-            drop(state);
-            self.wake();
             tracing::warn!(
                 conn.id = self.id,
                 key = %self.key,
@@ -128,17 +173,100 @@ impl Session {
                 "slow client: outbound queue full, disconnecting"
             );
             metrics::slow_client(lost as u64);
-            return Enqueue::Overflow;
+            return (Enqueue::Overflow, true);
         }
         state.queue.push_back(Arc::clone(push));
         // A non-empty queue means a wake-up is already pending or the writer
         // will look at the queue again after its current write.
-        let wake = state.queue.len() == 1;
+        (Enqueue::Queued, state.queue.len() == 1)
+    }
+
+    /// Offers a live stored frame at `seq` of `epoch` to an IM session,
+    /// past the accepts filter: its [`ImGate`] delivers, holds or drops it.
+    pub(crate) fn push_stored(
+        &self,
+        push: &Arc<Push>,
+        seq: u32,
+        epoch: &str,
+        capacity: usize,
+    ) -> Enqueue {
+        let mut state = self.state.lock();
+        if state.closed.is_some() {
+            return Enqueue::Closed;
+        }
+        let Some(gate) = state.im.as_mut() else {
+            return Enqueue::NotAccepted;
+        };
+        match gate.offer(seq, epoch, push) {
+            Offer::Deliver => {
+                metrics::im_frame("delivered");
+                self.enqueue(state, push, capacity)
+            }
+            Offer::Held => {
+                metrics::im_frame("held");
+                Enqueue::Merged
+            }
+            Offer::Duplicate => {
+                metrics::im_duplicate();
+                Enqueue::Merged
+            }
+            Offer::Deferred => {
+                metrics::im_frame("deferred");
+                Enqueue::Merged
+            }
+        }
+    }
+
+    /// An IM session's `since` from its token, once.
+    pub(crate) fn take_since(&self) -> Option<(u32, String)> {
+        self.state.lock().im.as_mut().and_then(ImGate::take_since)
+    }
+
+    /// A sync starts: live stored frames are held until it ends.
+    pub(crate) fn begin_sync(&self) {
+        if let Some(gate) = self.state.lock().im.as_mut() {
+            gate.begin_sync();
+        }
+    }
+
+    /// A sync's page is ready: queues op 19 and the page, op 20, then the
+    /// held frames the page did not have. Returns op 20's `more`.
+    pub(crate) fn finish_sync(&self, answer: &SyncAnswer, capacity: usize) -> bool {
+        let mut state = self.state.lock();
+        let Some(gate) = state.im.as_mut() else {
+            return false;
+        };
+        let (more, held) = gate.finish_sync(&answer.epoch, answer.page_last, answer.store_more);
+        let end = answer.end(more);
+        // One lock for the whole answer: no live frame can come between.
+        let mut wake = false;
+        for push in answer.page.iter().chain([&end]).chain(held.iter()) {
+            if state.closed.is_some() {
+                break;
+            }
+            let (outcome, woken) = self.enqueue_locked(&mut state, push, capacity);
+            wake |= woken;
+            if outcome != Enqueue::Queued {
+                break;
+            }
+        }
         drop(state);
         if wake {
             self.wake();
         }
-        Enqueue::Queued
+        more
+    }
+
+    /// A sync failed: queues its op 20 error; the session takes no live
+    /// stored frame until the client's next op 18.
+    pub(crate) fn fail_sync(&self, end: &Arc<Push>, capacity: usize) {
+        let mut state = self.state.lock();
+        if let Some(gate) = state.im.as_mut() {
+            gate.fail_sync();
+        }
+        if state.closed.is_none() {
+            self.enqueue(state, end, capacity);
+        }
     }
 
     /// Takes everything queued, or says why the session is closed.

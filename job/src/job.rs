@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use rim_proto::pb::comet::{BroadcastReq, PushMsgReq};
 use rim_proto::pb::logic::{push_msg::Type, PushMsg};
 use rim_proto::pb::protocol::Proto;
-use rim_proto::{encode_raw_push, Op, PUSH_VER};
+use rim_proto::{encode_raw_push, Frame, Op, PUSH_VER};
 use rim_queue::{Record, RecordSource};
 use tokio::sync::Notify;
 use tokio::time::{timeout, timeout_at, Instant};
@@ -193,15 +193,28 @@ impl Job {
                 JobError::InvalidRecord("push without keys".into()),
             ));
         };
-        let hash = route_hash(first_key);
+        // One mailbox's frames (stored, or its notifies) on one worker, so
+        // they keep their order whichever connections the user has.
+        let hash = if msg.mailbox_seq != 0 || msg.im_only {
+            route_hash(msg.mid)
+        } else {
+            route_hash(first_key)
+        };
         let Some(comet) = self.wait_for_comet(&msg.server).await else {
             let err = self.unless_closed(JobError::UnknownComet(msg.server.clone()));
             return Ok(Delivery::done(Err(reject(&msg, err))));
         };
+        let mut proto = raw_proto(msg.operation, &msg.msg);
+        if msg.mailbox_seq != 0 {
+            proto.body = stored_frame(msg.operation, msg.mailbox_seq, &msg.msg);
+        }
         let request = Request::Push(PushMsgReq {
-            proto: Some(raw_proto(msg.operation, &msg.msg)),
+            proto: Some(proto),
             proto_op: msg.operation,
             keys: msg.keys,
+            mailbox_epoch: msg.mailbox_epoch,
+            im_only: msg.im_only,
+            mailbox_seq: msg.mailbox_seq,
         });
         let (ack, rx) = Ack::new(1);
         let task = Task { request, ack };
@@ -491,6 +504,11 @@ fn reject(msg: &PushMsg, err: JobError) -> JobError {
 
 /// goim's push framing: the op 9 proto whose body is the inner frame
 /// `{ver 1, op, seq 0, body}`.
+/// One stored message's frame: header seq = its mailbox seq.
+fn stored_frame(op: i32, seq: u32, body: &Bytes) -> Bytes {
+    Frame::new(PUSH_VER, op, seq as i32, body.clone()).to_bytes()
+}
+
 fn raw_proto(op: i32, body: &Bytes) -> Proto {
     Proto {
         ver: PUSH_VER.into(),
@@ -550,6 +568,7 @@ mod tests {
                 seq: 0,
                 body: encode_raw_push(1000, b"hi"),
             }),
+            ..Default::default()
         };
         assert_eq!(a.calls(), vec![Call::Push(expected)]);
         assert!(b.calls().is_empty());

@@ -87,6 +87,7 @@ async fn check_calls(addr: &str, peer: &str) {
         keys: vec!["k1".into()],
         proto_op: 9,
         proto: None,
+        ..Default::default()
     };
     let result = ends_at_deadline(&what, comet.push_msg(req)).await;
     assert!(result.is_err(), "{what}: {result:?}");
@@ -120,6 +121,7 @@ async fn push_calls_get_the_call_deadline_not_the_connect_deadline() {
         keys: vec!["k1".into()],
         proto_op: 9,
         proto: None,
+        ..Default::default()
     };
     let what = "push_msg with a 100 ms connect and a 300 ms call deadline";
     let result = ends_at_deadline(what, comet.push_msg(req)).await;

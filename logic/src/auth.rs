@@ -80,6 +80,8 @@ struct Claims {
     room: Option<String>,
     #[serde(default)]
     accepts: Option<Vec<i32>>,
+    #[serde(default)]
+    im: Option<bool>,
 }
 
 impl Authenticator {
@@ -197,6 +199,9 @@ impl JwtVerifier {
         if let Some(room) = claims.room {
             token.room_id = room;
         }
+        if let Some(im) = claims.im {
+            token.im = im;
+        }
         if let Some(accepts) = claims.accepts {
             token.accepts = accepts;
         }
@@ -311,6 +316,7 @@ pub(crate) mod tests {
                 platform: "ios".into(),
                 accepts: vec![1001],
                 token: String::new(),
+                ..Token::default()
             }
         );
         // Claims present: they win.

@@ -1,10 +1,13 @@
-//! The logic gRPC service (`goim.logic.Logic`, goim's names and field
-//! numbers) that comets call in the distributed mode: a thin shell over
-//! [`Logic`]'s service methods.
+//! The logic gRPC services that comets call in the distributed mode:
+//! `goim.logic.Logic` (goim's names and field numbers) and rim's `rim.im.Im`
+//! (IM sessions' sync, acks and read marks), thin shells over [`Logic`]'s
+//! methods.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rim_proto::pb::im::im_server::{Im as ImRpc, ImServer};
+use rim_proto::pb::im::{AckReply, AckReq, ReadReply, ReadReq, SyncReply, SyncReq};
 use rim_proto::pb::logic::logic_server::{Logic as LogicRpc, LogicServer};
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReply, HeartbeatReq,
@@ -24,6 +27,36 @@ impl LogicService {
     /// The tonic server for `logic` (gzip accepted, as goim's comets send it).
     pub fn server(logic: Arc<Logic>) -> LogicServer<LogicService> {
         LogicServer::new(LogicService { logic })
+    }
+}
+
+/// `rim.im.Im` over a [`Logic`].
+#[derive(Clone)]
+pub struct ImService {
+    logic: Arc<Logic>,
+}
+
+impl ImService {
+    /// The tonic server for `logic`'s IM calls.
+    pub fn server(logic: Arc<Logic>) -> ImServer<ImService> {
+        ImServer::new(ImService { logic })
+    }
+}
+
+#[async_trait]
+impl ImRpc for ImService {
+    async fn sync(&self, req: Request<SyncReq>) -> Result<Response<SyncReply>, Status> {
+        Ok(Response::new(self.logic.sync(req.into_inner()).await?))
+    }
+
+    async fn ack(&self, req: Request<AckReq>) -> Result<Response<AckReply>, Status> {
+        self.logic.ack(req.into_inner()).await?;
+        Ok(Response::new(AckReply {}))
+    }
+
+    async fn read(&self, req: Request<ReadReq>) -> Result<Response<ReadReply>, Status> {
+        self.logic.read(req.into_inner()).await?;
+        Ok(Response::new(ReadReply {}))
     }
 }
 
@@ -75,14 +108,15 @@ impl LogicRpc for LogicService {
     }
 }
 
-/// Serves the logic gRPC service on `listener` until `shutdown` is cancelled.
+/// Serves the logic gRPC services on `listener` until `shutdown` is cancelled.
 pub async fn serve(
     logic: Arc<Logic>,
     listener: tokio::net::TcpListener,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(LogicService::server(logic))
+        .add_service(LogicService::server(Arc::clone(&logic)))
+        .add_service(ImService::server(logic))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown.cancelled_owned(),

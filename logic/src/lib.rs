@@ -31,6 +31,8 @@
 //!   `balancer`: weighted comet choice for the nodes API; `token`:
 //!   [`Token`], the client's auth token; `auth`: [`Authenticator`], its
 //!   verification (`trust` or `jwt`).
+//! - `im`: durable messaging: [`Mailbox`], stored pushes, sync, acks,
+//!   read marks, history.
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
 //! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
 
@@ -42,6 +44,7 @@ mod config;
 mod error;
 pub mod grpc;
 pub mod http;
+mod im;
 mod online;
 mod push;
 mod service;
@@ -53,6 +56,7 @@ pub use config::{
     LogicConfigError, NodeConfig,
 };
 pub use error::LogicError;
+pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX};
 pub use online::OnlineTotal;
 pub use service::Logic;
-pub use token::Token;
+pub use token::{Since, Token};

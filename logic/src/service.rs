@@ -22,7 +22,7 @@ use crate::balancer::{Balancer, MAX_NODES};
 use crate::online::OnlineState;
 use rim_queue::PushQueue;
 
-use crate::{Config, LogicError};
+use crate::{Config, LogicError, Mailbox};
 
 /// The wall clock in Unix seconds; injectable so that tests control staleness.
 pub(crate) type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -46,6 +46,8 @@ pub struct Logic {
     pub(crate) clock: Clock,
     /// Verifies client tokens (`config.auth`).
     pub(crate) auth: Authenticator,
+    /// Stored messages; `None` stores nothing (`store=1` answers 400).
+    pub(crate) mailbox: Option<Mailbox>,
 }
 
 impl std::fmt::Debug for Logic {
@@ -62,13 +64,25 @@ impl Logic {
     /// A logic service over a session registry and a push queue. The config
     /// should have passed [`Config::validate`].
     pub fn new(config: Config, router: Router, queue: Arc<dyn PushQueue>) -> Arc<Logic> {
-        Logic::with_clock(config, router, queue, Arc::new(system_clock))
+        Logic::with_clock(config, router, queue, None, Arc::new(system_clock))
+    }
+
+    /// [`Logic::new`] with mailboxes: stored pushes, the mailbox API and IM
+    /// sessions.
+    pub fn with_mailbox(
+        config: Config,
+        router: Router,
+        queue: Arc<dyn PushQueue>,
+        mailbox: Mailbox,
+    ) -> Arc<Logic> {
+        Logic::with_clock(config, router, queue, Some(mailbox), Arc::new(system_clock))
     }
 
     pub(crate) fn with_clock(
         config: Config,
         router: Router,
         queue: Arc<dyn PushQueue>,
+        mailbox: Option<Mailbox>,
         clock: Clock,
     ) -> Arc<Logic> {
         let auth = Authenticator::from_config(&config.auth);
@@ -80,6 +94,7 @@ impl Logic {
             online: OnlineState::default(),
             balancer: Mutex::new(Balancer::default()),
             clock,
+            mailbox,
         })
     }
 
@@ -97,6 +112,13 @@ impl Logic {
         (self.clock)()
     }
 
+    /// Wall-clock Unix milliseconds, for message timestamps.
+    pub(crate) fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
     /// Admits a connection (goim `Connect`): verifies the token (per
     /// `config.auth`), picks a key when the client gave none, refuses a key
     /// that is live for another user, and records mid → key → comet.
@@ -105,6 +127,22 @@ impl Logic {
             Ok(token) => token,
             Err(reason) => return Err(refuse(&req.server, 0, "", reason)),
         };
+        if token.im && token.mid == 0 {
+            return Err(refuse(
+                &req.server,
+                0,
+                &token.key,
+                "im: an anonymous session (mid 0) has no mailbox".into(),
+            ));
+        }
+        if token.im && self.mailbox.is_none() {
+            return Err(refuse(
+                &req.server,
+                token.mid,
+                &token.key,
+                "im: this server stores no messages (no mailbox store)".into(),
+            ));
+        }
         let key = if token.key.is_empty() {
             uuid::Uuid::new_v4().to_string()
         } else {
@@ -136,6 +174,14 @@ impl Logic {
             room_id: token.room_id,
             accepts: token.accepts,
             heartbeat: self.config.heartbeat_timeout_nanos(),
+            im: token.im,
+            since: token
+                .since
+                .filter(|_| token.im)
+                .map(|since| rim_proto::pb::logic::Since {
+                    seq: since.seq,
+                    epoch: since.epoch.unwrap_or_default(),
+                }),
         })
     }
 
@@ -284,7 +330,7 @@ pub(crate) mod tests {
         clock.set(1_700_000_000);
         let router = Router::memory(&rim_router::Config::default());
         (
-            Logic::with_clock(config, router, Arc::new(queue), clock.clock()),
+            Logic::with_clock(config, router, Arc::new(queue), None, clock.clock()),
             rx,
             clock,
         )
@@ -320,6 +366,7 @@ pub(crate) mod tests {
                 room_id: "live://1".into(),
                 accepts: vec![1000, 1001],
                 heartbeat: 480_000_000_000,
+                ..Default::default()
             }
         );
         assert_eq!(

@@ -46,6 +46,27 @@ pub struct Token {
     /// client sent it, and meaningless.
     #[serde(deserialize_with = "null_as_default")]
     pub token: String,
+    /// rim: the session opts into durable messaging (an IM session:
+    /// stored frames, ops 18 to 23). In `jwt` mode the `im` claim, when
+    /// present, decides.
+    #[serde(deserialize_with = "null_as_default")]
+    pub im: bool,
+    /// rim: where the client's copy of its mailbox ends; the comet syncs
+    /// from there right after op 8 (IM sessions only).
+    #[serde(deserialize_with = "null_as_default")]
+    pub since: Option<Since>,
+}
+
+/// A client's position in its mailbox: the last seq it holds without a gap,
+/// and the epoch that seq belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Since {
+    /// The last seq held (0: none).
+    #[serde(deserialize_with = "null_as_default")]
+    pub seq: u32,
+    /// The epoch of `seq`; absent when the client has none.
+    pub epoch: Option<String>,
 }
 
 /// Go leaves a field at its zero value when the JSON says `null`.
@@ -88,8 +109,35 @@ mod tests {
                 platform: "web".into(),
                 accepts: vec![1000, 1001, 1002],
                 token: String::new(),
+                im: false,
+                since: None,
             }
         );
+    }
+
+    #[test]
+    fn im_token_with_since() {
+        let token =
+            Token::parse(br#"{"mid":1,"im":true,"since":{"seq":120,"epoch":"k3Jd9aQz"}}"#).unwrap();
+        assert!(token.im);
+        assert_eq!(
+            token.since,
+            Some(Since {
+                seq: 120,
+                epoch: Some("k3Jd9aQz".into())
+            })
+        );
+        let token = Token::parse(br#"{"im":true,"since":{"seq":0}}"#).unwrap();
+        assert_eq!(token.since.unwrap().epoch, None);
+        for raw in [
+            &br#"{"im":1}"#[..],
+            br#"{"since":{"seq":-1}}"#,
+            br#"{"since":{"seq":"1"}}"#,
+            br#"{"since":{"epoch":5}}"#,
+            br#"{"since":7}"#,
+        ] {
+            assert!(Token::parse(raw).is_err(), "{raw:?} should be refused");
+        }
     }
 
     #[test]

@@ -52,4 +52,8 @@ pub mod pb {
     pub mod router {
         tonic::include_proto!("rim.router");
     }
+    /// `rim.im`: what an IM session asks of its mailbox (comet -> logic).
+    pub mod im {
+        tonic::include_proto!("rim.im");
+    }
 }

@@ -1,4 +1,5 @@
-//! goim v2 operation codes (`api/protocol/operation.go` numbering).
+//! goim v2 operation codes (`api/protocol/operation.go` numbering), and
+//! rim's IM ops 18 to 23 (docs/protocol.md, "Durable messaging").
 
 /// An operation code. Unknown codes (business ops such as 1000) pass through
 /// unchanged, because goim forwards them upstream and echoes them.
@@ -40,6 +41,18 @@ pub enum Op {
     Unsub,
     /// 17: unsub reply, body echoed.
     UnsubReply,
+    /// 18, rim: sync (IM sessions): `{"seq", "epoch", "limit"}`.
+    Sync,
+    /// 19, rim: sync begin: `{"epoch", "from", "first", "top", "complete"}`.
+    SyncBegin,
+    /// 20, rim: sync end: `{"last", "more"}`, or `{"code", "reason"}`.
+    SyncEnd,
+    /// 21, rim: cumulative ack of this device: `{"seq"}`.
+    Ack,
+    /// 22, rim: the user read up to `{"seq"}`.
+    Read,
+    /// 23, rim: notify (IM sessions): `{"kind": "read", "seq"}`.
+    Notify,
     /// Any other code, business ops included.
     Other(i32),
 }
@@ -66,6 +79,12 @@ impl Op {
             Op::SubReply => 15,
             Op::Unsub => 16,
             Op::UnsubReply => 17,
+            Op::Sync => 18,
+            Op::SyncBegin => 19,
+            Op::SyncEnd => 20,
+            Op::Ack => 21,
+            Op::Read => 22,
+            Op::Notify => 23,
             Op::Other(code) => code,
         }
     }
@@ -92,6 +111,12 @@ impl From<i32> for Op {
             15 => Op::SubReply,
             16 => Op::Unsub,
             17 => Op::UnsubReply,
+            18 => Op::Sync,
+            19 => Op::SyncBegin,
+            20 => Op::SyncEnd,
+            21 => Op::Ack,
+            22 => Op::Read,
+            23 => Op::Notify,
             other => Op::Other(other),
         }
     }

@@ -144,6 +144,7 @@ fn logic_push_msg_all_fields() {
         room: "live://1".into(),
         keys: vec!["k1".into(), "k2".into()],
         msg: Bytes::from_static(b"hi"),
+        ..PushMsg::default()
     };
     let expected = Expect::new()
         .hex("08 02") // type: field 1 varint -> 0x08; BROADCAST = 2
@@ -198,6 +199,7 @@ fn comet_push_msg_req_with_captured_inner_frame() {
             body: Bytes::from(inner.clone()),
         }),
         proto_op: 1000,
+        ..PushMsgReq::default()
     };
     let expected = Expect::new()
         .hex("0A 09") // keys[0]: field 1 len-delimited -> (1<<3)|2 = 0x0A; len 9
@@ -312,6 +314,7 @@ fn logic_connect_reply_heartbeat_in_nanoseconds() {
         room_id: "live://1000".into(),
         accepts: vec![1000, 1001, 1002],
         heartbeat: 480_000_000_000,
+        ..ConnectReply::default()
     };
     let expected = Expect::new()
         .hex("08 E9 07") // mid: field 1 varint -> 0x08; 1001 = 0x3E9 -> E9 07

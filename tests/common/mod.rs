@@ -23,6 +23,8 @@ pub fn test_config() -> StandaloneConfig {
     config.comet.server_id = Some("comet-test".into());
     config.comet.online_report_interval = Duration::from_millis(50);
     config.logic.http_bind = "127.0.0.1:0".into();
+    // Tests that need the embedded store give it a directory of their own.
+    config.mailbox.store = rim::config::StoreKind::Memory;
     config
 }
 

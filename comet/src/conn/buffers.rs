@@ -513,6 +513,7 @@ mod tests {
                 body: inner.clone(),
             }),
             proto_op: 1000,
+            ..Default::default()
         })
         .unwrap();
         let mut qa = a.take_queue().unwrap();

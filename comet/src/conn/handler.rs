@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
+use rim_proto::pb::im::{ReadReq, SyncReq};
 use rim_proto::pb::logic::{ConnectReply, ConnectReq, DisconnectReq, HeartbeatReq, ReceiveReq};
 use rim_proto::{Frame, Op};
 use tokio::time::{Instant, Sleep};
@@ -21,9 +22,11 @@ use tracing::{debug, info, warn};
 use super::{
     log_close, CloseReason, ConnCtx, ConnInfo, FrameIo, Incoming, Opened, Slot, FINISH_TIMEOUT,
 };
+use crate::im::{self, ImGate, SeqBody, SyncAnswer, SyncRequest};
 use crate::limits::FrameRate;
 use crate::logic::LogicCallError;
 use crate::metrics;
+use crate::push::Push;
 use crate::session::{Closed, Session};
 
 /// Runs an authenticated connection until it closes, then tears it down.
@@ -107,13 +110,19 @@ async fn authenticated<T: FrameIo>(
         room_id,
         accepts,
         heartbeat,
+        im,
+        since,
     } = reply;
-    let session = Arc::new(Session::new(
+    let since = since.filter(|_| im);
+    let session = Arc::new(Session::with_im(
         conn.id,
         Arc::from(key),
         mid,
         conn.peer.ip(),
         &accepts,
+        // With `since`, live stored frames are held from the start: the
+        // first sync runs right after op 8.
+        im.then(|| ImGate::new(since.map(|s| (s.seq, s.epoch)))),
     ));
     ctx.hub
         .register(&session, (!room_id.is_empty()).then_some(room_id.as_str()));
@@ -126,6 +135,7 @@ async fn authenticated<T: FrameIo>(
         key = %session.key,
         mid,
         room = room_id,
+        im,
         "authenticated"
     );
     let heartbeat = match u64::try_from(heartbeat) {
@@ -257,6 +267,13 @@ impl Active {
         if self.ctx.closing.is_cancelled() {
             return CloseReason::Shutdown;
         }
+        if let Some((seq, epoch)) = self.session.take_since() {
+            // Boxed, like `apply`: only needed while it runs.
+            let sync = self.sync(seq, epoch, im::SYNC_LIMIT_DEFAULT, 0);
+            if let Err(reason) = Box::pin(sync).await {
+                return reason;
+            }
+        }
         let timer = tokio::time::sleep(self.heartbeat);
         tokio::pin!(timer);
         let mut rate = FrameRate::default();
@@ -304,7 +321,9 @@ impl Active {
             }
             // Boxed: a logic call's state is only needed while it runs.
             match Box::pin(self.apply(frame)).await {
-                Ok(reply) => io.queue_reply(&reply),
+                Ok(Some(reply)) => io.queue_reply(&reply),
+                // Answered through the session's queue (a sync), or not at all.
+                Ok(None) => {}
                 Err(reason) => return reason,
             }
         }
@@ -369,8 +388,147 @@ impl Active {
         }
     }
 
-    /// Handles one client frame after auth and returns the reply.
-    async fn apply(&self, frame: Frame) -> Result<Frame, CloseReason> {
+    /// Handles one client frame after auth and returns the reply, if it has
+    /// one of its own.
+    async fn apply(&self, frame: Frame) -> Result<Option<Frame>, CloseReason> {
+        let session = &self.session;
+        if session.im {
+            match frame.op() {
+                Op::Sync => return self.sync_request(&frame).await.map(|()| None),
+                Op::Ack => {
+                    self.ack(&frame);
+                    return Ok(None);
+                }
+                Op::Read => return self.read(&frame).await.map(|()| None),
+                _ => {}
+            }
+        }
+        self.apply_goim(frame).await.map(Some)
+    }
+
+    /// An IM session's op 18: a malformed body is answered with op 20
+    /// `{"code": 400}` and nothing else.
+    async fn sync_request(&self, frame: &Frame) -> Result<(), CloseReason> {
+        match SyncRequest::parse(&frame.body) {
+            Ok(req) => {
+                let limit = req.limit();
+                self.sync(req.seq, req.epoch.unwrap_or_default(), limit, frame.seq)
+                    .await
+            }
+            Err(reason) => {
+                debug!(conn.id = self.conn.id, key = %self.session.key, mid = self.session.mid, reason = %reason, "sync refused");
+                metrics::im_sync("bad_request");
+                let end = Push::encode(im::sync_error(frame.seq, 400, &reason).into());
+                self.session.push(&end, None, self.ctx.hub.session_queue());
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs one sync from `after` of `epoch` ("" = none): holds live stored
+    /// frames, reads the page through logic and queues op 19, the page, op
+    /// 20 and the held frames the page did not have. `echo` is the header
+    /// seq of the client's op 18 (0 for the token's `since`).
+    async fn sync(
+        &self,
+        after: u32,
+        epoch: String,
+        limit: u32,
+        echo: i32,
+    ) -> Result<(), CloseReason> {
+        let session = &self.session;
+        let capacity = self.ctx.hub.session_queue();
+        session.begin_sync();
+        let req = SyncReq {
+            mid: session.mid,
+            after,
+            epoch,
+            limit,
+        };
+        let call = self
+            .ctx
+            .logic
+            .call("sync", self.ctx.logic.client().sync(req));
+        let result = tokio::select! {
+            biased;
+            () = self.ctx.closing.cancelled() => return Err(CloseReason::Shutdown),
+            result = call => result,
+        };
+        match result {
+            Ok(reply) => {
+                metrics::im_sync(if reply.complete {
+                    "complete"
+                } else {
+                    "incomplete"
+                });
+                let answer = SyncAnswer::new(reply, echo);
+                let more = session.finish_sync(&answer, capacity);
+                debug!(conn.id = self.conn.id, key = %session.key, mid = session.mid, after, last = answer.last, more, "synced");
+            }
+            Err(e) => {
+                warn!(conn.id = self.conn.id, key = %session.key, mid = session.mid, error = %e, "sync failed");
+                metrics::im_sync("error");
+                let code = if matches!(e, crate::logic::LogicCallError::Refused(_)) {
+                    400
+                } else {
+                    503
+                };
+                let end = Push::encode(im::sync_error(echo, code, &e.to_string()).into());
+                session.fail_sync(&end, capacity);
+            }
+        }
+        Ok(())
+    }
+
+    /// An IM session's op 21: recorded, sent to logic with the next batch.
+    fn ack(&self, frame: &Frame) {
+        let session = &self.session;
+        match SeqBody::parse(&frame.body) {
+            Ok(seq) => {
+                ::metrics::counter!(metrics::IM_ACKS).increment(1);
+                self.ctx.acks.record(session.mid, &session.key, seq);
+            }
+            Err(reason) => {
+                info!(conn.id = self.conn.id, key = %session.key, mid = session.mid, reason = %reason, "ack ignored: body is not {{\"seq\": N}}");
+            }
+        }
+    }
+
+    /// An IM session's op 22: the user's read mark, through logic (which
+    /// tells the user's other IM sessions).
+    async fn read(&self, frame: &Frame) -> Result<(), CloseReason> {
+        let session = &self.session;
+        let seq = match SeqBody::parse(&frame.body) {
+            Ok(seq) => seq,
+            Err(reason) => {
+                info!(conn.id = self.conn.id, key = %session.key, mid = session.mid, reason = %reason, "read ignored: body is not {{\"seq\": N}}");
+                return Ok(());
+            }
+        };
+        ::metrics::counter!(metrics::IM_READS).increment(1);
+        let req = ReadReq {
+            mid: session.mid,
+            key: session.key.to_string(),
+            seq,
+        };
+        let call = self
+            .ctx
+            .logic
+            .call("read", self.ctx.logic.client().read(req));
+        tokio::select! {
+            biased;
+            () = self.ctx.closing.cancelled() => return Err(CloseReason::Shutdown),
+            result = call => {
+                if let Err(e) = result {
+                    warn!(conn.id = self.conn.id, key = %session.key, mid = session.mid, error = %e, "logic read failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// goim's ops (and every op of a session that is not an IM session).
+    async fn apply_goim(&self, frame: Frame) -> Result<Frame, CloseReason> {
         let session = &self.session;
         match frame.op() {
             Op::Heartbeat => {

@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::im::Acks;
 use crate::limits::ConnLimits;
 use crate::logic::{LogicCallError, LogicGateway};
 use crate::metrics;
@@ -59,6 +60,8 @@ pub(crate) struct ConnCtx {
     pub(crate) closing: CancellationToken,
     /// The certificate of the `tls` and `wss` listeners, if configured.
     pub(crate) tls: Option<Arc<Tls>>,
+    /// IM sessions' device acks, batched to logic.
+    pub(crate) acks: Arc<Acks>,
     server_id: String,
 }
 
@@ -80,6 +83,7 @@ impl ConnCtx {
             tracker,
             closing,
             tls,
+            acks: Arc::default(),
         }
     }
 

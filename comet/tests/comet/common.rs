@@ -131,6 +131,7 @@ impl LogicClient for FakeLogic {
             room_id: token.room_id,
             accepts: token.accepts,
             heartbeat: self.heartbeat_nanos,
+            ..Default::default()
         })
     }
 
@@ -321,6 +322,7 @@ pub fn push_keys(comet: &Comet, keys: &[&str], op: i32, body: &[u8]) {
             keys: keys.iter().map(|k| k.to_string()).collect(),
             proto_op: op,
             proto: Some(raw_proto(op, body)),
+            ..Default::default()
         })
         .unwrap();
 }

@@ -44,6 +44,7 @@ async fn keyed_push_is_the_bare_inner_frame_on_tcp() {
                 seq: 0,
                 body: bytes::Bytes::from_static(b"plain"),
             }),
+            ..Default::default()
         })
         .unwrap();
     assert_eq!(

@@ -56,7 +56,7 @@ impl From<LogicError> for ApiError {
 
 impl ApiError {
     /// The HTTP status and the message for the caller.
-    fn status_and_message(self) -> (StatusCode, String) {
+    pub(crate) fn status_and_message(self) -> (StatusCode, String) {
         match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
@@ -91,7 +91,7 @@ struct Envelope<T> {
 }
 
 /// Tells a 401's client which scheme to use (RFC 6750).
-fn with_challenge(mut response: Response) -> Response {
+pub(crate) fn with_challenge(mut response: Response) -> Response {
     if response.status() == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()

@@ -1,5 +1,5 @@
 //! The HTTP API (axum): goim's v2 paths under `/goim` and v1.2 paths under
-//! `/1`, with their envelopes, a body limit, and 404/405 answers in the
+//! `/1`, rim's own under `/rim/v1` (the mailbox API), with their envelopes, a body limit, and 404/405 answers in the
 //! envelope of the path's API version, and bearer tokens on the push and
 //! admin routes (and the reads when `api.protect_reads`) when configured.
 //!
@@ -8,6 +8,7 @@
 
 mod bearer;
 mod error;
+mod mailbox;
 mod nodes;
 mod online;
 mod params;
@@ -24,6 +25,8 @@ use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+
+use self::mailbox::RimError;
 
 use self::error::{ApiError, V1Error};
 use crate::Logic;
@@ -55,6 +58,12 @@ pub fn app(logic: Arc<Logic>) -> axum::Router {
         .route("/1/push/room", post(v1::push_room))
         .route("/1/push/all", post(v1::push_all))
         .route("/1/server/del", post(v1::server_del))
+        .route("/rim/v1/messages", post(mailbox::post_messages))
+        .route(
+            "/rim/v1/users/{mid}/messages",
+            get(mailbox::get_messages).delete(mailbox::delete_messages),
+        )
+        .route("/rim/v1/users/{mid}/cursor", get(mailbox::get_cursor))
         .route_layer(bearer());
     let mut reads = axum::Router::new()
         .route("/goim/online/top", get(online::top))
@@ -82,7 +91,9 @@ fn is_v1(uri: &Uri) -> bool {
 }
 
 fn in_envelope_of(uri: &Uri, err: ApiError) -> Response {
-    if is_v1(uri) {
+    if uri.path().starts_with("/rim/") {
+        RimError(err).into_response()
+    } else if is_v1(uri) {
         V1Error(err).into_response()
     } else {
         err.into_response()

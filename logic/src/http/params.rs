@@ -112,6 +112,40 @@ impl Params {
     }
 
     /// Every non-empty value of the repeated parameter `name`.
+    /// rim's `store` flag: absent or `0` is false, `1` is true.
+    pub(crate) fn store(&self) -> Result<bool, ApiError> {
+        match self.str("store") {
+            None | Some("0") => Ok(false),
+            Some("1") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "store: must be 0 or 1, got {}",
+                quoted(other)
+            ))),
+        }
+    }
+
+    /// Refuses `store=1` (and `id=`) on a push that addresses connections,
+    /// rooms or everyone: only users have mailboxes.
+    pub(crate) fn refuse_store(&self, what: &str) -> Result<(), ApiError> {
+        if self.store()? {
+            return Err(ApiError::BadRequest(format!(
+                "store=1: only pushes to users (mids) are stored; {what}"
+            )));
+        }
+        if self.str("id").is_some() {
+            return Err(ApiError::BadRequest("id: only with store=1".into()));
+        }
+        Ok(())
+    }
+
+    /// The `id` of a stored push; refused without `store=1`.
+    pub(crate) fn stored_id(&self, store: bool) -> Result<Option<&str>, ApiError> {
+        match self.str("id") {
+            Some(_) if !store => Err(ApiError::BadRequest("id: only with store=1".into())),
+            id => Ok(id),
+        }
+    }
+
     pub(crate) fn list_str(&self, name: &str) -> Vec<String> {
         self.pairs
             .iter()

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use super::error::{read_body, v1_ok, v1_ok_data, ApiError, V1Error};
 use super::params::{quoted, Params};
+use super::push::StoredData;
 use crate::Logic;
 
 /// The operation of a v1 push: `operation` if given, else the configured one.
@@ -30,7 +31,13 @@ pub(crate) async fn push(
 ) -> Result<Response, V1Error> {
     let uid: i64 = params.required("uid")?;
     let operation = operation(&logic, &params)?;
+    let store = params.store()?;
+    let id = params.stored_id(store)?;
     let msg = read_body(body, logic.config().max_body)?;
+    if store {
+        let stored = logic.push_stored(operation, &[uid], msg, id).await?;
+        return Ok(v1_ok_data(StoredData::from(stored)));
+    }
     logic.push_mids(operation, &[uid], msg).await?;
     Ok(v1_ok())
 }
@@ -51,6 +58,8 @@ pub(crate) async fn pushs(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V1Error> {
     let operation = operation(&logic, &params)?;
+    let store = params.store()?;
+    let id = params.stored_id(store)?;
     let body = read_body(body, logic.config().max_body)?;
     let parsed: PushsBody<'_> = serde_json::from_slice(&body)
         .map_err(|err| ApiError::BadRequest(format!("body: invalid JSON: {err}")))?;
@@ -59,6 +68,10 @@ pub(crate) async fn pushs(
     }
     // `m` borrows from the body, so the message shares its buffer.
     let msg = body.slice_ref(parsed.m.get().as_bytes());
+    if store {
+        let stored = logic.push_stored(operation, &parsed.u, msg, id).await?;
+        return Ok(v1_ok_data(StoredData::from(stored)));
+    }
     logic.push_mids(operation, &parsed.u, msg).await?;
     Ok(v1_ok())
 }
@@ -69,6 +82,7 @@ pub(crate) async fn push_room(
     params: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V1Error> {
+    params.refuse_store("rooms are not stored")?;
     let room = params.required_str("rid")?;
     let operation = operation(&logic, &params)?;
     let msg = read_body(body, logic.config().max_body)?;
@@ -82,6 +96,7 @@ pub(crate) async fn push_all(
     params: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V1Error> {
+    params.refuse_store("broadcasts are not stored")?;
     let operation = operation(&logic, &params)?;
     let msg = read_body(body, logic.config().max_body)?;
     logic.push_all(operation, 0, msg).await?;
