@@ -295,6 +295,87 @@ async fn flags_override_the_config_file_and_a_push_reaches_tcp_and_ws_clients() 
     drop(taken);
 }
 
+/// `rim bench im` against the binary: each mode runs, finds every stored
+/// message at its client, and says so in its JSON and exit status.
+#[cfg(feature = "bench")]
+#[tokio::test]
+async fn bench_im_checks_every_stored_message_in_each_mode() {
+    let mut args = EPHEMERAL.to_vec();
+    args.push("--ready");
+    let server = Server::start(&args, None).await;
+    let (http, tcp, ws) = (
+        server.addr("http").to_string(),
+        server.only("tcp").to_string(),
+        server.only("ws").to_string(),
+    );
+    let out = TempFile::new("im.json", "");
+    let runs: [&[&str]; 4] = [
+        &[
+            "--mode",
+            "deliver",
+            "-c",
+            "20",
+            "--rate",
+            "200",
+            "--duration",
+            "1s",
+        ],
+        &["--mode", "sync", "-c", "20", "--messages", "30"],
+        &[
+            "--mode",
+            "sync",
+            "-c",
+            "10",
+            "--messages",
+            "250",
+            "--sync-request",
+        ],
+        &[
+            "--mode",
+            "storm",
+            "-c",
+            "20",
+            "--rate",
+            "100",
+            "--duration",
+            "2s",
+            "--hold",
+            "500ms",
+            "--storm",
+            "500ms",
+        ],
+    ];
+    for run in runs {
+        let mut bench = vec!["bench", "im", "--http", &http, "--tcp", &tcp, "--ws", &ws];
+        bench.extend(["--ws-ratio", "0.5", "--settle", "0s", "--drain", "500ms"]);
+        bench.extend(["--json", out.arg()]);
+        bench.extend(run);
+        let (status, stdout, stderr) = run_to_exit(&bench).await;
+        assert!(status.success(), "{run:?}: {status:?}\n{stdout}\n{stderr}");
+        let report: Value = serde_json::from_slice(&std::fs::read(&out.path).expect("the json"))
+            .expect("the json parses");
+        assert_eq!(report["lost"], 0, "{run:?}: {report}");
+        assert_eq!(report["duplicates"], 0, "{run:?}: {report}");
+        assert_eq!(
+            report["connections"],
+            run[3].parse::<u64>().unwrap(),
+            "{report}"
+        );
+        let expected = report["expected"].as_u64().expect("expected");
+        assert!(expected > 0, "{run:?}: {report}");
+        assert_eq!(report["delivered"], expected, "{run:?}: {report}");
+        if run.contains(&"--sync-request") {
+            // 250 messages take two pages (200 + 50): each client sends op 18
+            // once, then again on "more".
+            assert_eq!(report["sync_requests"], 20, "{report}");
+        }
+        if run[1] == "storm" {
+            assert_eq!(report["storm"]["resynced"], 20, "{report}");
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn logs_go_to_stderr_and_rust_log_enables_debug_lines() {
     for (rust_log, debug) in [(None, false), (Some("info,rim_comet=debug"), true)] {

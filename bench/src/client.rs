@@ -211,15 +211,15 @@ fn token(spec: &ClientSpec, op: i32) -> Bytes {
     .into()
 }
 
-async fn connect(spec: &ClientSpec, cfg: &ClientConfig) -> anyhow::Result<Conn> {
-    let target = if spec.ws { cfg.ws } else { cfg.tcp };
+/// A TCP connection to `target`, from `source` when given, with Nagle off.
+pub(crate) async fn dial(target: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
     let socket = if target.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
     .context("create socket")?;
-    if let Some(src) = spec.source {
+    if let Some(src) = source {
         socket
             .bind(SocketAddr::new(src, 0))
             .with_context(|| format!("bind source address {src}"))?;
@@ -229,18 +229,33 @@ async fn connect(spec: &ClientSpec, cfg: &ClientConfig) -> anyhow::Result<Conn> 
         .await
         .with_context(|| format!("connect to {target}"))?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The WebSocket upgrade at `ws://target/sub`, with small buffers.
+pub(crate) async fn ws_upgrade(
+    stream: TcpStream,
+    target: SocketAddr,
+) -> anyhow::Result<WebSocketStream<TcpStream>> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("ws://{target}/sub"),
+        stream,
+        Some(config),
+    )
+    .await
+    .with_context(|| format!("WebSocket upgrade at ws://{target}/sub"))?;
+    Ok(ws)
+}
+
+async fn connect(spec: &ClientSpec, cfg: &ClientConfig) -> anyhow::Result<Conn> {
+    let target = if spec.ws { cfg.ws } else { cfg.tcp };
+    let stream = dial(target, spec.source).await?;
     let auth = Frame::new(1, Op::Auth, 1, token(spec, cfg.op)).to_bytes();
     if spec.ws {
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
-        let (mut ws, _) = tokio_tungstenite::client_async_with_config(
-            format!("ws://{target}/sub"),
-            stream,
-            Some(config),
-        )
-        .await
-        .with_context(|| format!("WebSocket upgrade at ws://{target}/sub"))?;
+        let mut ws = ws_upgrade(stream, target).await?;
         ws.send(Message::Binary(auth)).await.context("send auth")?;
         loop {
             let msg = ws

@@ -43,6 +43,26 @@ impl Answer {
         }
         serde_json::from_slice::<Envelope>(&self.body).is_ok_and(|e| e.code == 0)
     }
+
+    /// A stored push's mailbox appends (`store=1`): `data.accepted` of an
+    /// accepted answer; `None` when the push was refused or the answer has
+    /// no count.
+    pub(crate) fn stored(&self) -> Option<u64> {
+        if self.status != 200 {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct Data {
+            accepted: u64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            code: i64,
+            data: Option<Data>,
+        }
+        let e: Envelope = serde_json::from_slice(&self.body).ok()?;
+        (e.code == 0).then_some(e.data?.accepted)
+    }
 }
 
 impl HttpConn {
@@ -58,7 +78,16 @@ impl HttpConn {
     /// `POST path` with `body`; on any error the connection is dropped and
     /// the next call reconnects.
     pub(crate) async fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<Answer> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.post_inner(path, body)).await {
+        self.request("POST", path, body).await
+    }
+
+    /// `GET path`, as [`HttpConn::post`].
+    pub(crate) async fn get(&mut self, path: &str) -> anyhow::Result<Answer> {
+        self.request("GET", path, b"").await
+    }
+
+    async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Answer> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner(method, path, body)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {
                 self.stream = None;
@@ -66,12 +95,17 @@ impl HttpConn {
             }
             Err(_) => {
                 self.stream = None;
-                bail!("POST {path}: no answer within {REQUEST_TIMEOUT:?}")
+                bail!("{method} {path}: no answer within {REQUEST_TIMEOUT:?}")
             }
         }
     }
 
-    async fn post_inner(&mut self, path: &str, body: &[u8]) -> anyhow::Result<Answer> {
+    async fn request_inner(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Answer> {
         if self.stream.is_none() {
             let s = TcpStream::connect(self.addr)
                 .await
@@ -86,7 +120,7 @@ impl HttpConn {
         let mut req = Vec::with_capacity(128 + path.len() + body.len());
         req.extend_from_slice(
             format!(
-                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
                 self.host,
                 body.len()
             )

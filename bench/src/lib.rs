@@ -18,7 +18,10 @@
 
 mod client;
 mod http;
+mod im;
+mod im_client;
 mod procfs;
+mod push;
 mod report;
 mod run;
 
@@ -47,6 +50,45 @@ pub enum Scenario {
     /// messages as fast as they can for --duration; reports accepted pushes
     /// per second (and deliveries to the connected clients, if any).
     Api,
+    /// Durable messaging (rim): stored pushes (`store=1`) and IM sessions
+    /// (`"im": true`, sync with ops 18 to 20); what it measures is --mode.
+    Im,
+}
+
+/// What `rim bench im` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImMode {
+    /// Stored pushes accepted per second: --concurrency HTTP clients push
+    /// `store=1` as fast as they can for --duration to mids 1..=--users
+    /// (--mids-per-push per request); IM clients (-c, may be 0) check what
+    /// arrives.
+    Store,
+    /// Stored pushes at --rate per second for --duration to the -c
+    /// connected IM clients; delivery latency, and every seq once, in order.
+    Deliver,
+    /// Store --messages messages in each of -c offline mailboxes, then
+    /// connect the clients with `since` (or op 18 with --sync-request) and
+    /// time each sync from op 7 (op 18) to the last op 20.
+    Sync,
+    /// -c IM clients connected while stored pushes run at --rate; --hold
+    /// into the pushes, every client drops its connection and reconnects
+    /// with `since`, spread over --storm; time until all are synced, and
+    /// every seq held once.
+    Storm,
+    /// -c idle IM sessions held for --hold: server RSS per connection.
+    Idle,
+}
+
+impl ImMode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ImMode::Store => "store",
+            ImMode::Deliver => "deliver",
+            ImMode::Sync => "sync",
+            ImMode::Storm => "storm",
+            ImMode::Idle => "idle",
+        }
+    }
 }
 
 impl Scenario {
@@ -57,6 +99,7 @@ impl Scenario {
             Scenario::Keyed => "keyed",
             Scenario::Broadcast => "broadcast",
             Scenario::Api => "api",
+            Scenario::Im => "im",
         }
     }
 }
@@ -80,6 +123,19 @@ Examples:
   rim bench room -c 5000 --rate 50 --duration 20s --ws-ratio 0.5 --json room.json
   rim bench keyed -c 1000 --rate 1000 --duration 20s --chart keyed.svg
   rim bench api -c 1000 --concurrency 64 --duration 10s
+
+rim bench im (durable messaging, rim only): client i authenticates with
+{\"mid\": i, \"key\": \"im-i-<connection number>\", \"platform\": \"bench\", \"im\": true}
+plus \"since\" {seq, epoch} where its copy of the mailbox ends (the user's top
+from GET /rim/v1/users/i/cursor when the run starts). Pushes are
+POST /goim/push/mids?operation=OP&mids=..&store=1. At the end each user's
+cursor says which seqs exist; a seq a client does not hold is lost, a live
+frame it already held is a duplicate, and either makes the run fail.
+  rim bench im --mode store -c 0 --users 1000 --concurrency 256 --duration 10s
+  rim bench im --mode deliver -c 1000 --rate 1000 --duration 20s
+  rim bench im --mode sync -c 1000 --messages 100
+  rim bench im --mode storm -c 10000 --rate 1000 --duration 30s --hold 5s --storm 10s
+  rim bench im --mode idle -c 10000 --hold 5s --server-pid $(pgrep -n rim)
 See docs/benchmark.md.";
 
 /// Load generator for goim-compatible servers: connects clients over TCP and
@@ -91,6 +147,22 @@ pub struct BenchArgs {
     /// The scenario to run.
     #[arg(value_enum)]
     pub scenario: Scenario,
+    /// im: what to measure.
+    #[arg(long, value_enum, default_value = "deliver")]
+    pub mode: ImMode,
+    /// im: mailboxes the stored pushes go to, mids 1..=N (at least -c);
+    /// default -c, or 1000 when -c is 0.
+    #[arg(long, value_name = "N")]
+    pub users: Option<u32>,
+    /// im --mode sync: messages stored in each mailbox before the clients connect.
+    #[arg(long, default_value_t = 100)]
+    pub messages: u32,
+    /// im --mode sync: sync with op 18 after op 8 instead of the token's `since`.
+    #[arg(long)]
+    pub sync_request: bool,
+    /// im --mode storm: the window over which every client reconnects.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub storm: Duration,
     /// Server's TCP client address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3101")]
     pub tcp: String,
@@ -132,7 +204,8 @@ pub struct BenchArgs {
     /// After the push phase, how long to wait for late messages before counting losses.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub drain: Duration,
-    /// idle: how long to hold the connections before measuring again.
+    /// idle: how long to hold the connections before measuring again; im
+    /// --mode storm: how long into the pushes the storm starts.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub hold: Duration,
     /// Mids named in one keyed push (keyed, api).

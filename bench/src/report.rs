@@ -30,6 +30,11 @@ pub(crate) struct Settings {
     payload_size: usize,
     heartbeat_s: f64,
     server_pid: Option<u32>,
+    im_mode: &'static str,
+    users: Option<u32>,
+    messages: u32,
+    sync_request: bool,
+    storm_s: f64,
 }
 
 impl Settings {
@@ -54,6 +59,11 @@ impl Settings {
             payload_size: a.payload_size,
             heartbeat_s: a.heartbeat.as_secs_f64(),
             server_pid: a.server_pid,
+            im_mode: a.mode.name(),
+            users: a.users,
+            messages: a.messages,
+            sync_request: a.sync_request,
+            storm_s: a.storm.as_secs_f64(),
         }
     }
 }
@@ -89,13 +99,14 @@ pub(crate) struct Report {
     pub(crate) first_error: Option<String>,
 }
 
-const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)];
+pub(crate) const QUANTILES: [(&str, f64); 4] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)];
 
-fn us(nanos: u64) -> f64 {
+pub(crate) fn us(nanos: u64) -> f64 {
     (nanos as f64 / 100.0).round() / 10.0
 }
 
-fn latency_json(h: &Histogram<u64>) -> Value {
+pub(crate) fn latency_json(h: &Histogram<u64>) -> Value {
     if h.is_empty() {
         return Value::Null;
     }
@@ -109,7 +120,7 @@ fn latency_json(h: &Histogram<u64>) -> Value {
     Value::Object(m)
 }
 
-fn per_sec(count: u64, secs: f64) -> f64 {
+pub(crate) fn per_sec(count: u64, secs: f64) -> f64 {
     if secs > 0.0 {
         (count as f64 / secs).round()
     } else {
@@ -214,17 +225,6 @@ impl Report {
                     format!("{}", per_sec(self.delivered, self.delivery_secs)),
                 ),
             ]);
-            let fmt_lat = |h: &Histogram<u64>| {
-                if h.is_empty() {
-                    return "-".to_string();
-                }
-                let mut s = String::new();
-                for (name, q) in QUANTILES {
-                    let _ = write!(s, "{name} {} ", us(h.value_at_quantile(q)));
-                }
-                let _ = write!(s, "max {} (us)", us(h.max()));
-                s
-            };
             rows.push(("latency", fmt_lat(&self.latency)));
             if let Some(h) = &self.http_latency {
                 rows.push(("http latency", fmt_lat(h)));
@@ -277,19 +277,8 @@ impl Report {
         }
     }
 
-    /// A latency-by-percentile chart (delivery and HTTP), log-scaled on the
-    /// percentile axis like HdrHistogram's plots.
+    /// A latency-by-percentile chart (delivery and HTTP).
     pub(crate) fn svg(&self) -> String {
-        const W: f64 = 720.0;
-        const H: f64 = 400.0;
-        const PAD: f64 = 60.0;
-        let qs: Vec<f64> = (0..=50)
-            .map(|i| 1.0 - 10f64.powf(-f64::from(i) / 10.0))
-            .collect();
-        let x_of = |q: f64| {
-            let x = (-(1.0 - q).max(1e-5).log10()).min(5.0);
-            PAD + x / 5.0 * (W - 2.0 * PAD)
-        };
         let series: Vec<(&str, &str, &Histogram<u64>)> = std::iter::once((
             "delivery (HTTP request start to client receipt)",
             "#1f77b4",
@@ -300,75 +289,104 @@ impl Report {
                 .as_ref()
                 .map(|h| ("HTTP push call", "#ff7f0e", h)),
         )
-        .filter(|(_, _, h)| !h.is_empty())
         .collect();
-        let max_ms = series
-            .iter()
-            .map(|(_, _, h)| h.max() as f64 / 1e6)
-            .fold(0.001, f64::max);
-        let y_of = |ms: f64| H - PAD - ms / max_ms * (H - 2.0 * PAD);
-        let mut s = String::new();
-        let _ = write!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = write!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-        let _ = write!(
-            s,
-            r#"<text x="{PAD}" y="20" font-size="14">rim bench {}: latency by percentile ({} connections)</text>"#,
+        let title = format!(
+            "rim bench {}: latency by percentile ({} connections)",
             self.scenario.name(),
             self.connections
         );
+        latency_svg(&title, &series)
+    }
+}
+
+/// Quantiles and max of `h` in microseconds, one line.
+pub(crate) fn fmt_lat(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "-".to_string();
+    }
+    let mut s = String::new();
+    for (name, q) in QUANTILES {
+        let _ = write!(s, "{name} {} ", us(h.value_at_quantile(q)));
+    }
+    let _ = write!(s, "max {} (us)", us(h.max()));
+    s
+}
+
+/// A latency-by-percentile chart of (name, colour, histogram) series,
+/// log-scaled on the percentile axis like HdrHistogram's plots.
+pub(crate) fn latency_svg(title: &str, series: &[(&str, &str, &Histogram<u64>)]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 400.0;
+    const PAD: f64 = 60.0;
+    let qs: Vec<f64> = (0..=50)
+        .map(|i| 1.0 - 10f64.powf(-f64::from(i) / 10.0))
+        .collect();
+    let x_of = |q: f64| {
+        let x = (-(1.0 - q).max(1e-5).log10()).min(5.0);
+        PAD + x / 5.0 * (W - 2.0 * PAD)
+    };
+    let series: Vec<_> = series.iter().filter(|(_, _, h)| !h.is_empty()).collect();
+    let max_ms = series
+        .iter()
+        .map(|(_, _, h)| h.max() as f64 / 1e6)
+        .fold(0.001, f64::max);
+    let y_of = |ms: f64| H - PAD - ms / max_ms * (H - 2.0 * PAD);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = write!(s, r#"<text x="{PAD}" y="20" font-size="14">{title}</text>"#);
+    let _ = write!(
+        s,
+        r#"<line x1="{PAD}" y1="{0}" x2="{1}" y2="{0}" stroke="black"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{0}" stroke="black"/>"#,
+        H - PAD,
+        W - PAD
+    );
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+    {
+        let x = PAD + i as f64 / 5.0 * (W - 2.0 * PAD);
         let _ = write!(
             s,
-            r#"<line x1="{PAD}" y1="{0}" x2="{1}" y2="{0}" stroke="black"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{0}" stroke="black"/>"#,
-            H - PAD,
-            W - PAD
+            r#"<text x="{x}" y="{}" text-anchor="middle">{label}</text>"#,
+            H - PAD + 18.0
         );
-        for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
-            .iter()
-            .enumerate()
-        {
-            let x = PAD + i as f64 / 5.0 * (W - 2.0 * PAD);
-            let _ = write!(
-                s,
-                r#"<text x="{x}" y="{}" text-anchor="middle">{label}</text>"#,
-                H - PAD + 18.0
-            );
-        }
-        for i in 0..=4 {
-            let ms = max_ms * f64::from(i) / 4.0;
-            let _ = write!(
-                s,
-                r#"<text x="{}" y="{}" text-anchor="end">{ms:.2} ms</text>"#,
-                PAD - 4.0,
-                y_of(ms) + 4.0
-            );
-        }
-        for (k, (name, color, h)) in series.iter().enumerate() {
-            let points: Vec<String> = qs
-                .iter()
-                .map(|&q| {
-                    format!(
-                        "{:.1},{:.1}",
-                        x_of(q),
-                        y_of(h.value_at_quantile(q) as f64 / 1e6)
-                    )
-                })
-                .collect();
-            let _ = write!(
-                s,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-                points.join(" ")
-            );
-            let _ = write!(
-                s,
-                r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
-                PAD + 10.0,
-                PAD + 16.0 * k as f64
-            );
-        }
-        s.push_str("</svg>\n");
-        s
     }
+    for i in 0..=4 {
+        let ms = max_ms * f64::from(i) / 4.0;
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{ms:.2} ms</text>"#,
+            PAD - 4.0,
+            y_of(ms) + 4.0
+        );
+    }
+    for (k, (name, color, h)) in series.iter().enumerate() {
+        let points: Vec<String> = qs
+            .iter()
+            .map(|&q| {
+                format!(
+                    "{:.1},{:.1}",
+                    x_of(q),
+                    y_of(h.value_at_quantile(q) as f64 / 1e6)
+                )
+            })
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
+            PAD + 10.0,
+            PAD + 16.0 * k as f64
+        );
+    }
+    s.push_str("</svg>\n");
+    s
 }

@@ -1,21 +1,19 @@
 //! The bench run: ramp, push, drain, count, report.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{self, ClientConfig, ClientOutcome, ClientSpec, Shared};
-use super::http::HttpConn;
 use super::procfs::{self, ProcSample};
+use super::push::{push_phase, Pace, PushSettings, Target};
 use super::report::{Report, Settings};
 use super::{BenchArgs, Scenario};
 
@@ -24,13 +22,20 @@ const API_OFFLINE_MIDS: u32 = 1000;
 
 /// Runs `rim bench`; stops early with an error when `shutdown` is cancelled.
 pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let scenario = async {
+        if args.scenario == Scenario::Im {
+            super::im::run(args).await
+        } else {
+            bench(args).await
+        }
+    };
     tokio::select! {
-        r = bench(args) => r,
+        r = scenario => r,
         _ = shutdown.cancelled() => bail!("interrupted"),
     }
 }
 
-async fn resolve(addr: &str, what: &str) -> anyhow::Result<SocketAddr> {
+pub(crate) async fn resolve(addr: &str, what: &str) -> anyhow::Result<SocketAddr> {
     tokio::net::lookup_host(addr)
         .await
         .with_context(|| format!("resolve --{what} {addr}"))?
@@ -39,13 +44,13 @@ async fn resolve(addr: &str, what: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Server probe: RSS and CPU of `--server-pid`, when given.
-struct Probe {
-    pid: Option<String>,
-    ticks: u64,
+pub(crate) struct Probe {
+    pub(crate) pid: Option<String>,
+    pub(crate) ticks: u64,
 }
 
 impl Probe {
-    fn sample(&self) -> anyhow::Result<Option<ProcSample>> {
+    pub(crate) fn sample(&self) -> anyhow::Result<Option<ProcSample>> {
         match &self.pid {
             Some(pid) => procfs::sample(pid, self.ticks)
                 .map(Some)
@@ -53,152 +58,6 @@ impl Probe {
             None => Ok(None),
         }
     }
-}
-
-/// Which clients a push targets.
-#[derive(Clone, Copy, Debug)]
-enum Target {
-    None,
-    /// seq % rooms; client i is in room (i-1) % rooms.
-    Room {
-        rooms: u32,
-    },
-    /// mids (seq*m % n)+1 .. +m, wrapping over n.
-    Mids {
-        n: u32,
-        m: u32,
-    },
-    All,
-}
-
-impl Target {
-    fn hits(self, seq: u32, index: u32) -> bool {
-        match self {
-            Target::None => false,
-            Target::Room { rooms } => seq % rooms == (index - 1) % rooms,
-            Target::Mids { n, m } => {
-                let start = (u64::from(seq) * u64::from(m) % u64::from(n)) as u32;
-                ((index - 1 + n - start) % n) < m
-            }
-            Target::All => true,
-        }
-    }
-
-    fn path(self, op: i32, room_type: &str, seq: u32) -> String {
-        match self {
-            Target::None => String::new(),
-            Target::Room { rooms } => format!(
-                "/goim/push/room?operation={op}&type={room_type}&room={}",
-                seq % rooms
-            ),
-            Target::Mids { n, m } => {
-                let start = u64::from(seq) * u64::from(m) % u64::from(n);
-                let mut p = format!("/goim/push/mids?operation={op}");
-                for k in 0..u64::from(m) {
-                    p.push_str(&format!("&mids={}", (start + k) % u64::from(n) + 1));
-                }
-                p
-            }
-            Target::All => format!("/goim/push/all?operation={op}"),
-        }
-    }
-}
-
-/// Results of the push phase, merged over the pushers.
-struct PushOutcome {
-    sent: u64,
-    accepted: Vec<u32>,
-    rejected: u64,
-    errors: u64,
-    http_latency: Histogram<u64>,
-    first_error: Option<String>,
-}
-
-fn payload(seq: u32, size: usize) -> Vec<u8> {
-    let mut body = format!("{}:{seq}", client::unix_nanos()).into_bytes();
-    if body.len() < size {
-        body.push(b':');
-        body.resize(size, b'x');
-    }
-    body
-}
-
-/// One pusher: sends the seqs it is given (or, for api, the next counter
-/// value until `deadline`) over one keep-alive connection.
-async fn pusher(
-    addr: SocketAddr,
-    target: Target,
-    args: Arc<PushSettings>,
-    source: PushSource,
-) -> PushOutcome {
-    let mut conn = HttpConn::new(addr);
-    let mut out = PushOutcome {
-        sent: 0,
-        accepted: Vec::new(),
-        rejected: 0,
-        errors: 0,
-        http_latency: client::new_histogram(),
-        first_error: None,
-    };
-    loop {
-        let seq = match &source {
-            PushSource::Queue(rx) => match rx.lock().await.recv().await {
-                Some(seq) => seq,
-                None => break,
-            },
-            PushSource::Counter { next, deadline } => {
-                if Instant::now() >= *deadline {
-                    break;
-                }
-                next.fetch_add(1, Ordering::Relaxed)
-            }
-        };
-        let path = target.path(args.op, &args.room_type, seq);
-        let body = payload(seq, args.payload_size);
-        let started = Instant::now();
-        out.sent += 1;
-        match conn.post(&path, &body).await {
-            Ok(answer) => {
-                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                let _ = out.http_latency.record(nanos.max(1));
-                if answer.accepted() {
-                    out.accepted.push(seq);
-                } else {
-                    out.rejected += 1;
-                    if out.first_error.is_none() {
-                        out.first_error = Some(format!(
-                            "push refused: HTTP {} {}",
-                            answer.status,
-                            String::from_utf8_lossy(&answer.body)
-                        ));
-                    }
-                }
-            }
-            Err(e) => {
-                out.errors += 1;
-                if out.first_error.is_none() {
-                    out.first_error = Some(format!("{e:#}"));
-                }
-                // Avoid a hot loop against a dead server.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    out
-}
-
-struct PushSettings {
-    op: i32,
-    room_type: String,
-    payload_size: usize,
-}
-
-enum PushSource {
-    Queue(Arc<tokio::sync::Mutex<mpsc::Receiver<u32>>>),
-    Counter {
-        next: Arc<AtomicU32>,
-        deadline: Instant,
-    },
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -325,9 +184,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 .min(if n > 0 { n } else { API_OFFLINE_MIDS }),
         },
         Scenario::Broadcast => Target::All,
+        Scenario::Im => bail!("the im scenario has its own run (im::run)"),
     };
     let bench_start = procfs::sample("self", probe.ticks).ok();
-    let push_start = Instant::now();
     let push_start_unix = client::unix_nanos();
     let mut push = None;
     let mut push_secs = 0.0;
@@ -335,96 +194,27 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("holding {ready} connections for {:?}", args.hold);
         tokio::time::sleep(args.hold).await;
     } else {
-        let settings = Arc::new(PushSettings {
+        let settings = PushSettings {
             op: args.operation,
             room_type: args.room_type.clone(),
             payload_size: args.payload_size,
-        });
-        let mut scheduler = None;
-        let source = if args.scenario == Scenario::Api {
-            PushSource::Counter {
-                next: Arc::new(AtomicU32::new(0)),
-                deadline: push_start + args.duration,
-            }
+            store: false,
+        };
+        let pace = if args.scenario == Scenario::Api {
+            Pace::Flat(args.duration)
         } else {
-            let total = (args.rate * args.duration.as_secs_f64()).round() as u32;
-            let (tx, rx) = mpsc::channel::<u32>(1024);
-            let rate = args.rate;
-            scheduler = Some(tokio::spawn(async move {
-                for seq in 0..total {
-                    tokio::time::sleep_until(
-                        push_start + Duration::from_secs_f64(f64::from(seq) / rate),
-                    )
-                    .await;
-                    if tx.send(seq).await.is_err() {
-                        break;
-                    }
-                }
-            }));
-            PushSource::Queue(Arc::new(tokio::sync::Mutex::new(rx)))
+            Pace::Rate {
+                rate: args.rate,
+                duration: args.duration,
+            }
         };
-        let source = Arc::new(source);
-        let bar = ProgressBar::new(args.duration.as_millis() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{msg:12} [{bar:40}] {elapsed}/{duration} {prefix}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message("pushing");
-        let ticker = tokio::spawn({
-            let bar = bar.clone();
+        let status = {
             let shared = shared.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    bar.set_position(push_start.elapsed().as_millis() as u64);
-                    bar.set_prefix(format!(
-                        "delivered {}",
-                        shared.delivered.load(Ordering::Relaxed)
-                    ));
-                }
-            }
-        });
-        let pushers: Vec<_> = (0..args.concurrency)
-            .map(|_| {
-                let source = match &*source {
-                    PushSource::Queue(rx) => PushSource::Queue(rx.clone()),
-                    PushSource::Counter { next, deadline } => PushSource::Counter {
-                        next: next.clone(),
-                        deadline: *deadline,
-                    },
-                };
-                tokio::spawn(pusher(http, target, settings.clone(), source))
-            })
-            .collect();
-        if let Some(s) = scheduler {
-            s.await.context("push scheduler")?;
-        }
-        let mut merged = PushOutcome {
-            sent: 0,
-            accepted: Vec::new(),
-            rejected: 0,
-            errors: 0,
-            http_latency: client::new_histogram(),
-            first_error: None,
+            move || format!("delivered {}", shared.delivered.load(Ordering::Relaxed))
         };
-        for p in pushers {
-            let o = p.await.context("pusher task")?;
-            merged.sent += o.sent;
-            merged.accepted.extend(o.accepted);
-            merged.rejected += o.rejected;
-            merged.errors += o.errors;
-            let _ = merged.http_latency.add(&o.http_latency);
-            if merged.first_error.is_none() {
-                merged.first_error = o.first_error;
-            }
-        }
-        push_secs = push_start.elapsed().as_secs_f64();
-        ticker.abort();
-        bar.finish_with_message("pushed");
-        if let Some(e) = &merged.first_error {
-            eprintln!("first push error: {e}");
-        }
+        let (merged, secs) =
+            push_phase(http, target, settings, pace, args.concurrency, status).await?;
+        push_secs = secs;
         if ready > 0 {
             eprintln!("draining for {:?}", args.drain);
             tokio::time::sleep(args.drain).await;
