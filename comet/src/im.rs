@@ -539,12 +539,12 @@ mod tests {
         let mut top = 0u32;
         let mut client = Client { received: vec![] };
         let mut wire: Vec<u32> = vec![];
-        let mut sync = |gate: &mut ImGate,
-                        client: &mut Client,
-                        wire: &mut Vec<u32>,
-                        top: u32,
-                        limit: u32,
-                        inflight: &[u32]| {
+        let sync = |gate: &mut ImGate,
+                    client: &mut Client,
+                    wire: &mut Vec<u32>,
+                    top: u32,
+                    limit: u32,
+                    inflight: &[u32]| {
             gate.begin_sync();
             // Live frames of messages appended before the read arrive
             // during the sync.
