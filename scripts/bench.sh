@@ -3,11 +3,14 @@
 #
 #   scripts/bench.sh            # all scenarios, a few minutes on 2 cores
 #   scripts/bench.sh room api   # only these
+#   scripts/bench.sh im         # the durable messaging runs (im-store ... im-idle)
 #
 # Each scenario gets a fresh server (so RSS per connection is measured from a
-# clean heap); results go to target/bench/<name>.json and <name>.txt.
+# clean heap) with a fresh mailbox data directory; results go to
+# target/bench/<name>.json and <name>.txt.
 # Sizes and ports can be changed through the environment:
-#   IDLE_CONNS ROOM_CONNS KEYED_CONNS API_CONNS DURATION HTTP_ADDR TCP_ADDR WS_ADDR
+#   IDLE_CONNS ROOM_CONNS KEYED_CONNS API_CONNS IM_CONNS IM_STORM_CONNS DURATION
+#   HTTP_ADDR TCP_ADDR WS_ADDR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,8 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 ROOM_CONNS=${ROOM_CONNS:-5000}
 KEYED_CONNS=${KEYED_CONNS:-1000}
 API_CONNS=${API_CONNS:-1000}
+IM_CONNS=${IM_CONNS:-1000}
+IM_STORM_CONNS=${IM_STORM_CONNS:-10000}
 DURATION=${DURATION:-20s}
 HTTP_ADDR=${HTTP_ADDR:-127.0.0.1:3111}
 TCP_ADDR=${TCP_ADDR:-127.0.0.1:3101}
@@ -32,11 +37,16 @@ batch = 20
 TOML
 
 server_pid=""
+data_dir=""
 stop_server() {
     if [[ -n "$server_pid" ]]; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
         server_pid=""
+    fi
+    if [[ -n "$data_dir" ]]; then
+        rm -rf "$data_dir"
+        data_dir=""
     fi
 }
 trap stop_server EXIT
@@ -45,7 +55,9 @@ start_server() { # [extra standalone args...]
     stop_server
     # The server needs one descriptor per connection; raise the soft limit to the hard one.
     ulimit -n "$(ulimit -Hn)"
-    "$RIM" standalone --http "$HTTP_ADDR" --tcp "$TCP_ADDR" --ws "$WS_ADDR" "$@" \
+    # The mailbox store (durable messaging) starts empty for every run.
+    data_dir=$(mktemp -d)
+    "$RIM" standalone --data "$data_dir" --http "$HTTP_ADDR" --tcp "$TCP_ADDR" --ws "$WS_ADDR" "$@" \
         >"$OUT/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 50); do
@@ -91,14 +103,44 @@ run() {
     api)
         start_server
         bench api api -c "$API_CONNS" --concurrency 64 --duration 10s ;;
+    # Durable messaging (docs/benchmark.md, "Durable messaging").
+    im)
+        for im_run in im-store im-store-batched im-deliver im-sync im-storm im-idle im-idle-ws; do
+            run "$im_run"
+        done ;;
+    im-store)
+        start_server
+        bench im-store im --mode store -c 0 --users 1000 --concurrency 256 --duration 10s ;;
+    im-store-batched)
+        start_server
+        bench im-store-batched im --mode store -c 0 --users 1000 --mids-per-push 10 \
+            --concurrency 256 --duration 10s ;;
+    im-deliver)
+        start_server
+        bench im-deliver im --mode deliver -c "$IM_CONNS" --rate 1000 --duration "$DURATION" \
+            --chart "$OUT/im-deliver.svg" ;;
+    im-sync)
+        start_server
+        bench im-sync im --mode sync -c "$IM_CONNS" --messages 100 --chart "$OUT/im-sync.svg" ;;
+    im-storm)
+        start_server
+        bench im-storm im --mode storm -c "$IM_STORM_CONNS" --rate 1000 --duration 30s \
+            --hold 5s --storm 10s ;;
+    im-idle)
+        start_server
+        bench im-idle im --mode idle -c "$IM_STORM_CONNS" --hold 5s ;;
+    im-idle-ws)
+        start_server
+        bench im-idle-ws im --mode idle -c "$IM_STORM_CONNS" --ws-ratio 1 --hold 5s ;;
     *)
-        echo "unknown scenario $1 (idle room room-batched room-ws keyed broadcast api)" >&2
+        echo "unknown scenario $1 (idle room room-batched room-ws keyed broadcast api" \
+            "im im-store im-store-batched im-deliver im-sync im-storm im-idle im-idle-ws)" >&2
         exit 2 ;;
     esac
 }
 
 if [[ $# -eq 0 ]]; then
-    set -- idle room room-batched room-ws keyed broadcast api
+    set -- idle room room-batched room-ws keyed broadcast api im
 fi
 for s in "$@"; do
     run "$s"

@@ -620,7 +620,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ("http latency", fmt_lat(&o.http_latency)),
         ]);
     }
-    if mode != ImMode::Idle {
+    if mode != ImMode::Idle && n > 0 {
         rows.extend([
             (
                 "delivered",
