@@ -436,6 +436,10 @@ mod tests {
         assert_eq!(parsed.router.expire, default.router.expire);
         assert_eq!(parsed.queue.capacity, default.queue.capacity);
         assert_eq!(parsed.queue.timeout, default.queue.timeout);
+        assert_eq!(
+            format!("{:?}", parsed.mailbox),
+            format!("{:?}", default.mailbox)
+        );
     }
 
     #[test]
