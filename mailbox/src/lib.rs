@@ -11,8 +11,9 @@
 //! - **seq**: a message's position in its mailbox, given by the store in the
 //!   same atomic step as the append, dense from 1, never reused within an
 //!   epoch, at most [`MAX_SEQ`] (it travels in goim's int32 header).
-//! - **epoch**: the id of the store's history ([`Epoch`]); seqs of different
-//!   epochs are unrelated.
+//! - **epoch**: the id of a mailbox's history ([`Epoch`]); seqs of different
+//!   epochs are unrelated. The memory and embedded stores have one epoch for
+//!   all their mailboxes, the Redis store one per mailbox.
 //! - **first** / **top**: the lowest seq still stored / the highest seq
 //!   given. Retention and trims move `first` up; an empty mailbox has
 //!   `first == top + 1`.
@@ -24,7 +25,10 @@
 //! - [`MemoryStore`]: in-process, for tests; its epoch lives as long as it.
 //! - [`RedbStore`]: the embedded store of `rim standalone`, one redb file
 //!   in a data directory, with one writer task that group-commits.
-//! - [`MailboxConfig`]: retention (count cap, idempotency window, age).
+//! - `RedisStore` (cargo feature `redis`, on by default): the store of
+//!   distributed rim, every mailbox in Redis under its own hash tag.
+//! - [`MailboxConfig`]: retention (count cap, idempotency window, age, Redis
+//!   time to live).
 
 #![warn(missing_docs)]
 
@@ -33,10 +37,14 @@ mod embedded;
 mod error;
 mod memory;
 mod paging;
+#[cfg(feature = "redis")]
+mod redis;
 mod types;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisDurability, RedisStore};
 pub use config::{MailboxConfig, MailboxConfigError};
 pub use embedded::RedbStore;
 pub use error::{EpochError, MailboxError, MsgIdError};
@@ -52,8 +60,19 @@ pub trait MailboxStore: Send + Sync + 'static {
     /// each landed, in the batch's order. Entries of one mid keep their
     /// order. An entry whose `(mid, id)` was appended within the idempotency
     /// window is not stored again: its answer has the first seq and
-    /// `duplicate`. All or nothing: on `Err` nothing of the batch is stored.
-    /// Once it returns `Ok` (durable stores: the batch is on disk).
+    /// `duplicate`.
+    ///
+    /// Each entry is stored atomically: its seq, message and id together or
+    /// not at all. The memory and embedded stores also apply a batch all or
+    /// nothing: on `Err` nothing of it is stored. The Redis store cannot (a
+    /// batch spans mailboxes, hence cluster slots): on `Err` part of the
+    /// batch may be stored. Retrying the same batch is safe with every
+    /// store, as the entries already stored answer the retry as duplicates
+    /// with their seqs.
+    ///
+    /// Once it returns `Ok` the batch is stored: on disk for the embedded
+    /// store, as durably as its AOF setting makes it for Redis
+    /// (`RedisStore::durability`).
     async fn append(&self, batch: Vec<Entry>) -> Result<Vec<Appended>, MailboxError>;
 
     /// The messages after `after`, oldest first: at most `limit`, and at

@@ -82,7 +82,9 @@ impl fmt::Debug for MsgId {
 /// never had) the history a client's cursor points into.
 ///
 /// The embedded store keeps one epoch per database file, the memory store
-/// one per process.
+/// one per process. The Redis store keeps one per mailbox, drawn when the
+/// mailbox is first read or written, and drawn again when Redis lost the
+/// mailbox's state (or it outlived `meta_ttl`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Epoch([u8; Epoch::LEN]);
 
@@ -193,7 +195,7 @@ pub struct Appended {
     pub mid: i64,
     /// The entry's seq: new, or the one it got the first time if `duplicate`.
     pub seq: u32,
-    /// The store's epoch.
+    /// The mailbox's epoch.
     pub epoch: Epoch,
     /// The `(mid, id)` had been appended before (within the idempotency
     /// window); nothing was stored this time.
@@ -226,7 +228,7 @@ pub struct DeviceAck {
 /// `first == top + 1` (a new one: first 1, top 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    /// The store's epoch.
+    /// The mailbox's epoch.
     pub epoch: Epoch,
     /// The lowest seq still stored (`top + 1` when none is).
     pub first: u32,
@@ -250,7 +252,7 @@ impl Page {
 /// each device's ack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
-    /// The store's epoch.
+    /// The mailbox's epoch.
     pub epoch: Epoch,
     /// The lowest seq still stored (`top + 1` when none is).
     pub first: u32,
@@ -275,7 +277,7 @@ impl Cursor {
 /// mailbox whose bounds are `first..=top` in `epoch`.
 ///
 /// It cannot when:
-/// - the client's epoch is not the store's (the seqs it holds name another
+/// - the client's epoch is not the mailbox's (the seqs it holds name another
 ///   history), or the client holds seqs (`client_seq > 0`) but sent no epoch;
 /// - retention removed messages right after the client's seq
 ///   (`client_seq + 1 < first`);
