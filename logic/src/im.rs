@@ -89,7 +89,9 @@ impl From<MailboxError> for LogicError {
             MailboxError::SeqExhausted { mid } => {
                 LogicError::Unavailable(format!("mailbox {mid} is full (no seq left)"))
             }
-            MailboxError::Corrupt(_) => LogicError::Internal(err.to_string()),
+            MailboxError::Corrupt(_) | MailboxError::Config(_) => {
+                LogicError::Internal(err.to_string())
+            }
         }
     }
 }
