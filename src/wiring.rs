@@ -164,3 +164,36 @@ pub(crate) fn router_client(
     }
     rim_router::Router::new(shards).map_err(|e| e.to_string())
 }
+
+/// The mailbox Redis of `[mailbox]`, connected, or `None` when stored
+/// messages are off. Warns when Redis may lose acknowledged writes: without
+/// `appendonly yes` and `appendfsync always` a Redis crash can roll a
+/// mailbox back (clients then get `complete: false` only if its state was
+/// lost entirely).
+pub async fn mailbox_store(
+    config: &crate::config::ProcessMailbox,
+) -> anyhow::Result<Option<std::sync::Arc<rim_mailbox::RedisStore>>> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let store = rim_mailbox::RedisStore::connect(
+        url,
+        &config.prefix,
+        config.retention.clone(),
+        config.redis_timeout,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("[mailbox] {e}"))?;
+    match store.durability().await {
+        Ok(durability) if durability.is_durable() => {
+            tracing::info!(%durability, "mailbox redis is durable");
+        }
+        Ok(durability) => tracing::warn!(
+            %durability,
+            "mailbox redis may lose acknowledged messages on a crash: \
+             set appendonly yes and appendfsync always"
+        ),
+        Err(e) => tracing::warn!(error = %e, "mailbox redis durability unknown"),
+    }
+    Ok(Some(std::sync::Arc::new(store)))
+}

@@ -32,6 +32,7 @@ fn opts(kafka: &str) -> Options {
         routine_queue: 1024,
         enqueue_timeout: "5s",
         kafka_timeout: "15s",
+        mailbox: None,
     }
 }
 

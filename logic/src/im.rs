@@ -20,6 +20,7 @@ use rim_proto::pb::im::{AckReq, ReadReq, StoredMsg, SyncReply, SyncReq};
 use rim_proto::pb::logic::push_msg::Type;
 use rim_proto::pb::logic::PushMsg;
 use rim_proto::Op;
+use rim_queue::PushQueue;
 use tracing::{debug, warn};
 
 use crate::{Logic, LogicError};
@@ -38,6 +39,9 @@ pub(crate) const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
 /// Where logic keeps mailboxes.
 pub struct Mailbox {
     store: Arc<dyn MailboxStore>,
+    /// The `rim-mailbox` topic in the distributed mode: logic publishes
+    /// stored messages there and job appends them. `None`: logic appends.
+    topic: Option<Arc<dyn PushQueue>>,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -50,7 +54,17 @@ impl Mailbox {
     /// Mailboxes in `store`, which logic appends to before answering a stored
     /// push (standalone: the embedded store, fsynced per group commit).
     pub fn direct(store: Arc<dyn MailboxStore>) -> Mailbox {
-        Mailbox { store }
+        Mailbox { store, topic: None }
+    }
+
+    /// Mailboxes in `store` (read by logic: sync, history, acks), written
+    /// by job from `topic` (the distributed mode): a stored push is answered
+    /// once the topic holds one record per user, keyed by the user.
+    pub fn queued(store: Arc<dyn MailboxStore>, topic: Arc<dyn PushQueue>) -> Mailbox {
+        Mailbox {
+            store,
+            topic: Some(topic),
+        }
     }
 
     /// The store.
@@ -66,7 +80,8 @@ pub struct StoredPush {
     pub id: MsgId,
     /// Mailboxes that hold the message (distinct users).
     pub accepted: usize,
-    /// Each user's seq for the message, in the order of the distinct users.
+    /// Each user's seq for the message, in the order of the distinct users
+    /// (empty in the distributed mode: job appends after the answer).
     pub seqs: Vec<(i64, u32)>,
 }
 
@@ -148,6 +163,11 @@ impl Logic {
             }
         }
         let ts_ms = self.now_ms();
+        if let Some(topic) = &mailbox.topic {
+            return self
+                .publish_stored(topic, &id, operation, &distinct, msg, ts_ms)
+                .await;
+        }
         let entries = distinct
             .iter()
             .map(|&mid| Entry {
@@ -184,6 +204,43 @@ impl Logic {
             id,
             accepted: appended.len(),
             seqs: appended.iter().map(|a| (a.mid, a.seq)).collect(),
+        })
+    }
+
+    /// The distributed mode: one `rim-mailbox` record per user (keyed by the
+    /// user, so one user's messages share a partition and keep their order).
+    async fn publish_stored(
+        &self,
+        topic: &Arc<dyn PushQueue>,
+        id: &MsgId,
+        operation: i32,
+        mids: &[i64],
+        msg: Bytes,
+        ts_ms: i64,
+    ) -> Result<StoredPush, LogicError> {
+        let records = mids.iter().map(|&mid| {
+            let record = PushMsg {
+                r#type: Type::Push as i32,
+                operation,
+                msg: msg.clone(),
+                mailbox_id: id.as_str().to_owned(),
+                mids: vec![mid],
+                ts_ms,
+                ..PushMsg::default()
+            };
+            let topic = Arc::clone(topic);
+            async move { topic.publish(&mid.to_string(), record).await }
+        });
+        if let Err(err) = try_join_all(records).await {
+            metrics::counter!("rim_mailbox_appends_total", "result" => "error").increment(1);
+            warn!(id = %id, error = %err, "stored message not accepted by the mailbox topic");
+            return Err(err.into());
+        }
+        metrics::counter!("rim_mailbox_published_total").increment(mids.len() as u64);
+        Ok(StoredPush {
+            id: id.clone(),
+            accepted: mids.len(),
+            seqs: Vec::new(),
         })
     }
 

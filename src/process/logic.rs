@@ -26,7 +26,24 @@ pub async fn run(
         let (queue, kafka, stop) = (queue.clone(), config.kafka.clone(), shutdown.clone());
         tokio::spawn(async move { queue.ensure_topic_retrying(&kafka, stop).await });
     }
-    let logic = rim_logic::Logic::new(config.effective_logic(), router, queue);
+    let logic = match wiring::mailbox_store(&config.mailbox).await? {
+        Some(store) => {
+            let kafka = config.mailbox.kafka(&config.kafka);
+            let topic = Arc::new(rim_queue::kafka::KafkaQueue::new(&kafka)?);
+            if kafka.create_topic {
+                let (topic, stop) = (topic.clone(), shutdown.clone());
+                tokio::spawn(async move { topic.ensure_topic_retrying(&kafka, stop).await });
+            }
+            info!(topic = %config.mailbox.topic, "stored messages on");
+            rim_logic::Logic::with_mailbox(
+                config.effective_logic(),
+                router,
+                queue,
+                rim_logic::Mailbox::queued(store, topic),
+            )
+        }
+        None => rim_logic::Logic::new(config.effective_logic(), router, queue),
+    };
     let http = wiring::bind(&config.logic.http_bind).await?;
     let grpc = wiring::bind(&config.grpc_bind).await?;
     let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);

@@ -163,10 +163,11 @@ async fn spawn_logic(
     topic: &str,
 ) -> Proc {
     let (kafka, timeout) = (&opts.kafka, opts.kafka_timeout);
+    let mailbox = mailbox_config(opts, topic);
     let config = format!(
         "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n\n\
          [logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n\n\
-         [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ntimeout = \"{timeout}\"\npartitions = 4\n"
+         [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ntimeout = \"{timeout}\"\npartitions = 4\n{mailbox}"
     );
     Proc::spawn(dir, "logic", name, &config).await
 }
@@ -203,13 +204,14 @@ async fn spawn_job(
 ) -> Proc {
     let (kafka, comet_ttl, push_timeout) = (&opts.kafka, opts.comet_ttl, opts.push_timeout);
     let connect_timeout = opts.connect_timeout;
+    let mailbox = mailbox_config(opts, topic);
     let config = format!(
         "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"{comet_ttl}\"\n\
          connect_timeout = \"{connect_timeout}\"\n{comets}\n\
          [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
          properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
          [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\nroutines = {routines}\nroutine_queue = {routine_queue}\n\
-         enqueue_timeout = \"{enqueue_timeout}\"\n",
+         enqueue_timeout = \"{enqueue_timeout}\"\n{mailbox}",
         routines = opts.routines,
         routine_queue = opts.routine_queue,
         enqueue_timeout = opts.enqueue_timeout,
@@ -285,6 +287,19 @@ pub struct Options {
     /// Logic: how long a push waits for Kafka's acknowledgement before 503.
     /// Generous by default: two loaded cores can slow the broker for seconds.
     pub kafka_timeout: &'static str,
+    /// Logic and job: stored messages in this Redis (URL), `None`: off.
+    pub mailbox: Option<String>,
+}
+
+/// The `[mailbox]` section of logic and job: a prefix, topic and group of
+/// the cluster's own.
+fn mailbox_config(opts: &Options, cluster: &str) -> String {
+    match &opts.mailbox {
+        Some(url) => format!(
+            "\n[mailbox]\nredis_url = \"{url}\"\nprefix = \"rim:mb:{cluster}:\"\ntopic = \"{cluster}-mailbox\"\ngroup = \"{cluster}-mailbox-job\"\n"
+        ),
+        None => String::new(),
+    }
 }
 
 /// 2 routers, 1 logic, N comets, 1 job; more of each can be added.

@@ -75,7 +75,9 @@ struct NewMessage<'a> {
 struct Accepted {
     id: String,
     accepted: usize,
-    /// Each user's seq for the message (the store answered before the reply).
+    /// Each user's seq for the message, when the store answered before the
+    /// reply (standalone; in the distributed mode job appends after it).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     seqs: BTreeMap<String, u32>,
 }
 

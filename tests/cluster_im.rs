@@ -1,0 +1,346 @@
+//! Durable messaging in the distributed mode, end to end: logic publishes
+//! stored messages to their own Kafka topic, job appends them to mailboxes in
+//! the suite's real Redis and delivers them, comets merge syncs (read
+//! through logic's `rim.im.Im`) with live frames. Faults are real process
+//! kills.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::cluster::{services, Cluster, Options};
+use parking_lot::Mutex;
+use rim_proto::{Frame, Op};
+use rim_testkit::{poll, Client, Token};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn opts(kafka: &str, redis: &str) -> Options {
+    Options {
+        kafka: kafka.to_owned(),
+        redis: None,
+        comets: 2,
+        session_refresh: "5m",
+        wait_for_job: true,
+        comet_ttl: "3s",
+        static_comets: false,
+        push_timeout: "2s",
+        connect_timeout: "2s",
+        routines: 32,
+        routine_queue: 1024,
+        enqueue_timeout: "5s",
+        kafka_timeout: "15s",
+        mailbox: Some(redis.to_owned()),
+    }
+}
+
+fn body_json(frame: &Frame) -> Value {
+    serde_json::from_slice(&frame.body).expect("a JSON body")
+}
+
+/// The next frame within [`WAIT`] (a cluster on two shared cores is slow).
+async fn next(client: &mut Client) -> Frame {
+    client
+        .next_frame_within(WAIT)
+        .await
+        .expect("a frame")
+        .unwrap_or_else(|| panic!("no frame within {WAIT:?}"))
+}
+
+async fn expect_stored(client: &mut Client, seq: i32, body: &str) {
+    let frame = next(client).await;
+    assert_eq!(
+        (frame.op, frame.seq, &frame.body[..]),
+        (1000, seq, body.as_bytes()),
+        "expected stored message {seq}"
+    );
+}
+
+/// op 19's body, the stored frames' seqs, op 20's body.
+async fn read_sync(client: &mut Client) -> (Value, Vec<Frame>, Value) {
+    let begin = next(client).await;
+    assert_eq!(begin.op, Op::SyncBegin.code(), "{begin:?}");
+    let mut frames = Vec::new();
+    loop {
+        let frame = next(client).await;
+        if frame.op == Op::SyncEnd.code() {
+            return (body_json(&begin), frames, body_json(&frame));
+        }
+        frames.push(frame);
+    }
+}
+
+async fn store(c: &Cluster, mids: &[i64], body: &str) {
+    let query: Vec<String> = mids.iter().map(|m| format!("mids={m}")).collect();
+    let path = format!("/goim/push/mids?operation=1000&store=1&{}", query.join("&"));
+    let reply = c.http.post(&path, body.to_owned()).await.unwrap();
+    assert_eq!(reply.status, 200, "{path}: {:?}", reply.json);
+    assert_eq!(reply.json["data"]["accepted"], mids.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_messages_flow_through_kafka_and_redis_to_im_sessions() {
+    let Some((kafka, redis)) = services() else { return };
+    let c = Cluster::start("im", opts(&kafka, &redis)).await;
+    // Two devices of one user, on two comets and both transports.
+    let mut phone = Client::connect(c.comet_tcp(0), false, &Token::im(100, "phone")).await.unwrap();
+    let mut laptop = Client::connect(c.comet_ws(1), true, &Token::im(100, "laptop")).await.unwrap();
+    // Sessions are registered before op 8; the job finds them at delivery.
+    store(&c, &[100], "m1").await;
+    store(&c, &[100], "m2").await;
+    for device in [&mut phone, &mut laptop] {
+        expect_stored(device, 1, "m1").await;
+        expect_stored(device, 2, "m2").await;
+    }
+    // An offline user: stored, then synced on connect.
+    for i in 1..=3 {
+        store(&c, &[101], &format!("o{i}")).await;
+    }
+    let history = poll::eventually(WAIT, Duration::from_millis(50), async || {
+        let page = c.http.get("/rim/v1/users/101/messages").await.unwrap().json;
+        if page["top"] == 3 {
+            Ok(page)
+        } else {
+            Err(format!("mailbox 101 not filled: {page}"))
+        }
+    })
+    .await;
+    let epoch = history["epoch"].as_str().unwrap().to_owned();
+    let mut late = Client::connect(c.comet_ws(1), true, &Token::im(101, "late").since(0, None))
+        .await
+        .unwrap();
+    let (begin, frames, end) = read_sync(&mut late).await;
+    assert_eq!(begin, json!({"epoch": epoch, "from": 1, "first": 1, "top": 3, "complete": true}));
+    let seqs: Vec<i32> = frames.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(end, json!({"last": 3, "more": false}));
+    store(&c, &[101], "o4").await;
+    expect_stored(&mut late, 4, "o4").await;
+
+    // Acks reach the cursor; a read mark reaches the other device.
+    phone.send(&Frame::new(1, Op::Ack, 0, r#"{"seq":2}"#)).await.unwrap();
+    poll::eventually(WAIT, Duration::from_millis(50), async || {
+        let cursor = c.http.get("/rim/v1/users/100/cursor").await.unwrap().json;
+        if cursor["devices"]["phone"]["ack"] == 2 {
+            Ok(())
+        } else {
+            Err(format!("ack not in the cursor: {cursor}"))
+        }
+    })
+    .await;
+    phone.send(&Frame::new(1, Op::Read, 0, r#"{"seq":2}"#)).await.unwrap();
+    let notify = next(&mut laptop).await;
+    assert_eq!(notify.op, Op::Notify.code());
+    assert_eq!(body_json(&notify), json!({"kind": "read", "seq": 2}));
+
+    // The JSON API, and idempotency across the topic.
+    let body = json!({"mids": [100], "op": 1000, "body": "j", "id": "same"});
+    for _ in 0..2 {
+        let reply = c.http.post_json("/rim/v1/messages", &body).await.unwrap();
+        assert_eq!((reply.status, &reply.json["accepted"]), (200, &json!(1)), "{:?}", reply.json);
+        assert!(reply.json.get("seqs").is_none(), "job appends after the answer");
+    }
+    expect_stored(&mut phone, 3, "\"j\"").await;
+    assert!(phone.next_frame_within(Duration::from_millis(500)).await.unwrap().is_none());
+    let page = c.http.get("/rim/v1/users/100/messages").await.unwrap().json;
+    assert_eq!(page["top"], 3, "stored once: {page}");
+}
+
+/// A client of one user that reconnects now and then with `since`, and
+/// checks every connection: seqs strictly increasing (no duplicate, never
+/// backwards), and the union over connections gapless.
+struct Device {
+    mid: i64,
+    held: Arc<Mutex<Vec<i32>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_repeat_a_seq() {
+    const USERS: i64 = 200;
+    let Some((kafka, redis)) = services() else { return };
+    let mut c = Cluster::start("imfault", opts(&kafka, &redis)).await;
+    let logic2 = c.add_logic().await;
+    let http2 = common::Http::new(logic2.addr("http").parse().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut devices = Vec::new();
+    let mut tasks = Vec::new();
+    for mid in 1000..1000 + USERS {
+        let device = Device {
+            mid,
+            held: Arc::default(),
+            violations: Arc::default(),
+        };
+        let addrs = [c.comet_tcp(0), c.comet_tcp(1)];
+        let (held, violations, stop) = (device.held.clone(), device.violations.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut round = 0u64;
+            let mut epoch: Option<String> = None;
+            while !stop.is_cancelled() {
+                round += 1;
+                let last = held.lock().last().copied().unwrap_or(0);
+                let addr = addrs[((mid as u64 + round) % 2) as usize];
+                let token = Token::im(mid, &format!("d{mid}")).since(last as u32, epoch.as_deref());
+                let Ok(mut client) = Client::connect(addr, false, &token).await else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                // Stay connected for a while, then reconnect.
+                let stay = Duration::from_millis(300 + (mid as u64 * 37 + round * 101) % 1500);
+                let until = tokio::time::Instant::now() + stay;
+                let mut sent_here: Vec<i32> = Vec::new();
+                loop {
+                    let wait = until.saturating_duration_since(tokio::time::Instant::now());
+                    if wait.is_zero() || stop.is_cancelled() {
+                        break;
+                    }
+                    let frame = match client.next_frame_within(wait).await {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) | Err(_) => break,
+                    };
+                    if frame.op == Op::SyncBegin.code() {
+                        let begin = body_json(&frame);
+                        if begin["complete"] != true {
+                            violations.lock().push(format!("mid {mid}: incomplete sync {begin}"));
+                        }
+                        epoch = begin["epoch"].as_str().map(str::to_owned);
+                        continue;
+                    }
+                    if frame.op == Op::SyncEnd.code() {
+                        let end = body_json(&frame);
+                        if end["more"] == true {
+                            let last = held.lock().last().copied().unwrap_or(0);
+                            let req = json!({"seq": last, "epoch": epoch}).to_string();
+                            if client.send(&Frame::new(1, Op::Sync, 1, req)).await.is_err() {
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    if frame.op != 1000 {
+                        continue;
+                    }
+                    if sent_here.last().is_some_and(|&l| frame.seq <= l) {
+                        violations.lock().push(format!("mid {mid}: seq {} after {:?} on one connection", frame.seq, sent_here.last()));
+                    }
+                    sent_here.push(frame.seq);
+                    let gap_after = {
+                        let mut held = held.lock();
+                        let last = held.last().copied().unwrap_or(0);
+                        if frame.seq == last + 1 {
+                            held.push(frame.seq);
+                        }
+                        (frame.seq > last + 1).then_some(last)
+                    };
+                    if let Some(last) = gap_after {
+                        // A gap: resync on this connection.
+                        let req = json!({"seq": last, "epoch": epoch}).to_string();
+                        if client.send(&Frame::new(1, Op::Sync, 2, req)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+        devices.push(device);
+    }
+
+    // Stored pushes at about 1k/s (one message to one user per request),
+    // from a few writers, through both logics.
+    let accepted: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let mut writers = Vec::new();
+    let push_stop = tokio_util::sync::CancellationToken::new();
+    for w in 0..8i64 {
+        let http = if w % 2 == 0 { c.http.clone() } else { http2.clone() };
+        let (accepted, push_stop) = (accepted.clone(), push_stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(8));
+            let mut i = 0i64;
+            while !push_stop.is_cancelled() {
+                tick.tick().await;
+                let mid = 1000 + (w * 25 + i) % USERS;
+                i += 1;
+                let path = format!("/goim/push/mids?operation=1000&mids={mid}&store=1&id=w{w}-{i}");
+                match http.post(&path, format!("w{w}-{i}")).await {
+                    Ok(reply) if reply.status == 200 => *accepted.lock().entry(mid).or_default() += 1,
+                    _ => {}
+                }
+            }
+        }));
+    }
+    let total = || accepted.lock().values().sum::<u32>();
+    let wait_for = |n: u32| {
+        let total = &total;
+        async move {
+            poll::eventually(WAIT, Duration::from_millis(50), async || {
+                if total() >= n { Ok(()) } else { Err(format!("only {} stored pushes answered", total())) }
+            })
+            .await
+        }
+    };
+    wait_for(1000).await;
+    c.job.kill9().await;
+    c.restart_job().await;
+    wait_for(2500).await;
+    c.comets[1].kill9().await;
+    wait_for(3500).await;
+    // An HTTP-facing logic (the comets use the first one).
+    let mut logic2 = logic2;
+    logic2.kill9().await;
+    wait_for(4500).await;
+    push_stop.cancel();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let accepted = accepted.lock().clone();
+
+    // Every accepted message is in its mailbox, and every device ends up
+    // holding all of its mailbox (clients on the dead comet reconnect to
+    // the live one).
+    poll::eventually(Duration::from_secs(120), Duration::from_millis(200), async || {
+        let mut behind = Vec::new();
+        for d in &devices {
+            let want = accepted.get(&d.mid).copied().unwrap_or(0);
+            let held = d.held.lock().len() as u32;
+            if held < want {
+                behind.push(format!("{}: {held} of {want}", d.mid));
+            }
+        }
+        if behind.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} devices behind, e.g. {:?}", behind.len(), &behind[..behind.len().min(5)]))
+        }
+    })
+    .await;
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    for d in &devices {
+        let violations = d.violations.lock();
+        assert!(violations.is_empty(), "{violations:?}");
+        let held = d.held.lock();
+        let dense: Vec<i32> = (1..=held.len() as i32).collect();
+        assert_eq!(*held, dense, "mid {}", d.mid);
+    }
+    // Stored exactly once: a mailbox holds no more than was accepted plus
+    // the requests whose answers were cut by the logic kill.
+    let mut extra = 0;
+    for d in &devices {
+        let page = c
+            .http
+            .get(&format!("/rim/v1/users/{}/cursor", d.mid))
+            .await
+            .unwrap()
+            .json;
+        let top = page["top"].as_u64().unwrap() as u32;
+        let want = accepted.get(&d.mid).copied().unwrap_or(0);
+        assert!(top >= want, "mid {}: top {top} < accepted {want}", d.mid);
+        extra += top - want;
+    }
+    assert!(extra <= 16, "{extra} stored messages more than answered 200: duplicates?");
+}
