@@ -188,8 +188,14 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 };
-                // Stay connected for a while, then reconnect.
-                let stay = Duration::from_millis(300 + (mid as u64 * 37 + round * 101) % 1500);
+                // Stay connected for a while, then reconnect; a quarter of
+                // the devices stay until their comet dies (a job's replay
+                // then reaches live connections).
+                let stay = if mid % 4 == 0 {
+                    Duration::from_secs(3600)
+                } else {
+                    Duration::from_millis(300 + (mid as u64 * 37 + round * 101) % 1500)
+                };
                 let until = tokio::time::Instant::now() + stay;
                 let mut sent_here: Vec<i32> = Vec::new();
                 loop {
