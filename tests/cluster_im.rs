@@ -203,9 +203,11 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
                     if wait.is_zero() || stop.is_cancelled() {
                         break;
                     }
-                    let frame = match client.next_frame_within(wait).await {
+                    // Short waits: `stop` is looked at between them.
+                    let frame = match client.next_frame_within(wait.min(Duration::from_millis(200))).await {
                         Ok(Some(frame)) => frame,
-                        Ok(None) | Err(_) => break,
+                        Ok(None) => continue,
+                        Err(_) => break,
                     };
                     if frame.op == Op::SyncBegin.code() {
                         let begin = body_json(&frame);
