@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::cluster::{services, Cluster, Options};
+use common::cluster::{free_port, services, Cluster, Options, RedisProc};
 use parking_lot::Mutex;
 use rim_proto::{Frame, Op};
 use rim_testkit::{poll, Client, Token};
@@ -83,11 +83,17 @@ async fn store(c: &Cluster, mids: &[i64], body: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_messages_flow_through_kafka_and_redis_to_im_sessions() {
-    let Some((kafka, redis)) = services() else { return };
+    let Some((kafka, redis)) = services() else {
+        return;
+    };
     let c = Cluster::start("im", opts(&kafka, &redis)).await;
     // Two devices of one user, on two comets and both transports.
-    let mut phone = Client::connect(c.comet_tcp(0), false, &Token::im(100, "phone")).await.unwrap();
-    let mut laptop = Client::connect(c.comet_ws(1), true, &Token::im(100, "laptop")).await.unwrap();
+    let mut phone = Client::connect(c.comet_tcp(0), false, &Token::im(100, "phone"))
+        .await
+        .unwrap();
+    let mut laptop = Client::connect(c.comet_ws(1), true, &Token::im(100, "laptop"))
+        .await
+        .unwrap();
     // Sessions are registered before op 8; the job finds them at delivery.
     store(&c, &[100], "m1").await;
     store(&c, &[100], "m2").await;
@@ -113,7 +119,10 @@ async fn stored_messages_flow_through_kafka_and_redis_to_im_sessions() {
         .await
         .unwrap();
     let (begin, frames, end) = read_sync(&mut late).await;
-    assert_eq!(begin, json!({"epoch": epoch, "from": 1, "first": 1, "top": 3, "complete": true}));
+    assert_eq!(
+        begin,
+        json!({"epoch": epoch, "from": 1, "first": 1, "top": 3, "complete": true})
+    );
     let seqs: Vec<i32> = frames.iter().map(|f| f.seq).collect();
     assert_eq!(seqs, [1, 2, 3]);
     assert_eq!(end, json!({"last": 3, "more": false}));
@@ -121,7 +130,10 @@ async fn stored_messages_flow_through_kafka_and_redis_to_im_sessions() {
     expect_stored(&mut late, 4, "o4").await;
 
     // Acks reach the cursor; a read mark reaches the other device.
-    phone.send(&Frame::new(1, Op::Ack, 0, r#"{"seq":2}"#)).await.unwrap();
+    phone
+        .send(&Frame::new(1, Op::Ack, 0, r#"{"seq":2}"#))
+        .await
+        .unwrap();
     poll::eventually(WAIT, Duration::from_millis(50), async || {
         let cursor = c.http.get("/rim/v1/users/100/cursor").await.unwrap().json;
         if cursor["devices"]["phone"]["ack"] == 2 {
@@ -131,7 +143,10 @@ async fn stored_messages_flow_through_kafka_and_redis_to_im_sessions() {
         }
     })
     .await;
-    phone.send(&Frame::new(1, Op::Read, 0, r#"{"seq":2}"#)).await.unwrap();
+    phone
+        .send(&Frame::new(1, Op::Read, 0, r#"{"seq":2}"#))
+        .await
+        .unwrap();
     let notify = next(&mut laptop).await;
     assert_eq!(notify.op, Op::Notify.code());
     assert_eq!(body_json(&notify), json!({"kind": "read", "seq": 2}));
@@ -140,11 +155,23 @@ async fn stored_messages_flow_through_kafka_and_redis_to_im_sessions() {
     let body = json!({"mids": [100], "op": 1000, "body": "j", "id": "same"});
     for _ in 0..2 {
         let reply = c.http.post_json("/rim/v1/messages", &body).await.unwrap();
-        assert_eq!((reply.status, &reply.json["accepted"]), (200, &json!(1)), "{:?}", reply.json);
-        assert!(reply.json.get("seqs").is_none(), "job appends after the answer");
+        assert_eq!(
+            (reply.status, &reply.json["accepted"]),
+            (200, &json!(1)),
+            "{:?}",
+            reply.json
+        );
+        assert!(
+            reply.json.get("seqs").is_none(),
+            "job appends after the answer"
+        );
     }
     expect_stored(&mut phone, 3, "\"j\"").await;
-    assert!(phone.next_frame_within(Duration::from_millis(500)).await.unwrap().is_none());
+    assert!(phone
+        .next_frame_within(Duration::from_millis(500))
+        .await
+        .unwrap()
+        .is_none());
     let page = c.http.get("/rim/v1/users/100/messages").await.unwrap().json;
     assert_eq!(page["top"], 3, "stored once: {page}");
 }
@@ -161,7 +188,9 @@ struct Device {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_repeat_a_seq() {
     const USERS: i64 = 200;
-    let Some((kafka, redis)) = services() else { return };
+    let Some((kafka, redis)) = services() else {
+        return;
+    };
     let mut c = Cluster::start("imfault", opts(&kafka, &redis)).await;
     let logic2 = c.add_logic().await;
     let http2 = common::Http::new(logic2.addr("http").parse().unwrap());
@@ -175,7 +204,8 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
             violations: Arc::default(),
         };
         let addrs = [c.comet_tcp(0), c.comet_tcp(1)];
-        let (held, violations, stop) = (device.held.clone(), device.violations.clone(), stop.clone());
+        let (held, violations, stop) =
+            (device.held.clone(), device.violations.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut round = 0u64;
             let mut epoch: Option<String> = None;
@@ -204,7 +234,10 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
                         break;
                     }
                     // Short waits: `stop` is looked at between them.
-                    let frame = match client.next_frame_within(wait.min(Duration::from_millis(200))).await {
+                    let frame = match client
+                        .next_frame_within(wait.min(Duration::from_millis(200)))
+                        .await
+                    {
                         Ok(Some(frame)) => frame,
                         Ok(None) => continue,
                         Err(_) => break,
@@ -212,7 +245,9 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
                     if frame.op == Op::SyncBegin.code() {
                         let begin = body_json(&frame);
                         if begin["complete"] != true {
-                            violations.lock().push(format!("mid {mid}: incomplete sync {begin}"));
+                            violations
+                                .lock()
+                                .push(format!("mid {mid}: incomplete sync {begin}"));
                         }
                         epoch = begin["epoch"].as_str().map(str::to_owned);
                         continue;
@@ -232,7 +267,11 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
                         continue;
                     }
                     if sent_here.last().is_some_and(|&l| frame.seq <= l) {
-                        violations.lock().push(format!("mid {mid}: seq {} after {:?} on one connection", frame.seq, sent_here.last()));
+                        violations.lock().push(format!(
+                            "mid {mid}: seq {} after {:?} on one connection",
+                            frame.seq,
+                            sent_here.last()
+                        ));
                     }
                     sent_here.push(frame.seq);
                     let gap_after = {
@@ -262,7 +301,11 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
     let mut writers = Vec::new();
     let push_stop = tokio_util::sync::CancellationToken::new();
     for w in 0..8i64 {
-        let http = if w % 2 == 0 { c.http.clone() } else { http2.clone() };
+        let http = if w % 2 == 0 {
+            c.http.clone()
+        } else {
+            http2.clone()
+        };
         let (accepted, push_stop) = (accepted.clone(), push_stop.clone());
         writers.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(8));
@@ -273,7 +316,9 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
                 i += 1;
                 let path = format!("/goim/push/mids?operation=1000&mids={mid}&store=1&id=w{w}-{i}");
                 match http.post(&path, format!("w{w}-{i}")).await {
-                    Ok(reply) if reply.status == 200 => *accepted.lock().entry(mid).or_default() += 1,
+                    Ok(reply) if reply.status == 200 => {
+                        *accepted.lock().entry(mid).or_default() += 1
+                    }
                     _ => {}
                 }
             }
@@ -284,7 +329,11 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
         let total = &total;
         async move {
             poll::eventually(WAIT, Duration::from_millis(50), async || {
-                if total() >= n { Ok(()) } else { Err(format!("only {} stored pushes answered", total())) }
+                if total() >= n {
+                    Ok(())
+                } else {
+                    Err(format!("only {} stored pushes answered", total()))
+                }
             })
             .await
         }
@@ -308,21 +357,29 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
     // Every accepted message is in its mailbox, and every device ends up
     // holding all of its mailbox (clients on the dead comet reconnect to
     // the live one).
-    poll::eventually(Duration::from_secs(120), Duration::from_millis(200), async || {
-        let mut behind = Vec::new();
-        for d in &devices {
-            let want = accepted.get(&d.mid).copied().unwrap_or(0);
-            let held = d.held.lock().len() as u32;
-            if held < want {
-                behind.push(format!("{}: {held} of {want}", d.mid));
+    poll::eventually(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        async || {
+            let mut behind = Vec::new();
+            for d in &devices {
+                let want = accepted.get(&d.mid).copied().unwrap_or(0);
+                let held = d.held.lock().len() as u32;
+                if held < want {
+                    behind.push(format!("{}: {held} of {want}", d.mid));
+                }
             }
-        }
-        if behind.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} devices behind, e.g. {:?}", behind.len(), &behind[..behind.len().min(5)]))
-        }
-    })
+            if behind.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} devices behind, e.g. {:?}",
+                    behind.len(),
+                    &behind[..behind.len().min(5)]
+                ))
+            }
+        },
+    )
     .await;
     stop.cancel();
     for t in tasks {
@@ -350,5 +407,73 @@ async fn job_comet_and_logic_killed_under_stored_load_lose_nothing_and_never_rep
         assert!(top >= want, "mid {}: top {top} < accepted {want}", d.mid);
         extra += top - want;
     }
-    assert!(extra <= 16, "{extra} stored messages more than answered 200: duplicates?");
+    assert!(
+        extra <= 16,
+        "{extra} stored messages more than answered 200: duplicates?"
+    );
+}
+
+/// The mailbox Redis killed (`kill -9`) and restarted on the same port:
+/// with `appendfsync always` nothing is lost and the epoch stays; without
+/// persistence the mailboxes are gone, a new epoch starts, and a client
+/// syncing from before is told (`complete: false`), never silently reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_keeps_mailboxes_with_aof_and_is_signalled_without() {
+    let Some((kafka, _)) = services() else { return };
+    for aof in [true, false] {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let aof_dir = aof.then(|| dir.path());
+        let mut redis = RedisProc::start_with(port, aof_dir);
+        let url = format!("redis://127.0.0.1:{port}/");
+        let name = if aof { "imaof" } else { "imnoaof" };
+        let c = Cluster::start(name, opts(&kafka, &url)).await;
+        let mut client = Client::connect(c.comet_tcp(0), false, &Token::im(7, "dev"))
+            .await
+            .unwrap();
+        for i in 1..=3 {
+            store(&c, &[7], &format!("a{i}")).await;
+            expect_stored(&mut client, i, &format!("a{i}")).await;
+        }
+        let before = c.http.get("/rim/v1/users/7/cursor").await.unwrap().json;
+        let epoch = before["epoch"].as_str().unwrap().to_owned();
+
+        drop(redis);
+        // Accepted while Redis is down: Kafka holds it, job retries the append.
+        store(&c, &[7], "during").await;
+        redis = RedisProc::start_with(port, aof_dir);
+        if aof {
+            // Nothing lost, same history: the next seq, live.
+            expect_stored(&mut client, 4, "during").await;
+            store(&c, &[7], "after").await;
+            expect_stored(&mut client, 5, "after").await;
+            let cursor = c.http.get("/rim/v1/users/7/cursor").await.unwrap().json;
+            assert_eq!(
+                (&cursor["epoch"], &cursor["top"]),
+                (&json!(epoch), &json!(5)),
+                "{cursor}"
+            );
+        } else {
+            // A new history: its seq 1 arrives live (the connection's
+            // dedup starts over with the epoch), and a sync from the old
+            // cursor is told.
+            expect_stored(&mut client, 1, "during").await;
+            let req = json!({"seq": 3, "epoch": epoch}).to_string();
+            client.send(&Frame::new(1, Op::Sync, 9, req)).await.unwrap();
+            let (begin, frames, _) = read_sync(&mut client).await;
+            assert_eq!(begin["complete"], false, "{begin}");
+            assert_ne!(begin["epoch"], json!(epoch));
+            assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [1]);
+            let mut late = Client::connect(
+                c.comet_ws(1),
+                true,
+                &Token::im(7, "other").since(3, Some(&epoch)),
+            )
+            .await
+            .unwrap();
+            let (begin, _, _) = read_sync(&mut late).await;
+            assert_eq!(begin["complete"], false, "{begin}");
+        }
+        drop(redis);
+    }
 }

@@ -404,7 +404,8 @@ impl Job {
     /// connections with the seqs the store gave.
     async fn take_stored(&self, msg: PushMsg, shutdown: &CancellationToken) -> Delivery {
         let Some(stage) = self.mailbox.get() else {
-            let err = JobError::Config("a stored message, and this job has no mailbox store".into());
+            let err =
+                JobError::Config("a stored message, and this job has no mailbox store".into());
             return Delivery::done(Err(reject(&msg, err)));
         };
         let entries = match MailboxStage::entries(&msg) {
@@ -560,7 +561,6 @@ fn stored_frame(op: i32, seq: u32, body: &Bytes) -> Bytes {
 
 /// goim's push framing: the op 9 proto whose body is the inner frame
 /// `{ver 1, op, seq 0, body}`.
-
 fn raw_proto(op: i32, body: &Bytes) -> Proto {
     Proto {
         ver: PUSH_VER.into(),

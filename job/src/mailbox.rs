@@ -118,7 +118,11 @@ impl MailboxStage {
             }
         }
         if by_server.is_empty() {
-            debug!(mid = appended.mid, seq = appended.seq, "no connection: stored for the next sync");
+            debug!(
+                mid = appended.mid,
+                seq = appended.seq,
+                "no connection: stored for the next sync"
+            );
             return Vec::new();
         }
         by_server

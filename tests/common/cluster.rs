@@ -556,3 +556,101 @@ impl Drop for Gate {
         self.task.abort();
     }
 }
+
+/// A private redis-server for tests that restart it; killed when dropped,
+/// so a failing test does not leave it running.
+pub struct RedisProc(std::process::Child);
+
+impl RedisProc {
+    /// No persistence at all: a restart loses everything.
+    pub fn start(port: u16) -> RedisProc {
+        RedisProc::start_with(port, None)
+    }
+
+    /// With `aof_dir`, an append-only file there, fsynced on every write
+    /// (`appendfsync always`): a restart on the same directory keeps every
+    /// acknowledged write.
+    pub fn start_with(port: u16, aof_dir: Option<&std::path::Path>) -> RedisProc {
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        match aof_dir {
+            Some(dir) => args.extend([
+                "--appendonly".into(),
+                "yes".into(),
+                "--appendfsync".into(),
+                "always".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+            ]),
+            None => args.extend(["--appendonly".into(), "no".into()]),
+        }
+        let child = std::process::Command::new("redis-server")
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let mut redis = RedisProc(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = redis.0.try_wait() {
+                panic!("redis-server exited ({status}) before opening {port}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis did not open {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The port was free when picked, but another process may have taken
+        // it since: make sure the server answering is this one.
+        let pid = redis_pid(port);
+        assert_eq!(
+            pid,
+            Some(redis.0.id()),
+            "port {port} is served by another redis-server"
+        );
+        redis
+    }
+}
+
+/// The `process_id` that the redis-server on `port` reports, if it answers.
+pub fn redis_pid(port: u16) -> Option<u32> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(at) = text.find("process_id:") {
+            let rest = &text[at + "process_id:".len()..];
+            if let Some(end) = rest.find("\r\n") {
+                return rest[..end].trim().parse().ok();
+            }
+        }
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

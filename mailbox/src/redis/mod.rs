@@ -222,14 +222,39 @@ impl RedisStore {
 
     /// Runs a pipeline of script calls. A Redis that lost its scripts (a
     /// restart, `SCRIPT FLUSH`) refuses them all; they are loaded again and
-    /// the pipeline repeated, which every script here allows (appends are
-    /// idempotent, acks and trims only move forward).
+    /// the pipeline repeated. A connection that dropped (Redis restarted) is
+    /// reconnected and the pipeline repeated once. Every script here allows
+    /// a repeat (appends are idempotent, acks and trims only move forward).
     async fn run(&self, pipe: &Pipeline) -> Result<Vec<Value>, MailboxError> {
         let mut conn = self.conn.clone();
-        match pipe.query_async::<Vec<Value>>(&mut conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                load_scripts(&self.scripts, &mut conn).await?;
-                pipe.query_async(&mut conn).await.map_err(unavailable)
+        let mut reconnected = false;
+        let mut reloaded = false;
+        loop {
+            match pipe.query_async::<Vec<Value>>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) && !reloaded => {
+                    reloaded = true;
+                    load_scripts(&self.scripts, &mut conn).await?;
+                }
+                Err(e) if is_connection_error(&e) && !reconnected => {
+                    reconnected = true;
+                    tracing::debug!(error = %e, "mailbox redis connection lost; retrying once");
+                }
+                reply => return reply.map_err(unavailable),
+            }
+        }
+    }
+
+    /// Runs one script call; a connection that dropped (Redis restarted) is
+    /// reconnected and the call repeated once (every script here allows it).
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, MailboxError> {
+        let mut conn = self.conn.clone();
+        match call.invoke_async(&mut conn).await {
+            Err(e) if is_connection_error(&e) => {
+                tracing::debug!(error = %e, "mailbox redis connection lost; retrying once");
+                call.invoke_async(&mut conn).await.map_err(unavailable)
             }
             reply => reply.map_err(unavailable),
         }
@@ -245,23 +270,22 @@ impl RedisStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<(Epoch, u32, u32, Vec<Stored>), MailboxError> {
-        let mut conn = self.conn.clone();
         let reply: Value = self
-            .scripts
-            .read
-            .key(self.keys.meta(mid))
-            .key(self.keys.data(mid))
-            .arg(Epoch::random().as_str())
-            .arg(self.meta_ms)
-            .arg(direction.arg())
-            .arg(bound)
-            // A mailbox holds at most MAX_SEQ messages; the bound keeps the
-            // count a number Lua and Redis agree on.
-            .arg(limit.min(MAX_SEQ as usize))
-            .arg(max_bytes as u64)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .invoke(
+                self.scripts
+                    .read
+                    .key(self.keys.meta(mid))
+                    .key(self.keys.data(mid))
+                    .arg(Epoch::random().as_str())
+                    .arg(self.meta_ms)
+                    .arg(direction.arg())
+                    .arg(bound)
+                    // A mailbox holds at most MAX_SEQ messages; the bound keeps the
+                    // count a number Lua and Redis agree on.
+                    .arg(limit.min(MAX_SEQ as usize))
+                    .arg(max_bytes as u64),
+            )
+            .await?;
         let mut reply = array(reply)?.into_iter();
         let (epoch, first, top) = bounds(&mut reply)?;
         let mut cut = PageCut::new(limit, max_bytes);
@@ -529,17 +553,16 @@ impl MailboxStore for RedisStore {
     }
 
     async fn cursor(&self, mid: i64) -> Result<Cursor, MailboxError> {
-        let mut conn = self.conn.clone();
         let reply: Value = self
-            .scripts
-            .cursor
-            .key(self.keys.meta(mid))
-            .key(self.keys.data(mid))
-            .arg(Epoch::random().as_str())
-            .arg(self.meta_ms)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .invoke(
+                self.scripts
+                    .cursor
+                    .key(self.keys.meta(mid))
+                    .key(self.keys.data(mid))
+                    .arg(Epoch::random().as_str())
+                    .arg(self.meta_ms),
+            )
+            .await?;
         cursor(reply)
     }
 
@@ -562,27 +585,20 @@ impl MailboxStore for RedisStore {
     }
 
     async fn set_read(&self, mid: i64, seq: u32) -> Result<(), MailboxError> {
-        let mut conn = self.conn.clone();
-        self.scripts
-            .set_read
-            .key(self.keys.meta(mid))
-            .arg(seq)
-            .invoke_async::<i64>(&mut conn)
+        self.invoke::<i64>(self.scripts.set_read.key(self.keys.meta(mid)).arg(seq))
             .await
             .map(drop)
-            .map_err(unavailable)
     }
 
     async fn trim(&self, mid: i64, upto: u32) -> Result<(), MailboxError> {
-        let mut conn = self.conn.clone();
-        self.scripts
-            .trim
-            .key(self.keys.meta(mid))
-            .key(self.keys.data(mid))
-            .arg(upto)
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(unavailable)
+        self.invoke::<i64>(
+            self.scripts
+                .trim
+                .key(self.keys.meta(mid))
+                .key(self.keys.data(mid))
+                .arg(upto),
+        )
+        .await
+        .map(drop)
     }
 }
