@@ -151,6 +151,55 @@ async fn stored_messages_flow_through_kafka_and_redis_to_im_sessions() {
     assert_eq!(notify.op, Op::Notify.code());
     assert_eq!(body_json(&notify), json!({"kind": "read", "seq": 2}));
 
+    // An explicit op 18 on WebSocket answers from its seq on, echoing it.
+    let req = json!({"seq": 1, "epoch": epoch}).to_string();
+    late.send(&Frame::new(1, Op::Sync, 42, req)).await.unwrap();
+    let (begin, frames, end) = read_sync(&mut late).await;
+    assert_eq!(
+        (begin["from"].clone(), end),
+        (json!(2), json!({"last": 4, "more": false}))
+    );
+    assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [2, 3, 4]);
+    // History both ways, and a trim a late client is told about.
+    let page = c
+        .http
+        .get("/rim/v1/users/101/messages?before=4&limit=2")
+        .await
+        .unwrap()
+        .json;
+    let seqs: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!((seqs, &page["more"]), (vec![3, 2], &json!(true)));
+    let reply = c
+        .http
+        .delete("/rim/v1/users/101/messages?upto=2")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, &reply.json["first"]),
+        (200, &json!(3)),
+        "{:?}",
+        reply.json
+    );
+    let mut trimmed = Client::connect(
+        c.comet_tcp(0),
+        false,
+        &Token::im(101, "old").since(1, Some(&epoch)),
+    )
+    .await
+    .unwrap();
+    let (begin, frames, _) = read_sync(&mut trimmed).await;
+    assert_eq!(
+        (&begin["complete"], &begin["first"]),
+        (&json!(false), &json!(3)),
+        "{begin}"
+    );
+    assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [3, 4]);
+
     // The JSON API, and idempotency across the topic.
     let body = json!({"mids": [100], "op": 1000, "body": "j", "id": "same"});
     for _ in 0..2 {
