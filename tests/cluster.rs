@@ -20,22 +20,7 @@ use tokio::process::Command;
 const FIRST: Duration = Duration::from_secs(60);
 
 fn opts(kafka: &str) -> Options {
-    Options {
-        kafka: kafka.to_owned(),
-        redis: None,
-        comets: 2,
-        session_refresh: "5m",
-        wait_for_job: true,
-        comet_ttl: "3s",
-        static_comets: false,
-        push_timeout: "2s",
-        connect_timeout: "2s",
-        routines: 32,
-        routine_queue: 1024,
-        enqueue_timeout: "5s",
-        kafka_timeout: "15s",
-        mailbox: None,
-    }
+    Options::new(kafka)
 }
 
 /// Redis database `n` of the suite's Redis, emptied, as a URL. Each test on

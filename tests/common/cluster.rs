@@ -291,6 +291,29 @@ pub struct Options {
     pub mailbox: Option<String>,
 }
 
+impl Options {
+    /// The suite's defaults on the broker `kafka`: two comets, routers in
+    /// memory, discovery, no mailboxes.
+    pub fn new(kafka: &str) -> Options {
+        Options {
+            kafka: kafka.to_owned(),
+            redis: None,
+            comets: 2,
+            session_refresh: "5m",
+            wait_for_job: true,
+            comet_ttl: "3s",
+            static_comets: false,
+            push_timeout: "2s",
+            connect_timeout: "2s",
+            routines: 32,
+            routine_queue: 1024,
+            enqueue_timeout: "5s",
+            kafka_timeout: "15s",
+            mailbox: None,
+        }
+    }
+}
+
 /// The `[mailbox]` section of logic and job: a prefix, topic and group of
 /// the cluster's own.
 fn mailbox_config(opts: &Options, cluster: &str) -> String {
