@@ -61,6 +61,39 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Who may call the HTTP push API (goim: anyone).
     pub api: ApiConfig,
+    /// Messages clients send (op 4 of IM sessions) and groups.
+    pub chat: ChatConfig,
+}
+
+/// `[logic.chat]`: messages clients send, groups.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Largest `body` of a sent message, in bytes of its JSON text; larger
+    /// answers op 5 code 413. Default 2048 (below the comet's frame limit,
+    /// 4096, so that the client is told rather than disconnected).
+    pub max_body: usize,
+    /// Messages one user may send per second (op 4), per logic instance.
+    /// Over it op 5 answers 429. Default 10.
+    pub rate: u32,
+    /// Messages a user may send at once above `rate`. Default 20.
+    pub burst: u32,
+    /// Most members of a group: messages are written to each member's
+    /// mailbox (write diffusion), so a group's size is what one message
+    /// costs. Adding members past it, or sending to a group over it,
+    /// answers 413. Default 500.
+    pub group_max_members: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            max_body: 2048,
+            rate: 10,
+            burst: 20,
+            group_max_members: 500,
+        }
+    }
 }
 
 impl Default for Config {
@@ -76,6 +109,7 @@ impl Default for Config {
             backoff: BackoffConfig::default(),
             auth: AuthConfig::default(),
             api: ApiConfig::default(),
+            chat: ChatConfig::default(),
         }
     }
 }
@@ -359,6 +393,15 @@ impl Config {
         }
         if self.max_body == 0 {
             return Err(invalid("max_body", "must be at least 1 byte"));
+        }
+        if self.chat.max_body == 0 {
+            return Err(invalid("chat.max_body", "must be at least 1 byte"));
+        }
+        if self.chat.rate == 0 || self.chat.burst == 0 {
+            return Err(invalid("chat.rate", "rate and burst must be at least 1"));
+        }
+        if self.chat.group_max_members == 0 {
+            return Err(invalid("chat.group_max_members", "must be at least 1"));
         }
         if self.online_stale.is_zero() {
             return Err(invalid("online_stale", "must be greater than 0"));

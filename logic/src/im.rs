@@ -139,6 +139,18 @@ impl Logic {
         msg: Bytes,
         id: Option<&str>,
     ) -> Result<StoredPush, LogicError> {
+        self.store_message(operation, mids, msg, id, 0).await
+    }
+
+    /// [`Logic::push_stored`] from the user `from` (0: the backend).
+    pub(crate) async fn store_message(
+        &self,
+        operation: i32,
+        mids: &[i64],
+        msg: Bytes,
+        id: Option<&str>,
+        from: i64,
+    ) -> Result<StoredPush, LogicError> {
         let mailbox = self.mailbox()?;
         let id = match id {
             Some(id) => {
@@ -165,7 +177,7 @@ impl Logic {
         let ts_ms = self.now_ms();
         if let Some(topic) = &mailbox.topic {
             return self
-                .publish_stored(topic, &id, operation, &distinct, msg, ts_ms)
+                .publish_stored(topic, &id, operation, &distinct, msg, ts_ms, from)
                 .await;
         }
         let entries = distinct
@@ -174,7 +186,7 @@ impl Logic {
                 mid,
                 id: id.clone(),
                 op: operation,
-                from: 0,
+                from,
                 ts_ms,
                 body: msg.clone(),
             })
@@ -209,6 +221,7 @@ impl Logic {
 
     /// The distributed mode: one `rim-mailbox` record per user (keyed by the
     /// user, so one user's messages share a partition and keep their order).
+    #[allow(clippy::too_many_arguments)]
     async fn publish_stored(
         &self,
         topic: &Arc<dyn PushQueue>,
@@ -217,6 +230,7 @@ impl Logic {
         mids: &[i64],
         msg: Bytes,
         ts_ms: i64,
+        from: i64,
     ) -> Result<StoredPush, LogicError> {
         let records = mids.iter().map(|&mid| {
             let record = PushMsg {
@@ -226,6 +240,7 @@ impl Logic {
                 mailbox_id: id.as_str().to_owned(),
                 mids: vec![mid],
                 ts_ms,
+                from,
                 ..PushMsg::default()
             };
             let topic = Arc::clone(topic);

@@ -31,6 +31,7 @@
 //!   `balancer`: weighted comet choice for the nodes API; `token`:
 //!   [`Token`], the client's auth token; `auth`: [`Authenticator`], its
 //!   verification (`trust` or `jwt`).
+//! - `chat`: messages clients send (op 4): checks, envelope, where they go.
 //! - `im`: durable messaging: [`Mailbox`], stored pushes, sync, acks,
 //!   read marks, history.
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
@@ -40,6 +41,7 @@
 
 mod auth;
 mod balancer;
+mod chat;
 mod config;
 mod error;
 pub mod grpc;
@@ -52,7 +54,7 @@ mod token;
 
 pub use auth::Authenticator;
 pub use config::{
-    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, Config, JwtAlgorithm,
+    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, ChatConfig, Config, JwtAlgorithm,
     LogicConfigError, NodeConfig,
 };
 pub use error::LogicError;

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
 use crate::balancer::{Balancer, MAX_NODES};
+use crate::chat::SendRate;
 use crate::online::OnlineState;
 use rim_queue::PushQueue;
 
@@ -48,6 +49,8 @@ pub struct Logic {
     pub(crate) auth: Authenticator,
     /// Stored messages; `None` stores nothing (`store=1` answers 400).
     pub(crate) mailbox: Option<Mailbox>,
+    /// Per-user send rates of chat messages.
+    pub(crate) send_rate: SendRate,
 }
 
 impl std::fmt::Debug for Logic {
@@ -86,7 +89,9 @@ impl Logic {
         clock: Clock,
     ) -> Arc<Logic> {
         let auth = Authenticator::from_config(&config.auth);
+        let send_rate = SendRate::new(&config.chat);
         Arc::new(Logic {
+            send_rate,
             auth,
             config,
             router,
