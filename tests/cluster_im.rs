@@ -514,3 +514,72 @@ async fn a_redis_restart_keeps_mailboxes_with_aof_and_is_signalled_without() {
         drop(redis);
     }
 }
+
+/// Sends op 4 with header seq `seq` and returns op 5's body; other frames
+/// that arrive first are kept in `others`.
+async fn send_msg(
+    client: &mut Client,
+    seq: i32,
+    message: &Value,
+    others: &mut Vec<Frame>,
+) -> Value {
+    client
+        .send(&Frame::new(1, Op::SendMsg, seq, message.to_string()))
+        .await
+        .unwrap();
+    loop {
+        let frame = next(client).await;
+        if frame.op == Op::SendMsgReply.code() {
+            assert_eq!(frame.seq, seq);
+            return body_json(&frame);
+        }
+        others.push(frame);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_chat_one_to_one_and_in_a_room_through_kafka() {
+    let Some((kafka, redis)) = services() else {
+        return;
+    };
+    let c = Cluster::start("chat", opts(&kafka, &redis)).await;
+    let mut alice_token = Token::im(200, "alice");
+    alice_token.room_id = "live://c".into();
+    let mut bob_token = Token::im(201, "bob");
+    bob_token.room_id = "live://c".into();
+    let mut alice = Client::connect(c.comet_tcp(0), false, &alice_token)
+        .await
+        .unwrap();
+    let mut bob = Client::connect(c.comet_ws(1), true, &bob_token)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let msg = json!({"to": 201, "op": 1000, "id": "p1", "body": {"text": "hi"}});
+    // Code 0 once Kafka has it; job stores it in both mailboxes.
+    assert_eq!(
+        send_msg(&mut alice, 5, &msg, &mut seen).await,
+        json!({"id": "p1", "code": 0})
+    );
+    let frame = next(&mut bob).await;
+    assert_eq!((frame.op, frame.seq), (1000, 1));
+    let envelope = body_json(&frame);
+    assert_eq!(
+        (&envelope["from"], &envelope["to"], &envelope["body"]),
+        (&json!(200), &json!(201), &json!({"text": "hi"}))
+    );
+    let own = if seen.is_empty() {
+        next(&mut alice).await
+    } else {
+        seen.remove(0)
+    };
+    assert_eq!((own.op, own.seq), (1000, 1));
+    // A room message, live, through the same path as room pushes.
+    let msg = json!({"room": "live://c", "op": 1001, "id": "r1", "body": "all"});
+    assert_eq!(
+        send_msg(&mut bob, 6, &msg, &mut Vec::new()).await["code"],
+        0
+    );
+    let push = next(&mut alice).await;
+    assert_eq!((push.op, push.seq), (1001, 0));
+    assert_eq!(body_json(&push)["room"], "live://c");
+}
