@@ -81,12 +81,9 @@ impl Standalone {
             rim_queue::InProcessQueue::new(config.queue.capacity, config.queue.timeout);
         let queue = Arc::new(queue);
         let logic = match open_mailbox(&config).await? {
-            Some(store) => rim_logic::Logic::with_mailbox(
-                config.logic.clone(),
-                router,
-                queue,
-                rim_logic::Mailbox::direct(store),
-            ),
+            Some(mailbox) => {
+                rim_logic::Logic::with_mailbox(config.logic.clone(), router, queue, mailbox)
+            }
             None => rim_logic::Logic::new(config.logic.clone(), router, queue),
         };
         let comet =
@@ -193,7 +190,7 @@ impl Standalone {
 /// its data directory).
 async fn open_mailbox(
     config: &StandaloneConfig,
-) -> Result<Option<Arc<dyn rim_mailbox::MailboxStore>>, StartError> {
+) -> Result<Option<rim_logic::Mailbox>, StartError> {
     let section = &config.mailbox;
     let retention = section.retention.clone();
     Ok(match section.store {
@@ -202,11 +199,13 @@ async fn open_mailbox(
                 .await
                 .map_err(|e| StartError::Config(format!("[mailbox] {e}")))?;
             info!(data = %section.data.display(), "mailboxes in the embedded store");
-            Some(Arc::new(store))
+            Some(rim_logic::Mailbox::direct(Arc::new(store)))
         }
         StoreKind::Memory => {
             tracing::warn!("mailboxes in memory ([mailbox] store = \"memory\"): stored messages are lost at exit");
-            Some(Arc::new(rim_mailbox::MemoryStore::new(retention)))
+            Some(rim_logic::Mailbox::direct(Arc::new(
+                rim_mailbox::MemoryStore::new(retention),
+            )))
         }
         StoreKind::None => None,
     })

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::{debug, warn};
 
+use std::time::SystemTime;
+
+use crate::groups::{unix_ms, GroupError, MuteScope};
 use crate::{ChatConfig, Logic, LogicError};
 
 /// Longest client message id, in bytes: the mailbox's idempotency key is
@@ -319,15 +322,46 @@ impl Logic {
 
     /// 403 when the sender is muted for everything or for this target.
     async fn check_mutes(&self, mid: i64, target: &Target) -> Result<(), Refusal> {
-        let _ = (mid, target);
-        Ok(())
+        let mutes = self.cached_mutes(mid).await?;
+        if mutes.is_empty() {
+            return Ok(());
+        }
+        let scope = match target {
+            Target::Peer(_) => None,
+            Target::Group(gid) => Some(MuteScope::Group(*gid).as_string()),
+            Target::Room(room) => Some(MuteScope::Room(room.clone()).as_string()),
+        };
+        let now = unix_ms(SystemTime::now());
+        let muted = mutes.iter().find(|m| {
+            m.until_ms.is_none_or(|until| until > now)
+                && (m.scope == "all" || Some(&m.scope) == scope.as_ref())
+        });
+        match muted {
+            Some(mute) => Err(Refusal::Forbidden(format!("muted ({})", mute.scope))),
+            None => Ok(()),
+        }
     }
 
     /// The members of `gid` a message from `from` goes to: 404 when the
     /// group has no member, 409 when `from` is not one, 413 when it is over
     /// `chat.group_max_members`.
     async fn group_recipients(&self, gid: i64, from: i64) -> Result<Vec<i64>, Refusal> {
-        let _ = (gid, from);
-        Err(Refusal::NoGroup(gid))
+        let members = match self.group_members(gid).await {
+            Ok(members) => members,
+            Err(GroupError::NoGroup(gid)) => return Err(Refusal::NoGroup(gid)),
+            Err(GroupError::Logic(e)) => return Err(e.into()),
+            Err(e @ GroupError::TooBig { .. }) => return Err(Refusal::TooBig(e.to_string())),
+        };
+        if !members.contains(&from) {
+            return Err(Refusal::NotMember(gid));
+        }
+        let max = self.config.chat.group_max_members;
+        if members.len() > max {
+            return Err(Refusal::TooBig(format!(
+                "group {gid} has {} members; messages go to groups of at most {max}",
+                members.len()
+            )));
+        }
+        Ok(members)
     }
 }

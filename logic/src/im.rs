@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::try_join_all;
-use rim_mailbox::{Ack, Cursor, Entry, MailboxError, MailboxStore, MsgId, Page};
+use rim_mailbox::{Ack, Cursor, Entry, GroupStore, MailboxError, MailboxStore, MsgId, Page};
 use rim_proto::pb::im::{AckReq, ReadReq, StoredMsg, SyncReply, SyncReq};
 use rim_proto::pb::logic::push_msg::Type;
 use rim_proto::pb::logic::PushMsg;
@@ -36,9 +36,10 @@ pub const HISTORY_LIMIT_MAX: usize = 500;
 /// Most body bytes one history read holds.
 pub(crate) const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
 
-/// Where logic keeps mailboxes.
+/// Where logic keeps mailboxes, group memberships and mutes (one store).
 pub struct Mailbox {
     store: Arc<dyn MailboxStore>,
+    groups: Arc<dyn GroupStore>,
     /// The `rim-mailbox` topic in the distributed mode: logic publishes
     /// stored messages there and job appends them. `None`: logic appends.
     topic: Option<Arc<dyn PushQueue>>,
@@ -53,16 +54,21 @@ impl std::fmt::Debug for Mailbox {
 impl Mailbox {
     /// Mailboxes in `store`, which logic appends to before answering a stored
     /// push (standalone: the embedded store, fsynced per group commit).
-    pub fn direct(store: Arc<dyn MailboxStore>) -> Mailbox {
-        Mailbox { store, topic: None }
+    pub fn direct<S: MailboxStore + GroupStore>(store: Arc<S>) -> Mailbox {
+        Mailbox {
+            store: store.clone(),
+            groups: store,
+            topic: None,
+        }
     }
 
     /// Mailboxes in `store` (read by logic: sync, history, acks), written
     /// by job from `topic` (the distributed mode): a stored push is answered
     /// once the topic holds one record per user, keyed by the user.
-    pub fn queued(store: Arc<dyn MailboxStore>, topic: Arc<dyn PushQueue>) -> Mailbox {
+    pub fn queued<S: MailboxStore + GroupStore>(store: Arc<S>, topic: Arc<dyn PushQueue>) -> Mailbox {
         Mailbox {
-            store,
+            store: store.clone(),
+            groups: store,
             topic: Some(topic),
         }
     }
@@ -70,6 +76,11 @@ impl Mailbox {
     /// The store.
     pub fn store(&self) -> &Arc<dyn MailboxStore> {
         &self.store
+    }
+
+    /// Group memberships and mutes.
+    pub fn groups(&self) -> &Arc<dyn GroupStore> {
+        &self.groups
     }
 }
 

@@ -32,6 +32,8 @@
 //!   [`Token`], the client's auth token; `auth`: [`Authenticator`], its
 //!   verification (`trust` or `jwt`).
 //! - `chat`: messages clients send (op 4): checks, envelope, where they go.
+//! - `groups`: group membership, group messages from the backend, mutes
+//!   and their cache.
 //! - `im`: durable messaging: [`Mailbox`], stored pushes, sync, acks,
 //!   read marks, history.
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
@@ -44,6 +46,7 @@ mod balancer;
 mod chat;
 mod config;
 mod error;
+mod groups;
 pub mod grpc;
 pub mod http;
 mod im;
@@ -58,6 +61,7 @@ pub use config::{
     LogicConfigError, NodeConfig,
 };
 pub use error::LogicError;
+pub use groups::{GroupError, MuteScope, MUTE_CACHE_TTL};
 pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX};
 pub use online::OnlineTotal;
 pub use service::Logic;

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::auth::Authenticator;
 use crate::balancer::{Balancer, MAX_NODES};
 use crate::chat::SendRate;
+use crate::groups::MuteCache;
 use crate::online::OnlineState;
 use rim_queue::PushQueue;
 
@@ -51,6 +52,8 @@ pub struct Logic {
     pub(crate) mailbox: Option<Mailbox>,
     /// Per-user send rates of chat messages.
     pub(crate) send_rate: SendRate,
+    /// Users' mutes, cached briefly.
+    pub(crate) mutes: MuteCache,
 }
 
 impl std::fmt::Debug for Logic {
@@ -92,6 +95,7 @@ impl Logic {
         let send_rate = SendRate::new(&config.chat);
         Arc::new(Logic {
             send_rate,
+            mutes: MuteCache::default(),
             auth,
             config,
             router,

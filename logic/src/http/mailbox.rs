@@ -107,7 +107,7 @@ pub(crate) async fn post_messages(
 }
 
 /// The `{mid}` of a mailbox path.
-fn mid_of(raw: &str) -> Result<i64, ApiError> {
+pub(crate) fn mid_of(raw: &str) -> Result<i64, ApiError> {
     match raw.parse::<i64>() {
         Ok(0) => Err(ApiError::BadRequest(
             "mid: 0 is the anonymous user and has no mailbox".into(),
