@@ -1,6 +1,6 @@
 //! The values a mailbox takes and hands out: message ids, epochs, entries,
 //! pages and cursors, and [`complete`], the rule that tells a syncing client
-//! whether it missed anything for good.
+//! whether it missed anything for good; and a user's [`Mute`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -300,6 +300,25 @@ pub fn complete(
     same_history && client_seq <= top && u64::from(client_seq) + 1 >= u64::from(first)
 }
 
+/// One mute of a user, as [`GroupStore::mutes`](crate::GroupStore::mutes)
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mute {
+    /// What the mute covers, as the caller named it (`"all"`, `"group:9"`,
+    /// `"room:live://1"`). The store neither checks nor interprets it.
+    pub scope: String,
+    /// When it ends (Unix ms; it no longer holds from that instant on), or
+    /// `None` until it is lifted.
+    pub until_ms: Option<i64>,
+}
+
+impl Mute {
+    /// Whether the mute still holds at `now_ms`.
+    pub fn holds_at(&self, now_ms: i64) -> bool {
+        self.until_ms.is_none_or(|until| until > now_ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +421,17 @@ mod tests {
         assert!("short".parse::<Epoch>().is_err());
         assert!("abc-1234".parse::<Epoch>().is_err());
         assert_ne!(Epoch::random(), Epoch::random());
+    }
+
+    #[test]
+    fn a_mute_ends_at_its_until() {
+        let mute = |until_ms| Mute {
+            scope: "all".to_owned(),
+            until_ms,
+        };
+        assert!(mute(None).holds_at(i64::MAX));
+        assert!(mute(Some(10)).holds_at(9));
+        assert!(!mute(Some(10)).holds_at(10), "until is exclusive");
+        assert!(!mute(Some(10)).holds_at(11));
     }
 }

@@ -3,8 +3,11 @@
 //! retention by time to live (messages gone but the epoch kept; the epoch
 //! redrawn once the mailbox's state is gone), the idempotency window,
 //! concurrent appenders, the last seq, scripts Redis forgot, and its AOF
-//! report. Each test uses its own key prefix. The layout the tests poke at
-//! is the documented one (`<prefix>{<mid>}:x`, `:m`, `:i:<id>`).
+//! report; the keys of groups and mutes, and the mute watch, across a
+//! killed connection. Each test uses its own key prefix. The layout the
+//! tests poke at is the documented one (`<prefix>{<mid>}:x`, `:m`,
+//! `:i:<id>`, `<prefix>g:{<gid>}`, `<prefix>mute:{<mid>}`, channel
+//! `<prefix>mutes`).
 #![cfg(feature = "redis")]
 
 use std::collections::HashSet;
@@ -13,8 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use rim_mailbox::{
-    Ack, Entry, MailboxConfig, MailboxError, MailboxStore, MsgId, RedisDurability, RedisStore,
-    MAX_SEQ,
+    Ack, Entry, GroupStore, MailboxConfig, MailboxError, MailboxStore, MsgId, MuteChange,
+    MuteWatch, RedisDurability, RedisStore, MAX_SEQ,
 };
 use rim_testkit::{poll, services};
 
@@ -58,6 +61,14 @@ impl Fixture {
 
     fn idem(&self, mid: i64, id: &str) -> String {
         format!("{}{{{mid}}}:i:{id}", self.prefix)
+    }
+
+    fn group(&self, gid: i64) -> String {
+        format!("{}g:{{{gid}}}", self.prefix)
+    }
+
+    fn mutes(&self, mid: i64) -> String {
+        format!("{}mute:{{{mid}}}", self.prefix)
     }
 
     async fn exists(&self, key: &str) -> bool {
@@ -481,5 +492,180 @@ async fn bad_settings_and_an_unreachable_redis_are_refused() {
     assert!(
         matches!(down, Err(MailboxError::Unavailable(_))),
         "{down:?}"
+    );
+}
+
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(now.as_millis()).unwrap()
+}
+
+#[tokio::test]
+async fn groups_and_mutes_live_in_the_documented_keys() {
+    let Some(fx) = Fixture::new(config()).await else {
+        return;
+    };
+    let mut raw = fx.raw.clone();
+    fx.store.add_members(9, &[2, -1]).await.unwrap();
+    let mut members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(fx.group(9))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    members.sort();
+    assert_eq!(members, ["-1", "2"]);
+    assert_eq!(
+        fx.pttl(&fx.group(9)).await,
+        -1,
+        "membership does not expire"
+    );
+    fx.store.remove_members(9, &[2, -1]).await.unwrap();
+    assert!(!fx.exists(&fx.group(9)).await, "an emptied group is gone");
+
+    // Timed mutes only: the hash expires with the last one.
+    let later = now_ms() + 600_000;
+    fx.store.set_mute(1, "group:9", Some(later)).await.unwrap();
+    fx.store
+        .set_mute(1, "room:live://1", Some(later - 300_000))
+        .await
+        .unwrap();
+    let ttl = fx.pttl(&fx.mutes(1)).await;
+    assert!((590_000..=600_000).contains(&ttl), "mute hash ttl {ttl}");
+    // A mute without end: no expiry, stored as "".
+    fx.store.set_mute(1, "all", None).await.unwrap();
+    assert_eq!(fx.pttl(&fx.mutes(1)).await, -1);
+    let all: Option<String> = redis::cmd("HGET")
+        .arg(fx.mutes(1))
+        .arg("all")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(all.as_deref(), Some(""));
+    fx.store.clear_mute(1, Some("all")).await.unwrap();
+    let ttl = fx.pttl(&fx.mutes(1)).await;
+    assert!((590_000..=600_000).contains(&ttl), "expiry again: {ttl}");
+    // Ends beyond what Redis accepts as an expiry are capped, not refused.
+    fx.store.set_mute(1, "far", Some(i64::MAX)).await.unwrap();
+    assert!(fx.pttl(&fx.mutes(1)).await > 600_000);
+    fx.store.clear_mute(1, None).await.unwrap();
+    assert!(!fx.exists(&fx.mutes(1)).await);
+
+    // A value this version cannot read is reported, not guessed at.
+    redis::cmd("HSET")
+        .arg(fx.mutes(2))
+        .arg("all")
+        .arg("soon")
+        .query_async::<i64>(&mut raw)
+        .await
+        .unwrap();
+    let read = fx.store.mutes(2).await;
+    assert!(matches!(read, Err(MailboxError::Corrupt(_))), "{read:?}");
+    redis::cmd("SADD")
+        .arg(fx.group(3))
+        .arg("x")
+        .query_async::<i64>(&mut raw)
+        .await
+        .unwrap();
+    let read = fx.store.members(3).await;
+    assert!(matches!(read, Err(MailboxError::Corrupt(_))), "{read:?}");
+}
+
+/// The next report of `watch`, within a deadline.
+async fn next_change(watch: &mut MuteWatch) -> MuteChange {
+    tokio::time::timeout(Duration::from_secs(10), watch.recv())
+        .await
+        .expect("no mute change reported within 10 s")
+        .expect("the mute watch ended")
+}
+
+/// The ids of the clients in pub/sub mode.
+async fn pubsub_clients(raw: &mut MultiplexedConnection) -> HashSet<u64> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(raw)
+        .await
+        .unwrap();
+    list.lines()
+        .filter_map(|line| line.strip_prefix("id="))
+        .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn mute_changes_reach_a_watch_also_after_its_connection_is_killed() {
+    let Some(fx) = Fixture::new(config()).await else {
+        return;
+    };
+    let mut raw = fx.raw.clone();
+    // Another process's store under the same prefix, and one under another.
+    let setter = RedisStore::connect(&fx.url, &fx.prefix, config(), TIMEOUT)
+        .await
+        .unwrap();
+    let elsewhere = format!("{}:", services::unique("rim-test-mb"));
+    let elsewhere = RedisStore::connect(&fx.url, &elsewhere, config(), TIMEOUT)
+        .await
+        .unwrap();
+
+    let before = pubsub_clients(&mut raw).await;
+    let mut watch = fx.store.watch_mutes();
+    assert_eq!(next_change(&mut watch).await, MuteChange::All, "subscribed");
+    let ours: Vec<u64> = pubsub_clients(&mut raw)
+        .await
+        .difference(&before)
+        .copied()
+        .collect();
+    assert!(!ours.is_empty(), "the watch's connection is listed");
+
+    setter.set_mute(7, "all", None).await.unwrap();
+    assert_eq!(next_change(&mut watch).await, MuteChange::Mid(7));
+    setter
+        .set_mute(-8, "group:9", Some(now_ms() + 60_000))
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut watch).await, MuteChange::Mid(-8));
+    elsewhere.set_mute(5, "all", None).await.unwrap();
+    setter.clear_mute(7, Some("all")).await.unwrap();
+    assert_eq!(
+        next_change(&mut watch).await,
+        MuteChange::Mid(7),
+        "another prefix is not heard"
+    );
+    setter.clear_mute(-8, None).await.unwrap();
+    assert_eq!(next_change(&mut watch).await, MuteChange::Mid(-8));
+    setter.set_mute(9, "all", Some(0)).await.unwrap();
+    assert_eq!(
+        next_change(&mut watch).await,
+        MuteChange::Mid(9),
+        "a lift by a past end is a change too"
+    );
+
+    // What a Redis restart does to the subscriber, limited to this watch's
+    // connection so that other tests' subscribers are left alone.
+    for id in ours {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .arg("ID")
+            .arg(id)
+            .query_async::<i64>(&mut raw)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_change(&mut watch).await,
+        MuteChange::All,
+        "subscribed again, and whatever was missed meanwhile is covered"
+    );
+    setter.set_mute(7, "room:live://1", None).await.unwrap();
+    assert_eq!(next_change(&mut watch).await, MuteChange::Mid(7));
+    assert_eq!(
+        fx.store.mutes(7).await.unwrap().len(),
+        1,
+        "the reported change is readable"
     );
 }

@@ -1,7 +1,17 @@
-//! Every Redis key of the mailbox store. A mailbox's keys share the hash tag
-//! `{<mid>}`, so they sit in one cluster slot and one script may touch them
-//! all. The key prefix holds no braces (checked by [`Keys::new`]), so the tag
-//! is always the mid's, whatever a message id holds.
+//! Every Redis key and channel of the store. A mailbox's keys share the hash
+//! tag `{<mid>}`, so they sit in one cluster slot and one script may touch
+//! them all. The key prefix holds no braces (checked by [`Keys::new`]), so
+//! the tag is always the mid's (or the gid's), whatever a message id holds.
+//!
+//! | key | type | tag |
+//! |---|---|---|
+//! | `<prefix>{<mid>}:x` | STREAM, the messages | mid |
+//! | `<prefix>{<mid>}:m` | HASH, the mailbox's state | mid |
+//! | `<prefix>{<mid>}:i:<id>` | STRING, an appended message id | mid |
+//! | `<prefix>g:{<gid>}` | SET of member mids | gid |
+//! | `<prefix>mute:{<mid>}` | HASH scope -> until | mid |
+//!
+//! Channel `<prefix>mutes`: the mid whose mutes changed, after each change.
 
 use crate::{MailboxError, MsgId};
 
@@ -40,6 +50,25 @@ impl Keys {
     pub(super) fn idem(&self, mid: i64, id: &MsgId) -> String {
         format!("{}{{{mid}}}:i:{id}", self.prefix)
     }
+
+    /// SET of a group's members (decimal mids). It exists while the group
+    /// has a member (Redis deletes an emptied set).
+    pub(super) fn group(&self, gid: i64) -> String {
+        format!("{}g:{{{gid}}}", self.prefix)
+    }
+
+    /// HASH of a user's mutes: scope -> until (Unix ms, decimal), or `""`
+    /// until lifted. It expires with its last timed mute, and holds no time
+    /// to live while a mute without end is in it.
+    pub(super) fn mutes(&self, mid: i64) -> String {
+        format!("{}mute:{{{mid}}}", self.prefix)
+    }
+
+    /// Channel on which every change of a user's mutes is published: the
+    /// payload is the mid, in decimal.
+    pub(super) fn mute_channel(&self) -> String {
+        format!("{}mutes", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -53,6 +82,9 @@ mod tests {
         assert_eq!(keys.data(-7), "rim:mb:{-7}:x");
         assert_eq!(keys.meta(42), "rim:mb:{42}:m");
         assert_eq!(keys.idem(42, &id), "rim:mb:{42}:i:a{b}c");
+        assert_eq!(keys.group(-9), "rim:mb:g:{-9}");
+        assert_eq!(keys.mutes(42), "rim:mb:mute:{42}");
+        assert_eq!(keys.mute_channel(), "rim:mb:mutes");
     }
 
     #[test]

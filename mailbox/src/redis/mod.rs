@@ -26,9 +26,17 @@
 //!
 //! Reads create the meta hash of a mailbox that has none, so that a client
 //! that synced an empty mailbox keeps the epoch it was given.
+//!
+//! It is also distributed rim's [`GroupStore`](crate::GroupStore)
+//! (`groups`): a SET per group, a HASH of mutes per user, and every mute
+//! change published so that other processes' caches hear of it (`watch`).
 
+mod groups;
 mod keys;
 mod scripts;
+mod watch;
+
+pub use self::watch::{MuteChange, MuteWatch};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,9 +66,14 @@ const PIPELINE: usize = 512;
 /// expiry as out of range: 100 years.
 const MAX_TTL_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1000;
 
-/// A [`MailboxStore`] in Redis. Cloning is cheap and shares the connection.
+/// A [`MailboxStore`] and [`GroupStore`](crate::GroupStore) in Redis.
+/// Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct RedisStore {
+    /// For the connections a [`MuteWatch`] makes.
+    client: redis::Client,
+    /// Each command's and connection attempt's bound.
+    timeout: Duration,
     conn: ConnectionManager,
     keys: Keys,
     scripts: Arc<Scripts>,
@@ -160,12 +173,14 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let mut conn = ConnectionManager::new_with_config(client, manager)
+        let mut conn = ConnectionManager::new_with_config(client.clone(), manager)
             .await
             .map_err(unavailable)?;
         let scripts = Arc::new(Scripts::new());
         load_scripts(&scripts, &mut conn).await?;
         Ok(RedisStore {
+            client,
+            timeout,
             conn,
             keys,
             scripts,
@@ -255,6 +270,19 @@ impl RedisStore {
             Err(e) if is_connection_error(&e) => {
                 tracing::debug!(error = %e, "mailbox redis connection lost; retrying once");
                 call.invoke_async(&mut conn).await.map_err(unavailable)
+            }
+            reply => reply.map_err(unavailable),
+        }
+    }
+
+    /// Runs one command; a connection that dropped is reconnected and the
+    /// command repeated once (callers only send commands that allow it).
+    async fn query(&self, cmd: &redis::Cmd) -> Result<Value, MailboxError> {
+        let mut conn = self.conn.clone();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if is_connection_error(&e) => {
+                tracing::debug!(error = %e, "mailbox redis connection lost; retrying once");
+                cmd.query_async(&mut conn).await.map_err(unavailable)
             }
             reply => reply.map_err(unavailable),
         }

@@ -14,6 +14,11 @@
 //!
 //! Numbers come back as Redis integers; arguments and stored fields are
 //! strings, and bodies pass through byte-exact (Lua strings are binary).
+//!
+//! The mute scripts change a user's mute hash and publish the mid on the
+//! mute channel in the same atomic step, so a watcher that hears of a change
+//! reads the new state. Membership needs no script (`SADD`/`SREM` and
+//! `SCARD` in one `MULTI`).
 
 use redis::Script;
 
@@ -172,6 +177,60 @@ local upto = math.min(tonumber(ARGV[1]), top_of(meta))
 return redis.call('XTRIM', data, 'MINID', '=', upto + 1)
 ";
 
+/// Functions the mute scripts start with.
+const MUTE_COMMON: &str = r"
+-- Drops the expired mutes of a mute hash and makes the hash expire with its
+-- last timed mute, capped at max_ttl from now; no expiry while a mute
+-- without end (or a value this version cannot read) is left. An emptied
+-- hash is gone already (Redis deletes it).
+local function settle(key, now, max_ttl)
+  local flat = redis.call('HGETALL', key)
+  local last = nil
+  local keep = false
+  for i = 1, #flat, 2 do
+    local until_ms = tonumber(flat[i + 1])
+    if until_ms == nil then
+      keep = true
+    elseif until_ms <= now then
+      redis.call('HDEL', key, flat[i])
+    elseif last == nil or until_ms > last then
+      last = until_ms
+    end
+  end
+  if keep then
+    redis.call('PERSIST', key)
+  elseif last then
+    -- Integral and below 2^53: formatted exactly, never in exponent form.
+    redis.call('PEXPIREAT', key, string.format('%.0f', math.min(last, now + max_ttl)))
+  end
+end
+";
+
+/// One mute. KEYS: mute hash. ARGV: now ms, max ttl ms, channel, mid,
+/// scope, until (`''` until lifted; else in the future, checked by the
+/// caller). Returns 1.
+const SET_MUTE: &str = r"
+local key = KEYS[1]
+redis.call('HSET', key, ARGV[5], ARGV[6])
+settle(key, tonumber(ARGV[1]), tonumber(ARGV[2]))
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
+/// Lifts a mute. KEYS: mute hash. ARGV: now ms, max ttl ms, channel, mid,
+/// and the scope (none: every scope). Returns 1.
+const CLEAR_MUTE: &str = r"
+local key = KEYS[1]
+if ARGV[5] then
+  redis.call('HDEL', key, ARGV[5])
+  settle(key, tonumber(ARGV[1]), tonumber(ARGV[2]))
+else
+  redis.call('DEL', key)
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
 /// The compiled scripts, by operation.
 #[derive(Debug)]
 pub(super) struct Scripts {
@@ -181,6 +240,8 @@ pub(super) struct Scripts {
     pub(super) ack: Script,
     pub(super) set_read: Script,
     pub(super) trim: Script,
+    pub(super) set_mute: Script,
+    pub(super) clear_mute: Script,
 }
 
 impl Scripts {
@@ -193,10 +254,12 @@ impl Scripts {
             ack: script(ACK),
             set_read: script(SET_READ),
             trim: script(TRIM),
+            set_mute: Script::new(&format!("{MUTE_COMMON}{SET_MUTE}")),
+            clear_mute: Script::new(&format!("{MUTE_COMMON}{CLEAR_MUTE}")),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 6] {
+    pub(super) fn all(&self) -> [&Script; 8] {
         [
             &self.append,
             &self.read,
@@ -204,6 +267,8 @@ impl Scripts {
             &self.ack,
             &self.set_read,
             &self.trim,
+            &self.set_mute,
+            &self.clear_mute,
         ]
     }
 }
