@@ -188,9 +188,7 @@ impl Standalone {
 
 /// The mailbox store `[mailbox]` names, opened (the embedded one creates
 /// its data directory).
-async fn open_mailbox(
-    config: &StandaloneConfig,
-) -> Result<Option<rim_logic::Mailbox>, StartError> {
+async fn open_mailbox(config: &StandaloneConfig) -> Result<Option<rim_logic::Mailbox>, StartError> {
     let section = &config.mailbox;
     let retention = section.retention.clone();
     Ok(match section.store {

@@ -583,3 +583,55 @@ async fn clients_chat_one_to_one_and_in_a_room_through_kafka() {
     assert_eq!((push.op, push.seq), (1001, 0));
     assert_eq!(body_json(&push)["room"], "live://c");
 }
+
+/// A mute set through one logic stops a sender whose comet talks to another
+/// logic, within a second (the Redis store announces it; the other logic
+/// drops its cached mutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mute_set_on_one_logic_stops_a_sender_on_another_within_a_second() {
+    let Some((kafka, redis)) = services() else {
+        return;
+    };
+    let mut c = Cluster::start("mute", opts(&kafka, &redis)).await;
+    // The comets call the first logic; the mute goes through a second one.
+    let logic2 = c.add_logic().await;
+    let http2 = common::Http::new(logic2.addr("http").parse().unwrap());
+    let mut sender = Client::connect(c.comet_tcp(0), false, &Token::im(300, "s"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let msg = |i: i32| json!({"to": 301, "op": 1000, "id": format!("m{i}"), "body": i});
+    // The first logic has read (and cached) the sender's mutes: none.
+    assert_eq!(
+        send_msg(&mut sender, 1, &msg(1), &mut seen).await["code"],
+        0
+    );
+    let reply = reqwest::Client::new()
+        .put(format!(
+            "http://{}/rim/v1/users/300/mute",
+            logic2.addr("http")
+        ))
+        .body(json!({"until": null, "scope": "all"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let muted_at = tokio::time::Instant::now();
+    let mut i = 2;
+    loop {
+        let reply = send_msg(&mut sender, i, &msg(i), &mut seen).await;
+        if reply["code"] == 403 {
+            break;
+        }
+        assert_eq!(reply["code"], 0, "{reply}");
+        assert!(
+            muted_at.elapsed() < Duration::from_secs(1),
+            "still sending {:?} after the mute",
+            muted_at.elapsed()
+        );
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed = http2.get("/rim/v1/users/300/mute").await.unwrap().json;
+    assert_eq!(listed["mutes"][0]["scope"], "all");
+}

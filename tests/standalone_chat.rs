@@ -244,3 +244,212 @@ async fn sessions_that_are_not_im_keep_goims_op_4_echo() {
     assert_eq!(cursor["top"], 0);
     rim.server.stop().await;
 }
+
+async fn put(rim: &Rim, path: &str, body: &Value) -> (u16, Value) {
+    let reply = reqwest::Client::new()
+        .put(format!("http://{}{path}", rim.server.http_addr))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&reply.text().await.unwrap()).unwrap(),
+    )
+}
+
+async fn delete_json(rim: &Rim, path: &str, body: &Value) -> (u16, Value) {
+    let reply = reqwest::Client::new()
+        .delete(format!("http://{}{path}", rim.server.http_addr))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&reply.text().await.unwrap()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn groups_over_http_and_group_messages_reach_every_member() {
+    let mut config = test_config();
+    config.logic.chat.group_max_members = 4;
+    let rim = Rim::start_with(config).await;
+    let (status, reply) = put(
+        &rim,
+        "/rim/v1/groups/9/members",
+        &json!({"mids": [3, 1, 2, 2]}),
+    )
+    .await;
+    assert_eq!((status, &reply), (200, &json!({"mids": [1, 2, 3]})));
+    let got = rim.http.get("/rim/v1/groups/9/members").await.unwrap();
+    assert_eq!((got.status, &got.json), (200, &json!({"mids": [1, 2, 3]})));
+    let mut one = im(&rim, false, 1, "g1", "").await;
+    let mut two = im(&rim, true, 2, "g2", "").await;
+    let mut outsider = im(&rim, false, 4, "g4", "").await;
+    let mut seen = Vec::new();
+    let msg = json!({"group": 9, "op": 1000, "id": "hello", "body": {"text": "hi group"}});
+    assert_eq!(
+        send(&mut one, 1, &msg, &mut seen).await,
+        json!({"id": "hello", "code": 0})
+    );
+    let (seq, envelope) = next_message(&mut two, &mut Vec::new()).await;
+    assert_eq!(seq, 1);
+    assert_eq!(
+        (&envelope["from"], &envelope["group"], &envelope["body"]),
+        (&json!(1), &json!(9), &json!({"text": "hi group"}))
+    );
+    assert!(envelope.get("to").is_none());
+    let (_, own) = next_message(&mut one, &mut seen).await;
+    assert_eq!(own, envelope, "the sender's copy");
+    // The offline member has it in its mailbox.
+    let cursor = rim.http.get("/rim/v1/users/3/cursor").await.unwrap().json;
+    assert_eq!(cursor["top"], 1);
+    // 409 not a member, 404 no such group.
+    let reply = send(&mut outsider, 2, &msg, &mut Vec::new()).await;
+    assert_eq!(reply["code"], 409, "{reply}");
+    let msg99 = json!({"group": 99, "op": 1000, "id": "x", "body": 1});
+    assert_eq!(send(&mut one, 3, &msg99, &mut seen).await["code"], 404);
+    // The backend sends to the group; members leave; the group's cap.
+    let reply = rim
+        .http
+        .post_json(
+            "/rim/v1/groups/9/messages",
+            &json!({"op": 1001, "body": {"text": "from the backend"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, &reply.json["accepted"]),
+        (200, &json!(3)),
+        "{:?}",
+        reply.json
+    );
+    let frame = two.next_frame().await.unwrap();
+    assert_eq!((frame.op, frame.seq), (1001, 2));
+    assert_eq!(body_json(&frame), json!({"text": "from the backend"}));
+    let (status, reply) =
+        delete_json(&rim, "/rim/v1/groups/9/members", &json!({"mids": [3]})).await;
+    assert_eq!((status, &reply), (200, &json!({"mids": [1, 2]})));
+    let (status, reply) = put(
+        &rim,
+        "/rim/v1/groups/9/members",
+        &json!({"mids": [5, 6, 7]}),
+    )
+    .await;
+    assert_eq!(status, 413, "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("every member's mailbox"),
+        "{reply}"
+    );
+    // Bad input.
+    for (status, reply) in [
+        put(&rim, "/rim/v1/groups/0/members", &json!({"mids": [1]})).await,
+        put(&rim, "/rim/v1/groups/x/members", &json!({"mids": [1]})).await,
+        put(&rim, "/rim/v1/groups/9/members", &json!({"mids": []})).await,
+        put(&rim, "/rim/v1/groups/9/members", &json!({"mids": [0]})).await,
+        put(&rim, "/rim/v1/groups/9/members", &json!({"mids": ["1"]})).await,
+        put(&rim, "/rim/v1/groups/9/members", &json!([1])).await,
+    ] {
+        assert_eq!((status, &reply["code"]), (400, &json!(400)), "{reply}");
+    }
+    let got = rim.http.get("/rim/v1/groups/77/members").await.unwrap();
+    assert_eq!((got.status, &got.json["code"]), (404, &json!(404)));
+    let reply = rim
+        .http
+        .post_json(
+            "/rim/v1/groups/77/messages",
+            &json!({"op": 1000, "body": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 404, "{:?}", reply.json);
+    rim.server.stop().await;
+}
+
+#[tokio::test]
+async fn muted_senders_get_403_in_the_muted_scope_until_lifted() {
+    let rim = Rim::start().await;
+    put(&rim, "/rim/v1/groups/5/members", &json!({"mids": [50, 51]})).await;
+    let mut c = im(&rim, false, 50, "m50", "live://m").await;
+    let mut seen = Vec::new();
+    let peer = json!({"to": 51, "op": 1000, "id": "p", "body": 1});
+    let group = json!({"group": 5, "op": 1000, "id": "g", "body": 1});
+    let room = json!({"room": "live://m", "op": 1000, "id": "r", "body": 1});
+    let (status, reply) = put(
+        &rim,
+        "/rim/v1/users/50/mute",
+        &json!({"until": null, "scope": "group:5"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &reply),
+        (
+            200,
+            &json!({"mid": 50, "mutes": [{"scope": "group:5", "until": null}]})
+        )
+    );
+    assert_eq!(send(&mut c, 1, &group, &mut seen).await["code"], 403);
+    assert_eq!(send(&mut c, 2, &peer, &mut seen).await["code"], 0);
+    assert_eq!(send(&mut c, 3, &room, &mut seen).await["code"], 0);
+    put(
+        &rim,
+        "/rim/v1/users/50/mute",
+        &json!({"until": "2999-01-01T00:00:00Z", "scope": "all"}),
+    )
+    .await;
+    for (i, msg) in [&peer, &group, &room].into_iter().enumerate() {
+        let reply = send(&mut c, 10 + i as i32, msg, &mut seen).await;
+        assert_eq!(reply["code"], 403, "{msg}: {reply}");
+        assert!(
+            reply["reason"].as_str().unwrap().contains("muted"),
+            "{reply}"
+        );
+    }
+    let listed = rim.http.get("/rim/v1/users/50/mute").await.unwrap().json;
+    assert_eq!(listed["mutes"].as_array().unwrap().len(), 2, "{listed}");
+    // Lift one scope, then the rest.
+    let reply = rim
+        .http
+        .delete("/rim/v1/users/50/mute?scope=all")
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.json["mutes"],
+        json!([{"scope": "group:5", "until": null}])
+    );
+    assert_eq!(send(&mut c, 20, &peer, &mut seen).await["code"], 0);
+    rim.http.delete("/rim/v1/users/50/mute").await.unwrap();
+    assert_eq!(send(&mut c, 21, &group, &mut seen).await["code"], 0);
+    // A mute that is over does not hold.
+    put(
+        &rim,
+        "/rim/v1/users/50/mute",
+        &json!({"until": "2001-01-01T00:00:00Z", "scope": "all"}),
+    )
+    .await;
+    assert_eq!(send(&mut c, 22, &peer, &mut seen).await["code"], 0);
+    for body in [
+        json!({"until": null, "scope": "everything"}),
+        json!({"until": null, "scope": "group:0"}),
+        json!({"until": null, "scope": "room:"}),
+        json!({"until": "tomorrow", "scope": "all"}),
+        json!({"scope": "all", "extra": 1}),
+    ] {
+        let (status, reply) = put(&rim, "/rim/v1/users/50/mute", &body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+    }
+    let reply = rim
+        .http
+        .delete("/rim/v1/users/50/mute?scope=nope")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400);
+    rim.server.stop().await;
+}

@@ -48,6 +48,11 @@ impl MuteCache {
     pub(crate) fn forget(&self, mid: i64) {
         self.0.lock().remove(&mid);
     }
+
+    /// Drops every entry (changes may have been missed).
+    pub(crate) fn forget_all(&self) {
+        self.0.lock().clear();
+    }
 }
 
 /// A mute's scope, checked.
@@ -109,7 +114,9 @@ fn check_gid(gid: i64) -> Result<(), LogicError> {
 
 fn check_mids(mids: &[i64]) -> Result<(), LogicError> {
     if mids.is_empty() {
-        return Err(LogicError::BadRequest("mids: at least one mid is required".into()));
+        return Err(LogicError::BadRequest(
+            "mids: at least one mid is required".into(),
+        ));
     }
     if mids.contains(&0) {
         return Err(LogicError::BadRequest(
@@ -240,7 +247,9 @@ impl Logic {
         until: Option<SystemTime>,
     ) -> Result<Vec<Mute>, LogicError> {
         if mid == 0 {
-            return Err(LogicError::BadRequest("mid: 0 is the anonymous user".into()));
+            return Err(LogicError::BadRequest(
+                "mid: 0 is the anonymous user".into(),
+            ));
         }
         let groups = self.mailbox()?.groups();
         groups
@@ -252,9 +261,15 @@ impl Logic {
     }
 
     /// Lifts `mid`'s mute in `scope`, or all of them.
-    pub async fn unmute(&self, mid: i64, scope: Option<&MuteScope>) -> Result<Vec<Mute>, LogicError> {
+    pub async fn unmute(
+        &self,
+        mid: i64,
+        scope: Option<&MuteScope>,
+    ) -> Result<Vec<Mute>, LogicError> {
         if mid == 0 {
-            return Err(LogicError::BadRequest("mid: 0 is the anonymous user".into()));
+            return Err(LogicError::BadRequest(
+                "mid: 0 is the anonymous user".into(),
+            ));
         }
         let groups = self.mailbox()?.groups();
         let scope = scope.map(MuteScope::as_string);
@@ -279,8 +294,12 @@ impl Logic {
         Ok(mutes)
     }
 
-    /// Another process changed `mid`'s mutes (the store's announcement).
-    pub fn mutes_changed(&self, mid: i64) {
-        self.mutes.forget(mid);
+    /// Another process changed `mid`'s mutes (the store's announcement);
+    /// `None`: changes may have been missed, forget every user's.
+    pub fn mutes_changed(&self, mid: Option<i64>) {
+        match mid {
+            Some(mid) => self.mutes.forget(mid),
+            None => self.mutes.forget_all(),
+        }
     }
 }

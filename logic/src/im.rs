@@ -65,7 +65,10 @@ impl Mailbox {
     /// Mailboxes in `store` (read by logic: sync, history, acks), written
     /// by job from `topic` (the distributed mode): a stored push is answered
     /// once the topic holds one record per user, keyed by the user.
-    pub fn queued<S: MailboxStore + GroupStore>(store: Arc<S>, topic: Arc<dyn PushQueue>) -> Mailbox {
+    pub fn queued<S: MailboxStore + GroupStore>(
+        store: Arc<S>,
+        topic: Arc<dyn PushQueue>,
+    ) -> Mailbox {
         Mailbox {
             store: store.clone(),
             groups: store,

@@ -35,12 +35,27 @@ pub async fn run(
                 tokio::spawn(async move { topic.ensure_topic_retrying(&kafka, stop).await });
             }
             info!(topic = %config.mailbox.topic, "stored messages on");
-            rim_logic::Logic::with_mailbox(
+            let mut mutes = store.watch_mutes();
+            let logic = rim_logic::Logic::with_mailbox(
                 config.effective_logic(),
                 router,
                 queue,
                 rim_logic::Mailbox::queued(store, topic),
-            )
+            );
+            // Mutes set through another logic reach this one's cache.
+            let watching = Arc::downgrade(&logic);
+            tokio::spawn(async move {
+                while let Some(change) = mutes.recv().await {
+                    let Some(logic) = watching.upgrade() else {
+                        return;
+                    };
+                    logic.mutes_changed(match change {
+                        rim_mailbox::MuteChange::Mid(mid) => Some(mid),
+                        rim_mailbox::MuteChange::All => None,
+                    });
+                }
+            });
+            logic
         }
         None => rim_logic::Logic::new(config.effective_logic(), router, queue),
     };

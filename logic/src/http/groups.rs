@@ -179,7 +179,9 @@ pub(crate) async fn put_mute(
     let until = match &request.until {
         None => None,
         Some(text) => Some(humantime::parse_rfc3339_weak(text).map_err(|e| {
-            ApiError::BadRequest(format!("until: an RFC 3339 time or null, got {text:?}: {e}"))
+            ApiError::BadRequest(format!(
+                "until: an RFC 3339 time or null, got {text:?}: {e}"
+            ))
         })?),
     };
     let mutes = logic.mute(mid, &scope, until).await?;

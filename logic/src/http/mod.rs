@@ -77,7 +77,10 @@ pub fn app(logic: Arc<Logic>) -> axum::Router {
                 .put(groups::put_members)
                 .delete(groups::delete_members),
         )
-        .route("/rim/v1/groups/{gid}/messages", post(groups::post_group_message))
+        .route(
+            "/rim/v1/groups/{gid}/messages",
+            post(groups::post_group_message),
+        )
         .route_layer(bearer());
     let mut reads = axum::Router::new()
         .route("/goim/online/top", get(online::top))
