@@ -33,6 +33,8 @@
 //!   verification (`trust` or `jwt`).
 //! - `im`: durable messaging: [`Mailbox`], stored pushes, sync, acks,
 //!   read marks, history.
+//! - `filter`: [`WordFilter`], the chat word filter (mask or reject the
+//!   words of a words file, reloaded when it changes).
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
 //! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
 
@@ -42,6 +44,7 @@ mod auth;
 mod balancer;
 mod config;
 mod error;
+mod filter;
 pub mod grpc;
 pub mod http;
 mod im;
@@ -56,6 +59,7 @@ pub use config::{
     LogicConfigError, NodeConfig,
 };
 pub use error::LogicError;
+pub use filter::{FilterAction, FilterConfig, FilterError, Verdict, WordFilter};
 pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX};
 pub use online::OnlineTotal;
 pub use service::Logic;
