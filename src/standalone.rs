@@ -76,6 +76,7 @@ impl Standalone {
         let tls_addrs = addrs(&listeners.comet.tls)?;
         let wss_addrs = addrs(&listeners.comet.wss)?;
 
+        wiring::check_filter(&config.logic)?;
         let router = rim_router::Router::memory(&config.router);
         let (queue, queue_rx) =
             rim_queue::InProcessQueue::new(config.queue.capacity, config.queue.timeout);
@@ -95,7 +96,7 @@ impl Standalone {
             Arc::new(LocalComet(Arc::clone(comet.hub()))),
         );
 
-        let app = rim_logic::http::app(logic);
+        let app = rim_logic::http::app(logic.clone());
 
         let shutdown = CancellationToken::new();
         let http_stop = CancellationToken::new();
@@ -122,6 +123,7 @@ impl Standalone {
         });
 
         wiring::reload_tls_on_sighup(&comet, shutdown.clone());
+        wiring::reload_filter(&logic, shutdown.clone());
         info!(
             http = %http_addr,
             tcp = ?tcp_addrs,

@@ -453,3 +453,58 @@ async fn muted_senders_get_403_in_the_muted_scope_until_lifted() {
     assert_eq!(reply.status, 400);
     rim.server.stop().await;
 }
+
+#[tokio::test]
+async fn the_word_filter_masks_or_rejects_and_picks_up_a_changed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let words = dir.path().join("words.txt");
+    std::fs::write(&words, "# banned\nbadword\n坏词\n").unwrap();
+    let mut config = test_config();
+    config.logic.chat.filter.words_file = Some(words.clone());
+    config.logic.chat.filter.reload_interval = Duration::from_millis(50);
+    config.logic.chat.rate = 1000;
+    config.logic.chat.burst = 1000;
+    let rim = Rim::start_with(config.clone()).await;
+    let mut a = im(&rim, false, 60, "fa", "").await;
+    let mut b = im(&rim, true, 61, "fb", "").await;
+    let mut seen = Vec::new();
+    let msg = json!({"to": 61, "op": 1000, "id": "f1", "body": {"text": "a BadWord and 坏词 here", "n": 1}});
+    assert_eq!(send(&mut a, 1, &msg, &mut seen).await["code"], 0);
+    let (_, envelope) = next_message(&mut b, &mut Vec::new()).await;
+    assert_eq!(
+        envelope["body"],
+        json!({"text": "a ******* and ** here", "n": 1})
+    );
+    // The file changes: the new words apply, the old ones no longer.
+    std::fs::write(&words, "other\n").unwrap();
+    let mut i = 2;
+    rim_testkit::poll::eventually(Duration::from_secs(10), Duration::from_millis(20), async || {
+        i += 1;
+        let msg = json!({"to": 61, "op": 1000, "id": format!("f{i}"), "body": {"text": "badword other"}});
+        let reply = send(&mut a, i, &msg, &mut seen).await;
+        let (_, envelope) = next_message(&mut b, &mut Vec::new()).await;
+        if reply["code"] == 0 && envelope["body"]["text"] == "badword *****" {
+            Ok(())
+        } else {
+            Err(format!("not reloaded yet: {reply} {envelope}"))
+        }
+    })
+    .await;
+    rim.server.stop().await;
+
+    // Reject mode: 422 names the word.
+    config.logic.chat.filter.action = rim_logic::FilterAction::Reject;
+    let rim = Rim::start_with(config).await;
+    let mut a = im(&rim, false, 60, "fa2", "").await;
+    let msg = json!({"to": 61, "op": 1000, "id": "r1", "body": {"text": "an OTHER word"}});
+    let reply = send(&mut a, 1, &msg, &mut Vec::new()).await;
+    assert_eq!(reply["code"], 422, "{reply}");
+    assert!(
+        reply["reason"].as_str().unwrap().contains("other"),
+        "{reply}"
+    );
+    // Only the configured field is looked at.
+    let msg = json!({"to": 61, "op": 1000, "id": "r2", "body": {"title": "other"}});
+    assert_eq!(send(&mut a, 2, &msg, &mut Vec::new()).await["code"], 0);
+    rim.server.stop().await;
+}

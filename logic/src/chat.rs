@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 use std::time::SystemTime;
 
 use crate::groups::{unix_ms, GroupError, MuteScope};
-use crate::{ChatConfig, Logic, LogicError};
+use crate::{ChatConfig, Logic, LogicError, Verdict};
 
 /// Longest client message id, in bytes: the mailbox's idempotency key is
 /// `<from>.<id>`, at most 64 bytes.
@@ -316,8 +316,16 @@ impl Logic {
     /// The word filter's verdict on a body: `Some` masked body, `None`
     /// unchanged, or 422.
     fn filter_body(&self, body: &RawValue) -> Result<Option<Box<RawValue>>, Refusal> {
-        let _ = body;
-        Ok(None)
+        match self.filter.check(body.get().as_bytes()) {
+            Verdict::Clean => Ok(None),
+            Verdict::Rejected { word } => Err(Refusal::Filtered(word)),
+            Verdict::Masked(masked) => String::from_utf8(masked.to_vec())
+                .ok()
+                .and_then(|text| RawValue::from_string(text).ok())
+                .map(Some)
+                // Whole-body masking can break a JSON body's syntax.
+                .ok_or_else(|| Refusal::Filtered("(masking left the body invalid)".into())),
+        }
     }
 
     /// 403 when the sender is muted for everything or for this target.

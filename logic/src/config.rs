@@ -66,7 +66,7 @@ pub struct Config {
 }
 
 /// `[logic.chat]`: messages clients send, groups.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
     /// Largest `body` of a sent message, in bytes of its JSON text; larger
@@ -83,6 +83,8 @@ pub struct ChatConfig {
     /// costs. Adding members past it, or sending to a group over it,
     /// answers 413. Default 500.
     pub group_max_members: usize,
+    /// The word filter (`[logic.chat.filter]`).
+    pub filter: crate::FilterConfig,
 }
 
 impl Default for ChatConfig {
@@ -92,6 +94,7 @@ impl Default for ChatConfig {
             rate: 10,
             burst: 20,
             group_max_members: 500,
+            filter: crate::FilterConfig::default(),
         }
     }
 }
@@ -403,6 +406,7 @@ impl Config {
         if self.chat.group_max_members == 0 {
             return Err(invalid("chat.group_max_members", "must be at least 1"));
         }
+        self.chat.filter.validate()?;
         if self.online_stale.is_zero() {
             return Err(invalid("online_stale", "must be greater than 0"));
         }

@@ -36,6 +36,8 @@
 //!   and their cache.
 //! - `im`: durable messaging: [`Mailbox`], stored pushes, sync, acks,
 //!   read marks, history.
+//! - `filter`: [`WordFilter`], the chat word filter (mask or reject the
+//!   words of a words file, reloaded when it changes).
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
 //! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
 
@@ -46,6 +48,7 @@ mod balancer;
 mod chat;
 mod config;
 mod error;
+mod filter;
 mod groups;
 pub mod grpc;
 pub mod http;
@@ -61,6 +64,7 @@ pub use config::{
     LogicConfigError, NodeConfig,
 };
 pub use error::LogicError;
+pub use filter::{FilterAction, FilterConfig, FilterError, Verdict, WordFilter};
 pub use groups::{GroupError, MuteScope, MUTE_CACHE_TTL};
 pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX};
 pub use online::OnlineTotal;

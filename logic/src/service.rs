@@ -22,6 +22,7 @@ use crate::balancer::{Balancer, MAX_NODES};
 use crate::chat::SendRate;
 use crate::groups::MuteCache;
 use crate::online::OnlineState;
+use crate::WordFilter;
 use rim_queue::PushQueue;
 
 use crate::{Config, LogicError, Mailbox};
@@ -54,6 +55,8 @@ pub struct Logic {
     pub(crate) send_rate: SendRate,
     /// Users' mutes, cached briefly.
     pub(crate) mutes: MuteCache,
+    /// The word filter of sent messages.
+    pub(crate) filter: Arc<WordFilter>,
 }
 
 impl std::fmt::Debug for Logic {
@@ -93,7 +96,16 @@ impl Logic {
     ) -> Arc<Logic> {
         let auth = Authenticator::from_config(&config.auth);
         let send_rate = SendRate::new(&config.chat);
+        // The binary loads the filter once before starting (a words file
+        // that cannot be read stops it with that error); here a failure can
+        // only be a file that changed since: log it and filter nothing until
+        // the next reload.
+        let filter = WordFilter::load(&config.chat.filter).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "word filter not loaded; messages pass unfiltered until it reloads");
+            WordFilter::unloaded(&config.chat.filter)
+        });
         Arc::new(Logic {
+            filter: Arc::new(filter),
             send_rate,
             mutes: MuteCache::default(),
             auth,
@@ -110,6 +122,11 @@ impl Logic {
     /// The configuration this service runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The word filter of sent messages (to reload on SIGHUP and watch).
+    pub fn filter(&self) -> &Arc<WordFilter> {
+        &self.filter
     }
 
     /// The session registry.

@@ -17,6 +17,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    wiring::check_filter(&config.effective_logic())?;
     let router = wiring::router_client(&config.routers, config.router_timeout)
         .map_err(anyhow::Error::msg)?;
     let queue = Arc::new(rim_queue::kafka::KafkaQueue::new(&config.kafka)?);
@@ -59,6 +60,7 @@ pub async fn run(
         }
         None => rim_logic::Logic::new(config.effective_logic(), router, queue),
     };
+    wiring::reload_filter(&logic, shutdown.clone());
     let http = wiring::bind(&config.logic.http_bind).await?;
     let grpc = wiring::bind(&config.grpc_bind).await?;
     let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
