@@ -582,6 +582,36 @@ async fn clients_chat_one_to_one_and_in_a_room_through_kafka() {
     let push = next(&mut alice).await;
     assert_eq!((push.op, push.seq), (1001, 0));
     assert_eq!(body_json(&push)["room"], "live://c");
+    // A group in Redis: both members get it, each at its next seq.
+    let reply = reqwest::Client::new()
+        .put(format!(
+            "http://{}/rim/v1/groups/77/members",
+            c.logic.addr("http")
+        ))
+        .body(json!({"mids": [200, 201]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let msg = json!({"group": 77, "op": 1000, "id": "g1", "body": "to the group"});
+    assert_eq!(
+        send_msg(&mut bob, 7, &msg, &mut Vec::new()).await["code"],
+        0
+    );
+    for client in [&mut alice, &mut bob] {
+        let frame = next(client).await;
+        assert_eq!((frame.op, frame.seq), (1000, 2));
+        let envelope = body_json(&frame);
+        assert_eq!(
+            (&envelope["group"], &envelope["from"]),
+            (&json!(77), &json!(201))
+        );
+    }
+    let msg = json!({"group": 78, "op": 1000, "id": "g2", "body": 1});
+    assert_eq!(
+        send_msg(&mut bob, 8, &msg, &mut Vec::new()).await["code"],
+        404
+    );
 }
 
 /// A mute set through one logic stops a sender whose comet talks to another

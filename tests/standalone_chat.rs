@@ -508,3 +508,33 @@ async fn the_word_filter_masks_or_rejects_and_picks_up_a_changed_file() {
     assert_eq!(send(&mut a, 2, &msg, &mut Vec::new()).await["code"], 0);
     rim.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_sent_before_auth_is_not_sent() {
+    let rim = Rim::start().await;
+    for ws in TRANSPORTS {
+        let mut c = if ws {
+            Client::ws(rim.ws()).await
+        } else {
+            Client::tcp(rim.tcp()).await
+        }
+        .unwrap();
+        let msg = json!({"to": 71, "op": 1000, "id": "early", "body": 1});
+        c.send(&Frame::new(1, Op::SendMsg, 1, msg.to_string()))
+            .await
+            .unwrap();
+        c.auth(&Token::im(70, &format!("early-{ws}")))
+            .await
+            .unwrap();
+        assert!(
+            c.next_frame_within(Duration::from_millis(200))
+                .await
+                .unwrap()
+                .is_none(),
+            "no op 5"
+        );
+        let cursor = rim.http.get("/rim/v1/users/71/cursor").await.unwrap().json;
+        assert_eq!(cursor["top"], 0, "nothing stored");
+    }
+    rim.server.stop().await;
+}
