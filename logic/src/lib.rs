@@ -32,6 +32,9 @@
 //!   [`Token`], the client's auth token; `auth`: [`Authenticator`], its
 //!   verification (`trust` or `jwt`).
 //! - `chat`: messages clients send (op 4): checks, envelope, where they go.
+//! - `hooks`: the backend hooks: `upstream` (each client message, before
+//!   it is accepted) and `offline` (stored messages no device acknowledged;
+//!   [`Logic::run_hooks`]).
 //! - `im`: durable messaging: [`Mailbox`], stored pushes, sync, acks,
 //!   read marks, history.
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
@@ -45,6 +48,7 @@ mod chat;
 mod config;
 mod error;
 pub mod grpc;
+mod hooks;
 pub mod http;
 mod im;
 mod online;
@@ -54,8 +58,8 @@ mod token;
 
 pub use auth::Authenticator;
 pub use config::{
-    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, ChatConfig, Config, JwtAlgorithm,
-    LogicConfigError, NodeConfig,
+    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, ChatConfig, Config, HooksConfig,
+    JwtAlgorithm, LogicConfigError, NodeConfig, OfflineHookConfig, OnFailure, UpstreamHookConfig,
 };
 pub use error::LogicError;
 pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX};

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::auth::Authenticator;
 use crate::balancer::{Balancer, MAX_NODES};
 use crate::chat::SendRate;
+use crate::hooks::Hooks;
 use crate::online::OnlineState;
 use rim_queue::PushQueue;
 
@@ -51,6 +52,8 @@ pub struct Logic {
     pub(crate) mailbox: Option<Mailbox>,
     /// Per-user send rates of chat messages.
     pub(crate) send_rate: SendRate,
+    /// The backend hooks (`config.hooks`).
+    pub(crate) hooks: Hooks,
 }
 
 impl std::fmt::Debug for Logic {
@@ -90,8 +93,10 @@ impl Logic {
     ) -> Arc<Logic> {
         let auth = Authenticator::from_config(&config.auth);
         let send_rate = SendRate::new(&config.chat);
+        let hooks = Hooks::from_config(&config.hooks);
         Arc::new(Logic {
             send_rate,
+            hooks,
             auth,
             config,
             router,
