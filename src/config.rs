@@ -163,6 +163,15 @@ impl Validate for StandaloneConfig {
         self.job
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[job] {e}")))?;
+        if let Some(upstream) = &self.logic.hooks.upstream {
+            // The comet answers 503 itself when logic takes longer than this.
+            if upstream.timeout >= self.comet.logic_timeout {
+                return Err(ConfigError::Invalid(format!(
+                    "[logic.hooks.upstream] timeout ({:?}) must be below [comet] logic_timeout ({:?})",
+                    upstream.timeout, self.comet.logic_timeout
+                )));
+            }
+        }
         if self.queue.capacity == 0 {
             return Err(ConfigError::Invalid(
                 "[queue] capacity must be at least 1".into(),
@@ -512,6 +521,15 @@ mod tests {
             format!("{:?}", parsed.mailbox),
             format!("{:?}", default.mailbox)
         );
+    }
+
+    #[test]
+    fn the_upstream_hook_answers_before_the_comet_gives_up() {
+        let text = "[logic.hooks.upstream]\nurl = \"http://127.0.0.1:9/\"\ntimeout = \"5s\"\n";
+        let err = StandaloneConfig::parse(text).unwrap_err();
+        assert!(err.to_string().contains("logic_timeout"), "{err}");
+        let text = "[comet]\nlogic_timeout = \"6s\"\n".to_owned() + text;
+        StandaloneConfig::parse(&text).unwrap();
     }
 
     #[test]

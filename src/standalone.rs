@@ -111,6 +111,8 @@ impl Standalone {
                 }
             }
         });
+        // The offline hook's watcher (a no-op when the hook is off) stops with the HTTP API.
+        let hooks_task = tokio::spawn(logic.clone().run_hooks(http_stop.clone()));
         let job_task = tokio::spawn(job.clone().consume(queue_rx, job_stop.clone()));
         let comet_task = tokio::spawn({
             let comet = comet.clone();
@@ -141,6 +143,7 @@ impl Standalone {
                 info!("shutting down: http api");
                 http_stop.cancel();
                 let _ = http_task.await;
+                let _ = hooks_task.await;
                 info!("shutting down: draining push queue");
                 job_stop.cancel();
                 let _ = job_task.await;

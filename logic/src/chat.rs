@@ -274,6 +274,19 @@ impl Logic {
             Some(masked) => masked,
             None => message.body,
         };
+        let replaced = self
+            .hooks
+            .upstream(
+                req.mid,
+                &target,
+                message.id,
+                message.op,
+                body,
+                chat.max_body,
+            )
+            .await
+            .map_err(fail)?;
+        let body: &RawValue = replaced.as_deref().unwrap_or(body);
         let envelope = Envelope {
             from: req.mid,
             to: match target {

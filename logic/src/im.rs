@@ -217,6 +217,16 @@ impl Logic {
             .increment(appended.len() as u64 - duplicates);
         metrics::counter!("rim_mailbox_appends_total", "result" => "duplicate")
             .increment(duplicates);
+        self.hooks.note_stored(
+            appended
+                .iter()
+                .filter(|a| !a.duplicate)
+                .map(|a| (a.mid, Some(a.seq))),
+            &id,
+            operation,
+            from,
+            &msg,
+        );
         // Delivered even when a duplicate: the first attempt's delivery may
         // not have happened; a connection drops a seq it was already sent.
         let deliveries = appended
@@ -266,6 +276,13 @@ impl Logic {
             return Err(err.into());
         }
         metrics::counter!("rim_mailbox_published_total").increment(mids.len() as u64);
+        self.hooks.note_stored(
+            mids.iter().map(|&mid| (mid, None)),
+            id,
+            operation,
+            from,
+            &msg,
+        );
         Ok(StoredPush {
             id: id.clone(),
             accepted: mids.len(),

@@ -34,6 +34,9 @@
 //! - `chat`: messages clients send (op 4): checks, envelope, where they go.
 //! - `groups`: group membership, group messages from the backend, mutes
 //!   and their cache.
+//! - `hooks`: the backend hooks: `upstream` (each client message, before
+//!   it is accepted) and `offline` (stored messages no device acknowledged;
+//!   [`Logic::run_hooks`]).
 //! - `im`: durable messaging: [`Mailbox`], stored pushes, sync, acks,
 //!   read marks, history.
 //! - `filter`: [`WordFilter`], the chat word filter (mask or reject the
@@ -51,6 +54,7 @@ mod error;
 mod filter;
 mod groups;
 pub mod grpc;
+mod hooks;
 pub mod http;
 mod im;
 mod online;
@@ -60,8 +64,8 @@ mod token;
 
 pub use auth::Authenticator;
 pub use config::{
-    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, ChatConfig, Config, JwtAlgorithm,
-    LogicConfigError, NodeConfig,
+    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, ChatConfig, Config, HooksConfig,
+    JwtAlgorithm, LogicConfigError, NodeConfig, OfflineHookConfig, OnFailure, UpstreamHookConfig,
 };
 pub use error::LogicError;
 pub use filter::{FilterAction, FilterConfig, FilterError, Verdict, WordFilter};

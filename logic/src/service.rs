@@ -21,6 +21,7 @@ use crate::auth::Authenticator;
 use crate::balancer::{Balancer, MAX_NODES};
 use crate::chat::SendRate;
 use crate::groups::MuteCache;
+use crate::hooks::Hooks;
 use crate::online::OnlineState;
 use crate::WordFilter;
 use rim_queue::PushQueue;
@@ -57,6 +58,8 @@ pub struct Logic {
     pub(crate) mutes: MuteCache,
     /// The word filter of sent messages.
     pub(crate) filter: Arc<WordFilter>,
+    /// The backend hooks (`config.hooks`).
+    pub(crate) hooks: Hooks,
 }
 
 impl std::fmt::Debug for Logic {
@@ -104,10 +107,12 @@ impl Logic {
             tracing::error!(error = %e, "word filter not loaded; messages pass unfiltered until it reloads");
             WordFilter::unloaded(&config.chat.filter)
         });
+        let hooks = Hooks::from_config(&config.hooks);
         Arc::new(Logic {
             filter: Arc::new(filter),
             send_rate,
             mutes: MuteCache::default(),
+            hooks,
             auth,
             config,
             router,

@@ -72,8 +72,11 @@ pub async fn run(
 
     let app = rim_logic::http::app(logic.clone());
     let http_task = tokio::spawn(wiring::serve_http(app, http, shutdown.clone(), metrics));
+    // The offline hook's watcher (a no-op when the hook is off).
+    let hooks_task = tokio::spawn(logic.clone().run_hooks(shutdown.clone()));
     rim_logic::grpc::serve(logic, grpc, shutdown).await?;
     http_task.await??;
+    hooks_task.await?;
     info!("logic stopped");
     Ok(())
 }
