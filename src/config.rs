@@ -163,6 +163,15 @@ impl Validate for StandaloneConfig {
         self.job
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[job] {e}")))?;
+        if let Some(upstream) = &self.logic.hooks.upstream {
+            // The comet answers 503 itself when logic takes longer than this.
+            if upstream.timeout >= self.comet.logic_timeout {
+                return Err(ConfigError::Invalid(format!(
+                    "[logic.hooks.upstream] timeout ({:?}) must be below [comet] logic_timeout ({:?})",
+                    upstream.timeout, self.comet.logic_timeout
+                )));
+            }
+        }
         if self.queue.capacity == 0 {
             return Err(ConfigError::Invalid(
                 "[queue] capacity must be at least 1".into(),
@@ -194,6 +203,66 @@ pub struct RouterNode {
     pub addr: String,
 }
 
+/// `[mailbox]` of `rim logic` and `rim job`: stored messages in Redis,
+/// carried from logic to job by their own Kafka topic. Off unless
+/// `redis_url` is set (both processes need the same settings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessMailbox {
+    /// The mailbox Redis (`redis://host:port/`); unset: no stored messages
+    /// (`store=1` answers 400, IM sessions are refused). It may be the
+    /// router's Redis. Run it with `appendonly yes` and `appendfsync always`
+    /// (see README); rim warns at start otherwise.
+    pub redis_url: Option<String>,
+    /// Key prefix. Default `rim:mb:`.
+    pub prefix: String,
+    /// Deadline of connecting to the mailbox Redis. Default 2s.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// The topic of stored messages. Default `rim-mailbox`.
+    pub topic: String,
+    /// job's consumer group on `topic`. Default `rim-mailbox-job`.
+    pub group: String,
+    /// Retention: messages per mailbox, idle TTL, metadata TTL, idempotency
+    /// window.
+    pub retention: rim_mailbox::MailboxConfig,
+}
+
+impl Default for ProcessMailbox {
+    fn default() -> Self {
+        ProcessMailbox {
+            redis_url: None,
+            prefix: "rim:mb:".into(),
+            redis_timeout: Duration::from_secs(2),
+            topic: "rim-mailbox".into(),
+            group: "rim-mailbox-job".into(),
+            retention: rim_mailbox::MailboxConfig::default(),
+        }
+    }
+}
+
+impl ProcessMailbox {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.retention
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("[mailbox.retention] {e}")))?;
+        if self.topic.is_empty() || self.group.is_empty() {
+            return Err(ConfigError::Invalid(
+                "[mailbox] topic and group must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `kafka` for the mailbox topic (and job's group on it).
+    pub fn kafka(&self, kafka: &rim_queue::kafka::KafkaConfig) -> rim_queue::kafka::KafkaConfig {
+        let mut kafka = kafka.clone();
+        kafka.topic = self.topic.clone();
+        kafka.group = self.group.clone();
+        kafka
+    }
+}
+
 /// `logic.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -209,6 +278,8 @@ pub struct LogicProcessConfig {
     pub router_timeout: Duration,
     /// The push topic (`[kafka]`).
     pub kafka: rim_queue::kafka::KafkaConfig,
+    /// Stored messages (`[mailbox]`).
+    pub mailbox: ProcessMailbox,
 }
 
 impl Default for LogicProcessConfig {
@@ -222,6 +293,7 @@ impl Default for LogicProcessConfig {
             }],
             router_timeout: Duration::from_secs(2),
             kafka: rim_queue::kafka::KafkaConfig::default(),
+            mailbox: ProcessMailbox::default(),
         }
     }
 }
@@ -247,7 +319,7 @@ impl Validate for LogicProcessConfig {
         if self.kafka.brokers.is_empty() {
             return Err(Invalid("[kafka] brokers must not be empty".into()));
         }
-        Ok(())
+        self.mailbox.validate()
     }
 }
 
@@ -322,6 +394,9 @@ pub struct JobProcessConfig {
     pub connect_timeout: Duration,
     /// Prometheus `/metrics` listen address. Default `0.0.0.0:3138`.
     pub metrics_bind: String,
+    /// Stored messages (`[mailbox]`): job consumes their topic, appends to
+    /// the mailbox Redis, then delivers.
+    pub mailbox: ProcessMailbox,
 }
 
 impl Default for JobProcessConfig {
@@ -338,6 +413,7 @@ impl Default for JobProcessConfig {
             comet_ttl: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
             metrics_bind: "0.0.0.0:3138".into(),
+            mailbox: ProcessMailbox::default(),
         }
     }
 }
@@ -365,7 +441,12 @@ impl Validate for JobProcessConfig {
                 "no comets: give [[comets]] or [[routers]] for discovery".into(),
             ));
         }
-        Ok(())
+        if self.mailbox.redis_url.is_some() && self.routers.is_empty() {
+            return Err(Invalid(
+                "[mailbox] needs [[routers]]: job finds each user's connections there".into(),
+            ));
+        }
+        self.mailbox.validate()
     }
 }
 
@@ -436,6 +517,19 @@ mod tests {
         assert_eq!(parsed.router.expire, default.router.expire);
         assert_eq!(parsed.queue.capacity, default.queue.capacity);
         assert_eq!(parsed.queue.timeout, default.queue.timeout);
+        assert_eq!(
+            format!("{:?}", parsed.mailbox),
+            format!("{:?}", default.mailbox)
+        );
+    }
+
+    #[test]
+    fn the_upstream_hook_answers_before_the_comet_gives_up() {
+        let text = "[logic.hooks.upstream]\nurl = \"http://127.0.0.1:9/\"\ntimeout = \"5s\"\n";
+        let err = StandaloneConfig::parse(text).unwrap_err();
+        assert!(err.to_string().contains("logic_timeout"), "{err}");
+        let text = "[comet]\nlogic_timeout = \"6s\"\n".to_owned() + text;
+        StandaloneConfig::parse(&text).unwrap();
     }
 
     #[test]

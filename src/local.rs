@@ -9,7 +9,7 @@ use rim_comet::{Hub, LogicCallError, LogicClient};
 use rim_job::{CometCallError, CometClient};
 use rim_logic::Logic;
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
-use rim_proto::pb::im::{AckReq, ReadReq, SyncReply, SyncReq};
+use rim_proto::pb::im::{AckReq, ReadReq, SendReply, SendReq, SyncReply, SyncReq};
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
     ReceiveReq,
@@ -58,6 +58,10 @@ impl LogicClient for LocalLogic {
 
     async fn read(&self, req: ReadReq) -> Result<(), LogicCallError> {
         self.0.read(req).await.map_err(logic_error)
+    }
+
+    async fn send(&self, req: SendReq) -> Result<SendReply, LogicCallError> {
+        Ok(self.0.send(req).await)
     }
 }
 

@@ -44,7 +44,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct StandaloneArgs {
-    /// TOML configuration file (sections [comet], [logic], [job], [router], [queue]);
+    /// TOML configuration file (sections [comet], [logic], [job], [router], [queue], [mailbox]);
     /// see config/standalone.example.toml. Flags below override it.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,

@@ -76,17 +76,15 @@ impl Standalone {
         let tls_addrs = addrs(&listeners.comet.tls)?;
         let wss_addrs = addrs(&listeners.comet.wss)?;
 
+        wiring::check_filter(&config.logic)?;
         let router = rim_router::Router::memory(&config.router);
         let (queue, queue_rx) =
             rim_queue::InProcessQueue::new(config.queue.capacity, config.queue.timeout);
         let queue = Arc::new(queue);
         let logic = match open_mailbox(&config).await? {
-            Some(store) => rim_logic::Logic::with_mailbox(
-                config.logic.clone(),
-                router,
-                queue,
-                rim_logic::Mailbox::direct(store),
-            ),
+            Some(mailbox) => {
+                rim_logic::Logic::with_mailbox(config.logic.clone(), router, queue, mailbox)
+            }
             None => rim_logic::Logic::new(config.logic.clone(), router, queue),
         };
         let comet =
@@ -98,7 +96,7 @@ impl Standalone {
             Arc::new(LocalComet(Arc::clone(comet.hub()))),
         );
 
-        let app = rim_logic::http::app(logic);
+        let app = rim_logic::http::app(logic.clone());
 
         let shutdown = CancellationToken::new();
         let http_stop = CancellationToken::new();
@@ -113,6 +111,8 @@ impl Standalone {
                 }
             }
         });
+        // The offline hook's watcher (a no-op when the hook is off) stops with the HTTP API.
+        let hooks_task = tokio::spawn(logic.clone().run_hooks(http_stop.clone()));
         let job_task = tokio::spawn(job.clone().consume(queue_rx, job_stop.clone()));
         let comet_task = tokio::spawn({
             let comet = comet.clone();
@@ -125,6 +125,7 @@ impl Standalone {
         });
 
         wiring::reload_tls_on_sighup(&comet, shutdown.clone());
+        wiring::reload_filter(&logic, shutdown.clone());
         info!(
             http = %http_addr,
             tcp = ?tcp_addrs,
@@ -142,6 +143,7 @@ impl Standalone {
                 info!("shutting down: http api");
                 http_stop.cancel();
                 let _ = http_task.await;
+                let _ = hooks_task.await;
                 info!("shutting down: draining push queue");
                 job_stop.cancel();
                 let _ = job_task.await;
@@ -191,9 +193,7 @@ impl Standalone {
 
 /// The mailbox store `[mailbox]` names, opened (the embedded one creates
 /// its data directory).
-async fn open_mailbox(
-    config: &StandaloneConfig,
-) -> Result<Option<Arc<dyn rim_mailbox::MailboxStore>>, StartError> {
+async fn open_mailbox(config: &StandaloneConfig) -> Result<Option<rim_logic::Mailbox>, StartError> {
     let section = &config.mailbox;
     let retention = section.retention.clone();
     Ok(match section.store {
@@ -202,11 +202,13 @@ async fn open_mailbox(
                 .await
                 .map_err(|e| StartError::Config(format!("[mailbox] {e}")))?;
             info!(data = %section.data.display(), "mailboxes in the embedded store");
-            Some(Arc::new(store))
+            Some(rim_logic::Mailbox::direct(Arc::new(store)))
         }
         StoreKind::Memory => {
             tracing::warn!("mailboxes in memory ([mailbox] store = \"memory\"): stored messages are lost at exit");
-            Some(Arc::new(rim_mailbox::MemoryStore::new(retention)))
+            Some(rim_logic::Mailbox::direct(Arc::new(
+                rim_mailbox::MemoryStore::new(retention),
+            )))
         }
         StoreKind::None => None,
     })

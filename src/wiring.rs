@@ -116,20 +116,48 @@ pub fn announce(ready: bool, addrs: serde_json::Value) {
 
 /// With TLS configured, reloads the comet's certificate on SIGHUP until
 /// `stop`. Without TLS nothing is installed, so SIGHUP keeps its default
-/// (ending the process).
+/// (ending the process) unless something else listens.
 pub(crate) fn reload_tls_on_sighup(comet: &Arc<rim_comet::Comet>, stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
     if !comet.has_tls() {
         return;
     }
+    let comet = Arc::clone(comet);
+    // The comet logs and counts the outcome.
+    on_sighup("the tls certificate", stop, move || {
+        let _ = comet.reload_tls();
+    });
+}
+
+/// With a words file configured, reloads logic's word filter on SIGHUP and
+/// whenever the file changes, until `stop`.
+pub(crate) fn reload_filter(logic: &Arc<rim_logic::Logic>, stop: CancellationToken) {
+    let filter = Arc::clone(logic.filter());
+    if !filter.has_file() {
+        return;
+    }
+    tokio::spawn(Arc::clone(&filter).watch(stop.clone()));
+    on_sighup("the word filter", stop, move || match filter.reload() {
+        Ok(words) => info!(words, "word filter reloaded"),
+        Err(e) => warn!(error = %e, "word filter reload failed; the previous words stay"),
+    });
+}
+
+/// Runs `reload` (off the runtime's worker threads: it reads files) on each
+/// SIGHUP until `stop`.
+fn on_sighup(
+    what: &'static str,
+    stop: CancellationToken,
+    reload: impl Fn() + Send + Sync + 'static,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(hangup) => hangup,
         Err(e) => {
-            warn!(error = %e, "cannot listen for SIGHUP: the tls certificate reloads only when its files change");
+            warn!(error = %e, "cannot listen for SIGHUP: {what} reloads only when its files change");
             return;
         }
     };
-    let comet = Arc::clone(comet);
+    let reload = Arc::new(reload);
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -138,16 +166,21 @@ pub(crate) fn reload_tls_on_sighup(comet: &Arc<rim_comet::Comet>, stop: Cancella
                     return;
                 },
             }
-            info!("SIGHUP received: reloading the tls certificate");
-            let comet = Arc::clone(&comet);
-            // Reads the files: off the runtime's worker threads. The comet
-            // logs and counts the outcome.
-            let reload = tokio::task::spawn_blocking(move || comet.reload_tls());
-            if let Err(e) = reload.await {
-                warn!(error = %e, "tls certificate reload task failed");
+            info!("SIGHUP received: reloading {what}");
+            let reload = Arc::clone(&reload);
+            if let Err(e) = tokio::task::spawn_blocking(move || reload()).await {
+                warn!(error = %e, "{what} reload task failed");
             }
         }
     });
+}
+
+/// Loads the word filter once, so that a words file that cannot be read
+/// stops the start with that error.
+pub(crate) fn check_filter(config: &rim_logic::Config) -> Result<(), StartError> {
+    rim_logic::WordFilter::load(&config.chat.filter)
+        .map(drop)
+        .map_err(|e| StartError::Config(format!("[logic.chat.filter] {e}")))
 }
 
 /// The sharded registry client over remote router nodes; `timeout` bounds
@@ -163,4 +196,37 @@ pub(crate) fn router_client(
         shards.push((node.name.clone(), Arc::new(store)));
     }
     rim_router::Router::new(shards).map_err(|e| e.to_string())
+}
+
+/// The mailbox Redis of `[mailbox]`, connected, or `None` when stored
+/// messages are off. Warns when Redis may lose acknowledged writes: without
+/// `appendonly yes` and `appendfsync always` a Redis crash can roll a
+/// mailbox back (clients then get `complete: false` only if its state was
+/// lost entirely).
+pub async fn mailbox_store(
+    config: &crate::config::ProcessMailbox,
+) -> anyhow::Result<Option<std::sync::Arc<rim_mailbox::RedisStore>>> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let store = rim_mailbox::RedisStore::connect(
+        url,
+        &config.prefix,
+        config.retention.clone(),
+        config.redis_timeout,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("[mailbox] {e}"))?;
+    match store.durability().await {
+        Ok(durability) if durability.is_durable() => {
+            tracing::info!(%durability, "mailbox redis is durable");
+        }
+        Ok(durability) => tracing::warn!(
+            %durability,
+            "mailbox redis may lose acknowledged messages on a crash: \
+             set appendonly yes and appendfsync always"
+        ),
+        Err(e) => tracing::warn!(error = %e, "mailbox redis durability unknown"),
+    }
+    Ok(Some(std::sync::Arc::new(store)))
 }

@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::cluster::{free_port, services, unique, wait_for_job_comets, Cluster, Gate, Options};
+use common::cluster::{
+    free_port, services, unique, wait_for_job_comets, Cluster, Gate, Options, RedisProc,
+};
 use common::Http;
 use parking_lot::Mutex;
 use rim_proto::{Frame, Op};
@@ -18,21 +20,7 @@ use tokio::process::Command;
 const FIRST: Duration = Duration::from_secs(60);
 
 fn opts(kafka: &str) -> Options {
-    Options {
-        kafka: kafka.to_owned(),
-        redis: None,
-        comets: 2,
-        session_refresh: "5m",
-        wait_for_job: true,
-        comet_ttl: "3s",
-        static_comets: false,
-        push_timeout: "2s",
-        connect_timeout: "2s",
-        routines: 32,
-        routine_queue: 1024,
-        enqueue_timeout: "5s",
-        kafka_timeout: "15s",
-    }
+    Options::new(kafka)
 }
 
 /// Redis database `n` of the suite's Redis, emptied, as a URL. Each test on
@@ -792,83 +780,6 @@ async fn stopped_broker_makes_the_push_api_answer_503_and_it_recovers() {
             b"while-down" => continue,
             other => panic!("unexpected push {:?}", String::from_utf8_lossy(other)),
         }
-    }
-}
-
-/// A private redis-server for tests that restart it; killed when dropped,
-/// so a failing test does not leave it running.
-struct RedisProc(std::process::Child);
-
-impl RedisProc {
-    fn start(port: u16) -> RedisProc {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let mut redis = RedisProc(child);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = redis.0.try_wait() {
-                panic!("redis-server exited ({status}) before opening {port}");
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis did not open {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The port was free when picked, but another process may have taken
-        // it since: make sure the server answering is this one.
-        let pid = redis_pid(port);
-        assert_eq!(
-            pid,
-            Some(redis.0.id()),
-            "port {port} is served by another redis-server"
-        );
-        redis
-    }
-}
-
-/// The `process_id` that the redis-server on `port` reports, if it answers.
-fn redis_pid(port: u16) -> Option<u32> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    stream.write_all(b"INFO server\r\n").ok()?;
-    let mut reply = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        reply.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&reply);
-        if let Some(at) = text.find("process_id:") {
-            let rest = &text[at + "process_id:".len()..];
-            if let Some(end) = rest.find("\r\n") {
-                return rest[..end].trim().parse().ok();
-            }
-        }
-    }
-}
-
-impl Drop for RedisProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -667,4 +668,133 @@ async fn sighup_reloads_the_tls_certificate() {
         "no reload line:\n{}",
         stopped.stderr
     );
+}
+
+/// Stored pushes under load, `kill -9`, a restart on the same data
+/// directory: every push answered 200 is in its mailbox exactly once, the
+/// seqs are dense, and a client syncs all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_stored_push_load_loses_nothing_answered_200() {
+    const USERS: i64 = 20;
+    const WRITERS: usize = 16;
+    let data = tempfile::tempdir().unwrap();
+    let data_arg = data.path().to_str().unwrap().to_owned();
+    let mut args = EPHEMERAL.to_vec();
+    args.extend(["--data", &data_arg, "--ready"]);
+    let mut server = Server::start(&args, None).await;
+    let http = server.http();
+
+    // Writers push until the server dies; each keeps what was answered 200.
+    let answered = Arc::new(parking_lot::Mutex::new(Vec::<(i64, String)>::new()));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (http, answered) = (http.clone(), Arc::clone(&answered));
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let mid = 1 + (i + w as i64) % USERS;
+                let id = format!("w{w}-{i}");
+                let path = format!("/goim/push/mids?operation=1000&mids={mid}&store=1&id={id}");
+                match http.post(&path, id.clone()).await {
+                    Ok(reply) if reply.status == 200 => answered.lock().push((mid, id)),
+                    // Dying: refused connections and cut replies promise nothing.
+                    _ => return,
+                }
+            }
+        }));
+    }
+    poll::eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(10),
+        async || {
+            let n = answered.lock().len();
+            if n >= 500 {
+                Ok(())
+            } else {
+                Err(format!("only {n} stored pushes answered"))
+            }
+        },
+    )
+    .await;
+    server.child.start_kill().expect("SIGKILL");
+    let status = server.child.wait().await.unwrap();
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let answered = answered.lock().clone();
+
+    let server = Server::start(&args, None).await;
+    let http = server.http();
+    let mut stored: std::collections::HashMap<i64, Vec<Value>> = Default::default();
+    for mid in 1..=USERS {
+        let page = http
+            .get(&format!("/rim/v1/users/{mid}/messages?limit=500"))
+            .await
+            .unwrap()
+            .json;
+        assert_eq!(page["more"], false);
+        let messages = page["messages"].as_array().unwrap().clone();
+        let seqs: Vec<u64> = messages
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
+        let dense: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, dense, "mailbox {mid}: seqs are dense from 1");
+        assert_eq!(page["top"], seqs.len(), "mailbox {mid}");
+        let mut ids: Vec<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            messages.len(),
+            "mailbox {mid}: an id stored twice"
+        );
+        stored.insert(mid, messages);
+    }
+    for (mid, id) in &answered {
+        let found = stored[mid]
+            .iter()
+            .filter(|m| m["id"] == id.as_str())
+            .count();
+        assert_eq!(
+            found, 1,
+            "{id}, answered 200 for mailbox {mid}, is stored {found} times"
+        );
+    }
+    // And a client syncs them all, byte for byte.
+    let mut client = Client::connect(server.only("tcp"), false, &Token::im(1, "k").since(0, None))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    loop {
+        let frame = client.next_frame().await.unwrap();
+        if frame.op == rim_proto::Op::SyncEnd.code() {
+            let end: Value = serde_json::from_slice(&frame.body).unwrap();
+            if end["more"] == true {
+                let req = format!(r#"{{"seq":{}}}"#, received.len());
+                client
+                    .send(&rim_proto::Frame::new(1, rim_proto::Op::Sync, 1, req))
+                    .await
+                    .unwrap();
+                continue;
+            }
+            break;
+        }
+        if frame.op == 1000 {
+            received.push((frame.seq, String::from_utf8(frame.body.to_vec()).unwrap()));
+        }
+    }
+    // Each push's body was its id.
+    let expected: Vec<(i32, String)> = stored[&1]
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_i64().unwrap() as i32,
+                m["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(received, expected);
+    assert!(answered.len() >= 500);
+    server.stop().await;
 }

@@ -13,7 +13,7 @@ use rim_proto::pb::comet::{
     RoomsReply, RoomsReq,
 };
 use rim_proto::pb::im::im_client::ImClient as ImRpcClient;
-use rim_proto::pb::im::{AckReq, ReadReq, SyncReply, SyncReq};
+use rim_proto::pb::im::{AckReq, ReadReq, SendReply, SendReq, SyncReply, SyncReq};
 use rim_proto::pb::logic::logic_client::LogicClient as LogicRpcClient;
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
@@ -212,5 +212,15 @@ impl LogicClient for GrpcLogic {
     async fn read(&self, req: ReadReq) -> Result<(), LogicCallError> {
         self.im.clone().read(req).await.map_err(logic_error)?;
         Ok(())
+    }
+
+    async fn send(&self, req: SendReq) -> Result<SendReply, LogicCallError> {
+        Ok(self
+            .im
+            .clone()
+            .send(req)
+            .await
+            .map_err(logic_error)?
+            .into_inner())
     }
 }

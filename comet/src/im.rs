@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use rim_proto::pb::im::{AckReq, DeviceAck, StoredMsg, SyncReply};
+use rim_proto::pb::im::{AckReq, DeviceAck, SendReply, StoredMsg, SyncReply};
 use rim_proto::pb::protocol::Proto;
 use rim_proto::{Frame, Op, HEADER_LEN, PUSH_VER};
 use serde::Deserialize;
@@ -288,6 +288,34 @@ impl SyncAnswer {
 pub(crate) fn sync_error(echo: i32, code: u16, reason: &str) -> Frame {
     let body = serde_json::json!({"code": code, "reason": reason});
     Frame::new(PUSH_VER, Op::SyncEnd, echo, Bytes::from(body.to_string()))
+}
+
+/// op 5 answering a client's op 4 whose header seq was `echo`:
+/// `{"id", "code"}`, with `"reason"` when the code is not 0.
+pub(crate) fn send_reply(echo: i32, reply: &SendReply) -> Frame {
+    let body = if reply.code == 0 {
+        serde_json::json!({"id": reply.id, "code": 0})
+    } else {
+        serde_json::json!({"id": reply.id, "code": reply.code, "reason": reply.reason})
+    };
+    Frame::new(
+        PUSH_VER,
+        Op::SendMsgReply,
+        echo,
+        Bytes::from(body.to_string()),
+    )
+}
+
+/// The `"id"` of an op 4 body, if it has a string one (for a 503 op 5
+/// when logic could not be asked).
+pub(crate) fn client_msg_id(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    serde_json::from_slice::<IdOnly>(body)
+        .map(|b| b.id)
+        .unwrap_or_default()
 }
 
 /// A protocol frame queued like a push, so it keeps its place among them.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rim_proto::pb::im::{AckReq, ReadReq, SyncReply, SyncReq};
+use rim_proto::pb::im::{AckReq, ReadReq, SendReply, SendReq, SyncReply, SyncReq};
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
     ReceiveReq,
@@ -60,6 +60,14 @@ pub trait LogicClient: Send + Sync + 'static {
     /// IM sessions' op 22: the user's read mark (`rim.im.Im/Read`); logic
     /// tells the user's other IM sessions.
     async fn read(&self, _req: ReadReq) -> Result<(), LogicCallError> {
+        Err(LogicCallError::Refused(
+            "this logic keeps no mailboxes".into(),
+        ))
+    }
+
+    /// IM sessions' op 4: a message the client sends (`rim.im.Im/Send`);
+    /// the reply is op 5's body.
+    async fn send(&self, _req: SendReq) -> Result<SendReply, LogicCallError> {
         Err(LogicCallError::Refused(
             "this logic keeps no mailboxes".into(),
         ))

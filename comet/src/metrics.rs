@@ -49,6 +49,9 @@ pub(crate) const IM_SYNCS: &str = "rim_comet_im_syncs_total";
 pub(crate) const IM_ACKS: &str = "rim_comet_im_acks_total";
 /// Read marks received (op 22).
 pub(crate) const IM_READS: &str = "rim_comet_im_reads_total";
+/// Messages IM sessions sent (op 4), by the op 5 `code` answered (0:
+/// accepted; 503 also when logic could not be asked).
+pub(crate) const IM_SENDS: &str = "rim_comet_im_sends_total";
 
 /// Dropped-message reason: the session's queue was full (slow client).
 pub(crate) const DROP_SLOW_CLIENT: &str = "slow_client";
@@ -77,6 +80,10 @@ pub(crate) fn im_frame(outcome: &'static str) {
 
 pub(crate) fn im_duplicate() {
     im_frame("duplicate");
+}
+
+pub(crate) fn im_send(code: u32) {
+    counter!(IM_SENDS, "code" => code.to_string()).increment(1);
 }
 
 pub(crate) fn im_sync(result: &'static str) {

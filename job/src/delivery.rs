@@ -83,6 +83,19 @@ impl Delivery {
         }
     }
 
+    /// A delivery that resolves once every one of `parts` has (none:
+    /// delivered at once).
+    pub(crate) fn all(parts: Vec<Delivery>) -> Delivery {
+        let mut all = Delivery::waiting(Vec::new());
+        for mut part in parts {
+            if let Some(outcome) = part.ready.take() {
+                all.failed.add(outcome);
+            }
+            all.pending.append(&mut part.pending);
+        }
+        all
+    }
+
     /// Settles the queue's `receipt` for the record when this resolves: an
     /// interruption (see [`JobError::keeps_offset`]) keeps the record in the
     /// queue; delivered or given up (logged and counted where it failed, so

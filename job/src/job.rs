@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +29,7 @@ pub use crate::delivery::Delivery;
 
 use crate::comet::CometClient;
 use crate::delivery::Ack;
+use crate::mailbox::MailboxStage;
 use crate::room::{RoomMsg, Rooms};
 use crate::routine::{fan_out, route_hash, CometHandle, Comets, Request, Task};
 use crate::{metrics, Config, JobError};
@@ -59,6 +60,8 @@ pub struct Job {
     discover: Notify,
     /// Comets waited for in vain, and until when they are given up.
     missing: Mutex<HashMap<String, Instant>>,
+    /// Stored messages (the `rim-mailbox` topic), when configured.
+    mailbox: OnceLock<MailboxStage>,
 }
 
 impl Job {
@@ -93,6 +96,7 @@ impl Job {
             closed: AtomicBool::new(false),
             discover: Notify::new(),
             missing: Mutex::new(HashMap::new()),
+            mailbox: OnceLock::new(),
         })
     }
 
@@ -202,6 +206,12 @@ impl Job {
         };
         let Some(comet) = self.wait_for_comet(&msg.server).await else {
             let err = self.unless_closed(JobError::UnknownComet(msg.server.clone()));
+            if msg.mailbox_seq != 0 && !err.keeps_offset() {
+                // Stored: the client's next sync brings it.
+                debug!(server = %msg.server, mid = msg.mid, seq = msg.mailbox_seq, "stored message for a comet that is gone: it waits in the mailbox");
+                metrics::deferred(1);
+                return Ok(Delivery::done(Ok(())));
+            }
             return Ok(Delivery::done(Err(reject(&msg, err))));
         };
         let mut proto = raw_proto(msg.operation, &msg.msg);
@@ -340,7 +350,7 @@ impl Job {
                 _ = shutdown.cancelled() => break Ended::Shutdown,
                 Some(outcome) = in_flight.next(), if !in_flight.is_empty() => stats.record(outcome),
                 record = source.next() => match record {
-                    Some(record) => in_flight.push(self.take(record).await),
+                    Some(record) => in_flight.push(self.take(record, &shutdown).await),
                     None => break Ended::SourceEnded,
                 },
             }
@@ -348,7 +358,7 @@ impl Job {
         source.close();
         let mut drained = 0u64;
         while let Some(record) = source.next().await {
-            in_flight.push(self.take(record).await);
+            in_flight.push(self.take(record, &shutdown).await);
             drained += 1;
         }
         self.shutdown().await;
@@ -380,8 +390,47 @@ impl Job {
         ended
     }
 
+    /// Gives the job its mailboxes: records of stored messages (the
+    /// `rim-mailbox` topic) are appended, then delivered. Once; a second
+    /// call is ignored.
+    pub fn set_mailbox(&self, stage: MailboxStage) {
+        if self.mailbox.set(stage).is_err() {
+            warn!("job mailbox already set; ignoring the second one");
+        }
+    }
+
+    /// A stored message: appended to every mailbox it names (retried until
+    /// the store takes it or `shutdown`), then delivered to the users'
+    /// connections with the seqs the store gave.
+    async fn take_stored(&self, msg: PushMsg, shutdown: &CancellationToken) -> Delivery {
+        let Some(stage) = self.mailbox.get() else {
+            let err =
+                JobError::Config("a stored message, and this job has no mailbox store".into());
+            return Delivery::done(Err(reject(&msg, err)));
+        };
+        let entries = match MailboxStage::entries(&msg) {
+            Ok(entries) => entries,
+            Err(e) => return Delivery::done(Err(reject(&msg, e))),
+        };
+        let Some(appended) = stage.append(entries, shutdown.cancelled()).await else {
+            // Not stored: the record stays in the topic for the next job.
+            return Delivery::done(Err(JobError::Shutdown));
+        };
+        let mut parts = Vec::new();
+        for a in &appended {
+            for record in stage.deliveries(&msg, a).await {
+                parts.push(
+                    self.dispatch(record)
+                        .await
+                        .unwrap_or_else(|e| Delivery::done(Err(e))),
+                );
+            }
+        }
+        Delivery::all(parts)
+    }
+
     /// Dispatches one record; its [`Delivery`] settles the record's receipt.
-    async fn take(&self, record: Record) -> Delivery {
+    async fn take(&self, record: Record, shutdown: &CancellationToken) -> Delivery {
         let Record {
             msg,
             position,
@@ -396,6 +445,9 @@ impl Job {
                 return Delivery::done(Ok(())).settling(receipt);
             }
         };
+        if !msg.mailbox_id.is_empty() {
+            return self.take_stored(msg, shutdown).await.settling(receipt);
+        }
         let started = Instant::now();
         let dispatched = self.dispatch(msg).await;
         metrics::dispatch_time(started.elapsed());
@@ -502,13 +554,13 @@ fn reject(msg: &PushMsg, err: JobError) -> JobError {
     err
 }
 
-/// goim's push framing: the op 9 proto whose body is the inner frame
-/// `{ver 1, op, seq 0, body}`.
 /// One stored message's frame: header seq = its mailbox seq.
 fn stored_frame(op: i32, seq: u32, body: &Bytes) -> Bytes {
     Frame::new(PUSH_VER, op, seq as i32, body.clone()).to_bytes()
 }
 
+/// goim's push framing: the op 9 proto whose body is the inner frame
+/// `{ver 1, op, seq 0, body}`.
 fn raw_proto(op: i32, body: &Bytes) -> Proto {
     Proto {
         ver: PUSH_VER.into(),

@@ -34,6 +34,8 @@
 //! - `routine`: per-comet workers, deadlines, retries, circuit breaker.
 //! - `room`: per-room batchers.
 //! - `delivery`: [`Delivery`] and the acks behind it.
+//! - `mailbox`: [`MailboxStage`], stored messages (the `rim-mailbox` topic):
+//!   append to the user's mailbox, then deliver with the seq.
 //! - [`comet`]: the [`CometClient`] trait; [`config`]: [`Config`]; [`metrics`]: metric names.
 //! - [`grpc`]: [`grpc::GrpcComet`], a comet over gRPC.
 //! - [`discovery`]: which comets a job pushes to, from static ones and the
@@ -50,6 +52,7 @@ pub mod discovery;
 mod error;
 pub mod grpc;
 mod job;
+mod mailbox;
 pub mod metrics;
 mod room;
 mod routine;
@@ -58,6 +61,7 @@ pub use comet::{CometCallError, CometClient};
 pub use config::{Config, RoomConfig};
 pub use error::JobError;
 pub use job::{Delivery, Ended, Job};
+pub use mailbox::MailboxStage;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -17,6 +17,27 @@ pub const COMET_ERRORS_TOTAL: &str = "rim_job_comet_errors_total";
 /// backpressure from slow comets shows here).
 pub const DISPATCH_SECONDS: &str = "rim_job_dispatch_seconds";
 
+/// Stored messages not delivered live (the user's comet is gone, or the
+/// comet did not take it): not lost, they wait in the mailbox for the
+/// client's next sync.
+pub const DEFERRED_TOTAL: &str = "rim_job_deferred_total";
+/// Mailbox appends of stored messages, by `result` (`stored`, `duplicate`
+/// for a redelivered record, `error` for a failed attempt, retried).
+pub const MAILBOX_APPENDS_TOTAL: &str = "rim_job_mailbox_appends_total";
+
+pub(crate) fn deferred(messages: u64) {
+    counter!(DEFERRED_TOTAL).increment(messages);
+}
+
+pub(crate) fn mailbox_appends(stored: u64, duplicates: u64) {
+    counter!(MAILBOX_APPENDS_TOTAL, "result" => "stored").increment(stored);
+    counter!(MAILBOX_APPENDS_TOTAL, "result" => "duplicate").increment(duplicates);
+}
+
+pub(crate) fn mailbox_append_error() {
+    counter!(MAILBOX_APPENDS_TOTAL, "result" => "error").increment(1);
+}
+
 pub(crate) fn pushed(kind: &'static str) {
     counter!(PUSHES_TOTAL, "type" => kind).increment(1);
 }

@@ -66,6 +66,11 @@ impl Request {
         }
     }
 
+    /// A stored message (it has a mailbox seq).
+    fn is_stored(&self) -> bool {
+        matches!(self, Request::Push(req) if req.mailbox_seq != 0)
+    }
+
     fn room(&self) -> Option<&str> {
         match self {
             Request::Room(req) => Some(&req.room_id),
@@ -83,6 +88,19 @@ pub(crate) struct Task {
 /// Logs, counts and resolves a task that was not delivered.
 fn fail(server: &str, task: Task, err: JobError) {
     let messages = task.ack.messages();
+    if task.request.is_stored() && !err.keeps_offset() {
+        // Not lost: it waits in the mailbox for the client's next sync.
+        warn!(
+            server,
+            messages,
+            reason = err.reason(),
+            error = %err,
+            "stored message not delivered live; it waits in the mailbox"
+        );
+        metrics::deferred(messages);
+        task.ack.resolve(Err(err));
+        return;
+    }
     warn!(
         server,
         op = task.request.op(),

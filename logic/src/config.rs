@@ -61,6 +61,44 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Who may call the HTTP push API (goim: anyone).
     pub api: ApiConfig,
+    /// Messages clients send (op 4 of IM sessions) and groups.
+    pub chat: ChatConfig,
+    /// HTTP calls to the business backend (`[logic.hooks]`): none by default.
+    pub hooks: HooksConfig,
+}
+
+/// `[logic.chat]`: messages clients send, groups.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Largest `body` of a sent message, in bytes of its JSON text; larger
+    /// answers op 5 code 413. Default 2048 (below the comet's frame limit,
+    /// 4096, so that the client is told rather than disconnected).
+    pub max_body: usize,
+    /// Messages one user may send per second (op 4), per logic instance.
+    /// Over it op 5 answers 429. Default 10.
+    pub rate: u32,
+    /// Messages a user may send at once above `rate`. Default 20.
+    pub burst: u32,
+    /// Most members of a group: messages are written to each member's
+    /// mailbox (write diffusion), so a group's size is what one message
+    /// costs. Adding members past it, or sending to a group over it,
+    /// answers 413. Default 500.
+    pub group_max_members: usize,
+    /// The word filter (`[logic.chat.filter]`).
+    pub filter: crate::FilterConfig,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            max_body: 2048,
+            rate: 10,
+            burst: 20,
+            group_max_members: 500,
+            filter: crate::FilterConfig::default(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -76,7 +114,137 @@ impl Default for Config {
             backoff: BackoffConfig::default(),
             auth: AuthConfig::default(),
             api: ApiConfig::default(),
+            chat: ChatConfig::default(),
+            hooks: HooksConfig::default(),
         }
+    }
+}
+
+/// `[logic.hooks]`: HTTP calls to the business backend. Each hook is off
+/// unless its section is given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// `[logic.hooks.upstream]`: each client message is posted to the
+    /// backend before it is accepted. Default off.
+    pub upstream: Option<UpstreamHookConfig>,
+    /// `[logic.hooks.offline]`: stored messages no device of their user
+    /// acknowledged in time are posted to the backend in batches. Default off.
+    pub offline: Option<OfflineHookConfig>,
+}
+
+/// What the upstream hook's failure (timeout, non-2xx, unreadable answer,
+/// no connection) does to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Fail open: the message goes on as if the backend had accepted it.
+    Accept,
+    /// Fail closed: op 5 answers 503.
+    #[default]
+    Reject,
+}
+
+/// `[logic.hooks.upstream]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamHookConfig {
+    /// The backend endpoint, `http://host:port/path` (plain HTTP only: the
+    /// client is built without TLS). Required.
+    pub url: String,
+    /// Longest wait for the backend's answer, connecting included. Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// `reject` (fail closed, op 5 503) or `accept` (fail open). Default `reject`.
+    pub on_failure: OnFailure,
+}
+
+impl Default for UpstreamHookConfig {
+    fn default() -> Self {
+        UpstreamHookConfig {
+            url: String::new(),
+            timeout: Duration::from_secs(2),
+            on_failure: OnFailure::Reject,
+        }
+    }
+}
+
+/// `[logic.hooks.offline]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OfflineHookConfig {
+    /// The backend endpoint, `http://host:port/path` (plain HTTP only).
+    /// Required.
+    pub url: String,
+    /// A stored message is listed when no device of its user acknowledged
+    /// it this long after it was stored. Default `15s`.
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    /// Most messages in one POST. Default 100.
+    pub batch: usize,
+    /// How often due messages are checked and their batches sent. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Longest wait for the backend's answer to one POST. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// A failed POST is tried again this many times (with backoff), then
+    /// its batch is dropped and counted. Default 3.
+    pub retries: u32,
+}
+
+impl Default for OfflineHookConfig {
+    fn default() -> Self {
+        OfflineHookConfig {
+            url: String::new(),
+            after: Duration::from_secs(15),
+            batch: 100,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+        }
+    }
+}
+
+/// `Ok` when `url` is an absolute `http://` URL.
+fn check_hook_url(field: &'static str, url: &str) -> Result<(), LogicConfigError> {
+    if url.is_empty() {
+        return Err(invalid(field, "required when the hook's section is given"));
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(field, format!("{url:?}: {e}")))?;
+    if parsed.scheme() != "http" || !parsed.has_host() {
+        return Err(invalid(
+            field,
+            format!("{url:?}: an http:// URL is required (hooks are built without TLS)"),
+        ));
+    }
+    Ok(())
+}
+
+impl HooksConfig {
+    fn validate(&self) -> Result<(), LogicConfigError> {
+        if let Some(upstream) = &self.upstream {
+            check_hook_url("hooks.upstream.url", &upstream.url)?;
+            if upstream.timeout.is_zero() {
+                return Err(invalid("hooks.upstream.timeout", "must be greater than 0"));
+            }
+        }
+        if let Some(offline) = &self.offline {
+            check_hook_url("hooks.offline.url", &offline.url)?;
+            if offline.after.is_zero() {
+                return Err(invalid("hooks.offline.after", "must be greater than 0"));
+            }
+            if offline.batch == 0 {
+                return Err(invalid("hooks.offline.batch", "must be at least 1"));
+            }
+            if offline.interval.is_zero() {
+                return Err(invalid("hooks.offline.interval", "must be greater than 0"));
+            }
+            if offline.timeout.is_zero() {
+                return Err(invalid("hooks.offline.timeout", "must be greater than 0"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -360,6 +528,17 @@ impl Config {
         if self.max_body == 0 {
             return Err(invalid("max_body", "must be at least 1 byte"));
         }
+        if self.chat.max_body == 0 {
+            return Err(invalid("chat.max_body", "must be at least 1 byte"));
+        }
+        if self.chat.rate == 0 || self.chat.burst == 0 {
+            return Err(invalid("chat.rate", "rate and burst must be at least 1"));
+        }
+        if self.chat.group_max_members == 0 {
+            return Err(invalid("chat.group_max_members", "must be at least 1"));
+        }
+        self.chat.filter.validate()?;
+        self.hooks.validate()?;
         if self.online_stale.is_zero() {
             return Err(invalid("online_stale", "must be greater than 0"));
         }
@@ -505,6 +684,66 @@ mod tests {
         ));
         // Trust mode ignores the jwt settings.
         refused("[auth]\nalgorithm = \"ES256\"").unwrap();
+    }
+
+    #[test]
+    fn hooks_parse_and_validate() {
+        let config: Config = toml::from_str(
+            r#"
+            [hooks.upstream]
+            url = "http://127.0.0.1:8080/rim/upstream"
+            timeout = "500ms"
+            on_failure = "accept"
+            [hooks.offline]
+            url = "http://backend/offline"
+            after = "30s"
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let upstream = config.hooks.upstream.as_ref().unwrap();
+        assert_eq!(upstream.timeout, Duration::from_millis(500));
+        assert_eq!(upstream.on_failure, OnFailure::Accept);
+        let offline = config.hooks.offline.as_ref().unwrap();
+        assert_eq!(offline.after, Duration::from_secs(30));
+        assert_eq!((offline.batch, offline.retries), (100, 3));
+        assert_eq!(offline.interval, Duration::from_secs(1));
+
+        let parsed: Config = toml::from_str("[hooks.upstream]\nurl = \"http://b/\"").unwrap();
+        let upstream = parsed.hooks.upstream.unwrap();
+        assert_eq!(
+            upstream.on_failure,
+            OnFailure::Reject,
+            "fail closed by default"
+        );
+        assert_eq!(upstream.timeout, Duration::from_secs(2));
+        assert!(Config::default().hooks.upstream.is_none());
+
+        assert!(toml::from_str::<Config>("[hooks.upstream]\non_failure = \"maybe\"").is_err());
+        assert!(
+            toml::from_str::<Config>("[hooks.offline]\nurl = \"http://b/\"\nnope = 1").is_err()
+        );
+        let field = |text: &str| match toml::from_str::<Config>(text).unwrap().validate() {
+            Err(LogicConfigError::Invalid { field, .. }) => field,
+            Ok(()) => "valid",
+        };
+        assert_eq!(field("[hooks.upstream]"), "hooks.upstream.url");
+        assert_eq!(
+            field("[hooks.upstream]\nurl = \"https://b/\""),
+            "hooks.upstream.url"
+        );
+        assert_eq!(
+            field("[hooks.offline]\nurl = \"not a url\""),
+            "hooks.offline.url"
+        );
+        assert_eq!(
+            field("[hooks.offline]\nurl = \"http://b/\"\nbatch = 0"),
+            "hooks.offline.batch"
+        );
+        assert_eq!(
+            field("[hooks.offline]\nurl = \"http://b/\"\ninterval = \"0s\""),
+            "hooks.offline.interval"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rim_proto::pb::im::im_server::{Im as ImRpc, ImServer};
-use rim_proto::pb::im::{AckReply, AckReq, ReadReply, ReadReq, SyncReply, SyncReq};
+use rim_proto::pb::im::{
+    AckReply, AckReq, ReadReply, ReadReq, SendReply, SendReq, SyncReply, SyncReq,
+};
 use rim_proto::pb::logic::logic_server::{Logic as LogicRpc, LogicServer};
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReply, HeartbeatReq,
@@ -57,6 +59,10 @@ impl ImRpc for ImService {
     async fn read(&self, req: Request<ReadReq>) -> Result<Response<ReadReply>, Status> {
         self.logic.read(req.into_inner()).await?;
         Ok(Response::new(ReadReply {}))
+    }
+
+    async fn send(&self, req: Request<SendReq>) -> Result<Response<SendReply>, Status> {
+        Ok(Response::new(self.logic.send(req.into_inner()).await))
     }
 }
 

@@ -15,11 +15,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::try_join_all;
-use rim_mailbox::{Ack, Cursor, Entry, MailboxError, MailboxStore, MsgId, Page};
+use rim_mailbox::{Ack, Cursor, Entry, GroupStore, MailboxError, MailboxStore, MsgId, Page};
 use rim_proto::pb::im::{AckReq, ReadReq, StoredMsg, SyncReply, SyncReq};
 use rim_proto::pb::logic::push_msg::Type;
 use rim_proto::pb::logic::PushMsg;
 use rim_proto::Op;
+use rim_queue::PushQueue;
 use tracing::{debug, warn};
 
 use crate::{Logic, LogicError};
@@ -35,9 +36,13 @@ pub const HISTORY_LIMIT_MAX: usize = 500;
 /// Most body bytes one history read holds.
 pub(crate) const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
 
-/// Where logic keeps mailboxes.
+/// Where logic keeps mailboxes, group memberships and mutes (one store).
 pub struct Mailbox {
     store: Arc<dyn MailboxStore>,
+    groups: Arc<dyn GroupStore>,
+    /// The `rim-mailbox` topic in the distributed mode: logic publishes
+    /// stored messages there and job appends them. `None`: logic appends.
+    topic: Option<Arc<dyn PushQueue>>,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -49,13 +54,36 @@ impl std::fmt::Debug for Mailbox {
 impl Mailbox {
     /// Mailboxes in `store`, which logic appends to before answering a stored
     /// push (standalone: the embedded store, fsynced per group commit).
-    pub fn direct(store: Arc<dyn MailboxStore>) -> Mailbox {
-        Mailbox { store }
+    pub fn direct<S: MailboxStore + GroupStore>(store: Arc<S>) -> Mailbox {
+        Mailbox {
+            store: store.clone(),
+            groups: store,
+            topic: None,
+        }
+    }
+
+    /// Mailboxes in `store` (read by logic: sync, history, acks), written
+    /// by job from `topic` (the distributed mode): a stored push is answered
+    /// once the topic holds one record per user, keyed by the user.
+    pub fn queued<S: MailboxStore + GroupStore>(
+        store: Arc<S>,
+        topic: Arc<dyn PushQueue>,
+    ) -> Mailbox {
+        Mailbox {
+            store: store.clone(),
+            groups: store,
+            topic: Some(topic),
+        }
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn MailboxStore> {
         &self.store
+    }
+
+    /// Group memberships and mutes.
+    pub fn groups(&self) -> &Arc<dyn GroupStore> {
+        &self.groups
     }
 }
 
@@ -66,7 +94,8 @@ pub struct StoredPush {
     pub id: MsgId,
     /// Mailboxes that hold the message (distinct users).
     pub accepted: usize,
-    /// Each user's seq for the message, in the order of the distinct users.
+    /// Each user's seq for the message, in the order of the distinct users
+    /// (empty in the distributed mode: job appends after the answer).
     pub seqs: Vec<(i64, u32)>,
 }
 
@@ -89,7 +118,9 @@ impl From<MailboxError> for LogicError {
             MailboxError::SeqExhausted { mid } => {
                 LogicError::Unavailable(format!("mailbox {mid} is full (no seq left)"))
             }
-            MailboxError::Corrupt(_) => LogicError::Internal(err.to_string()),
+            MailboxError::Corrupt(_) | MailboxError::Config(_) => {
+                LogicError::Internal(err.to_string())
+            }
         }
     }
 }
@@ -122,6 +153,18 @@ impl Logic {
         msg: Bytes,
         id: Option<&str>,
     ) -> Result<StoredPush, LogicError> {
+        self.store_message(operation, mids, msg, id, 0).await
+    }
+
+    /// [`Logic::push_stored`] from the user `from` (0: the backend).
+    pub(crate) async fn store_message(
+        &self,
+        operation: i32,
+        mids: &[i64],
+        msg: Bytes,
+        id: Option<&str>,
+        from: i64,
+    ) -> Result<StoredPush, LogicError> {
         let mailbox = self.mailbox()?;
         let id = match id {
             Some(id) => {
@@ -146,13 +189,18 @@ impl Logic {
             }
         }
         let ts_ms = self.now_ms();
+        if let Some(topic) = &mailbox.topic {
+            return self
+                .publish_stored(topic, &id, operation, &distinct, msg, ts_ms, from)
+                .await;
+        }
         let entries = distinct
             .iter()
             .map(|&mid| Entry {
                 mid,
                 id: id.clone(),
                 op: operation,
-                from: 0,
+                from,
                 ts_ms,
                 body: msg.clone(),
             })
@@ -169,6 +217,16 @@ impl Logic {
             .increment(appended.len() as u64 - duplicates);
         metrics::counter!("rim_mailbox_appends_total", "result" => "duplicate")
             .increment(duplicates);
+        self.hooks.note_stored(
+            appended
+                .iter()
+                .filter(|a| !a.duplicate)
+                .map(|a| (a.mid, Some(a.seq))),
+            &id,
+            operation,
+            from,
+            &msg,
+        );
         // Delivered even when a duplicate: the first attempt's delivery may
         // not have happened; a connection drops a seq it was already sent.
         let deliveries = appended
@@ -182,6 +240,53 @@ impl Logic {
             id,
             accepted: appended.len(),
             seqs: appended.iter().map(|a| (a.mid, a.seq)).collect(),
+        })
+    }
+
+    /// The distributed mode: one `rim-mailbox` record per user (keyed by the
+    /// user, so one user's messages share a partition and keep their order).
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_stored(
+        &self,
+        topic: &Arc<dyn PushQueue>,
+        id: &MsgId,
+        operation: i32,
+        mids: &[i64],
+        msg: Bytes,
+        ts_ms: i64,
+        from: i64,
+    ) -> Result<StoredPush, LogicError> {
+        let records = mids.iter().map(|&mid| {
+            let record = PushMsg {
+                r#type: Type::Push as i32,
+                operation,
+                msg: msg.clone(),
+                mailbox_id: id.as_str().to_owned(),
+                mids: vec![mid],
+                ts_ms,
+                from,
+                ..PushMsg::default()
+            };
+            let topic = Arc::clone(topic);
+            async move { topic.publish(&mid.to_string(), record).await }
+        });
+        if let Err(err) = try_join_all(records).await {
+            metrics::counter!("rim_mailbox_appends_total", "result" => "error").increment(1);
+            warn!(id = %id, error = %err, "stored message not accepted by the mailbox topic");
+            return Err(err.into());
+        }
+        metrics::counter!("rim_mailbox_published_total").increment(mids.len() as u64);
+        self.hooks.note_stored(
+            mids.iter().map(|&mid| (mid, None)),
+            id,
+            operation,
+            from,
+            &msg,
+        );
+        Ok(StoredPush {
+            id: id.clone(),
+            accepted: mids.len(),
+            seqs: Vec::new(),
         })
     }
 

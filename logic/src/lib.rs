@@ -31,8 +31,16 @@
 //!   `balancer`: weighted comet choice for the nodes API; `token`:
 //!   [`Token`], the client's auth token; `auth`: [`Authenticator`], its
 //!   verification (`trust` or `jwt`).
+//! - `chat`: messages clients send (op 4): checks, envelope, where they go.
+//! - `groups`: group membership, group messages from the backend, mutes
+//!   and their cache.
+//! - `hooks`: the backend hooks: `upstream` (each client message, before
+//!   it is accepted) and `offline` (stored messages no device acknowledged;
+//!   [`Logic::run_hooks`]).
 //! - `im`: durable messaging: [`Mailbox`], stored pushes, sync, acks,
 //!   read marks, history.
+//! - `filter`: [`WordFilter`], the chat word filter (mask or reject the
+//!   words of a words file, reloaded when it changes).
 //! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
 //! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
 
@@ -40,9 +48,13 @@
 
 mod auth;
 mod balancer;
+mod chat;
 mod config;
 mod error;
+mod filter;
+mod groups;
 pub mod grpc;
+mod hooks;
 pub mod http;
 mod im;
 mod online;
@@ -52,10 +64,12 @@ mod token;
 
 pub use auth::Authenticator;
 pub use config::{
-    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, Config, JwtAlgorithm,
-    LogicConfigError, NodeConfig,
+    ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, ChatConfig, Config, HooksConfig,
+    JwtAlgorithm, LogicConfigError, NodeConfig, OfflineHookConfig, OnFailure, UpstreamHookConfig,
 };
 pub use error::LogicError;
+pub use filter::{FilterAction, FilterConfig, FilterError, Verdict, WordFilter};
+pub use groups::{GroupError, MuteScope, MUTE_CACHE_TTL};
 pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX};
 pub use online::OnlineTotal;
 pub use service::Logic;

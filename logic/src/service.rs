@@ -19,7 +19,11 @@ use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
 use crate::balancer::{Balancer, MAX_NODES};
+use crate::chat::SendRate;
+use crate::groups::MuteCache;
+use crate::hooks::Hooks;
 use crate::online::OnlineState;
+use crate::WordFilter;
 use rim_queue::PushQueue;
 
 use crate::{Config, LogicError, Mailbox};
@@ -48,6 +52,14 @@ pub struct Logic {
     pub(crate) auth: Authenticator,
     /// Stored messages; `None` stores nothing (`store=1` answers 400).
     pub(crate) mailbox: Option<Mailbox>,
+    /// Per-user send rates of chat messages.
+    pub(crate) send_rate: SendRate,
+    /// Users' mutes, cached briefly.
+    pub(crate) mutes: MuteCache,
+    /// The word filter of sent messages.
+    pub(crate) filter: Arc<WordFilter>,
+    /// The backend hooks (`config.hooks`).
+    pub(crate) hooks: Hooks,
 }
 
 impl std::fmt::Debug for Logic {
@@ -86,7 +98,21 @@ impl Logic {
         clock: Clock,
     ) -> Arc<Logic> {
         let auth = Authenticator::from_config(&config.auth);
+        let send_rate = SendRate::new(&config.chat);
+        // The binary loads the filter once before starting (a words file
+        // that cannot be read stops it with that error); here a failure can
+        // only be a file that changed since: log it and filter nothing until
+        // the next reload.
+        let filter = WordFilter::load(&config.chat.filter).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "word filter not loaded; messages pass unfiltered until it reloads");
+            WordFilter::unloaded(&config.chat.filter)
+        });
+        let hooks = Hooks::from_config(&config.hooks);
         Arc::new(Logic {
+            filter: Arc::new(filter),
+            send_rate,
+            mutes: MuteCache::default(),
+            hooks,
             auth,
             config,
             router,
@@ -101,6 +127,11 @@ impl Logic {
     /// The configuration this service runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The word filter of sent messages (to reload on SIGHUP and watch).
+    pub fn filter(&self) -> &Arc<WordFilter> {
+        &self.filter
     }
 
     /// The session registry.

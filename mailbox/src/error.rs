@@ -1,12 +1,19 @@
 //! Errors of the mailbox store and of its inputs.
 
-/// Why a mailbox operation failed. Nothing of a failed append is stored, so
-/// retrying it with the same ids is safe.
+/// Why a mailbox operation failed. Retrying a failed append with the same
+/// ids is safe: the memory and embedded stores stored nothing of it, and an
+/// entry the Redis store did store answers the retry as a duplicate with its
+/// seq (see [`crate::MailboxStore::append`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MailboxError {
-    /// The store could not read or write (I/O error, full disk, closed store).
+    /// The store could not read or write (I/O error, full disk, closed store,
+    /// Redis unreachable or refusing the command).
     #[error("mailbox store unavailable: {0}")]
     Unavailable(String),
+    /// The store was given settings it cannot work with (a malformed Redis
+    /// URL or key prefix).
+    #[error("mailbox store misconfigured: {0}")]
+    Config(String),
     /// The mailbox has given every seq below 2^31; it takes no more messages.
     #[error("mailbox {mid} has no seq left")]
     SeqExhausted {

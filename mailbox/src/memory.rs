@@ -4,8 +4,9 @@
 //!
 //! It applies the count cap and the idempotency window like the embedded
 //! store, but no age limit (`max_age`): nothing here outlives the process.
+//! It also keeps groups and mutes ([`GroupStore`]) in maps.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -13,16 +14,20 @@ use parking_lot::Mutex;
 
 use crate::paging::{more_after, more_before, PageCut};
 use crate::{
-    Ack, Appended, Cursor, DeviceAck, Entry, Epoch, MailboxConfig, MailboxError, MailboxStore,
-    MsgId, Page, Stored, MAX_SEQ,
+    Ack, Appended, Cursor, DeviceAck, Entry, Epoch, GroupStore, MailboxConfig, MailboxError,
+    MailboxStore, MsgId, Mute, Page, Stored, MAX_SEQ,
 };
 
-/// An in-process [`MailboxStore`].
+/// An in-process [`MailboxStore`] and [`GroupStore`].
 #[derive(Debug)]
 pub struct MemoryStore {
     epoch: Epoch,
     config: MailboxConfig,
     mailboxes: Mutex<HashMap<i64, Mailbox>>,
+    /// gid -> members; a group without members is removed.
+    groups: Mutex<HashMap<i64, BTreeSet<i64>>>,
+    /// mid -> scope -> until (Unix ms); a user without mutes is removed.
+    mutes: Mutex<HashMap<i64, BTreeMap<String, Option<i64>>>>,
 }
 
 #[derive(Debug)]
@@ -84,6 +89,8 @@ impl MemoryStore {
             epoch: Epoch::random(),
             config,
             mailboxes: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+            mutes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -275,5 +282,103 @@ impl MemoryStore {
             entries: Vec::new(),
             more: false,
         }
+    }
+}
+
+#[async_trait]
+impl GroupStore for MemoryStore {
+    async fn add_members(&self, gid: i64, mids: &[i64]) -> Result<usize, MailboxError> {
+        let mut groups = self.groups.lock();
+        if mids.is_empty() {
+            return Ok(groups.get(&gid).map_or(0, BTreeSet::len));
+        }
+        let members = groups.entry(gid).or_default();
+        members.extend(mids);
+        Ok(members.len())
+    }
+
+    async fn remove_members(&self, gid: i64, mids: &[i64]) -> Result<usize, MailboxError> {
+        let mut groups = self.groups.lock();
+        let Some(members) = groups.get_mut(&gid) else {
+            return Ok(0);
+        };
+        for mid in mids {
+            members.remove(mid);
+        }
+        let size = members.len();
+        if size == 0 {
+            groups.remove(&gid);
+        }
+        Ok(size)
+    }
+
+    async fn members(&self, gid: i64) -> Result<Vec<i64>, MailboxError> {
+        let groups = self.groups.lock();
+        Ok(groups
+            .get(&gid)
+            .map_or_else(Vec::new, |m| m.iter().copied().collect()))
+    }
+
+    async fn is_member(&self, gid: i64, mid: i64) -> Result<bool, MailboxError> {
+        Ok(self
+            .groups
+            .lock()
+            .get(&gid)
+            .is_some_and(|m| m.contains(&mid)))
+    }
+
+    async fn set_mute(
+        &self,
+        mid: i64,
+        scope: &str,
+        until_ms: Option<i64>,
+    ) -> Result<(), MailboxError> {
+        let now = now_ms();
+        let mut mutes = self.mutes.lock();
+        let scopes = mutes.entry(mid).or_default();
+        scopes.retain(|_, until| until.is_none_or(|until| until > now));
+        if until_ms.is_none_or(|until| until > now) {
+            scopes.insert(scope.to_owned(), until_ms);
+        } else {
+            scopes.remove(scope);
+        }
+        if scopes.is_empty() {
+            mutes.remove(&mid);
+        }
+        Ok(())
+    }
+
+    async fn clear_mute(&self, mid: i64, scope: Option<&str>) -> Result<(), MailboxError> {
+        let mut mutes = self.mutes.lock();
+        match scope {
+            None => {
+                mutes.remove(&mid);
+            }
+            Some(scope) => {
+                if let Some(scopes) = mutes.get_mut(&mid) {
+                    scopes.remove(scope);
+                    if scopes.is_empty() {
+                        mutes.remove(&mid);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn mutes(&self, mid: i64) -> Result<Vec<Mute>, MailboxError> {
+        let now = now_ms();
+        let mutes = self.mutes.lock();
+        let Some(scopes) = mutes.get(&mid) else {
+            return Ok(Vec::new());
+        };
+        Ok(scopes
+            .iter()
+            .map(|(scope, &until_ms)| Mute {
+                scope: scope.clone(),
+                until_ms,
+            })
+            .filter(|mute| mute.holds_at(now))
+            .collect())
     }
 }

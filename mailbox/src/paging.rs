@@ -1,4 +1,4 @@
-//! How both stores cut a page: at most `limit` entries and `max_bytes` of
+//! How every store cuts a page: at most `limit` entries and `max_bytes` of
 //! bodies, but never an empty page while messages remain (a single message
 //! larger than `max_bytes` would otherwise stall a sync forever), and when
 //! `more` is set.

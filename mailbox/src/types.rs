@@ -1,6 +1,6 @@
 //! The values a mailbox takes and hands out: message ids, epochs, entries,
 //! pages and cursors, and [`complete`], the rule that tells a syncing client
-//! whether it missed anything for good.
+//! whether it missed anything for good; and a user's [`Mute`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -82,7 +82,9 @@ impl fmt::Debug for MsgId {
 /// never had) the history a client's cursor points into.
 ///
 /// The embedded store keeps one epoch per database file, the memory store
-/// one per process.
+/// one per process. The Redis store keeps one per mailbox, drawn when the
+/// mailbox is first read or written, and drawn again when Redis lost the
+/// mailbox's state (or it outlived `meta_ttl`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Epoch([u8; Epoch::LEN]);
 
@@ -193,7 +195,7 @@ pub struct Appended {
     pub mid: i64,
     /// The entry's seq: new, or the one it got the first time if `duplicate`.
     pub seq: u32,
-    /// The store's epoch.
+    /// The mailbox's epoch.
     pub epoch: Epoch,
     /// The `(mid, id)` had been appended before (within the idempotency
     /// window); nothing was stored this time.
@@ -226,7 +228,7 @@ pub struct DeviceAck {
 /// `first == top + 1` (a new one: first 1, top 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    /// The store's epoch.
+    /// The mailbox's epoch.
     pub epoch: Epoch,
     /// The lowest seq still stored (`top + 1` when none is).
     pub first: u32,
@@ -250,7 +252,7 @@ impl Page {
 /// each device's ack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
-    /// The store's epoch.
+    /// The mailbox's epoch.
     pub epoch: Epoch,
     /// The lowest seq still stored (`top + 1` when none is).
     pub first: u32,
@@ -275,7 +277,7 @@ impl Cursor {
 /// mailbox whose bounds are `first..=top` in `epoch`.
 ///
 /// It cannot when:
-/// - the client's epoch is not the store's (the seqs it holds name another
+/// - the client's epoch is not the mailbox's (the seqs it holds name another
 ///   history), or the client holds seqs (`client_seq > 0`) but sent no epoch;
 /// - retention removed messages right after the client's seq
 ///   (`client_seq + 1 < first`);
@@ -296,6 +298,25 @@ pub fn complete(
         None => client_seq == 0,
     };
     same_history && client_seq <= top && u64::from(client_seq) + 1 >= u64::from(first)
+}
+
+/// One mute of a user, as [`GroupStore::mutes`](crate::GroupStore::mutes)
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mute {
+    /// What the mute covers, as the caller named it (`"all"`, `"group:9"`,
+    /// `"room:live://1"`). The store neither checks nor interprets it.
+    pub scope: String,
+    /// When it ends (Unix ms; it no longer holds from that instant on), or
+    /// `None` until it is lifted.
+    pub until_ms: Option<i64>,
+}
+
+impl Mute {
+    /// Whether the mute still holds at `now_ms`.
+    pub fn holds_at(&self, now_ms: i64) -> bool {
+        self.until_ms.is_none_or(|until| until > now_ms)
+    }
 }
 
 #[cfg(test)]
@@ -400,5 +421,17 @@ mod tests {
         assert!("short".parse::<Epoch>().is_err());
         assert!("abc-1234".parse::<Epoch>().is_err());
         assert_ne!(Epoch::random(), Epoch::random());
+    }
+
+    #[test]
+    fn a_mute_ends_at_its_until() {
+        let mute = |until_ms| Mute {
+            scope: "all".to_owned(),
+            until_ms,
+        };
+        assert!(mute(None).holds_at(i64::MAX));
+        assert!(mute(Some(10)).holds_at(9));
+        assert!(!mute(Some(10)).holds_at(10), "until is exclusive");
+        assert!(!mute(Some(10)).holds_at(11));
     }
 }

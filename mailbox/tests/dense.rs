@@ -1,7 +1,8 @@
 //! Property: whatever the batches (several mailboxes, repeated ids within
 //! and across batches), each mailbox's seqs are dense from 1, a new id gets
 //! the next seq, a repeated one its first seq, and reading gives exactly the
-//! new entries in order. Checked against both stores.
+//! new entries in order. Checked against every store (the Redis one against
+//! the test Redis, `RIM_TEST_REDIS`, with a fresh key prefix per case).
 
 use std::collections::HashMap;
 
@@ -78,6 +79,29 @@ proptest! {
         runtime().block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let store = RedbStore::open(dir.path(), MailboxConfig::default()).await.unwrap();
+            check(store, batches).await;
+        });
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_seqs_are_dense(batches in batches()) {
+        let Some(url) = rim_testkit::services::redis() else { return Ok(()) };
+        runtime().block_on(async {
+            let prefix = format!("{}:", rim_testkit::services::unique("rim-test-mb"));
+            let config = MailboxConfig {
+                idle_ttl: std::time::Duration::from_secs(600),
+                meta_ttl: std::time::Duration::from_secs(600),
+                ..MailboxConfig::default()
+            };
+            let store = rim_mailbox::RedisStore::connect(
+                &url,
+                &prefix,
+                config,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
             check(store, batches).await;
         });
     }

@@ -1,13 +1,16 @@
-//! What only the embedded store promises: the file keeps the epoch and the
-//! seqs, an answered append is on disk, and concurrent appends still get
-//! dense seqs.
+//! What only the embedded store promises: the file keeps the epoch, the
+//! seqs, groups and mutes, an answered append is on disk, and concurrent
+//! appends still get dense seqs.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rim_mailbox::{Entry, MailboxConfig, MailboxError, MailboxStore, MsgId, RedbStore};
+use rim_mailbox::{
+    Entry, GroupStore, MailboxConfig, MailboxError, MailboxStore, MsgId, Mute, RedbStore,
+};
+use rim_testkit::poll;
 
 fn entry(mid: i64, id: &str) -> Entry {
     Entry {
@@ -56,6 +59,37 @@ async fn reopening_keeps_the_epoch_and_continues_the_seqs() {
     let page = store.read(1, 0, 10, usize::MAX).await.unwrap();
     let bodies: Vec<&[u8]> = page.entries.iter().map(|e| &e.body[..]).collect();
     assert_eq!(bodies, [&b"b"[..], b"d"]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn groups_and_mutes_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    store.add_members(9, &[1, 2, 3]).await.unwrap();
+    store.remove_members(9, &[2]).await.unwrap();
+    store.add_members(10, &[4]).await.unwrap();
+    store.set_mute(1, "all", None).await.unwrap();
+    store.set_mute(1, "group:9", Some(i64::MAX)).await.unwrap();
+    store.append(vec![entry(1, "a")]).await.unwrap();
+    // Dropped, not closed: answered changes are on disk. The writer lets go
+    // of the file once it sees the store gone.
+    drop(store);
+    let store = poll::eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        async || RedbStore::open(dir.path(), MailboxConfig::default()).await,
+    )
+    .await;
+    assert_eq!(store.members(9).await.unwrap(), [1, 3]);
+    assert_eq!(store.members(10).await.unwrap(), [4]);
+    let mutes = store.mutes(1).await.unwrap();
+    let scopes: Vec<(&str, Option<i64>)> = mutes
+        .iter()
+        .map(|Mute { scope, until_ms }| (scope.as_str(), *until_ms))
+        .collect();
+    assert_eq!(scopes, [("all", None), ("group:9", Some(i64::MAX))]);
+    assert_eq!(store.cursor(1).await.unwrap().top, 1);
     store.close().await;
 }
 

@@ -1,8 +1,16 @@
-//! The behaviour every [`MailboxStore`] shares, run against [`MemoryStore`]
-//! and [`RedbStore`] alike.
+//! The behaviour every [`MailboxStore`] and [`GroupStore`] shares, run
+//! against [`MemoryStore`], [`RedbStore`] and (feature `redis`) `RedisStore`
+//! alike. The Redis runs
+//! need the test Redis (`RIM_TEST_REDIS`, see `scripts/services.sh`); each
+//! uses its own key prefix, so they run in parallel.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rim_mailbox::{Ack, Appended, Entry, MailboxConfig, MailboxStore, MsgId, Stored};
+use rim_mailbox::{
+    Ack, Appended, Entry, GroupStore, MailboxConfig, MailboxStore, MsgId, Mute, Stored,
+};
+use rim_testkit::poll;
 
 /// The suite's retention: small enough to reach the count cap quickly.
 const MAX_LEN: u32 = 50;
@@ -65,11 +73,17 @@ async fn seqs_are_dense_from_one_per_mailbox(store: impl MailboxStore) {
             (2, 2, false)
         ]
     );
+    // The memory and embedded stores have one epoch, the Redis store one
+    // per mailbox: either way a mailbox keeps its epoch.
     let epoch = appended[0].epoch;
-    assert!(appended.iter().all(|a| a.epoch == epoch));
+    assert!(appended
+        .iter()
+        .filter(|a| a.mid == 1)
+        .all(|a| a.epoch == epoch));
+    assert_eq!(appended[1].epoch, appended[4].epoch);
     let appended = store.append(vec![entry(1, "f", "x")]).await.unwrap();
     assert_eq!(placed(&appended), [(1, 4, false)]);
-    assert_eq!(appended[0].epoch, epoch, "one store, one epoch");
+    assert_eq!(appended[0].epoch, epoch, "a mailbox keeps its epoch");
     assert!(store.append(Vec::new()).await.unwrap().is_empty());
 }
 
@@ -343,6 +357,194 @@ async fn the_cursor_tells_bounds_read_and_devices(store: impl MailboxStore) {
     assert!(store.cursor(2).await.unwrap().devices.is_empty());
 }
 
+// === groups ===
+
+async fn members_are_added_and_removed_idempotently(store: impl GroupStore) {
+    assert_eq!(store.add_members(9, &[3, 1, 2]).await.unwrap(), 3);
+    assert_eq!(
+        store.add_members(9, &[2, 3, 4, 4]).await.unwrap(),
+        4,
+        "members stay, repeats count once"
+    );
+    assert_eq!(store.members(9).await.unwrap(), [1, 2, 3, 4]);
+    assert!(store.is_member(9, 4).await.unwrap());
+    assert!(!store.is_member(9, 5).await.unwrap());
+    assert_eq!(
+        store.remove_members(9, &[2, 5]).await.unwrap(),
+        3,
+        "a non-member is ignored"
+    );
+    assert_eq!(store.remove_members(9, &[2]).await.unwrap(), 3, "again");
+    assert_eq!(store.members(9).await.unwrap(), [1, 3, 4]);
+    assert!(!store.is_member(9, 2).await.unwrap());
+    assert_eq!(store.add_members(9, &[]).await.unwrap(), 3, "only the size");
+    assert_eq!(store.remove_members(9, &[]).await.unwrap(), 3);
+}
+
+async fn members_sort_numerically_and_groups_keep_apart(store: impl GroupStore) {
+    let mids = [i64::MAX, -5, 0, 10, i64::MIN, 2];
+    assert_eq!(store.add_members(-1, &mids).await.unwrap(), 6);
+    // Neighbouring gids, sharing members.
+    store.add_members(0, &[7, 2]).await.unwrap();
+    store.add_members(1, &[8]).await.unwrap();
+    assert_eq!(
+        store.members(-1).await.unwrap(),
+        [i64::MIN, -5, 0, 2, 10, i64::MAX]
+    );
+    assert_eq!(store.members(0).await.unwrap(), [2, 7]);
+    assert_eq!(store.members(1).await.unwrap(), [8]);
+    assert!(!store.is_member(0, 8).await.unwrap());
+    assert!(store.is_member(-1, i64::MIN).await.unwrap());
+    assert_eq!(store.remove_members(0, &[2]).await.unwrap(), 1);
+    assert!(
+        store.is_member(-1, 2).await.unwrap(),
+        "only gid 0 lost mid 2"
+    );
+}
+
+async fn an_emptied_group_is_no_group(store: impl GroupStore) {
+    assert!(store.members(5).await.unwrap().is_empty(), "never used");
+    assert!(!store.is_member(5, 1).await.unwrap());
+    assert_eq!(store.remove_members(5, &[1]).await.unwrap(), 0);
+    assert_eq!(store.add_members(5, &[]).await.unwrap(), 0);
+
+    assert_eq!(store.add_members(5, &[1, 2]).await.unwrap(), 2);
+    assert_eq!(store.remove_members(5, &[1, 2]).await.unwrap(), 0);
+    assert!(store.members(5).await.unwrap().is_empty(), "emptied");
+    assert!(!store.is_member(5, 1).await.unwrap());
+    assert_eq!(store.add_members(5, &[3]).await.unwrap(), 1, "a new group");
+    assert_eq!(store.members(5).await.unwrap(), [3]);
+}
+
+// === mutes ===
+
+fn now_ms() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(now.as_millis()).unwrap()
+}
+
+fn mute(scope: &str, until_ms: Option<i64>) -> Mute {
+    Mute {
+        scope: scope.to_owned(),
+        until_ms,
+    }
+}
+
+async fn mutes_are_kept_per_scope(store: impl GroupStore) {
+    assert!(store.mutes(1).await.unwrap().is_empty());
+    let later = now_ms() + 3_600_000;
+    store
+        .set_mute(1, "room:live://1", Some(later))
+        .await
+        .unwrap();
+    store.set_mute(1, "all", None).await.unwrap();
+    store.set_mute(1, "group:9", Some(later)).await.unwrap();
+    assert_eq!(
+        store.mutes(1).await.unwrap(),
+        [
+            mute("all", None),
+            mute("group:9", Some(later)),
+            mute("room:live://1", Some(later)),
+        ],
+        "by scope"
+    );
+    store.set_mute(1, "group:9", None).await.unwrap();
+    store.set_mute(1, "all", Some(later + 1)).await.unwrap();
+    assert_eq!(
+        store.mutes(1).await.unwrap(),
+        [
+            mute("all", Some(later + 1)),
+            mute("group:9", None),
+            mute("room:live://1", Some(later)),
+        ],
+        "setting a scope again replaces its end"
+    );
+    assert!(store.mutes(2).await.unwrap().is_empty(), "another user");
+    assert!(store.mutes(0).await.unwrap().is_empty(), "another user");
+    // Scopes are opaque: any string is kept as given.
+    store.set_mute(2, "", None).await.unwrap();
+    store.set_mute(2, "x:{1}\u{e9}", None).await.unwrap();
+    assert_eq!(
+        store.mutes(2).await.unwrap(),
+        [mute("", None), mute("x:{1}\u{e9}", None)]
+    );
+}
+
+async fn a_mute_that_is_over_is_not_returned(store: impl GroupStore) {
+    let now = now_ms();
+    store.set_mute(1, "all", Some(now - 1000)).await.unwrap();
+    store.set_mute(1, "group:1", Some(i64::MIN)).await.unwrap();
+    assert!(store.mutes(1).await.unwrap().is_empty(), "over when set");
+
+    store.set_mute(1, "group:9", None).await.unwrap();
+    store.set_mute(1, "group:9", Some(now - 1)).await.unwrap();
+    assert!(
+        store.mutes(1).await.unwrap().is_empty(),
+        "an end already past lifts the scope"
+    );
+
+    // One that ends while stored: gone from then on, the others stay.
+    let soon = now_ms() + 1000;
+    store.set_mute(1, "all", Some(soon)).await.unwrap();
+    store.set_mute(1, "group:2", Some(i64::MAX)).await.unwrap();
+    assert_eq!(
+        store.mutes(1).await.unwrap(),
+        [mute("all", Some(soon)), mute("group:2", Some(i64::MAX))]
+    );
+    poll::until(
+        "the mute did not end",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || store.mutes(1).await.unwrap().len() == 1,
+    )
+    .await;
+    assert!(now_ms() >= soon, "not before its end");
+    assert_eq!(
+        store.mutes(1).await.unwrap(),
+        [mute("group:2", Some(i64::MAX))]
+    );
+    // A change after the end clears the stale row too.
+    store.set_mute(1, "group:3", None).await.unwrap();
+    assert_eq!(
+        store.mutes(1).await.unwrap(),
+        [mute("group:2", Some(i64::MAX)), mute("group:3", None)]
+    );
+}
+
+async fn clearing_lifts_one_scope_or_all(store: impl GroupStore) {
+    let later = now_ms() + 3_600_000;
+    store.set_mute(1, "all", None).await.unwrap();
+    store.set_mute(1, "group:9", Some(later)).await.unwrap();
+    store.set_mute(1, "room:live://1", None).await.unwrap();
+    store.set_mute(2, "all", None).await.unwrap();
+
+    store.clear_mute(1, Some("group:9")).await.unwrap();
+    assert_eq!(
+        store.mutes(1).await.unwrap(),
+        [mute("all", None), mute("room:live://1", None)]
+    );
+    store.clear_mute(1, Some("group:404")).await.unwrap();
+    assert_eq!(store.mutes(1).await.unwrap().len(), 2, "nothing to lift");
+
+    store.clear_mute(1, None).await.unwrap();
+    assert!(store.mutes(1).await.unwrap().is_empty());
+    assert_eq!(
+        store.mutes(2).await.unwrap(),
+        [mute("all", None)],
+        "another user keeps theirs"
+    );
+    store.clear_mute(1, None).await.unwrap();
+    store.clear_mute(3, None).await.unwrap();
+    store.clear_mute(3, Some("all")).await.unwrap();
+
+    store.set_mute(1, "group:9", Some(later)).await.unwrap();
+    assert_eq!(
+        store.mutes(1).await.unwrap(),
+        [mute("group:9", Some(later))],
+        "muted again after a lift"
+    );
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -366,6 +568,32 @@ macro_rules! suite {
                 }
             )*
         }
+
+        #[cfg(feature = "redis")]
+        mod redis {
+            use std::time::Duration;
+
+            use rim_mailbox::{MailboxConfig, RedisStore};
+            use rim_testkit::services;
+
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(url) = services::redis() else { return };
+                    let prefix = format!("{}:", services::unique("rim-test-mb"));
+                    // Short lives, so that the test Redis forgets the keys.
+                    let config = MailboxConfig {
+                        idle_ttl: Duration::from_secs(600),
+                        meta_ttl: Duration::from_secs(600),
+                        ..super::config()
+                    };
+                    let store = RedisStore::connect(&url, &prefix, config, Duration::from_secs(5))
+                        .await
+                        .unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
     };
 }
 
@@ -381,4 +609,10 @@ suite!(
     acks_only_move_forward_per_device,
     read_position_only_moves_forward,
     the_cursor_tells_bounds_read_and_devices,
+    members_are_added_and_removed_idempotently,
+    members_sort_numerically_and_groups_keep_apart,
+    an_emptied_group_is_no_group,
+    mutes_are_kept_per_scope,
+    a_mute_that_is_over_is_not_returned,
+    clearing_lifts_one_scope_or_all,
 );

@@ -19,6 +19,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let job = rim_job::Job::new(config.job.clone());
+    if let Some(store) = wiring::mailbox_store(&config.mailbox).await? {
+        let router = wiring::router_client(&config.routers, config.connect_timeout)
+            .map_err(anyhow::Error::msg)?;
+        job.set_mailbox(rim_job::MailboxStage::new(store, router));
+    }
     let metrics_addr = wiring::serve_metrics(&config.metrics_bind, metrics, shutdown.clone())
         .await?
         .map(|addr| addr.to_string());
@@ -49,11 +54,32 @@ pub async fn run(
         _ = shutdown.cancelled() => None,
         _ = first_rx => {
             info!(topic = %config.kafka.topic, group = %config.kafka.group, comets = job.comets().len(), "rim job consuming");
-            Some(match rim_queue::kafka::KafkaSource::new(&config.kafka) {
-                // `consume` shuts the job down when it ends.
-                Ok(source) => Ok(job.clone().consume(source, shutdown).await),
-                Err(e) => Err(e),
-            })
+            let mailbox = match config.mailbox.redis_url {
+                Some(_) => {
+                    let kafka = config.mailbox.kafka(&config.kafka);
+                    info!(topic = %kafka.topic, group = %kafka.group, "rim job consuming stored messages");
+                    Some(rim_queue::kafka::KafkaSource::new(&kafka))
+                }
+                None => None,
+            };
+            match (rim_queue::kafka::KafkaSource::new(&config.kafka), mailbox) {
+                (Ok(source), None) => Some(Ok(job.clone().consume(source, shutdown).await)),
+                // Both loops end together; the first to end stops the job.
+                (Ok(source), Some(Ok(stored))) => {
+                    // One consumer that stops on its own stops the other.
+                    let stop = shutdown.child_token();
+                    let run = |ended: rim_job::Ended| {
+                        stop.cancel();
+                        ended
+                    };
+                    let (pushes, stored) = tokio::join!(
+                        async { run(job.clone().consume(source, stop.clone()).await) },
+                        async { run(job.clone().consume(stored, stop.clone()).await) },
+                    );
+                    Some(Ok(if pushes == rim_job::Ended::SourceEnded { pushes } else { stored }))
+                }
+                (Err(e), _) | (_, Some(Err(e))) => Some(Err(e)),
+            }
         }
     };
     if !matches!(consumed, Some(Ok(_))) {

@@ -17,6 +17,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    wiring::check_filter(&config.effective_logic())?;
     let router = wiring::router_client(&config.routers, config.router_timeout)
         .map_err(anyhow::Error::msg)?;
     let queue = Arc::new(rim_queue::kafka::KafkaQueue::new(&config.kafka)?);
@@ -26,7 +27,40 @@ pub async fn run(
         let (queue, kafka, stop) = (queue.clone(), config.kafka.clone(), shutdown.clone());
         tokio::spawn(async move { queue.ensure_topic_retrying(&kafka, stop).await });
     }
-    let logic = rim_logic::Logic::new(config.effective_logic(), router, queue);
+    let logic = match wiring::mailbox_store(&config.mailbox).await? {
+        Some(store) => {
+            let kafka = config.mailbox.kafka(&config.kafka);
+            let topic = Arc::new(rim_queue::kafka::KafkaQueue::new(&kafka)?);
+            if kafka.create_topic {
+                let (topic, stop) = (topic.clone(), shutdown.clone());
+                tokio::spawn(async move { topic.ensure_topic_retrying(&kafka, stop).await });
+            }
+            info!(topic = %config.mailbox.topic, "stored messages on");
+            let mut mutes = store.watch_mutes();
+            let logic = rim_logic::Logic::with_mailbox(
+                config.effective_logic(),
+                router,
+                queue,
+                rim_logic::Mailbox::queued(store, topic),
+            );
+            // Mutes set through another logic reach this one's cache.
+            let watching = Arc::downgrade(&logic);
+            tokio::spawn(async move {
+                while let Some(change) = mutes.recv().await {
+                    let Some(logic) = watching.upgrade() else {
+                        return;
+                    };
+                    logic.mutes_changed(match change {
+                        rim_mailbox::MuteChange::Mid(mid) => Some(mid),
+                        rim_mailbox::MuteChange::All => None,
+                    });
+                }
+            });
+            logic
+        }
+        None => rim_logic::Logic::new(config.effective_logic(), router, queue),
+    };
+    wiring::reload_filter(&logic, shutdown.clone());
     let http = wiring::bind(&config.logic.http_bind).await?;
     let grpc = wiring::bind(&config.grpc_bind).await?;
     let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
@@ -38,8 +72,11 @@ pub async fn run(
 
     let app = rim_logic::http::app(logic.clone());
     let http_task = tokio::spawn(wiring::serve_http(app, http, shutdown.clone(), metrics));
+    // The offline hook's watcher (a no-op when the hook is off).
+    let hooks_task = tokio::spawn(logic.clone().run_hooks(shutdown.clone()));
     rim_logic::grpc::serve(logic, grpc, shutdown).await?;
     http_task.await??;
+    hooks_task.await?;
     info!("logic stopped");
     Ok(())
 }

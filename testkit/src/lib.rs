@@ -47,6 +47,10 @@ pub struct Token {
     pub platform: String,
     /// Ops accepted for keyed and broadcast pushes.
     pub accepts: Vec<i32>,
+    /// rim: an IM session (`"im": true`).
+    pub im: bool,
+    /// rim: the token's `since` (seq, epoch).
+    pub since: Option<(u32, Option<String>)>,
 }
 
 impl Token {
@@ -58,19 +62,48 @@ impl Token {
             room_id: room.to_owned(),
             platform: "web".to_owned(),
             accepts: vec![1000, 1001, 1002],
+            im: false,
+            since: None,
         }
+    }
+
+    /// An IM session's token for `mid` with `key`, accepting nothing (stored
+    /// frames need no accepts).
+    pub fn im(mid: i64, key: &str) -> Token {
+        Token {
+            mid,
+            key: key.to_owned(),
+            platform: "web".to_owned(),
+            im: true,
+            ..Token::default()
+        }
+    }
+
+    /// This token with `since` (seq, epoch).
+    pub fn since(mut self, seq: u32, epoch: Option<&str>) -> Token {
+        self.since = Some((seq, epoch.map(str::to_owned)));
+        self
     }
 
     /// The token's JSON text.
     pub fn to_json(&self) -> String {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "mid": self.mid,
             "key": self.key,
             "room_id": self.room_id,
             "platform": self.platform,
             "accepts": self.accepts,
-        })
-        .to_string()
+        });
+        if self.im {
+            json["im"] = true.into();
+        }
+        if let Some((seq, epoch)) = &self.since {
+            json["since"] = serde_json::json!({"seq": seq});
+            if let Some(epoch) = epoch {
+                json["since"]["epoch"] = epoch.as_str().into();
+            }
+        }
+        json.to_string()
     }
 }
 
@@ -334,6 +367,34 @@ impl Client {
                 Ok(self.pending.pop_front())
             }
         }
+    }
+
+    /// The next frame as a goim client sees the stream: on WebSocket the
+    /// frames inside op 9 one at a time, and other frames (replies, IM ops
+    /// 19, 20, 23) as they are; on TCP every frame. Pushes stashed by
+    /// [`Client::request`] come first. `None` if nothing came within `wait`.
+    pub async fn next_frame_within(&mut self, wait: Duration) -> Result<Option<Frame>> {
+        if let Some(f) = self.pending.pop_front() {
+            return Ok(Some(f));
+        }
+        match self.recv_within(wait).await? {
+            None => Ok(None),
+            Some(Incoming::Closed) => bail!("connection closed while a frame was expected"),
+            Some(Incoming::Frame(frame)) if self.is_ws() && frame.op == Op::Raw.code() => {
+                for inner in Frame::batch(frame.body) {
+                    self.pending.push_back(inner?);
+                }
+                Ok(self.pending.pop_front())
+            }
+            Some(Incoming::Frame(frame)) => Ok(Some(frame)),
+        }
+    }
+
+    /// [`Client::next_frame_within`] [`WAIT`]; fails on timeout.
+    pub async fn next_frame(&mut self) -> Result<Frame> {
+        self.next_frame_within(WAIT)
+            .await?
+            .ok_or_else(|| anyhow!("no frame within {WAIT:?}"))
     }
 
     /// The next pushed message; fails after [`WAIT`].

@@ -163,10 +163,11 @@ async fn spawn_logic(
     topic: &str,
 ) -> Proc {
     let (kafka, timeout) = (&opts.kafka, opts.kafka_timeout);
+    let mailbox = mailbox_config(opts, topic);
     let config = format!(
         "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n\n\
          [logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n\n\
-         [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ntimeout = \"{timeout}\"\npartitions = 4\n"
+         [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ntimeout = \"{timeout}\"\npartitions = 4\n{mailbox}"
     );
     Proc::spawn(dir, "logic", name, &config).await
 }
@@ -203,13 +204,14 @@ async fn spawn_job(
 ) -> Proc {
     let (kafka, comet_ttl, push_timeout) = (&opts.kafka, opts.comet_ttl, opts.push_timeout);
     let connect_timeout = opts.connect_timeout;
+    let mailbox = mailbox_config(opts, topic);
     let config = format!(
         "metrics_bind = \"127.0.0.1:0\"\ndiscovery_interval = \"200ms\"\ncomet_ttl = \"{comet_ttl}\"\n\
          connect_timeout = \"{connect_timeout}\"\n{comets}\n\
          [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
          properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
          [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\nroutines = {routines}\nroutine_queue = {routine_queue}\n\
-         enqueue_timeout = \"{enqueue_timeout}\"\n",
+         enqueue_timeout = \"{enqueue_timeout}\"\n{mailbox}",
         routines = opts.routines,
         routine_queue = opts.routine_queue,
         enqueue_timeout = opts.enqueue_timeout,
@@ -285,6 +287,42 @@ pub struct Options {
     /// Logic: how long a push waits for Kafka's acknowledgement before 503.
     /// Generous by default: two loaded cores can slow the broker for seconds.
     pub kafka_timeout: &'static str,
+    /// Logic and job: stored messages in this Redis (URL), `None`: off.
+    pub mailbox: Option<String>,
+}
+
+impl Options {
+    /// The suite's defaults on the broker `kafka`: two comets, routers in
+    /// memory, discovery, no mailboxes.
+    pub fn new(kafka: &str) -> Options {
+        Options {
+            kafka: kafka.to_owned(),
+            redis: None,
+            comets: 2,
+            session_refresh: "5m",
+            wait_for_job: true,
+            comet_ttl: "3s",
+            static_comets: false,
+            push_timeout: "2s",
+            connect_timeout: "2s",
+            routines: 32,
+            routine_queue: 1024,
+            enqueue_timeout: "5s",
+            kafka_timeout: "15s",
+            mailbox: None,
+        }
+    }
+}
+
+/// The `[mailbox]` section of logic and job: a prefix, topic and group of
+/// the cluster's own.
+fn mailbox_config(opts: &Options, cluster: &str) -> String {
+    match &opts.mailbox {
+        Some(url) => format!(
+            "\n[mailbox]\nredis_url = \"{url}\"\nprefix = \"rim:mb:{cluster}:\"\ntopic = \"{cluster}-mailbox\"\ngroup = \"{cluster}-mailbox-job\"\n"
+        ),
+        None => String::new(),
+    }
 }
 
 /// 2 routers, 1 logic, N comets, 1 job; more of each can be added.
@@ -539,5 +577,103 @@ async fn forward(
 impl Drop for Gate {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A private redis-server for tests that restart it; killed when dropped,
+/// so a failing test does not leave it running.
+pub struct RedisProc(std::process::Child);
+
+impl RedisProc {
+    /// No persistence at all: a restart loses everything.
+    pub fn start(port: u16) -> RedisProc {
+        RedisProc::start_with(port, None)
+    }
+
+    /// With `aof_dir`, an append-only file there, fsynced on every write
+    /// (`appendfsync always`): a restart on the same directory keeps every
+    /// acknowledged write.
+    pub fn start_with(port: u16, aof_dir: Option<&std::path::Path>) -> RedisProc {
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        match aof_dir {
+            Some(dir) => args.extend([
+                "--appendonly".into(),
+                "yes".into(),
+                "--appendfsync".into(),
+                "always".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+            ]),
+            None => args.extend(["--appendonly".into(), "no".into()]),
+        }
+        let child = std::process::Command::new("redis-server")
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let mut redis = RedisProc(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = redis.0.try_wait() {
+                panic!("redis-server exited ({status}) before opening {port}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis did not open {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The port was free when picked, but another process may have taken
+        // it since: make sure the server answering is this one.
+        let pid = redis_pid(port);
+        assert_eq!(
+            pid,
+            Some(redis.0.id()),
+            "port {port} is served by another redis-server"
+        );
+        redis
+    }
+}
+
+/// The `process_id` that the redis-server on `port` reports, if it answers.
+pub fn redis_pid(port: u16) -> Option<u32> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(at) = text.find("process_id:") {
+            let rest = &text[at + "process_id:".len()..];
+            if let Some(end) = rest.find("\r\n") {
+                return rest[..end].trim().parse().ok();
+            }
+        }
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

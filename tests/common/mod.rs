@@ -100,6 +100,43 @@ impl Http {
         Self::reply(resp).await
     }
 
+    pub async fn delete(&self, path_and_query: &str) -> Result<Reply> {
+        let resp = self
+            .client
+            .delete(format!("{}{}", self.base, path_and_query))
+            .send()
+            .await?;
+        Self::reply(resp).await
+    }
+
+    /// POSTs `json` as the body.
+    pub async fn post_json(&self, path: &str, json: &Value) -> Result<Reply> {
+        self.post(path, json.to_string()).await
+    }
+
+    /// Stores `body` for `mids` (`store=1`, op 1000), asserts success and
+    /// returns the message id.
+    pub async fn store(&self, mids: &[i64], body: &str) -> String {
+        let query: Vec<String> = mids.iter().map(|m| format!("mids={m}")).collect();
+        let path = format!("/goim/push/mids?operation=1000&store=1&{}", query.join("&"));
+        let reply = self
+            .post(&path, body.to_owned())
+            .await
+            .expect("http request");
+        assert_eq!(reply.status, 200, "{path}: {:?}", reply.json);
+        assert_eq!(reply.json["code"], 0, "{path}: {:?}", reply.json);
+        assert_eq!(
+            reply.json["data"]["accepted"],
+            mids.len(),
+            "{:?}",
+            reply.json
+        );
+        reply.json["data"]["id"]
+            .as_str()
+            .expect("the reply names the message id")
+            .to_owned()
+    }
+
     pub async fn get(&self, path_and_query: &str) -> Result<Reply> {
         let resp = self
             .client

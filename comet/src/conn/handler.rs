@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
-use rim_proto::pb::im::{ReadReq, SyncReq};
+use rim_proto::pb::im::{ReadReq, SendReply, SendReq, SyncReq};
 use rim_proto::pb::logic::{ConnectReply, ConnectReq, DisconnectReq, HeartbeatReq, ReceiveReq};
 use rim_proto::{Frame, Op};
 use tokio::time::{Instant, Sleep};
@@ -400,6 +400,10 @@ impl Active {
                     return Ok(None);
                 }
                 Op::Read => return self.read(&frame).await.map(|()| None),
+                Op::SendMsg => {
+                    self.send(frame);
+                    return Ok(None);
+                }
                 _ => {}
             }
         }
@@ -525,6 +529,36 @@ impl Active {
             }
         }
         Ok(())
+    }
+
+    /// An IM session's op 4: handed to logic without holding up this
+    /// connection's reads; op 5 (echoing the header seq) is queued like a
+    /// push when logic answers, or with code 503 when it does not in time.
+    fn send(&self, frame: Frame) {
+        let ctx = Arc::clone(&self.ctx);
+        let session = Arc::clone(&self.session);
+        self.ctx.tracker.spawn(async move {
+            let req = SendReq {
+                mid: session.mid,
+                key: session.key.to_string(),
+                body: frame.body.clone(),
+                room: session.room().map(|r| r.to_string()).unwrap_or_default(),
+            };
+            let reply = match ctx.logic.call("send", ctx.logic.client().send(req)).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    warn!(conn.id = session.id, key = %session.key, mid = session.mid, error = %e, "logic send failed");
+                    SendReply {
+                        id: im::client_msg_id(&frame.body),
+                        code: 503,
+                        reason: "unavailable: the message was not accepted, send it again".into(),
+                    }
+                }
+            };
+            metrics::im_send(reply.code);
+            let push = Push::encode(im::send_reply(frame.seq, &reply).into());
+            session.push(&push, None, ctx.hub.session_queue());
+        });
     }
 
     /// goim's ops (and every op of a session that is not an IM session).

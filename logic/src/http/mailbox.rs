@@ -75,7 +75,9 @@ struct NewMessage<'a> {
 struct Accepted {
     id: String,
     accepted: usize,
-    /// Each user's seq for the message (the store answered before the reply).
+    /// Each user's seq for the message, when the store answered before the
+    /// reply (standalone; in the distributed mode job appends after it).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     seqs: BTreeMap<String, u32>,
 }
 
@@ -105,7 +107,7 @@ pub(crate) async fn post_messages(
 }
 
 /// The `{mid}` of a mailbox path.
-fn mid_of(raw: &str) -> Result<i64, ApiError> {
+pub(crate) fn mid_of(raw: &str) -> Result<i64, ApiError> {
     match raw.parse::<i64>() {
         Ok(0) => Err(ApiError::BadRequest(
             "mid: 0 is the anonymous user and has no mailbox".into(),

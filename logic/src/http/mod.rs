@@ -8,6 +8,7 @@
 
 mod bearer;
 mod error;
+mod groups;
 mod mailbox;
 mod nodes;
 mod online;
@@ -64,6 +65,22 @@ pub fn app(logic: Arc<Logic>) -> axum::Router {
             get(mailbox::get_messages).delete(mailbox::delete_messages),
         )
         .route("/rim/v1/users/{mid}/cursor", get(mailbox::get_cursor))
+        .route(
+            "/rim/v1/users/{mid}/mute",
+            get(groups::get_mute)
+                .put(groups::put_mute)
+                .delete(groups::delete_mute),
+        )
+        .route(
+            "/rim/v1/groups/{gid}/members",
+            get(groups::get_members)
+                .put(groups::put_members)
+                .delete(groups::delete_members),
+        )
+        .route(
+            "/rim/v1/groups/{gid}/messages",
+            post(groups::post_group_message),
+        )
         .route_layer(bearer());
     let mut reads = axum::Router::new()
         .route("/goim/online/top", get(online::top))

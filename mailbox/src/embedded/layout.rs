@@ -11,12 +11,17 @@
 //! | `idem` | mid (8), id | seq u32, appended at ms i64 |
 //! | `acks` | mid (8), device key | seq u32, acked at ms i64 |
 //! | `by_time` | appended at s u32, mid (8), seq u32 | id |
+//! | `groups` | gid (8), mid (8) | nothing (`()`) |
+//! | `mutes` | mid (8), scope | until, Unix ms (`Option<i64>`, `None` until lifted) |
 //! | `db` | `"epoch"` | 8 ASCII alphanumerics |
 //! | `db` | `"idem_swept"` | the last `by_time` key the idempotency sweep passed |
 //!
 //! `by_time` lists every append, oldest first: the idempotency sweep walks it
 //! to expire `idem` rows, the age sweep to remove old messages (and the
 //! `by_time` rows themselves).
+//!
+//! A gid is stored like a mid, so a group's members are one contiguous range
+//! in ascending order, and a group with no row does not exist.
 
 use bytes::Bytes;
 use redb::TableDefinition;
@@ -33,6 +38,10 @@ pub(super) const IDEM: TableDefinition<&[u8], &[u8; 12]> = TableDefinition::new(
 pub(super) const ACKS: TableDefinition<&[u8], &[u8; 12]> = TableDefinition::new("acks");
 /// (appended at, mid, seq) -> id.
 pub(super) const BY_TIME: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("by_time");
+/// (gid, mid) -> (): group membership.
+pub(super) const GROUPS: TableDefinition<&[u8; 16], ()> = TableDefinition::new("groups");
+/// (mid, scope) -> until (Unix ms) or `None` until lifted.
+pub(super) const MUTES: TableDefinition<&[u8], Option<i64>> = TableDefinition::new("mutes");
 /// Store-wide values.
 pub(super) const DB: TableDefinition<&str, &[u8]> = TableDefinition::new("db");
 
@@ -71,6 +80,19 @@ pub(super) fn mid_and(mid: i64, rest: &[u8]) -> Vec<u8> {
     key.extend_from_slice(&mid_key(mid));
     key.extend_from_slice(rest);
     key
+}
+
+/// A `groups` key.
+pub(super) fn member_key(gid: i64, mid: i64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&mid_key(gid));
+    key[8..].copy_from_slice(&mid_key(mid));
+    key
+}
+
+/// The mid of a `groups` key.
+pub(super) fn member_of(key: &[u8; 16]) -> i64 {
+    mid_from(&key[8..])
 }
 
 pub(super) fn by_time_key(at_s: u32, mid: i64, seq: u32) -> [u8; 16] {
@@ -195,6 +217,9 @@ mod tests {
         }
         assert!(mbox_key(1, u32::MAX) < mbox_key(2, 0));
         assert_eq!(mbox_seq(&mbox_key(-5, 42)), 42);
+        assert!(member_key(1, i64::MAX) < member_key(2, i64::MIN));
+        assert!(member_key(1, -1) < member_key(1, 0));
+        assert_eq!(member_of(&member_key(-3, i64::MIN)), i64::MIN);
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //! removed by a sweep the writer runs between batches, once a minute (more
 //! often while it has a backlog). Device acks are kept for as long as their
 //! mailbox.
+//!
+//! It is also the [`GroupStore`] of `rim standalone`: membership and mutes
+//! live in the same file (`groups`), changed through the same writer.
 
+mod groups;
 mod layout;
 mod writer;
 
@@ -27,20 +31,21 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use self::layout::{
-    decode_stored, mbox_key, mbox_seq, mid_key, seq_at_parts, Meta, ACKS, BY_TIME, DB, EPOCH, IDEM,
-    MBOX, META,
+    decode_stored, mbox_key, mbox_seq, mid_key, seq_at_parts, Meta, ACKS, BY_TIME, DB, EPOCH,
+    GROUPS, IDEM, MBOX, META, MUTES,
 };
 use self::writer::{Request, Writer};
+use crate::memory::now_ms;
 use crate::paging::{more_after, more_before, PageCut};
 use crate::{
-    Ack, Appended, Cursor, DeviceAck, Entry, Epoch, MailboxConfig, MailboxError, MailboxStore,
-    Page, Stored,
+    Ack, Appended, Cursor, DeviceAck, Entry, Epoch, GroupStore, MailboxConfig, MailboxError,
+    MailboxStore, Mute, Page, Stored,
 };
 
 /// Requests that may wait for the writer; appends beyond it wait to be queued.
 const QUEUE: usize = 4096;
 
-/// A [`MailboxStore`] in a redb file.
+/// A [`MailboxStore`] and [`GroupStore`] in a redb file.
 #[derive(Debug)]
 pub struct RedbStore {
     db: Arc<Database>,
@@ -155,6 +160,9 @@ fn init(db: &Database) -> Result<Epoch, MailboxError> {
         txn.open_table(IDEM).map_err(storage)?;
         txn.open_table(ACKS).map_err(storage)?;
         txn.open_table(BY_TIME).map_err(storage)?;
+        // Also in files made before groups existed: reads expect the tables.
+        txn.open_table(GROUPS).map_err(storage)?;
+        txn.open_table(MUTES).map_err(storage)?;
         let mut table = txn.open_table(DB).map_err(storage)?;
         let stored = table
             .get(EPOCH)
@@ -312,5 +320,59 @@ impl MailboxStore for RedbStore {
 
     async fn trim(&self, mid: i64, upto: u32) -> Result<(), MailboxError> {
         self.write(|tx| Request::Trim(mid, upto, tx)).await
+    }
+}
+
+#[async_trait]
+impl GroupStore for RedbStore {
+    async fn add_members(&self, gid: i64, mids: &[i64]) -> Result<usize, MailboxError> {
+        let mids = mids.to_vec();
+        self.write(|tx| Request::AddMembers(gid, mids, tx)).await
+    }
+
+    async fn remove_members(&self, gid: i64, mids: &[i64]) -> Result<usize, MailboxError> {
+        let mids = mids.to_vec();
+        self.write(|tx| Request::RemoveMembers(gid, mids, tx)).await
+    }
+
+    async fn members(&self, gid: i64) -> Result<Vec<i64>, MailboxError> {
+        self.read_with(move |txn, _| {
+            let table = txn.open_table(GROUPS).map_err(storage)?;
+            groups::members(&table, gid)
+        })
+        .await
+    }
+
+    async fn is_member(&self, gid: i64, mid: i64) -> Result<bool, MailboxError> {
+        self.read_with(move |txn, _| {
+            let table = txn.open_table(GROUPS).map_err(storage)?;
+            groups::is_member(&table, gid, mid)
+        })
+        .await
+    }
+
+    async fn set_mute(
+        &self,
+        mid: i64,
+        scope: &str,
+        until_ms: Option<i64>,
+    ) -> Result<(), MailboxError> {
+        let scope = scope.to_owned();
+        self.write(|tx| Request::SetMute(mid, scope, until_ms, tx))
+            .await
+    }
+
+    async fn clear_mute(&self, mid: i64, scope: Option<&str>) -> Result<(), MailboxError> {
+        let scope = scope.map(str::to_owned);
+        self.write(|tx| Request::ClearMute(mid, scope, tx)).await
+    }
+
+    async fn mutes(&self, mid: i64) -> Result<Vec<Mute>, MailboxError> {
+        let now = now_ms();
+        self.read_with(move |txn, _| {
+            let table = txn.open_table(MUTES).map_err(storage)?;
+            groups::mutes(&table, mid, now)
+        })
+        .await
     }
 }

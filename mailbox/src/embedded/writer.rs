@@ -9,6 +9,12 @@
 //! lone request is committed at once. The transaction itself runs on the
 //! blocking pool, so the fsync never stalls the runtime's workers.
 //!
+//! Group membership and mute changes go through the same task and commit
+//! with the appends queued beside them: they are rare, and one writer keeps
+//! a single order of changes (redb allows one write transaction at a time
+//! anyway). Their tables are opened only by a transaction that uses them, so
+//! the append path pays nothing for them.
+//!
 //! Between batches the task runs the retention sweep (see [`Writer::sweep`]).
 
 use std::collections::HashMap;
@@ -19,9 +25,10 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
+use super::groups;
 use super::layout::{
     by_time_key, by_time_parts, encode_entry, mbox_key, mid_and, mid_key, seq_at, seq_at_parts,
-    Meta, ACKS, BY_TIME, DB, IDEM, IDEM_SWEPT, MBOX, META,
+    Meta, ACKS, BY_TIME, DB, GROUPS, IDEM, IDEM_SWEPT, MBOX, META, MUTES,
 };
 use super::storage;
 use crate::memory::now_ms;
@@ -45,6 +52,23 @@ pub(super) enum Request {
     Ack(Vec<Ack>, oneshot::Sender<Result<(), MailboxError>>),
     SetRead(i64, u32, oneshot::Sender<Result<(), MailboxError>>),
     Trim(i64, u32, oneshot::Sender<Result<(), MailboxError>>),
+    /// gid, mids; answers the group's size.
+    AddMembers(i64, Vec<i64>, oneshot::Sender<Result<usize, MailboxError>>),
+    /// gid, mids; answers the group's size.
+    RemoveMembers(i64, Vec<i64>, oneshot::Sender<Result<usize, MailboxError>>),
+    /// mid, scope, until.
+    SetMute(
+        i64,
+        String,
+        Option<i64>,
+        oneshot::Sender<Result<(), MailboxError>>,
+    ),
+    /// mid, scope (`None`: all).
+    ClearMute(
+        i64,
+        Option<String>,
+        oneshot::Sender<Result<(), MailboxError>>,
+    ),
 }
 
 impl Request {
@@ -52,7 +76,13 @@ impl Request {
         match self {
             Request::Append(entries, _) => entries.len(),
             Request::Ack(acks, _) => acks.len(),
-            Request::SetRead(..) | Request::Trim(..) => 1,
+            Request::AddMembers(_, mids, _) | Request::RemoveMembers(_, mids, _) => {
+                mids.len().max(1)
+            }
+            Request::SetRead(..)
+            | Request::Trim(..)
+            | Request::SetMute(..)
+            | Request::ClearMute(..) => 1,
         }
     }
 
@@ -62,10 +92,20 @@ impl Request {
             Request::Append(_, tx) => {
                 let _ = tx.send(outcome.map(|o| match o {
                     Outcome::Appended(appended) => appended,
-                    Outcome::Done => Vec::new(),
+                    Outcome::Done | Outcome::Size(_) => Vec::new(),
                 }));
             }
-            Request::Ack(_, tx) | Request::SetRead(_, _, tx) | Request::Trim(_, _, tx) => {
+            Request::AddMembers(_, _, tx) | Request::RemoveMembers(_, _, tx) => {
+                let _ = tx.send(outcome.map(|o| match o {
+                    Outcome::Size(size) => size,
+                    Outcome::Appended(_) | Outcome::Done => 0,
+                }));
+            }
+            Request::Ack(_, tx)
+            | Request::SetRead(_, _, tx)
+            | Request::Trim(_, _, tx)
+            | Request::SetMute(_, _, _, tx)
+            | Request::ClearMute(_, _, tx) => {
                 let _ = tx.send(outcome.map(|_| ()));
             }
         }
@@ -76,6 +116,8 @@ impl Request {
 #[derive(Debug)]
 enum Outcome {
     Appended(Vec<Appended>),
+    /// A group's size after a membership change.
+    Size(usize),
     Done,
 }
 
@@ -230,14 +272,17 @@ impl Writer {
 }
 
 /// The tables of one write transaction, and the metas it changed (written
-/// once, at [`Tables::flush`]).
+/// once, at [`Tables::flush`]). `groups` and `mutes` are opened on first use.
 struct Tables<'txn> {
+    txn: &'txn WriteTransaction,
     mbox: Table<'txn, &'static [u8; 12], &'static [u8]>,
     meta: Table<'txn, &'static [u8; 8], &'static [u8; 12]>,
     idem: Table<'txn, &'static [u8], &'static [u8; 12]>,
     acks: Table<'txn, &'static [u8], &'static [u8; 12]>,
     by_time: Table<'txn, &'static [u8; 16], &'static [u8]>,
     db: Table<'txn, &'static str, &'static [u8]>,
+    groups: Option<Table<'txn, &'static [u8; 16], ()>>,
+    mutes: Option<Table<'txn, &'static [u8], Option<i64>>>,
     /// mid -> (meta, changed).
     metas: HashMap<i64, (Meta, bool)>,
     now_ms: i64,
@@ -258,16 +303,35 @@ impl<'txn> Tables<'txn> {
         config: &'txn MailboxConfig,
     ) -> Result<Tables<'txn>, MailboxError> {
         Ok(Tables {
+            txn,
             mbox: txn.open_table(MBOX).map_err(storage)?,
             meta: txn.open_table(META).map_err(storage)?,
             idem: txn.open_table(IDEM).map_err(storage)?,
             acks: txn.open_table(ACKS).map_err(storage)?,
             by_time: txn.open_table(BY_TIME).map_err(storage)?,
             db: txn.open_table(DB).map_err(storage)?,
+            groups: None,
+            mutes: None,
             metas: HashMap::new(),
             now_ms,
             config,
         })
+    }
+
+    fn groups(&mut self) -> Result<&mut Table<'txn, &'static [u8; 16], ()>, MailboxError> {
+        if self.groups.is_none() {
+            self.groups = Some(self.txn.open_table(GROUPS).map_err(storage)?);
+        }
+        // Set just above when it was missing.
+        Ok(self.groups.as_mut().expect("groups table open"))
+    }
+
+    fn mutes(&mut self) -> Result<&mut Table<'txn, &'static [u8], Option<i64>>, MailboxError> {
+        if self.mutes.is_none() {
+            self.mutes = Some(self.txn.open_table(MUTES).map_err(storage)?);
+        }
+        // Set just above when it was missing.
+        Ok(self.mutes.as_mut().expect("mutes table open"))
     }
 
     fn meta(&mut self, mid: i64) -> Result<Meta, MailboxError> {
@@ -331,6 +395,23 @@ impl<'txn> Tables<'txn> {
                     meta.first = upto + 1;
                     self.put_meta(*mid, meta);
                 }
+                Ok(Ok(Outcome::Done))
+            }
+            Request::AddMembers(gid, mids, _) => {
+                let size = groups::add(self.groups()?, *gid, mids)?;
+                Ok(Ok(Outcome::Size(size)))
+            }
+            Request::RemoveMembers(gid, mids, _) => {
+                let size = groups::remove(self.groups()?, *gid, mids)?;
+                Ok(Ok(Outcome::Size(size)))
+            }
+            Request::SetMute(mid, scope, until_ms, _) => {
+                let now = self.now_ms;
+                groups::set_mute(self.mutes()?, *mid, scope, *until_ms, now)?;
+                Ok(Ok(Outcome::Done))
+            }
+            Request::ClearMute(mid, scope, _) => {
+                groups::clear_mute(self.mutes()?, *mid, scope.as_deref())?;
                 Ok(Ok(Outcome::Done))
             }
         }
@@ -541,7 +622,7 @@ mod tests {
         let mut outcomes = writer.apply(std::slice::from_ref(&request)).unwrap();
         match outcomes.pop().unwrap().unwrap() {
             Outcome::Appended(mut appended) => appended.pop().unwrap(),
-            Outcome::Done => panic!("an append answers where it landed"),
+            Outcome::Done | Outcome::Size(_) => panic!("an append answers where it landed"),
         }
     }
 
