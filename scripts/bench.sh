@@ -4,6 +4,7 @@
 #   scripts/bench.sh            # all scenarios, a few minutes on 2 cores
 #   scripts/bench.sh room api   # only these
 #   scripts/bench.sh im         # the durable messaging runs (im-store ... im-idle)
+#   scripts/bench.sh chat       # the chat runs (chat-peer, chat-peer-max, chat-room)
 #
 # Each scenario gets a fresh server (so RSS per connection is measured from a
 # clean heap) with a fresh mailbox data directory; results go to
@@ -34,6 +35,13 @@ cat > "$OUT/job-room-goim.toml" <<'TOML'
 [job.room]
 window = "1s"
 batch = 20
+TOML
+
+# Chat runs: the per-user send rate (10/s, burst 20) raised out of the way.
+cat > "$OUT/chat.toml" <<'TOML'
+[logic.chat]
+rate = 100000
+burst = 100000
 TOML
 
 server_pid=""
@@ -132,15 +140,33 @@ run() {
     im-idle-ws)
         start_server
         bench im-idle-ws im --mode idle -c "$IM_STORM_CONNS" --ws-ratio 1 --hold 5s ;;
+    # Chat (docs/benchmark.md, "Chat").
+    chat)
+        for chat_run in chat-peer chat-peer-max chat-room; do
+            run "$chat_run"
+        done ;;
+    chat-peer)
+        start_server --config "$OUT/chat.toml"
+        bench chat-peer chat --chat-mode peer -c 400 --rate 1000 --duration "$DURATION" \
+            --chart "$OUT/chat-peer.svg" ;;
+    chat-peer-max)
+        start_server --config "$OUT/chat.toml"
+        bench chat-peer-max chat --chat-mode peer -c 2000 --rate 40000 --window 1 \
+            --duration 15s --drain 5s ;;
+    chat-room)
+        start_server --config "$OUT/chat.toml"
+        bench chat-room chat --chat-mode room -c 2000 --senders 20 --rate 100 \
+            --duration "$DURATION" --chart "$OUT/chat-room.svg" ;;
     *)
         echo "unknown scenario $1 (idle room room-batched room-ws keyed broadcast api" \
-            "im im-store im-store-batched im-deliver im-sync im-storm im-idle im-idle-ws)" >&2
+            "im im-store im-store-batched im-deliver im-sync im-storm im-idle im-idle-ws" \
+            "chat chat-peer chat-peer-max chat-room)" >&2
         exit 2 ;;
     esac
 }
 
 if [[ $# -eq 0 ]]; then
-    set -- idle room room-batched room-ws keyed broadcast api im
+    set -- idle room room-batched room-ws keyed broadcast api im chat
 fi
 for s in "$@"; do
     run "$s"

@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+mod chat;
 mod client;
 mod http;
 mod im;
@@ -28,6 +29,7 @@ mod run;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use chat::ChatMode;
 pub use run::run;
 
 /// What to measure.
@@ -53,6 +55,10 @@ pub enum Scenario {
     /// Durable messaging (rim): stored pushes (`store=1`) and IM sessions
     /// (`"im": true`, sync with ops 18 to 20); what it measures is --mode.
     Im,
+    /// Chat (rim): IM clients send op 4 to each other (--chat-mode peer) or
+    /// to their room (--chat-mode room) at --rate in total; op 5 codes,
+    /// delivery latency, and every accepted message at every recipient once.
+    Chat,
 }
 
 /// What `rim bench im` measures.
@@ -100,6 +106,7 @@ impl Scenario {
             Scenario::Broadcast => "broadcast",
             Scenario::Api => "api",
             Scenario::Im => "im",
+            Scenario::Chat => "chat",
         }
     }
 }
@@ -136,6 +143,13 @@ frame it already held is a duplicate, and either makes the run fail.
   rim bench im --mode sync -c 1000 --messages 100
   rim bench im --mode storm -c 10000 --rate 1000 --duration 30s --hold 5s --storm 10s
   rim bench im --mode idle -c 10000 --hold 5s --server-pid $(pgrep -n rim)
+
+rim bench chat (rim only; raise [logic.chat] rate and burst on the server):
+IM clients {\"mid\": i, \"key\": \"chat-<run>-i\", \"im\": true} (room: plus
+\"room_id\": \"TYPE://0\") send op 4 {\"to\" | \"room\", \"op\", \"id\": \"<run>-<n>\",
+\"body\": \"<send_unix_nanos>\"}; --rate is the total over the senders.
+  rim bench chat --chat-mode peer -c 400 --rate 1000 --duration 20s
+  rim bench chat --chat-mode room -c 2000 --senders 20 --rate 100 --duration 20s
 See docs/benchmark.md.";
 
 /// Load generator for goim-compatible servers: connects clients over TCP and
@@ -163,6 +177,17 @@ pub struct BenchArgs {
     /// im --mode storm: the window over which every client reconnects.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub storm: Duration,
+    /// chat: one-to-one pairs or one room.
+    #[arg(long, value_enum, default_value = "peer")]
+    pub chat_mode: ChatMode,
+    /// chat --chat-mode room: members 1..=N send (default 20); peer: the
+    /// senders are half of -c.
+    #[arg(long, value_name = "N")]
+    pub senders: Option<u32>,
+    /// chat: op 4 a sender may have awaiting op 5; a send due while the
+    /// window is full is skipped (counted).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub window: u32,
     /// Server's TCP client address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3101")]
     pub tcp: String,

@@ -25,6 +25,8 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
     let scenario = async {
         if args.scenario == Scenario::Im {
             super::im::run(args).await
+        } else if args.scenario == Scenario::Chat {
+            super::chat::run(args).await
         } else {
             bench(args).await
         }
@@ -184,7 +186,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 .min(if n > 0 { n } else { API_OFFLINE_MIDS }),
         },
         Scenario::Broadcast => Target::All,
-        Scenario::Im => bail!("the im scenario has its own run (im::run)"),
+        Scenario::Im | Scenario::Chat => bail!("the im and chat scenarios have their own runs"),
     };
     let bench_start = procfs::sample("self", probe.ticks).ok();
     let push_start_unix = client::unix_nanos();
