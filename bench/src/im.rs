@@ -160,12 +160,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let ws = resolve(&args.ws, "ws").await?;
     let http = resolve(&args.http, "http").await?;
 
-    // File descriptors: one per client (two while a storm reconnects it),
-    // the HTTP pools, and some slack.
-    let want = u64::from(n) * if mode == ImMode::Storm { 2 } else { 1 }
-        + u64::from(args.concurrency)
-        + u64::from(CURSOR_CONCURRENCY)
-        + 256;
+    // File descriptors: one per client (a storm closes the old connection
+    // before it opens the new one), the HTTP pools, and some slack.
+    let want = u64::from(n) + u64::from(args.concurrency) + u64::from(CURSOR_CONCURRENCY) + 256;
     let limit = rlimit::increase_nofile_limit(want.max(65_536)).context("raise RLIMIT_NOFILE")?;
     if limit < want {
         bail!(
@@ -351,7 +348,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 tokio::spawn(async move {
                     tokio::time::sleep(hold).await;
                     let at = unix_nanos();
-                    eprintln!("storm: every client reconnects within the window");
+                    eprintln!(
+                        "storm: every client drops its connection and reconnects within --storm"
+                    );
                     let _ = storm_tx.send(Some(Instant::now()));
                     at
                 })
@@ -442,6 +441,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let last = count(&shared.last_resync_ns);
         (count(&shared.resynced) >= ready && last > at).then(|| (last - at) as f64 / 1e9)
     });
+    // When the last client's reconnect was due, after the storm's start.
+    let last_reconnect_s =
+        args.storm.as_secs_f64() * f64::from(n.saturating_sub(1)) / f64::from(n.max(1));
     let duplicates = count(&shared.duplicates);
     let out_of_order = count(&shared.out_of_order);
     let sync_errors = count(&shared.sync_errors);
@@ -551,6 +553,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "resynced": count(&shared.resynced),
             "reconnect_failures": count(&shared.reconnect_failures),
             "all_synced_s": storm_synced_s,
+            "last_reconnect_s": last_reconnect_s,
             "resync_latency_us": latency_json(&resync_latency),
         })),
         "server_rss_before_kb": before_connect.map(|s| s.rss_kb),
@@ -660,9 +663,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (
                 "storm",
                 format!(
-                    "{} of {ready} resynced, all in {} s, {} reconnect failures",
+                    "{} of {ready} resynced, all in {} s (the last reconnect was due at \
+                     {last_reconnect_s:.2} s), {} reconnect failures",
                     count(&shared.resynced),
-                    opt(storm_synced_s.map(|s| format!("{s:.2}"))),
+                    opt(storm_synced_s.map(|s| format!("{s:.3}"))),
                     count(&shared.reconnect_failures)
                 ),
             ),

@@ -1,8 +1,8 @@
 //! One IM client (durable messaging, docs/protocol.md): authenticates with
 //! `"im": true`, syncs from where its copy of the mailbox ends (the token's
 //! `since`, or op 18 after op 8), then takes stored frames live, syncing
-//! again after a gap; in a reconnect storm it drops its connection at its
-//! moment and reconnects with `since`.
+//! again after a gap; in a reconnect storm it drops its connection when the
+//! storm starts and reconnects with `since` at its moment of the window.
 //!
 //! What it holds survives reconnects ([`Mailbox`]): the last seq it holds
 //! without a gap and the seqs it holds above that. A live frame it already
@@ -409,18 +409,24 @@ impl ImClient {
         };
         bump(&self.shared.ready);
         self.cfg.progress.inc(1);
-        let mut reconnect_at: Option<Instant> = None;
         let mut storm_done = false;
         loop {
             match self
-                .connection(&mut io, &stop, &mut storm, &mut reconnect_at, storm_done)
+                .connection(&mut io, &stop, &mut storm, storm_done)
                 .await
             {
                 Ok(Next::Stop) => return self.outcome(true),
-                Ok(Next::Reconnect) => {
+                Ok(Next::Reconnect(at)) => {
+                    // Every client drops its connection at the storm's
+                    // start (a server or network blip) and comes back at
+                    // its own moment of the window, missing what was
+                    // stored in between.
                     drop(io);
                     storm_done = true;
-                    reconnect_at = None;
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        _ = stop.cancelled() => return self.outcome(true),
+                    }
                     io = loop {
                         let attempt = tokio::select! {
                             r = self.connect(SyncKind::Storm) => r,
@@ -547,13 +553,12 @@ impl ImClient {
         Ok(())
     }
 
-    /// One connection's life: frames, heartbeats, the storm's moment.
+    /// One connection's life: frames, heartbeats, until the storm.
     async fn connection(
         &mut self,
         io: &mut Io,
         stop: &CancellationToken,
         storm: &mut watch::Receiver<Option<Instant>>,
-        reconnect_at: &mut Option<Instant>,
         storm_done: bool,
     ) -> anyhow::Result<Next> {
         let period = self.cfg.heartbeat.max(Duration::from_millis(100));
@@ -570,16 +575,10 @@ impl ImClient {
         }
         let mut watching = !storm_done;
         loop {
-            let storm_wait = async {
-                match *reconnect_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 _ = stop.cancelled() => return Ok(Next::Stop),
                 _ = heartbeat.tick() => io.send(hb.clone()).await.context("send heartbeat")?,
-                r = storm.changed(), if watching && reconnect_at.is_none() => {
+                r = storm.changed(), if watching => {
                     if r.is_err() {
                         // No storm in this run.
                         watching = false;
@@ -589,10 +588,9 @@ impl ImClient {
                         let n = u64::from(self.cfg.clients.max(1));
                         let window = self.cfg.storm_window.as_nanos() as u64;
                         let offset = window * u64::from(self.spec.mid - 1) / n;
-                        *reconnect_at = Some(start + Duration::from_nanos(offset));
+                        return Ok(Next::Reconnect(start + Duration::from_nanos(offset)));
                     }
                 }
-                () = storm_wait => return Ok(Next::Reconnect),
                 r = io.read(&mut frames) => {
                     r?;
                     for frame in frames.drain(..) {
@@ -751,7 +749,8 @@ impl ImClient {
 
 enum Next {
     Stop,
-    Reconnect,
+    /// Drop the connection now, reconnect at the instant.
+    Reconnect(Instant),
 }
 
 #[cfg(test)]

@@ -77,9 +77,9 @@ pub enum ImMode {
     /// time each sync from op 7 (op 18) to the last op 20.
     Sync,
     /// -c IM clients connected while stored pushes run at --rate; --hold
-    /// into the pushes, every client drops its connection and reconnects
-    /// with `since`, spread over --storm; time until all are synced, and
-    /// every seq held once.
+    /// into the pushes every client drops its connection at once, then
+    /// reconnects with `since`, the reconnects spread evenly over --storm;
+    /// time until all are synced, and every seq held once.
     Storm,
     /// -c idle IM sessions held for --hold: server RSS per connection.
     Idle,
