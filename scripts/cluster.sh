@@ -10,6 +10,9 @@
 #   scripts/cluster.sh down   stop exactly what `up` started
 #   scripts/cluster.sh status
 #
+# Stored messages and chat are on (mailboxes in the same Redis); CHAT_RATE and
+# CHAT_BURST set logic's per-user send rate (default 10/s, burst 20).
+#
 # Logs and configs are in .cluster/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,8 +77,15 @@ http_bind = "127.0.0.1:3111"
 mode = "trust"
 [logic.api]
 open = true
+# The per-user send rate of chat messages (default 10/s); benchmarks raise it.
+[logic.chat]
+rate = ${CHAT_RATE:-10}
+burst = ${CHAT_BURST:-20}
 [kafka]
 brokers = ["$kafka"]
+# Stored messages (store=1, IM sessions, chat) in the same Redis.
+[mailbox]
+redis_url = "$redis"
 TOML
   start logic logic
   wait_port logic 3111; wait_port logic 3119
@@ -101,6 +111,8 @@ $routers
 [kafka]
 brokers = ["$kafka"]
 session_timeout = "6s"
+[mailbox]
+redis_url = "$redis"
 TOML
   start job job
   wait_port job 3148
