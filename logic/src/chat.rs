@@ -17,9 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::{debug, warn};
 
-use std::time::SystemTime;
-
-use crate::groups::{unix_ms, GroupError, MuteScope};
+use crate::groups::{GroupError, MuteScope};
 use crate::{ChatConfig, Logic, LogicError, Verdict};
 
 /// Longest client message id, in bytes: the mailbox's idempotency key is
@@ -352,7 +350,7 @@ impl Logic {
             Target::Group(gid) => Some(MuteScope::Group(*gid).as_string()),
             Target::Room(room) => Some(MuteScope::Room(room.clone()).as_string()),
         };
-        let now = unix_ms(SystemTime::now());
+        let now = self.now_ms();
         let muted = mutes.iter().find(|m| {
             m.until_ms.is_none_or(|until| until > now)
                 && (m.scope == "all" || Some(&m.scope) == scope.as_ref())

@@ -25,8 +25,6 @@ use tracing::{debug, warn};
 
 use crate::{Logic, LogicError};
 
-/// Most messages one sync page holds when the client names no limit.
-pub const SYNC_LIMIT_DEFAULT: u32 = 200;
 /// Most messages one sync page holds.
 pub const SYNC_LIMIT_MAX: u32 = 500;
 /// Most body bytes one sync page holds (a page has at least one message).

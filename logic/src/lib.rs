@@ -70,7 +70,7 @@ pub use config::{
 pub use error::LogicError;
 pub use filter::{FilterAction, FilterConfig, FilterError, Verdict, WordFilter};
 pub use groups::{GroupError, MuteScope, MUTE_CACHE_TTL};
-pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX};
+pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_MAX};
 pub use online::OnlineTotal;
 pub use service::Logic;
 pub use token::{Since, Token};

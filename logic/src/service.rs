@@ -145,9 +145,7 @@ impl Logic {
 
     /// Wall-clock Unix milliseconds, for message timestamps.
     pub(crate) fn now_ms(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        crate::groups::unix_ms(SystemTime::now())
     }
 
     /// Admits a connection (goim `Connect`): verifies the token (per
