@@ -7,7 +7,7 @@ import { createServer } from "node:net";
 import { test } from "node:test";
 import { WebSocket } from "ws";
 import { RimClient, weightedNodes } from "../../dist/index.js";
-import { collect, connectClient, connected, eventually, mapStorage, startRim, waitFor } from "./rim.js";
+import { collect, connectClient, connected, eventually, mapStorage, startRim, waitFor, within } from "./rim.js";
 
 test("a frozen server is detected by heartbeats; a send made meanwhile is resent and stored once", async (t) => {
   const rim = await startRim();
@@ -35,7 +35,7 @@ test("a frozen server is detected by heartbeats; a send made meanwhile is resent
   await waitFor(sender, "state", (s) => s.state === "reconnecting" && s.attempt >= 2);
   rim.resume();
 
-  assert.deepEqual(await sent, { id: "outage-1", code: 0 });
+  assert.deepEqual(await within(sent, 10_000, "the send made during the outage"), { id: "outage-1", code: 0 });
   await eventually(() => got.length >= 1, 10_000, "the message after the outage");
   const mailbox = await rim.api("GET", "/rim/v1/users/1102/messages?after=0");
   assert.deepEqual(
@@ -142,8 +142,10 @@ test("the client paces its frames under rim's per-second limit; without pacing r
   t.after(() => unpaced.close());
   await connected(unpaced);
   const requests = Array.from({ length: 70 }, (_, i) => unpaced.subscribe([2000 + i]).catch((err) => err));
-  const lost = await waitFor(unpaced, "state", (s) => s.state === "reconnecting");
-  assert.equal(lost.reason, "frame_rate");
+  await waitFor(unpaced, "state", (s) => s.state === "reconnecting");
+  // rim's close frame may be lost in the burst (the client then sees 1006); its metrics say why.
+  const metrics = (await rim.api("GET", "/metrics")).json;
+  assert.match(metrics, /rim_comet_disconnects_total\{[^}]*reason="frame_rate"[^}]*\} [1-9]/);
   assert.ok((await Promise.all(requests)).some((r) => r instanceof Error), "requests on the lost connection reject");
 });
 
