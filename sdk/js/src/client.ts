@@ -96,7 +96,7 @@ export class RimClient extends Emitter<ClientEvents> {
   private ackTimer?: ReturnType<typeof setTimeout>;
   private onlineListener?: () => void;
 
-  private key: string | undefined;
+  private deviceKey: string | undefined;
   private primaryRoom: string | undefined;
   private acceptedOps: Set<number> | undefined;
   private readonly joined = new Set<string>();
@@ -118,7 +118,7 @@ export class RimClient extends Emitter<ClientEvents> {
     this.WebSocketImpl = impl;
     this.storage = options.storage ?? memoryStorage();
     this.backoff = new Backoff(options.backoff);
-    this.key = options.key;
+    this.deviceKey = options.key;
     this.primaryRoom = options.room;
     this.acceptedOps = options.accepts ? new Set(options.accepts) : undefined;
   }
@@ -126,6 +126,11 @@ export class RimClient extends Emitter<ClientEvents> {
   /** The connection state. */
   get state(): State {
     return this.current;
+  }
+
+  /** The device key sent in the token (known after the first connect; "" lets rim pick one). */
+  get key(): string {
+    return this.deviceKey ?? "";
   }
 
   /** The primary room (the one op 3 counts), as last asked for. */
@@ -313,10 +318,10 @@ export class RimClient extends Emitter<ClientEvents> {
   /** op 7's body: the token with the client's key, room, accepts, and in IM mode `im` and `since`. */
   private async authBody(token: Token): Promise<string> {
     const object: TokenObject = typeof token === "string" ? { token } : { ...token };
-    this.key ??= typeof object.key === "string" && object.key ? object.key : this.options.im ? randomHex(8) : "";
+    this.deviceKey ??= typeof object.key === "string" && object.key ? object.key : this.options.im ? randomHex(8) : "";
     this.primaryRoom ??= typeof object.room_id === "string" ? object.room_id : undefined;
     if (!this.acceptedOps && Array.isArray(object.accepts)) this.acceptedOps = new Set(object.accepts as number[]);
-    object.key = this.key;
+    object.key = this.deviceKey;
     if (this.primaryRoom !== undefined) object.room_id = this.primaryRoom;
     if (this.acceptedOps) object.accepts = [...this.acceptedOps];
     if (this.options.im) {

@@ -2,9 +2,11 @@
 // answering (SIGSTOP), a restart on the same data directory, refused and
 // refreshed tokens, JWT mode, the frame-rate limit and the nodes API.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:net";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { RimClient, weightedNodes } from "../../dist/index.js";
 import { collect, connectClient, connected, eventually, mapStorage, startRim, waitFor, within } from "./rim.js";
@@ -170,4 +172,20 @@ test("weightedNodes builds the URL from /goim/nodes/weighted and the client conn
   const client = connectClient(rim, { url, token: { mid: 1601 } });
   t.after(() => client.close());
   await connected(client);
+});
+
+test("with no WebSocket option the client uses the runtime's own (Node's, like a browser's)", async (t) => {
+  const rim = await startRim();
+  t.after(() => rim.stop());
+  const script = fileURLToPath(new URL("./native-client.mjs", import.meta.url));
+  const run = new Promise((resolve, reject) => {
+    execFile(process.execPath, ["--experimental-websocket", script, rim.ws], { timeout: 20_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout),
+    );
+  });
+  // The stored push waits in the mailbox if the child is not connected yet.
+  await rim.api("POST", "/goim/push/mids?operation=1000&mids=1701&store=1", "native");
+  const lines = (await run).trim().split("\n");
+  assert.deepEqual(lines.filter((l) => l.startsWith("state")), ["state connecting", "state connected", "state closed"]);
+  assert.ok(lines.includes("message 1 native"), lines.join("\n"));
 });
