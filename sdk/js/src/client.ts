@@ -175,6 +175,9 @@ export class RimClient extends Emitter<ClientEvents> {
     }
     const conn = this.conn;
     if (conn) {
+      // The ack not yet sent goes out with the close.
+      const ack = conn.authed ? this.sync?.ack() : null;
+      if (ack) this.write(conn, Op.Ack, JSON.stringify({ seq: ack }));
       this.teardown(conn, "closed by the client");
       try {
         conn.socket.close(1000, "bye");

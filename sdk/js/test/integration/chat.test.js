@@ -103,7 +103,7 @@ test("a muted sender's send rejects with 403 and the reason; unmuted it goes thr
 
 test("offline catch-up: a new client with the saved position syncs exactly what it missed, in order", async () => {
   const storage = mapStorage();
-  const first = await im(401, { storage });
+  const first = await im(401, { storage, ackInterval: 60_000 });
   const seen = collect(first, "message");
   const pushed = await rim.api("POST", "/goim/push/mids?operation=1000&mids=401&store=1", '{"n":1}');
   assert.equal(pushed.status, 200, JSON.stringify(pushed.json));
@@ -111,6 +111,11 @@ test("offline catch-up: a new client with the saved position syncs exactly what 
   const epoch = seen[0].epoch;
   assert.equal(storage.map.get("rim:sync:401"), JSON.stringify({ epoch, last: 1 }), "the position is saved");
   first.close();
+  // close() sends the ack it still owed (the batch timer had no chance to).
+  await eventually(async () => {
+    const { devices } = (await rim.api("GET", "/rim/v1/users/401/cursor")).json;
+    return devices[first.key]?.ack === 1;
+  }, 5000, "the first device's ack");
 
   // While offline: two stored pushes and a chat message.
   await rim.api("POST", "/goim/push/mids?operation=1000&mids=401&store=1", '{"n":2}');
