@@ -32,6 +32,9 @@ mkdir -p target
 # cargo test exits non-zero on any failure; pipefail keeps that status.
 cargo test --workspace --locked 2>&1 | tee target/test-output.log
 
+step "schemathesis against rim standalone's HTTP API (scripts/schemathesis.sh)"
+scripts/schemathesis.sh
+
 step "fuzz (cargo-fuzz on nightly, ${FUZZ_SECONDS:-20}s per target; docs/fuzzing.md)"
 scripts/fuzz.sh
 

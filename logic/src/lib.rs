@@ -62,7 +62,7 @@ mod push;
 mod service;
 mod token;
 
-pub use auth::Authenticator;
+pub use auth::{sign_client_token, Authenticator, ClientClaims};
 pub use config::{
     ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, ChatConfig, Config, HooksConfig,
     JwtAlgorithm, LogicConfigError, NodeConfig, OfflineHookConfig, OnFailure, UpstreamHookConfig,
