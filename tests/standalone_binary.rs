@@ -848,6 +848,8 @@ async fn rim_token_prints_a_jwt_the_server_accepts_until_it_expires() {
         "123",
         "--room",
         "live://9",
+        "--accepts",
+        "1000",
         "--ttl",
         "1h",
         "--config",
