@@ -231,10 +231,10 @@ fn check_config(args: &CheckConfigArgs) -> ExitCode {
     match rim::tools::check_config(&args.config, args.role) {
         Ok(report) => {
             print!("{report}");
+            let role = format!("{:?}", args.role).to_lowercase();
             eprintln!(
-                "rim: {} is a valid {:?} configuration",
-                args.config.display(),
-                args.role
+                "rim: {} is a valid {role} configuration",
+                args.config.display()
             );
             ExitCode::SUCCESS
         }
