@@ -6,6 +6,9 @@
 #
 # Needs the debug binary (`cargo build --bin rim`, which `cargo test` does);
 # installs schemathesis (pinned) into a venv under the cargo target dir.
+# Settings (examples per operation, exceptions): scripts/schemathesis.toml.
+# SCHEMATHESIS_ARGS adds options to `schemathesis run`, e.g. a longer hunt:
+#   SCHEMATHESIS_ARGS="-n 300" scripts/schemathesis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,8 +64,9 @@ fi
 
 started=$SECONDS
 status=0
+# shellcheck disable=SC2086 # SCHEMATHESIS_ARGS: several words
 "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml --no-color run \
-  "http://$http/openapi.json" --checks all \
+  "http://$http/openapi.json" --checks all ${SCHEMATHESIS_ARGS:-} \
   --report junit --report-dir "$target/schemathesis-report" || status=$?
 echo "schemathesis: $((SECONDS - started))s, exit $status"
 if ! kill -0 "$rim_pid" 2>/dev/null; then
