@@ -52,6 +52,9 @@ case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
   RIM_BIN="$target_dir/debug/rim" npm test
 )
 
+step "schemathesis against rim standalone's HTTP API (scripts/schemathesis.sh)"
+scripts/schemathesis.sh
+
 step "fuzz (cargo-fuzz on nightly, ${FUZZ_SECONDS:-20}s per target; docs/fuzzing.md)"
 scripts/fuzz.sh
 

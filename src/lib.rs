@@ -15,6 +15,7 @@
 //!   `READY` line, the TLS reload on SIGHUP, the router client, the start
 //!   error); `standalone` and the `process` modules use it and
 //!   [`config`], never each other.
+//! - [`tools`]: operator tooling: `rim check-config` and `rim token`.
 //! - `local`: the in-process adapters standalone connects components with.
 //!
 //! Data flow: HTTP -> logic -> queue -> job -> comet -> client sockets.
@@ -23,4 +24,5 @@ pub mod config;
 mod local;
 pub mod process;
 pub mod standalone;
+pub mod tools;
 pub mod wiring;

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::CometConfigError;
 
@@ -19,7 +19,7 @@ use crate::error::CometConfigError;
 const MAX_BODY_LIMIT: usize = i32::MAX as usize - rim_proto::HEADER_LEN;
 
 /// Settings of one comet node.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This comet's id, stored by logic as the server of every session and

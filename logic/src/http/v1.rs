@@ -47,7 +47,7 @@ pub(crate) async fn push(
 struct PushsBody<'a> {
     #[serde(borrow)]
     m: &'a RawValue,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::json::ints")]
     u: Vec<i64>,
 }
 
