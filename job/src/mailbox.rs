@@ -138,6 +138,7 @@ impl MailboxStage {
                     mailbox_seq: appended.seq,
                     mailbox_epoch: appended.epoch.as_str().to_owned(),
                     mid: appended.mid,
+                    unfiltered: msg.unfiltered,
                     ..PushMsg::default()
                 }
             })
