@@ -494,3 +494,39 @@ impl Logic {
         Ok(store.cursor(mid).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rim_mailbox::{MailboxConfig, MemoryStore};
+    use rim_queue::InProcessQueue;
+
+    use super::*;
+    use crate::Config;
+
+    /// The distributed mode: a stored goim v1 push (`Accepts::Ignore`) puts
+    /// `unfiltered` on its rim-mailbox records, for job's delivery.
+    #[tokio::test]
+    async fn queued_stored_push_carries_the_unfiltered_bit() {
+        let (pushes, _push_rx) = InProcessQueue::new(8, Duration::from_millis(50));
+        let (topic, mut topic_rx) = InProcessQueue::new(8, Duration::from_millis(50));
+        let router = rim_router::Router::memory(&rim_router::Config::default());
+        let mailbox = Mailbox::queued(
+            Arc::new(MemoryStore::new(MailboxConfig::default())),
+            Arc::new(topic),
+        );
+        let logic = Logic::with_mailbox(Config::default(), router, Arc::new(pushes), mailbox);
+        for accepts in [Accepts::Filter, Accepts::Ignore] {
+            logic
+                .push_stored_with(5, &[7], Bytes::from_static(b"v1"), None, accepts)
+                .await
+                .unwrap();
+            let record = topic_rx.recv().await.unwrap();
+            assert_eq!(
+                (record.mids, record.unfiltered),
+                (vec![7], accepts == Accepts::Ignore)
+            );
+        }
+    }
+}
