@@ -1,8 +1,9 @@
 //! [`Hub`]: the comet's registry of sessions and the push operations on it.
 //! Owns the buckets (sessions by key, room memberships), registering and
-//! kicking sessions, room changes, the push operations job calls (goim's
-//! `goim.comet.Comet`: PushMsg, Broadcast, BroadcastRoom, Rooms) and the
-//! counts (connections, IPs, rooms, room online counts).
+//! kicking sessions, room changes (op 12), joins and leaves (ops 24, 26),
+//! the push operations job calls (goim's `goim.comet.Comet`: PushMsg,
+//! Broadcast, BroadcastRoom, Rooms) and the counts (connections, IPs, rooms,
+//! room online counts).
 //!
 //! Connections and the gRPC service use the hub; it knows nothing of
 //! sockets, listeners or logic.
