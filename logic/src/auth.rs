@@ -114,15 +114,19 @@ impl Authenticator {
     /// (seconds; `exp` and `nbf` are checked against it), or why it is
     /// refused (a message for logs; the client sees none).
     ///
-    /// - `trust`: `raw` must be goim's JSON token, a JSON object; it is
-    ///   returned as it is.
+    /// - `trust`: `raw` must be goim's JSON token, a JSON object, returned
+    ///   as it is; or goim v1's token, a bare decimal user id (`4242`): that
+    ///   mid, in room `"1"` as goim v1 put it, no accepts.
     /// - `jwt`: `raw` is the compact JWT, or goim's JSON token carrying it in
     ///   `"token"`. The mid always comes from the JWT (`sub`, else `mid`);
     ///   its `room` and `accepts` claims, when present, replace the
     ///   client's. The returned [`Token::token`] is empty.
     pub fn authenticate(&self, raw: &[u8], now: i64) -> Result<Token, String> {
         match &self.0 {
-            Mode::Trust => Token::parse(raw).map_err(|err| format!("invalid token: {err}")),
+            Mode::Trust => match Token::parse_v1(raw) {
+                Some(token) => Ok(token),
+                None => Token::parse(raw).map_err(|err| format!("invalid token: {err}")),
+            },
             Mode::Jwt(verifier) => verifier.authenticate(raw, now),
             Mode::Broken(reason) => Err(format!("jwt auth misconfigured: {reason}")),
         }
@@ -685,5 +689,18 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!((token.mid, token.room_id.as_str()), (3, "r"));
         refused(&auth, "nope", "invalid token");
+        // goim v1's bare decimal user id.
+        let token = auth.authenticate(b"4242", NOW).unwrap();
+        assert_eq!(
+            (token.mid, token.room_id.as_str(), token.accepts.len()),
+            (4242, "1", 0)
+        );
+        refused(&auth, "4242x", "invalid token");
+    }
+
+    #[test]
+    fn jwt_mode_refuses_a_decimal_token() {
+        let auth = jwt_auth(&hs256_config());
+        refused(&auth, "4242", "");
     }
 }

@@ -72,6 +72,7 @@ pub use error::LogicError;
 pub use filter::{FilterAction, FilterConfig, FilterError, Verdict, WordFilter};
 pub use groups::{GroupError, MuteScope, MUTE_CACHE_TTL};
 pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_MAX};
-pub use online::OnlineTotal;
+pub use online::{LocalOnline, OnlineTotal};
+pub use push::Accepts;
 pub use service::Logic;
 pub use token::{Since, Token};
