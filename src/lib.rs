@@ -15,6 +15,8 @@
 //!   `READY` line, the TLS reload on SIGHUP, the router client, the start
 //!   error); `standalone` and the `process` modules use it and
 //!   [`config`], never each other.
+//! - [`web`]: the web pages served next to the API (the admin console at
+//!   `/admin/`, the demo at `/demo/`), embedded from `web/dist`.
 //! - `local`: the in-process adapters standalone connects components with.
 //!
 //! Data flow: HTTP -> logic -> queue -> job -> comet -> client sockets.
@@ -23,4 +25,5 @@ pub mod config;
 mod local;
 pub mod process;
 pub mod standalone;
+pub mod web;
 pub mod wiring;
