@@ -11,6 +11,7 @@ export class Chart {
   readonly el: HTMLElement;
   private readonly value: HTMLElement;
   private readonly max: HTMLElement;
+  private readonly span: HTMLElement;
   private readonly plot: SVGSVGElement;
 
   constructor(
@@ -22,6 +23,7 @@ export class Chart {
   ) {
     this.value = h("span", { class: "chart-value", "data-value": "" }, "–");
     this.max = h("span", { class: "chart-max" });
+    this.span = h("span", {});
     this.plot = svg("svg", {
       viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
       preserveAspectRatio: "none",
@@ -34,11 +36,14 @@ export class Chart {
       { class: "card chart", "data-chart": id, title: help },
       h("figcaption", {}, h("span", { class: "chart-title" }, title), this.value),
       this.plot,
-      h("div", { class: "chart-foot" }, h("span", {}, `last ${Math.round(windowMs / 60000)} min`), this.max),
+      h("div", { class: "chart-foot" }, this.span, this.max),
     );
   }
 
-  /** Redraws from `points`; `missing` when the server exports no such series. */
+  /**
+   * Redraws from `points` (oldest first); `missing` when the server exports
+   * no such series.
+   */
   update(points: Point[], missing: boolean, now: number): void {
     this.el.classList.toggle("chart-missing", missing);
     if (missing) {
@@ -51,8 +56,11 @@ export class Chart {
     this.value.textContent = last ? `${compact(last.v)}${this.unit}` : "–";
     const top = niceMax(Math.max(0, ...points.map((p) => p.v)));
     this.max.textContent = `max ${compact(top)}${this.unit}`;
-    const start = now - this.windowMs;
-    const x = (t: number) => ((t - start) / this.windowMs) * WIDTH;
+    // The window grows with the history this tab has, from 1 minute up to `windowMs`.
+    const span = Math.min(this.windowMs, Math.max(60_000, now - (points[0]?.t ?? now)));
+    this.span.textContent = span < 120_000 ? `last ${Math.round(span / 1000)} s` : `last ${Math.round(span / 60_000)} min`;
+    const start = now - span;
+    const x = (t: number) => ((t - start) / span) * WIDTH;
     const y = (v: number) => HEIGHT - 2 - (v / top) * (HEIGHT - 6);
     const visible = points.filter((p) => p.t >= start - 5000);
     const grid = [0.25, 0.5, 0.75].map((f) =>

@@ -82,9 +82,11 @@ function start(): void {
       ? "Paused"
       : error
         ? "Not updating"
-        : monitor.onlineAt
-          ? `Live · ${ago(monitor.onlineAt)}`
-          : "Connecting…";
+        : !monitor.onlineAt
+          ? "Connecting…"
+          : Date.now() - monitor.onlineAt < 5000
+            ? "Live"
+            : `Updated ${ago(monitor.onlineAt)}`;
     live.title = error ?? "";
   };
   monitor.subscribe(drawLive);

@@ -40,6 +40,8 @@ export class Monitor {
   paused = false;
   private listeners = new Set<() => void>();
   private timer: number | undefined;
+  /** The poll in flight: a refresh during it waits for it instead of starting another. */
+  private polling: Promise<void> | null = null;
 
   constructor(private readonly api: Api) {}
 
@@ -63,13 +65,20 @@ export class Monitor {
     await this.tick();
   }
 
-  private async tick(): Promise<void> {
-    clearTimeout(this.timer);
-    if (!this.paused && !document.hidden) {
-      await Promise.all([this.pollOnline(), this.pollMetrics()]);
-      this.emit();
-    }
-    this.timer = window.setTimeout(() => void this.tick(), POLL_MS);
+  private tick(): Promise<void> {
+    this.polling ??= (async () => {
+      clearTimeout(this.timer);
+      try {
+        if (!this.paused && !document.hidden) {
+          await Promise.all([this.pollOnline(), this.pollMetrics()]);
+          this.emit();
+        }
+      } finally {
+        this.polling = null;
+        this.timer = window.setTimeout(() => void this.tick(), POLL_MS);
+      }
+    })();
+    return this.polling;
   }
 
   private emit(): void {

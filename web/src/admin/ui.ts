@@ -45,10 +45,30 @@ export function form(
   action: () => Promise<void>,
   ...children: (Node | null)[]
 ): HTMLFormElement {
+  return formOf("form", name, submit, action, children);
+}
+
+/** A one-line form: its fields and the button side by side (a lookup by id). */
+export function inlineForm(
+  name: string,
+  submit: string,
+  action: () => Promise<void>,
+  ...children: (Node | null)[]
+): HTMLFormElement {
+  return formOf("form form-inline", name, submit, action, children);
+}
+
+function formOf(
+  className: string,
+  name: string,
+  submit: string,
+  action: () => Promise<void>,
+  children: (Node | null)[],
+): HTMLFormElement {
   const submitButton = h("button", { type: "submit", class: "btn btn-primary" }, submit);
   const el = h(
     "form",
-    { class: "form", "aria-label": name },
+    { class: className, "aria-label": name },
     ...children,
     h("div", { class: "actions" }, submitButton),
   );

@@ -4,7 +4,7 @@
 
 import { h, replace, words } from "../../shared/dom";
 import { ApiError } from "../api";
-import { field, form, input, Outcome, panel } from "../ui";
+import { field, form, inlineForm, input, Outcome, panel } from "../ui";
 import type { Context, View } from "../view";
 
 export const groups: View = {
@@ -108,7 +108,10 @@ export const groups: View = {
           body: { op: Number(op.value), body: parsed },
           interactive: true,
         });
-        outcome.ok(`Stored for ${answer.data.accepted} members and sent (id ${answer.data.id}).`, answer.data);
+        outcome.ok(
+          `Stored for ${answer.data.accepted} member${answer.data.accepted === 1 ? "" : "s"} and sent (id ${answer.data.id}).`,
+          answer.data,
+        );
       } catch (err) {
         outcome.error(err);
       }
@@ -121,7 +124,7 @@ export const groups: View = {
       { class: "view" },
       panel(
         "Group",
-        form("Group", "Show members", load, field("Group id", gid)),
+        inlineForm("Group", "Show members", load, field("Group id", gid)),
         outcome.el,
         members,
       ),

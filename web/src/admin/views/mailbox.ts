@@ -3,7 +3,7 @@
 // /rim/v1/users/{mid}/messages and /cursor.
 
 import { ago, datetime, h, num, replace } from "../../shared/dom";
-import { field, form, input, Outcome, panel, pretty, table } from "../ui";
+import { field, inlineForm, input, Outcome, panel, pretty, table } from "../ui";
 import type { Context, View } from "../view";
 
 const PAGE = 50;
@@ -133,7 +133,7 @@ export const mailbox: View = {
       { class: "view" },
       panel(
         "User",
-        form("Mailbox", "Open mailbox", open, field("User id", mid, "The user's mid.")),
+        inlineForm("Mailbox", "Open mailbox", open, field("User id", mid)),
         outcome.el,
       ),
       h("div", { class: "columns columns-wide" }, panel("Messages", messagesEl, pager), panel("Cursor", cursorEl)),

@@ -3,7 +3,7 @@
 // user's sends there answer op 5 with code 403.
 
 import { datetime, h, replace } from "../../shared/dom";
-import { field, form, input, Outcome, panel, select, table } from "../ui";
+import { field, form, inlineForm, input, Outcome, panel, select, table } from "../ui";
 import type { Context, View } from "../view";
 
 interface Mutes {
@@ -129,7 +129,7 @@ export const mutes: View = {
       "button",
       {
         type: "button",
-        class: "btn btn-ghost",
+        class: "btn btn-secondary",
         onclick: () => {
           const who = user();
           if (who) void lift(who);
@@ -142,20 +142,26 @@ export const mutes: View = {
       "div",
       { class: "view" },
       panel(
-        "Mute a user",
-        h("p", { class: "muted" }, "A muted user's messages (op 4) there are refused with code 403 and the reason; pushes from the backend still reach them."),
-        form(
-          "Mute",
-          "Mute",
-          mute,
-          field("User id", mid, "The user's mid."),
-          h("div", { class: "grid-2" }, field("Scope", scopeKind), field("For", duration)),
-          targetField,
-        ),
-        h("div", { class: "actions" }, h("button", { type: "button", class: "btn btn-secondary", onclick: () => void show() }, "Show mutes"), liftAll),
+        "User",
+        inlineForm("User", "Show mutes", show, field("User id", mid)),
+        h("p", { class: "muted" }, "A muted user's messages (op 4) are refused there with code 403 and the reason; pushes from the backend still reach them."),
         outcome.el,
       ),
-      panel("Mutes", list),
+      h(
+        "div",
+        { class: "columns" },
+        panel("Mutes", list, h("div", { class: "actions" }, liftAll)),
+        panel(
+          "Mute",
+          form(
+            "Mute",
+            "Mute",
+            mute,
+            h("div", { class: "grid-2" }, field("Scope", scopeKind), field("For", duration)),
+            targetField,
+          ),
+        ),
+      ),
     );
   },
 };

@@ -58,7 +58,7 @@ export const push: View = {
         idField,
       ),
       keys: h("div", { class: "target-fields" }, field("Connection keys", keys, "The keys clients authenticated with.")),
-      room: h("div", { class: "target-fields" }, field("Room", room, "type://id, as in the client token's room_id.")),
+      room: h("div", { class: "target-fields" }, field("Room id", room, "type://id, as in the client token's room_id.")),
       all: h("div", { class: "target-fields" }, field("Speed", speed, "Optional goim rate hint for the broadcast.")),
     };
 
@@ -132,7 +132,7 @@ export const push: View = {
           const text = room.value.trim();
           const at = text.indexOf("://");
           if (at <= 0 || at + 3 >= text.length) {
-            outcome.error(new Error("Room: write it as type://id, for example live://1000."));
+            outcome.error(new Error("Room id: write it as type://id, for example live://1000."));
             return;
           }
           path = "/goim/push/room";
@@ -175,8 +175,7 @@ export const push: View = {
     return h(
       "div",
       { class: "view" },
-      panel("Send a push", pushForm, outcome.el),
-      panel("Sent from this tab", history),
+      h("div", { class: "columns columns-wide" }, panel("Send a push", pushForm, outcome.el), panel("Sent from this tab", history)),
     );
   },
 };
