@@ -3,6 +3,7 @@
 // form reaching a client, the mailbox viewer, mutes, groups, the token
 // prompt, the API view and a phone-sized screen.
 import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
 import { afterEach, describe, test } from "node:test";
 import { GoimClient } from "./goim.mjs";
 import { api, closeContexts, eventually, newPage, rim, startRim } from "./harness.mjs";
@@ -49,6 +50,16 @@ describe("admin console", () => {
     const demo = await api(server, "GET", "/demo/");
     assert.equal(demo.status, 200);
     assert.match(demo.text, /demo chat/i);
+    // The binary serves exactly what web/dist holds (a stale rim binary fails here).
+    const dist = new URL("../dist/", import.meta.url);
+    for (const page of ["admin", "demo"]) {
+      for (const file of await readdir(new URL(`${page}/`, dist))) {
+        const served = await fetch(`${server.url}/${page}/${file}`);
+        assert.equal(served.status, 200, `/${page}/${file}`);
+        const want = await readFile(new URL(`${page}/${file}`, dist));
+        assert.ok(Buffer.from(await served.arrayBuffer()).equals(want), `/${page}/${file} is not web/dist/${page}/${file}`);
+      }
+    }
   });
 
   test("the overview shows a connected client and its room live", async () => {
@@ -296,7 +307,7 @@ describe("admin console", () => {
       return;
     }
     assert.equal(doc.status, 200);
-    const methods = ["get", "put", "post", "delete", "patch"];
+    const methods = ["get", "put", "post", "delete", "patch", "head", "options"];
     const count = Object.values(doc.json.paths).reduce((n, item) => n + methods.filter((m) => item[m]).length, 0);
     await page.locator("[data-operation]").first().waitFor();
     assert.equal(await page.locator("[data-operation]").count(), count);
