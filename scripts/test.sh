@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit, property, service and
-# end-to-end tests. This is the README's test command and what CI runs (.ci/run).
+# The whole test suite: formatting, lints, unit, property, service,
+# end-to-end and browser tests. This is the README's test command and what CI
+# runs (.ci/run).
 #
 # It installs and starts what the tests need (a Kafka-protocol broker and
 # Redis on loopback, see scripts/services.sh), builds everything once, and
@@ -23,6 +24,15 @@ eval "$(scripts/services.sh env)"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "web pages: npm ci, type check, web/dist up to date (web/)"
+# Node builds the pages; the built files are committed (cargo never needs
+# Node), and this fails when they are not what web/src builds.
+if ! command -v npm >/dev/null; then
+  [ "$(id -u)" = 0 ] || { echo "npm is missing: install Node.js 20+ (or run as root)" >&2; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+(cd web && npm ci --no-audit --no-fund && npm run check)
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -55,10 +65,23 @@ case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
 step "schemathesis against rim standalone's HTTP API (scripts/schemathesis.sh)"
 scripts/schemathesis.sh
 
+step "browser tests (web/test: playwright-core, Debian chromium, rim standalone)"
+# Debian's chromium, driven by playwright-core: no browser download.
+if ! command -v chromium >/dev/null; then
+  [ "$(id -u)" = 0 ] || { echo "chromium is missing: apt-get install chromium (as root)" >&2; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+# The tests start target/debug/rim (CARGO_TARGET_DIR respected); cargo test built it.
+cargo build --bin rim --locked
+(cd web && npm test) 2>&1 | tee target/web-test-output.log
+
 step "fuzz (cargo-fuzz on nightly, ${FUZZ_SECONDS:-20}s per target; docs/fuzzing.md)"
 scripts/fuzz.sh
 
 step "summary"
-grep -E '^test result:' target/test-output.log | awk '
-  { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+# cargo's "test result:" lines and node's closing "ℹ pass N" / "ℹ fail N".
+cat target/test-output.log target/web-test-output.log | awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+  /^ℹ pass [0-9]+$/ { p += $3 }
+  /^ℹ fail [0-9]+$/ { f += $3 }
   END { printf "%d passed, %d failed\n", p, f; if (p == 0) exit 1 }'

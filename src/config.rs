@@ -86,6 +86,27 @@ pub struct StandaloneConfig {
     pub queue: QueueConfig,
     /// Where mailboxes (stored messages) live.
     pub mailbox: MailboxSection,
+    /// The web pages on the HTTP port (`/admin/`, `/demo/`). On by default.
+    pub web: WebSection,
+}
+
+/// `[web]`: whether the HTTP port also serves the web pages, the admin
+/// console at `/admin/` and the demo at `/demo/` ([`crate::web`]). They are
+/// static and public; the API calls they make need the API's bearer token
+/// when one is configured. On by default in `rim standalone`, off by
+/// default in `rim logic`. The section, when written, names `enabled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// Serve the pages.
+    pub enabled: bool,
+}
+
+impl Default for WebSection {
+    /// On: `rim standalone`'s default (`rim logic` turns it off).
+    fn default() -> Self {
+        WebSection { enabled: true }
+    }
 }
 
 /// Which mailbox store `rim standalone` runs.
@@ -310,6 +331,8 @@ pub struct LogicProcessConfig {
     pub kafka: rim_queue::kafka::KafkaConfig,
     /// Stored messages (`[mailbox]`).
     pub mailbox: ProcessMailbox,
+    /// The web pages on the HTTP port (`[web]`). Off by default.
+    pub web: WebSection,
 }
 
 impl Default for LogicProcessConfig {
@@ -324,6 +347,7 @@ impl Default for LogicProcessConfig {
             router_timeout: Duration::from_secs(2),
             kafka: rim_queue::kafka::KafkaConfig::default(),
             mailbox: ProcessMailbox::default(),
+            web: WebSection { enabled: false },
         }
     }
 }
@@ -552,6 +576,25 @@ mod tests {
             format!("{:?}", parsed.mailbox),
             format!("{:?}", default.mailbox)
         );
+        assert_eq!(parsed.web, default.web);
+    }
+
+    #[test]
+    fn the_web_pages_are_on_in_standalone_and_off_in_logic() {
+        assert!(StandaloneConfig::parse("").unwrap().web.enabled);
+        assert!(
+            !StandaloneConfig::parse("[web]\nenabled = false\n")
+                .unwrap()
+                .web
+                .enabled
+        );
+        assert!(!parse("").web.enabled);
+        assert!(parse("[web]\nenabled = true\n").web.enabled);
+        let example: LogicProcessConfig =
+            toml::from_str(include_str!("../config/logic.example.toml")).unwrap();
+        assert_eq!(example.web, LogicProcessConfig::default().web);
+        // A section that is written names the switch.
+        assert!(StandaloneConfig::parse("[web]\n").is_err());
     }
 
     #[test]

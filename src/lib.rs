@@ -16,6 +16,8 @@
 //!   error); `standalone` and the `process` modules use it and
 //!   [`config`], never each other.
 //! - [`tools`]: operator tooling: `rim check-config` and `rim token`.
+//! - [`web`]: the web pages served next to the API (the admin console at
+//!   `/admin/`, the demo at `/demo/`), embedded from `web/dist`.
 //! - `local`: the in-process adapters standalone connects components with.
 //!
 //! Data flow: HTTP -> logic -> queue -> job -> comet -> client sockets.
@@ -25,4 +27,5 @@ mod local;
 pub mod process;
 pub mod standalone;
 pub mod tools;
+pub mod web;
 pub mod wiring;

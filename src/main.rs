@@ -26,8 +26,8 @@ struct Cli {
 enum Command {
     /// Run logic, router, job and comet in one process: no Kafka, no Redis, no config file needed.
     ///
-    /// Defaults: clients on TCP :3101 and WebSocket :3102 (path /sub), HTTP push API
-    /// and /metrics on :3111.
+    /// Defaults: clients on TCP :3101 and WebSocket :3102 (path /sub), HTTP push API,
+    /// /metrics, the admin console (/admin/) and the demo (/demo/) on :3111.
     Standalone(StandaloneArgs),
     /// Run the HTTP push API and the logic gRPC service (HTTP :3111, gRPC :3119); needs Kafka and routers.
     Logic(ProcessArgs),
@@ -92,7 +92,7 @@ struct TokenArgs {
 
 #[derive(Debug, clap::Args)]
 struct StandaloneArgs {
-    /// TOML configuration file (sections [comet], [logic], [job], [router], [queue], [mailbox]);
+    /// TOML configuration file (sections [comet], [logic], [job], [router], [queue], [mailbox], [web]);
     /// see config/standalone.example.toml. Flags below override it.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,

@@ -13,6 +13,9 @@
 //! logic answers online counts (`/goim/online/*`, `/1/count`) from the
 //! comet's live state rather than from its periodic reports.
 //!
+//! The HTTP port also serves the web pages ([`crate::web`]) unless
+//! `[web] enabled = false`.
+//!
 //! Shutdown order: stop the HTTP API (no new pushes), let job drain the queue
 //! into the comet, then close client connections.
 
@@ -101,7 +104,11 @@ impl Standalone {
             Arc::new(LocalComet(Arc::clone(comet.hub()))),
         );
 
-        let app = rim_logic::http::app(logic.clone());
+        let mut app = rim_logic::http::app(logic.clone());
+        if config.web.enabled {
+            app = crate::web::routes(app);
+            info!(admin = %format!("http://{http_addr}/admin/"), demo = %format!("http://{http_addr}/demo/"), "web pages");
+        }
 
         let shutdown = CancellationToken::new();
         let http_stop = CancellationToken::new();

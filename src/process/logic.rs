@@ -1,5 +1,6 @@
 //! `rim logic`: the HTTP push API and the logic gRPC service for comets;
-//! publishes pushes to Kafka and keeps sessions in the router shards.
+//! publishes pushes to Kafka and keeps sessions in the router shards; with
+//! `[web] enabled = true`, also the web pages ([`crate::web`]).
 
 use std::sync::Arc;
 
@@ -70,7 +71,11 @@ pub async fn run(
         serde_json::json!({"http": http_addr.to_string(), "grpc": grpc_addr.to_string()}),
     );
 
-    let app = rim_logic::http::app(logic.clone());
+    let mut app = rim_logic::http::app(logic.clone());
+    if config.web.enabled {
+        app = crate::web::routes(app);
+        info!(admin = %format!("http://{http_addr}/admin/"), "web pages on");
+    }
     let http_task = tokio::spawn(wiring::serve_http(app, http, shutdown.clone(), metrics));
     // The offline hook's watcher (a no-op when the hook is off).
     let hooks_task = tokio::spawn(logic.clone().run_hooks(shutdown.clone()));
