@@ -95,7 +95,7 @@ pub struct StandaloneConfig {
 /// static and public; the API calls they make need the API's bearer token
 /// when one is configured. On by default in `rim standalone`, off by
 /// default in `rim logic`. The section, when written, names `enabled`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebSection {
     /// Serve the pages.
