@@ -257,7 +257,13 @@ async fn job_comet_logic_and_redis_killed_under_stored_load_lose_nothing_and_nev
                 let last = held.lock().last().copied().unwrap_or(0);
                 let addr = addrs[((mid as u64 + round) % 2) as usize];
                 let token = Token::im(mid, &format!("d{mid}")).since(last as u32, epoch.as_deref());
-                let Ok(mut client) = Client::connect(addr, false, &token).await else {
+                // Bounded like a real client's connect: a handshake caught in
+                // a comet's kill (or a SYN retried on a full backlog) must
+                // not keep the device away for minutes.
+                let connect = Client::connect(addr, false, &token);
+                let Ok(Ok(mut client)) =
+                    tokio::time::timeout(Duration::from_secs(5), connect).await
+                else {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 };
