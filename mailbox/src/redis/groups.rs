@@ -72,7 +72,9 @@ impl RedisStore {
             pipe.cmd(command).arg(&key).arg(mids).ignore();
         }
         pipe.cmd("SCARD").arg(&key);
-        size_reply(self.run(&pipe).await?)
+        let size = size_reply(self.run_pipe(&pipe).await?)?;
+        self.replicated().await?;
+        Ok(size)
     }
 
     /// Runs a mute script with the arguments every one starts with.
@@ -92,7 +94,7 @@ impl RedisStore {
         }
         let done: Value = self.invoke(&call).await?;
         match int(&done)? {
-            1 => Ok(()),
+            1 => self.replicated().await,
             other => Err(corrupt(format_args!("mute script answered {other}"))),
         }
     }
