@@ -1,6 +1,7 @@
 //! [`Batch`]: commands on keys of different slots, run together.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use redis::cluster_routing::Slot;
 use redis::{Cmd, Pipeline};
@@ -16,6 +17,8 @@ use redis::{Cmd, Pipeline};
 pub struct Batch {
     pub(crate) pipe: Pipeline,
     pub(crate) slots: Vec<Slot>,
+    /// Replicas that must hold the batch's writes, and how long to wait.
+    pub(crate) replicas: Option<(u32, Duration)>,
 }
 
 impl Batch {
@@ -29,6 +32,15 @@ impl Batch {
     pub fn push(&mut self, key: impl AsRef<[u8]>, cmd: Cmd) -> &mut Batch {
         self.slots.push(Slot::for_key(key));
         self.pipe.add_command(cmd);
+        self
+    }
+
+    /// Answers only once `replicas` replicas of each master it wrote to
+    /// hold its writes: a `WAIT replicas timeout` ends each pipeline (on the
+    /// same connection, so it covers the writes before it), and a batch that
+    /// fewer replicas acknowledged within `timeout` fails. 0: no `WAIT`.
+    pub fn wait_replicas(&mut self, replicas: u32, timeout: Duration) -> &mut Batch {
+        self.replicas = (replicas > 0).then_some((replicas, timeout));
         self
     }
 
@@ -56,8 +68,33 @@ impl Batch {
             positions.push(at);
             pipe.add_command(cmd.clone());
         }
+        if let Some((replicas, timeout)) = self.replicas {
+            for (_, pipe) in &mut groups {
+                pipe.add_command(wait_cmd(replicas, timeout));
+            }
+        }
         groups
     }
+
+    /// The whole batch as one pipeline (one node), `WAIT` included.
+    pub(crate) fn pipeline(&self) -> Pipeline {
+        let mut pipe = self.pipe.clone();
+        if let Some((replicas, timeout)) = self.replicas {
+            pipe.add_command(wait_cmd(replicas, timeout));
+        }
+        pipe
+    }
+}
+
+/// `WAIT replicas timeout-ms`.
+pub(crate) fn wait_cmd(replicas: u32, timeout: Duration) -> Cmd {
+    let mut cmd = redis::cmd("WAIT");
+    cmd.arg(replicas).arg(
+        u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1),
+    );
+    cmd
 }
 
 #[cfg(test)]

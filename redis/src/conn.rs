@@ -6,7 +6,9 @@ use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tokio::time::Instant;
 
@@ -128,7 +130,15 @@ impl Conn {
             return Ok(Vec::new());
         }
         let cluster = match &self.inner {
-            Inner::Node(conn) => return batch.pipe.query_async(&mut conn.clone()).await,
+            Inner::Node(conn) => {
+                let mut replies: Vec<Value> = if batch.replicas.is_some() {
+                    batch.pipeline().query_async(&mut conn.clone()).await?
+                } else {
+                    batch.pipe.query_async(&mut conn.clone()).await?
+                };
+                check_wait(batch, &mut replies)?;
+                return Ok(replies);
+            }
             Inner::Cluster(cluster) => cluster,
         };
         let deadline = Instant::now() + overall(self.timeout);
@@ -140,7 +150,8 @@ impl Conn {
         )
         .await?;
         let mut out = vec![Value::Nil; batch.len()];
-        for ((positions, _), replies) in groups.iter().zip(replies) {
+        for ((positions, _), mut replies) in groups.iter().zip(replies) {
+            check_wait(batch, &mut replies)?;
             if replies.len() != positions.len() {
                 return Err(RedisError::from((
                     ErrorKind::Parse,
@@ -152,6 +163,36 @@ impl Conn {
             }
         }
         Ok(out)
+    }
+
+    /// Waits until `replicas` replicas of the master of `key`'s slot hold
+    /// every write this connection sent it so far (`WAIT`; at most
+    /// `timeout`), and fails if fewer do.
+    pub async fn wait_replicas(
+        &self,
+        key: impl AsRef<[u8]>,
+        replicas: u32,
+        timeout: Duration,
+    ) -> RedisResult<()> {
+        if replicas == 0 {
+            return Ok(());
+        }
+        let wait = crate::batch::wait_cmd(replicas, timeout);
+        let acked = match &self.inner {
+            Inner::Node(conn) => wait.query_async(&mut conn.clone()).await?,
+            Inner::Cluster(cluster) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let reply = cluster
+                    .clone()
+                    .route_command(
+                        wait,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?;
+                redis::from_redis_value(reply)?
+            }
+        };
+        enough(acked, replicas, timeout)
     }
 
     /// Runs `cmd` on every master (one node: on it), and answers each
@@ -221,6 +262,29 @@ impl Conn {
             }
         }
     }
+}
+
+/// Takes the `WAIT` reply that ends `replies` when the batch waits for
+/// replicas, and fails when fewer acknowledged.
+fn check_wait(batch: &Batch, replies: &mut Vec<Value>) -> RedisResult<()> {
+    let Some((replicas, timeout)) = batch.replicas else {
+        return Ok(());
+    };
+    let acked = replies
+        .pop()
+        .ok_or_else(|| RedisError::from((ErrorKind::Parse, "no answer to WAIT")))?;
+    enough(redis::from_redis_value(acked)?, replicas, timeout)
+}
+
+fn enough(acked: i64, replicas: u32, timeout: Duration) -> RedisResult<()> {
+    if acked >= i64::from(replicas) {
+        return Ok(());
+    }
+    Err(RedisError::from((
+        ErrorKind::Client,
+        "write not replicated",
+        format!("{acked} of {replicas} replicas acknowledged it within {timeout:?}"),
+    )))
 }
 
 /// One slot's pipeline on a cluster, sent again while the cluster moves.

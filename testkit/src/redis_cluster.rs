@@ -239,6 +239,18 @@ impl RedisCluster {
         })
     }
 
+    /// Waits until the node on `port` is a replica in sync with its master.
+    pub fn wait_replica_synced(&self, port: u16, within: Duration) -> Result<()> {
+        wait_for(
+            &format!("node {port} did not sync as a replica"),
+            within,
+            || {
+                cli(port, &["info", "replication"])
+                    .is_ok_and(|i| i.contains("role:slave") && i.contains("master_link_status:up"))
+            },
+        )
+    }
+
     /// Starts the node on `port` again, on its directory (its AOF and its
     /// nodes.conf): it rejoins the cluster, as a replica if it was replaced.
     pub fn restart(&mut self, port: u16) -> Result<()> {

@@ -250,38 +250,20 @@ impl RedisStore {
     }
 
     /// Answers appends, and group and mute changes, only once `replicas`
-    /// replicas of the master hold them (`WAIT replicas timeout`); a write
-    /// that fewer acknowledge within `timeout` fails with
+    /// replicas of the master hold them (`WAIT replicas timeout` after the
+    /// writes, on the same connection: one per pipeline, not per write); a
+    /// write that fewer acknowledge within `timeout` fails with
     /// [`MailboxError::Unavailable`] (it is on the master, and a retry finds
-    /// it). Acks, read marks and trims do not wait: they only move forward,
-    /// and a lost one is made again by the client's next. 0 (the default):
-    /// answer once the master has the write.
+    /// it). A master left without a replica (its replica took over after a
+    /// failover and no new one joined yet) so fails every write to its
+    /// slots: availability is traded for not losing answered writes. Acks,
+    /// read marks and trims do not wait: they only move forward, and a lost
+    /// one is made again by the client's next. 0 (the default): answer once
+    /// the master has the write.
     pub fn wait_replicas(mut self, replicas: u32, timeout: Duration) -> RedisStore {
         self.replicas = replicas;
         self.replica_timeout = timeout;
         self
-    }
-
-    /// Waits until [`RedisStore::wait_replicas`] replicas hold every write
-    /// this store's connection made so far (`WAIT`, on every master of a
-    /// cluster: one per master, not per write).
-    async fn replicated(&self) -> Result<(), MailboxError> {
-        if self.replicas == 0 {
-            return Ok(());
-        }
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(self.replicas)
-            .arg(u64::try_from(self.replica_timeout.as_millis()).unwrap_or(u64::MAX));
-        for (node, acked) in self.conn.on_masters(&wait).await.map_err(unavailable)? {
-            let acked = int(&acked)?;
-            if acked < i64::from(self.replicas) {
-                return Err(MailboxError::Unavailable(format!(
-                    "redis {node}: the write reached {acked} of {} replicas within {:?}",
-                    self.replicas, self.replica_timeout
-                )));
-            }
-        }
-        Ok(())
     }
 
     /// Reads Redis's AOF settings: on a cluster every node's (replicas
@@ -644,8 +626,8 @@ impl MailboxStore for RedisStore {
                     .arg(MAX_SEQ);
                 pipe.push(meta, call);
             }
+            pipe.wait_replicas(self.replicas, self.replica_timeout);
             let replies = self.run(&pipe).await?;
-            self.replicated().await?;
             if replies.len() != chunk.len() {
                 return Err(corrupt(format_args!(
                     "{} answers to {} appends",
