@@ -113,14 +113,9 @@ mod tests {
         let (_, pipe) = &batch.by_slot()[0];
         let keys: Vec<Vec<u8>> = pipe
             .cmd_iter()
-            .map(|cmd| {
-                cmd.args_iter()
-                    .nth(1)
-                    .map(|a| match a {
-                        redis::Arg::Simple(bytes) => bytes.to_vec(),
-                        redis::Arg::Cursor => Vec::new(),
-                    })
-                    .unwrap()
+            .map(|cmd| match cmd.args_iter().nth(1) {
+                Some(redis::Arg::Simple(bytes)) => bytes.to_vec(),
+                other => panic!("no key: {other:?}"),
             })
             .collect();
         assert_eq!(
