@@ -648,7 +648,10 @@ mod tests {
         let both = parse("[mailbox]\nredis_url = \"redis://127.0.0.1:6379/\"\nredis_cluster = [\"redis://127.0.0.1:7000\"]\n");
         assert!(both.mailbox.validate().is_err());
         let db = parse("[mailbox]\nredis_cluster = [\"redis://127.0.0.1:7000/2\"]\n");
-        assert!(db.mailbox.validate().is_err(), "a cluster has only database 0");
+        assert!(
+            db.mailbox.validate().is_err(),
+            "a cluster has only database 0"
+        );
         assert!(!parse("").mailbox.enabled());
     }
 

@@ -35,7 +35,9 @@ fn targets() -> Vec<(&'static str, Target)> {
     out
 }
 
-fn store(target: &Target) -> Arc<RedisStore> {
+fn store(runtime: &tokio::runtime::Runtime, target: &Target) -> Arc<RedisStore> {
+    // The connection's background task needs the runtime.
+    let _runtime = runtime.enter();
     Arc::new(
         RedisStore::with_target(target, Duration::from_secs(600), Duration::from_secs(5)).unwrap(),
     )
@@ -49,7 +51,7 @@ fn register(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5));
     for (name, target) in targets() {
-        let store = store(&target);
+        let store = store(&runtime, &target);
         group.bench_function(BenchmarkId::new(name, TASKS), |b| {
             b.iter_custom(|rounds| {
                 runtime.block_on(async {
@@ -87,7 +89,7 @@ fn lookup(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5));
     for (name, target) in targets() {
-        let store = store(&target);
+        let store = store(&runtime, &target);
         let mids: Vec<i64> = (0..MIDS as i64).map(|m| 9_000_000 + m).collect();
         runtime.block_on(async {
             for mid in &mids {
