@@ -52,10 +52,11 @@ fn entry(mid: i64, body: &Bytes) -> Entry {
 
 fn store(runtime: &tokio::runtime::Runtime, target: &Target, replicas: u32) -> Arc<RedisStore> {
     let prefix = format!("rim-bench-{}:", MsgId::generate());
+    // Short lives: the bench writes a million keys into the suite's Redis.
     let config = MailboxConfig {
-        idle_ttl: Duration::from_secs(600),
-        meta_ttl: Duration::from_secs(600),
-        idempotency_window: Duration::from_secs(600),
+        idle_ttl: Duration::from_secs(60),
+        meta_ttl: Duration::from_secs(60),
+        idempotency_window: Duration::from_secs(60),
         ..MailboxConfig::default()
     };
     let store = runtime
