@@ -44,8 +44,10 @@ up() {
   log "building the release binary (if out of date)"
   cargo build --release --locked
   # Stop the services on `down` only if this script started them.
-  scripts/services.sh stopped >"$DIR/services-started"
-  scripts/services.sh up
+  # The local cluster uses the broker and the single Redis, not the test
+  # Redis Cluster.
+  scripts/services.sh stopped | grep -xE 'kafka|redis' >"$DIR/services-started" || true
+  scripts/services.sh up kafka redis
   eval "$(scripts/services.sh env)"
   local kafka="$RIM_TEST_KAFKA" redis="$RIM_TEST_REDIS"
 

@@ -3,16 +3,16 @@
 # end-to-end and browser tests. This is the README's test command and what CI
 # runs (.ci/run).
 #
-# It installs and starts what the tests need (a Kafka-protocol broker and
-# Redis on loopback, see scripts/services.sh), builds everything once, and
-# runs every test against those one broker and one Redis. A service test
-# that finds no service fails (rim_testkit::services).
+# It installs and starts what the tests need (a Kafka-protocol broker, Redis
+# and a Redis Cluster on loopback, see scripts/services.sh), builds
+# everything once, and runs every test against those. A service test that
+# finds no service fails (rim_testkit::services).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "services (Kafka-protocol broker, Redis)"
+step "services (Kafka-protocol broker, Redis, Redis Cluster)"
 # Stop on exit what this run started; services already up are left running.
 started="$(scripts/services.sh stopped | tr '\n' ' ')"
 if [ -n "$started" ]; then

@@ -228,8 +228,8 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
-fn serialize_redis_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&redact_url(url))
+fn serialize_redis_urls<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(urls.iter().map(|url| redact_url(url)))
 }
 
 fn serialize_redis_url_option<S: serde::Serializer>(
@@ -253,9 +253,10 @@ pub struct RouterNode {
     pub addr: String,
 }
 
-/// `[mailbox]` of `rim logic` and `rim job`: stored messages in Redis,
-/// carried from logic to job by their own Kafka topic. Off unless
-/// `redis_url` is set (both processes need the same settings).
+/// `[mailbox]` of `rim logic` and `rim job`: stored messages in Redis (one
+/// node or a Redis Cluster), carried from logic to job by their own Kafka
+/// topic. Off unless `redis_url` or `redis_cluster` is set (both processes
+/// need the same settings).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessMailbox {
@@ -265,11 +266,28 @@ pub struct ProcessMailbox {
     /// (see README); rim warns at start otherwise.
     #[serde(serialize_with = "serialize_redis_url_option")]
     pub redis_url: Option<String>,
+    /// The seed nodes of a Redis Cluster holding the mailboxes
+    /// (`["redis://host:port", ...]`), instead of `redis_url`. Each user's
+    /// keys share one slot (the mid is the hash tag). Default none.
+    #[serde(serialize_with = "serialize_redis_urls")]
+    pub redis_cluster: Vec<String>,
     /// Key prefix. Default `rim:mb:`.
     pub prefix: String,
-    /// Deadline of connecting to the mailbox Redis. Default 2s.
+    /// Deadline of connecting to the mailbox Redis, and of each command (on
+    /// a cluster a command may wait through a failover up to 3 times it).
+    /// Default 2s.
     #[serde(with = "humantime_serde")]
     pub redis_timeout: Duration,
+    /// Replicas that must hold a stored message (and a group or mute
+    /// change) before it counts as stored (Redis `WAIT`); with 1, a
+    /// failover loses no stored message, and a master left without a
+    /// replica refuses stores until one is back. Default 0: the master's
+    /// answer is enough (replication is asynchronous).
+    pub redis_wait_replicas: u32,
+    /// How long a store waits for those replicas before it fails (and is
+    /// retried). Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub redis_wait_timeout: Duration,
     /// The topic of stored messages. Default `rim-mailbox`.
     pub topic: String,
     /// job's consumer group on `topic`. Default `rim-mailbox-job`.
@@ -283,8 +301,11 @@ impl Default for ProcessMailbox {
     fn default() -> Self {
         ProcessMailbox {
             redis_url: None,
+            redis_cluster: Vec::new(),
             prefix: "rim:mb:".into(),
             redis_timeout: Duration::from_secs(2),
+            redis_wait_replicas: 0,
+            redis_wait_timeout: Duration::from_secs(1),
             topic: "rim-mailbox".into(),
             group: "rim-mailbox-job".into(),
             retention: rim_mailbox::MailboxConfig::default(),
@@ -293,7 +314,20 @@ impl Default for ProcessMailbox {
 }
 
 impl ProcessMailbox {
+    /// The mailbox Redis: one node, a cluster, or `None` (stored messages
+    /// off).
+    pub fn target(&self) -> Result<Option<rim_redis::Target>, ConfigError> {
+        rim_redis::Target::from_settings(self.redis_url.as_deref(), &self.redis_cluster)
+            .map_err(|e| ConfigError::Invalid(format!("[mailbox] {e}")))
+    }
+
+    /// Whether stored messages are on (a Redis is named).
+    pub fn enabled(&self) -> bool {
+        self.redis_url.is_some() || !self.redis_cluster.is_empty()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        self.target()?;
         self.retention
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[mailbox.retention] {e}")))?;
@@ -387,10 +421,16 @@ pub struct RouterProcessConfig {
     pub metrics_bind: String,
     /// `"memory"` or `"redis"`. Default `"memory"`.
     pub store: String,
-    /// Redis URL when `store = "redis"`. Default `redis://127.0.0.1:6379/`.
-    #[serde(serialize_with = "serialize_redis_url")]
-    pub redis_url: String,
-    /// Deadline of every Redis command. Default 2s.
+    /// Redis URL when `store = "redis"`. Default `redis://127.0.0.1:6379/`
+    /// (unless `redis_cluster` is given).
+    #[serde(serialize_with = "serialize_redis_url_option")]
+    pub redis_url: Option<String>,
+    /// The seed nodes of a Redis Cluster (`["redis://host:port", ...]`)
+    /// when `store = "redis"`, instead of `redis_url`. Default none.
+    #[serde(serialize_with = "serialize_redis_urls")]
+    pub redis_cluster: Vec<String>,
+    /// Deadline of every Redis command (on a cluster a command may wait
+    /// through a failover up to 3 times it). Default 2s.
     #[serde(with = "humantime_serde")]
     pub redis_timeout: Duration,
     /// Session TTLs.
@@ -403,18 +443,34 @@ impl Default for RouterProcessConfig {
             grpc_bind: "0.0.0.0:3129".into(),
             metrics_bind: "0.0.0.0:3128".into(),
             store: "memory".into(),
-            redis_url: "redis://127.0.0.1:6379/".into(),
+            redis_url: None,
+            redis_cluster: Vec::new(),
             redis_timeout: Duration::from_secs(2),
             registry: rim_router::Config::default(),
         }
     }
 }
 
+impl RouterProcessConfig {
+    /// The Redis of `store = "redis"`: `redis_cluster`'s seeds, else
+    /// `redis_url` (or its default).
+    pub fn redis_target(&self) -> Result<rim_redis::Target, ConfigError> {
+        let url = match (&self.redis_url, self.redis_cluster.is_empty()) {
+            (None, true) => Some("redis://127.0.0.1:6379/"),
+            (url, _) => url.as_deref(),
+        };
+        rim_redis::Target::from_settings(url, &self.redis_cluster)
+            .map_err(ConfigError::Invalid)?
+            .ok_or_else(|| ConfigError::Invalid("no redis given".into()))
+    }
+}
+
 impl Validate for RouterProcessConfig {
-    /// Checks the store choice.
+    /// Checks the store choice, and the Redis of `store = "redis"`.
     fn validate(&self) -> Result<(), ConfigError> {
         match self.store.as_str() {
-            "memory" | "redis" => Ok(()),
+            "memory" => Ok(()),
+            "redis" => self.redis_target().map(drop),
             other => Err(ConfigError::Invalid(format!(
                 "store must be \"memory\" or \"redis\", not {other:?}"
             ))),
@@ -496,7 +552,7 @@ impl Validate for JobProcessConfig {
                 "no comets: give [[comets]] or [[routers]] for discovery".into(),
             ));
         }
-        if self.mailbox.redis_url.is_some() && self.routers.is_empty() {
+        if self.mailbox.enabled() && self.routers.is_empty() {
             return Err(Invalid(
                 "[mailbox] needs [[routers]]: job finds each user's connections there".into(),
             ));
@@ -640,6 +696,39 @@ mod tests {
         job.validate().unwrap();
         let router: RouterProcessConfig = toml::from_str("").unwrap();
         assert_eq!(router.store, "memory");
+    }
+
+    #[test]
+    fn a_redis_cluster_is_named_by_its_seed_nodes() {
+        let router: RouterProcessConfig = toml::from_str("store = \"redis\"").unwrap();
+        assert_eq!(
+            router.redis_target().unwrap(),
+            rim_redis::Target::Node("redis://127.0.0.1:6379/".into())
+        );
+        let seeds = "store = \"redis\"\nredis_cluster = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]\n";
+        let router: RouterProcessConfig = toml::from_str(seeds).unwrap();
+        router.validate().unwrap();
+        assert!(router.redis_target().unwrap().is_cluster());
+        let both: RouterProcessConfig =
+            toml::from_str(&format!("{seeds}redis_url = \"redis://127.0.0.1:6379/\"\n")).unwrap();
+        let err = both.validate().unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+
+        let logic = parse(
+            "[mailbox]\nredis_cluster = [\"redis://127.0.0.1:7000\"]\nredis_wait_replicas = 1\n",
+        );
+        logic.mailbox.validate().unwrap();
+        assert!(logic.mailbox.enabled());
+        assert!(logic.mailbox.target().unwrap().unwrap().is_cluster());
+        assert_eq!(logic.mailbox.redis_wait_replicas, 1);
+        let both = parse("[mailbox]\nredis_url = \"redis://127.0.0.1:6379/\"\nredis_cluster = [\"redis://127.0.0.1:7000\"]\n");
+        assert!(both.mailbox.validate().is_err());
+        let db = parse("[mailbox]\nredis_cluster = [\"redis://127.0.0.1:7000/2\"]\n");
+        assert!(
+            db.mailbox.validate().is_err(),
+            "a cluster has only database 0"
+        );
+        assert!(!parse("").mailbox.enabled());
     }
 
     #[test]

@@ -206,17 +206,18 @@ pub(crate) fn router_client(
 pub async fn mailbox_store(
     config: &crate::config::ProcessMailbox,
 ) -> anyhow::Result<Option<std::sync::Arc<rim_mailbox::RedisStore>>> {
-    let Some(url) = &config.redis_url else {
+    let Some(target) = config.target()? else {
         return Ok(None);
     };
-    let store = rim_mailbox::RedisStore::connect(
-        url,
+    let store = rim_mailbox::RedisStore::connect_to(
+        &target,
         &config.prefix,
         config.retention.clone(),
         config.redis_timeout,
     )
     .await
-    .map_err(|e| anyhow::anyhow!("[mailbox] {e}"))?;
+    .map_err(|e| anyhow::anyhow!("[mailbox] {target}: {e}"))?
+    .wait_replicas(config.redis_wait_replicas, config.redis_wait_timeout);
     match store.durability().await {
         Ok(durability) if durability.is_durable() => {
             tracing::info!(%durability, "mailbox redis is durable");

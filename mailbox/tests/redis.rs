@@ -1,5 +1,6 @@
-//! What only the Redis store promises, against the test Redis
-//! (`RIM_TEST_REDIS`, see `scripts/services.sh`): bodies byte-exact,
+//! What only the Redis store promises, against the test Redis and the test
+//! Redis Cluster (`RIM_TEST_REDIS`, `RIM_TEST_REDIS_CLUSTER`, see
+//! `scripts/services.sh`; most tests run on both): bodies byte-exact,
 //! retention by time to live (messages gone but the epoch kept; the epoch
 //! redrawn once the mailbox's state is gone), the idempotency window,
 //! concurrent appenders, the last seq, scripts Redis forgot, and its AOF
@@ -7,7 +8,8 @@
 //! killed connection. Each test uses its own key prefix. The layout the
 //! tests poke at is the documented one (`<prefix>{<mid>}:x`, `:m`,
 //! `:i:<id>`, `<prefix>g:{<gid>}`, `<prefix>mute:{<mid>}`, channel
-//! `<prefix>mutes`).
+//! `<prefix>mutes`). On the cluster only: every key of one user lands in
+//! one slot, and the mute watch hears changes published on other nodes.
 #![cfg(feature = "redis")]
 
 use std::collections::HashSet;
@@ -19,36 +21,73 @@ use rim_mailbox::{
     Ack, Entry, GroupStore, MailboxConfig, MailboxError, MailboxStore, MsgId, MuteChange,
     MuteWatch, RedisDurability, RedisStore, MAX_SEQ,
 };
+use rim_redis::{Conn, Target};
 use rim_testkit::{poll, services};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A store under a fresh prefix, and a plain connection to look behind it.
+/// Runs each test on the single Redis (`node::`) and on the cluster
+/// (`cluster::`).
+macro_rules! on_node_and_cluster {
+    ($($name:ident),* $(,)?) => {
+        mod node {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(url) = rim_testkit::services::redis() else { return };
+                    super::$name(rim_redis::Target::Node(url)).await;
+                }
+            )*
+        }
+
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(seeds) = rim_testkit::services::redis_cluster() else { return };
+                    super::$name(rim_redis::Target::Cluster(seeds)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_node_and_cluster!(
+    binary_bodies_and_odd_ids_come_back_byte_exact,
+    expired_messages_keep_the_epoch_and_leave_first_past_top,
+    a_lost_mailbox_state_starts_a_new_epoch,
+    an_expired_mailbox_state_starts_a_new_epoch,
+    a_message_id_is_forgotten_after_the_window,
+    concurrent_appenders_get_dense_unique_seqs,
+    no_seq_is_given_past_max_seq,
+    scripts_redis_forgot_are_loaded_again,
+    durability_reports_the_aof_setting,
+    groups_and_mutes_live_in_the_documented_keys,
+    mute_changes_reach_a_watch_also_after_its_connection_is_killed,
+);
+
+/// A store under a fresh prefix, and a plain connection to look behind it
+/// (on a cluster, one that routes each command to its key's node).
 struct Fixture {
-    url: String,
+    target: Target,
     prefix: String,
     store: RedisStore,
-    raw: MultiplexedConnection,
+    raw: Conn,
 }
 
 impl Fixture {
-    async fn new(config: MailboxConfig) -> Option<Fixture> {
-        let url = services::redis()?;
+    async fn new(target: Target, config: MailboxConfig) -> Fixture {
         let prefix = format!("{}:", services::unique("rim-test-mb"));
-        let store = RedisStore::connect(&url, &prefix, config, TIMEOUT)
+        let store = RedisStore::connect_to(&target, &prefix, config, TIMEOUT)
             .await
             .unwrap();
-        let raw = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        Some(Fixture {
-            url,
+        let raw = Conn::connect(&target, TIMEOUT).await.unwrap();
+        Fixture {
+            target,
             prefix,
             store,
             raw,
-        })
+        }
     }
 
     fn data(&self, mid: i64) -> String {
@@ -123,11 +162,8 @@ fn entry(mid: i64, id: &str, body: impl Into<Bytes>) -> Entry {
     }
 }
 
-#[tokio::test]
-async fn binary_bodies_and_odd_ids_come_back_byte_exact() {
-    let Some(fx) = Fixture::new(config()).await else {
-        return;
-    };
+async fn binary_bodies_and_odd_ids_come_back_byte_exact(target: Target) {
+    let fx = Fixture::new(target, config()).await;
     let large: Vec<u8> = (0..256 * 1024).map(|i| (i * 7 % 251) as u8).collect();
     let bodies: Vec<Bytes> = vec![
         Bytes::from((0..=255u8).collect::<Vec<_>>()),
@@ -181,16 +217,13 @@ async fn binary_bodies_and_odd_ids_come_back_byte_exact() {
     assert_eq!((again[0].seq, again[0].duplicate), (1, true));
 }
 
-#[tokio::test]
-async fn expired_messages_keep_the_epoch_and_leave_first_past_top() {
+async fn expired_messages_keep_the_epoch_and_leave_first_past_top(target: Target) {
     let config = MailboxConfig {
         idle_ttl: Duration::from_secs(1),
         meta_ttl: Duration::from_secs(600),
         ..MailboxConfig::default()
     };
-    let Some(fx) = Fixture::new(config).await else {
-        return;
-    };
+    let fx = Fixture::new(target, config).await;
     let batch = (1..=5).map(|i| entry(1, &format!("m{i}"), "x")).collect();
     let appended = fx.store.append(batch).await.unwrap();
     let epoch = appended[0].epoch;
@@ -229,11 +262,8 @@ async fn expired_messages_keep_the_epoch_and_leave_first_past_top() {
     assert_eq!((page.first, page.top, page.entries.len()), (6, 6, 1));
 }
 
-#[tokio::test]
-async fn a_lost_mailbox_state_starts_a_new_epoch() {
-    let Some(fx) = Fixture::new(config()).await else {
-        return;
-    };
+async fn a_lost_mailbox_state_starts_a_new_epoch(target: Target) {
+    let fx = Fixture::new(target, config()).await;
     let appended = fx
         .store
         .append(vec![entry(1, "a", "1"), entry(1, "b", "2")])
@@ -268,16 +298,13 @@ async fn a_lost_mailbox_state_starts_a_new_epoch() {
     assert_eq!(page.entries[0].body, "again");
 }
 
-#[tokio::test]
-async fn an_expired_mailbox_state_starts_a_new_epoch() {
+async fn an_expired_mailbox_state_starts_a_new_epoch(target: Target) {
     let config = MailboxConfig {
         idle_ttl: Duration::from_secs(1),
         meta_ttl: Duration::from_secs(1),
         ..MailboxConfig::default()
     };
-    let Some(fx) = Fixture::new(config).await else {
-        return;
-    };
+    let fx = Fixture::new(target, config).await;
     let old = fx.store.append(vec![entry(1, "a", "1")]).await.unwrap()[0].epoch;
     fx.until_gone(&fx.meta(1)).await;
     let cursor = fx.store.cursor(1).await.unwrap();
@@ -286,15 +313,12 @@ async fn an_expired_mailbox_state_starts_a_new_epoch() {
     assert!(!cursor.complete(Some(&old.to_string()), 1));
 }
 
-#[tokio::test]
-async fn a_message_id_is_forgotten_after_the_window() {
+async fn a_message_id_is_forgotten_after_the_window(target: Target) {
     let config = MailboxConfig {
         idempotency_window: Duration::from_secs(1),
         ..config()
     };
-    let Some(fx) = Fixture::new(config).await else {
-        return;
-    };
+    let fx = Fixture::new(target, config).await;
     let first = fx.store.append(vec![entry(1, "a", "1")]).await.unwrap();
     let again = fx.store.append(vec![entry(1, "a", "2")]).await.unwrap();
     assert_eq!(
@@ -306,8 +330,7 @@ async fn a_message_id_is_forgotten_after_the_window() {
     assert_eq!((later[0].seq, later[0].duplicate), (2, false));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appenders_get_dense_unique_seqs() {
+async fn concurrent_appenders_get_dense_unique_seqs(target: Target) {
     const TASKS: usize = 8;
     const BATCHES: usize = 25;
     const BATCH: usize = 8;
@@ -315,11 +338,9 @@ async fn concurrent_appenders_get_dense_unique_seqs() {
         max_len: 10_000,
         ..config()
     };
-    let Some(fx) = Fixture::new(config.clone()).await else {
-        return;
-    };
+    let fx = Fixture::new(target, config.clone()).await;
     // Two stores, two connections: the appends really race in Redis.
-    let other = RedisStore::connect(&fx.url, &fx.prefix, config, TIMEOUT)
+    let other = RedisStore::connect_to(&fx.target, &fx.prefix, config, TIMEOUT)
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -360,11 +381,8 @@ async fn concurrent_appenders_get_dense_unique_seqs() {
     assert_eq!(bodies.len(), total as usize, "every message stored once");
 }
 
-#[tokio::test]
-async fn no_seq_is_given_past_max_seq() {
-    let Some(fx) = Fixture::new(config()).await else {
-        return;
-    };
+async fn no_seq_is_given_past_max_seq(target: Target) {
+    let fx = Fixture::new(target, config()).await;
     fx.store.append(vec![entry(1, "a", "1")]).await.unwrap();
     let mut raw = fx.raw.clone();
     redis::cmd("HSET")
@@ -401,11 +419,8 @@ async fn no_seq_is_given_past_max_seq() {
     assert_eq!(fx.store.cursor(1).await.unwrap().read, MAX_SEQ);
 }
 
-#[tokio::test]
-async fn scripts_redis_forgot_are_loaded_again() {
-    let Some(fx) = Fixture::new(config()).await else {
-        return;
-    };
+async fn scripts_redis_forgot_are_loaded_again(target: Target) {
+    let fx = Fixture::new(target, config()).await;
     let flush = async || {
         let mut raw = fx.raw.clone();
         redis::cmd("SCRIPT")
@@ -444,11 +459,8 @@ async fn scripts_redis_forgot_are_loaded_again() {
     assert_eq!((cursor.read, cursor.devices["phone"].ack), (1, 2));
 }
 
-#[tokio::test]
-async fn durability_reports_the_aof_setting() {
-    let Some(fx) = Fixture::new(config()).await else {
-        return;
-    };
+async fn durability_reports_the_aof_setting(target: Target) {
+    let fx = Fixture::new(target, config()).await;
     let mut raw = fx.raw.clone();
     let appendonly: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
@@ -468,6 +480,92 @@ async fn durability_reports_the_aof_setting() {
             RedisDurability::Unknown(_) | RedisDurability::NoAof
         ));
     }
+}
+
+/// Every key one user's operations write carries the user's hash tag, so
+/// they share one slot; on a cluster each operation (a script over several
+/// of them) runs, which Redis refuses with CROSSSLOT otherwise. A group's
+/// set is one key, under the gid's tag.
+#[tokio::test]
+async fn one_users_keys_share_one_slot_on_the_cluster() {
+    let Some(seeds) = services::redis_cluster() else {
+        return;
+    };
+    let fx = Fixture::new(Target::Cluster(seeds), config()).await;
+    let mid = 4242;
+    let appended = fx
+        .store
+        .append(vec![
+            entry(mid, "a", "1"),
+            entry(mid, "b", "2"),
+            entry(mid, "c", "3"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        appended.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        fx.store
+            .read(mid, 0, 10, usize::MAX)
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        3
+    );
+    assert_eq!(
+        fx.store
+            .read_back(mid, 4, 1, usize::MAX)
+            .await
+            .unwrap()
+            .entries[0]
+            .seq,
+        3
+    );
+    fx.store
+        .ack(vec![Ack {
+            mid,
+            key: "phone".into(),
+            seq: 2,
+        }])
+        .await
+        .unwrap();
+    fx.store.set_read(mid, 2).await.unwrap();
+    fx.store.trim(mid, 1).await.unwrap();
+    let cursor = fx.store.cursor(mid).await.unwrap();
+    assert_eq!((cursor.first, cursor.top, cursor.read), (2, 3, 2));
+    fx.store.set_mute(mid, "all", None).await.unwrap();
+    assert_eq!(fx.store.mutes(mid).await.unwrap().len(), 1);
+    assert_eq!(fx.store.add_members(77, &[mid, 1, 2]).await.unwrap(), 3);
+    assert!(fx.store.is_member(77, mid).await.unwrap());
+
+    let mut raw = fx.raw.clone();
+    let mut keys = raw.scan(&format!("{}*", fx.prefix)).await.unwrap();
+    keys.sort();
+    let mut want = vec![
+        fx.data(mid),
+        fx.meta(mid),
+        fx.idem(mid, "a"),
+        fx.idem(mid, "b"),
+        fx.idem(mid, "c"),
+        fx.mutes(mid),
+        fx.group(77),
+    ];
+    want.sort();
+    assert_eq!(keys, want, "the store wrote only the documented keys");
+    let mut slots = HashSet::new();
+    for key in keys.iter().filter(|k| **k != fx.group(77)) {
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        slots.insert(slot);
+    }
+    assert_eq!(slots.len(), 1, "one user's keys share a slot: {slots:?}");
 }
 
 /// Needs no Redis: nothing listens on port 1.
@@ -504,11 +602,8 @@ fn now_ms() -> i64 {
     i64::try_from(now.as_millis()).unwrap()
 }
 
-#[tokio::test]
-async fn groups_and_mutes_live_in_the_documented_keys() {
-    let Some(fx) = Fixture::new(config()).await else {
-        return;
-    };
+async fn groups_and_mutes_live_in_the_documented_keys(target: Target) {
+    let fx = Fixture::new(target, config()).await;
     let mut raw = fx.raw.clone();
     fx.store.add_members(9, &[2, -1]).await.unwrap();
     let mut members: Vec<String> = redis::cmd("SMEMBERS")
@@ -582,7 +677,7 @@ async fn next_change(watch: &mut MuteWatch) -> MuteChange {
         .expect("the mute watch ended")
 }
 
-/// The ids of the clients in pub/sub mode.
+/// The ids of the clients in pub/sub mode (on the node `raw` is connected to).
 async fn pubsub_clients(raw: &mut MultiplexedConnection) -> HashSet<u64> {
     let list: String = redis::cmd("CLIENT")
         .arg("LIST")
@@ -597,18 +692,23 @@ async fn pubsub_clients(raw: &mut MultiplexedConnection) -> HashSet<u64> {
         .collect()
 }
 
-#[tokio::test]
-async fn mute_changes_reach_a_watch_also_after_its_connection_is_killed() {
-    let Some(fx) = Fixture::new(config()).await else {
-        return;
-    };
-    let mut raw = fx.raw.clone();
+/// On a cluster the watch subscribes on the first seed node, and the mute
+/// scripts publish on the master of each user's slot: the changes cross the
+/// cluster bus.
+async fn mute_changes_reach_a_watch_also_after_its_connection_is_killed(target: Target) {
+    let fx = Fixture::new(target, config()).await;
+    // The node the watch subscribes on (the first seed of a cluster).
+    let mut raw = redis::Client::open(fx.target.urls()[0].as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     // Another process's store under the same prefix, and one under another.
-    let setter = RedisStore::connect(&fx.url, &fx.prefix, config(), TIMEOUT)
+    let setter = RedisStore::connect_to(&fx.target, &fx.prefix, config(), TIMEOUT)
         .await
         .unwrap();
     let elsewhere = format!("{}:", services::unique("rim-test-mb"));
-    let elsewhere = RedisStore::connect(&fx.url, &elsewhere, config(), TIMEOUT)
+    let elsewhere = RedisStore::connect_to(&fx.target, &elsewhere, config(), TIMEOUT)
         .await
         .unwrap();
 
@@ -644,6 +744,19 @@ async fn mute_changes_reach_a_watch_also_after_its_connection_is_killed() {
         MuteChange::Mid(9),
         "a lift by a past end is a change too"
     );
+    // 30 users: on a cluster their slots are on every master (all on the
+    // subscribed one has odds of 3^-30), and each change is heard.
+    for mid in 100..130 {
+        setter.set_mute(mid, "all", None).await.unwrap();
+    }
+    let mut heard = HashSet::new();
+    while heard.len() < 30 {
+        match next_change(&mut watch).await {
+            MuteChange::Mid(mid) => assert!(heard.insert(mid), "{mid} heard twice"),
+            MuteChange::All => panic!("a full report while connected"),
+        }
+    }
+    assert_eq!(heard, (100..130).collect());
 
     // What a Redis restart does to the subscriber, limited to this watch's
     // connection so that other tests' subscribers are left alone.

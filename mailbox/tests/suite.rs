@@ -1,8 +1,9 @@
 //! The behaviour every [`MailboxStore`] and [`GroupStore`] shares, run
 //! against [`MemoryStore`], [`RedbStore`] and (feature `redis`) `RedisStore`
-//! alike. The Redis runs
-//! need the test Redis (`RIM_TEST_REDIS`, see `scripts/services.sh`); each
-//! uses its own key prefix, so they run in parallel.
+//! alike, the last on one Redis and on a Redis Cluster. The Redis runs
+//! need the test Redis and Redis Cluster (`RIM_TEST_REDIS`,
+//! `RIM_TEST_REDIS_CLUSTER`, see `scripts/services.sh`); each uses its own
+//! key prefix, so they run in parallel.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -592,6 +593,37 @@ macro_rules! suite {
                     let store = RedisStore::connect(&url, &prefix, config, Duration::from_secs(5))
                         .await
                         .unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "redis")]
+        mod redis_cluster {
+            use std::time::Duration;
+
+            use rim_mailbox::{MailboxConfig, RedisStore};
+            use rim_redis::Target;
+            use rim_testkit::services;
+
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(seeds) = services::redis_cluster() else { return };
+                    let prefix = format!("{}:", services::unique("rim-test-mb"));
+                    let config = MailboxConfig {
+                        idle_ttl: Duration::from_secs(600),
+                        meta_ttl: Duration::from_secs(600),
+                        ..super::config()
+                    };
+                    let store = RedisStore::connect_to(
+                        &Target::Cluster(seeds),
+                        &prefix,
+                        config,
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    .unwrap();
                     super::$name(store).await;
                 }
             )*

@@ -1,5 +1,7 @@
 //! Every Redis key format in one place. The layout is goim v2's, so goim and
-//! rim can read each other's sessions.
+//! rim can read each other's sessions. No key carries a hash tag, and none
+//! needs one on a Redis Cluster: every operation touches a single key (a
+//! user's sessions are the one hash `mid_<mid>`).
 
 /// Hash of a user's connections: field = connection key, value = comet.
 pub(crate) fn mid(mid: i64) -> String {

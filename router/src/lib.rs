@@ -6,7 +6,8 @@
 //!
 //! - [`SessionStore`]: one shard's storage, with the in-memory backend
 //!   [`MemoryStore`] (standalone and single-router setups) and
-//!   [`RedisStore`] (goim's Redis layout, survives router restarts).
+//!   [`RedisStore`] (goim's Redis layout, survives router restarts; on one
+//!   Redis or a Redis Cluster, see [`rim_redis::Target`]).
 //! - [`Ring`]: the consistent-hash ring (hashring) that picks a shard.
 //! - [`Router`]: the sharded registry logic talks to; each mid and each key
 //!   lives on the shard the ring assigns to it.

@@ -1,10 +1,14 @@
-//! The Redis shard against a real redis-server (started by scripts/services.sh;
-//! its address comes from RIM_TEST_REDIS), and its timeouts against a Redis
-//! that hangs: a silent peer, and the real Redis behind a frozen forwarder.
+//! The Redis shard against a real redis-server and a real Redis Cluster
+//! (started by scripts/services.sh; their addresses come from
+//! RIM_TEST_REDIS and RIM_TEST_REDIS_CLUSTER): the behaviour tests run on
+//! both. Its timeouts against a Redis that hangs: a silent peer, and the
+//! real Redis behind a frozen forwarder.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use redis::aio::ConnectionLike;
+use rim_redis::{Conn, Target};
 use rim_router::{RedisStore, ServerOnline, SessionStore};
 use rim_testkit::deadline::silent_tcp_peer;
 use rim_testkit::services::{self, unique};
@@ -21,17 +25,27 @@ fn rand_suffix() -> u64 {
 
 const TTL: i64 = 60;
 
-fn store(url: &str) -> RedisStore {
-    RedisStore::new(url, Duration::from_secs(TTL as u64), Duration::from_secs(2))
-        .expect("redis url parses")
+fn store(target: &Target) -> RedisStore {
+    RedisStore::with_target(
+        target,
+        Duration::from_secs(TTL as u64),
+        Duration::from_secs(2),
+    )
+    .expect("redis url parses")
 }
 
-async fn ttl(conn: &mut redis::aio::MultiplexedConnection, name: &str) -> i64 {
+/// A plain connection to look behind the store (a cluster connection on a
+/// cluster, which routes each command to its key's node).
+async fn raw(target: &Target) -> Conn {
+    Conn::connect(target, Duration::from_secs(5)).await.unwrap()
+}
+
+async fn ttl(conn: &mut impl ConnectionLike, name: &str) -> i64 {
     redis::cmd("TTL").arg(name).query_async(conn).await.unwrap()
 }
 
 /// Lowers the TTL of `name` to 5 s, so a refresh is visible.
-async fn lower_ttl(conn: &mut redis::aio::MultiplexedConnection, name: &str) {
+async fn lower_ttl(conn: &mut impl ConnectionLike, name: &str) {
     let set: bool = redis::cmd("EXPIRE")
         .arg(name)
         .arg(5)
@@ -42,10 +56,40 @@ async fn lower_ttl(conn: &mut redis::aio::MultiplexedConnection, name: &str) {
     assert!(ttl(conn, name).await <= 5);
 }
 
-#[tokio::test]
-async fn sessions_round_trip_in_goim_layout() {
-    let Some(url) = services::redis() else { return };
-    let store = store(&url);
+/// Runs each test on the single Redis (`node::`) and on the cluster
+/// (`cluster::`).
+macro_rules! on_node_and_cluster {
+    ($($name:ident),* $(,)?) => {
+        mod node {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(url) = rim_testkit::services::redis() else { return };
+                    super::$name(rim_redis::Target::Node(url)).await;
+                }
+            )*
+        }
+
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(seeds) = rim_testkit::services::redis_cluster() else { return };
+                    super::$name(rim_redis::Target::Cluster(seeds)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_node_and_cluster!(
+    sessions_round_trip_in_goim_layout,
+    online_reports_replace_old_rooms_and_list_servers,
+    reads_of_many_users_span_slots,
+);
+
+async fn sessions_round_trip_in_goim_layout(target: Target) {
+    let store = store(&target);
     store.ping().await.expect("redis answers PING");
     let key = unique("key");
     let mid = (rand_suffix() >> 2) as i64;
@@ -53,8 +97,7 @@ async fn sessions_round_trip_in_goim_layout() {
     store.add_mid_key(mid, &key, "comet-a").await.unwrap();
 
     // goim's layout, readable by goim itself.
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw(&target).await;
     let raw: Option<String> = redis::cmd("GET")
         .arg(format!("key_{key}"))
         .query_async(&mut conn)
@@ -109,10 +152,8 @@ async fn sessions_round_trip_in_goim_layout() {
     assert!(!store.expire_key(&key).await.unwrap());
 }
 
-#[tokio::test]
-async fn online_reports_replace_old_rooms_and_list_servers() {
-    let Some(url) = services::redis() else { return };
-    let store = store(&url);
+async fn online_reports_replace_old_rooms_and_list_servers(target: Target) {
+    let store = store(&target);
     let server = unique("comet");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -136,8 +177,7 @@ async fn online_reports_replace_old_rooms_and_list_servers() {
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0], &report, "live://2 emptied and must not linger");
     // A report expires unless the comet reports again (the rewrite keeps the TTL).
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw(&target).await;
     let report_ttl = ttl(&mut conn, &format!("ol_{server}")).await;
     assert!((1..=TTL).contains(&report_ttl), "ol_ ttl {report_ttl}");
 
@@ -151,6 +191,49 @@ async fn online_reports_replace_old_rooms_and_list_servers() {
         .iter()
         .all(|r| r.server != server));
     assert_eq!(store.get_keys(&[key]).await.unwrap(), vec![None]);
+}
+
+/// Lookups of many users and keys, whose records sit in many slots (on a
+/// cluster: on every master), answer them all; `del_server` finds the
+/// records of a comet on every master.
+async fn reads_of_many_users_span_slots(target: Target) {
+    let store = store(&target);
+    let base = (rand_suffix() >> 8) as i64;
+    let server = unique("comet");
+    let mids: Vec<i64> = (0..60).map(|i| base + i).collect();
+    let keys: Vec<String> = (0..60).map(|i| unique(&format!("key{i}"))).collect();
+    for (mid, key) in mids.iter().zip(&keys) {
+        store.set_key(key, &server).await.unwrap();
+        store.add_mid_key(*mid, key, &server).await.unwrap();
+    }
+    if target.is_cluster() {
+        // The records really are spread: 60 keys land in all three masters'
+        // slot ranges (0-5460, 5461-10922, 10923-16383) all but surely.
+        let mut conn = raw(&target).await;
+        let mut ranges = std::collections::HashSet::new();
+        for key in &keys {
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(format!("key_{key}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            ranges.insert(slot * 3 / 16384);
+        }
+        assert_eq!(ranges.len(), 3, "keys spread over every master");
+    }
+    let mut want: Vec<(String, String)> =
+        keys.iter().map(|k| (k.clone(), server.clone())).collect();
+    let mut got = store.get_mids(&mids).await.unwrap();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let servers = store.get_keys(&keys).await.unwrap();
+    assert_eq!(servers, vec![Some(server.clone()); keys.len()]);
+
+    assert_eq!(store.del_server(&server).await.unwrap(), keys.len() as u64);
+    assert_eq!(store.get_keys(&keys).await.unwrap(), vec![None; keys.len()]);
+    assert!(store.get_mids(&mids).await.unwrap().is_empty());
 }
 
 /// The timeout the hung-Redis tests give the store.

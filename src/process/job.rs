@@ -54,13 +54,13 @@ pub async fn run(
         _ = shutdown.cancelled() => None,
         _ = first_rx => {
             info!(topic = %config.kafka.topic, group = %config.kafka.group, comets = job.comets().len(), "rim job consuming");
-            let mailbox = match config.mailbox.redis_url {
-                Some(_) => {
+            let mailbox = match config.mailbox.enabled() {
+                true => {
                     let kafka = config.mailbox.kafka(&config.kafka);
                     info!(topic = %kafka.topic, group = %kafka.group, "rim job consuming stored messages");
                     Some(rim_queue::kafka::KafkaSource::new(&kafka))
                 }
-                None => None,
+                false => None,
             };
             match (rim_queue::kafka::KafkaSource::new(&config.kafka), mailbox) {
                 (Ok(source), None) => Some(Ok(job.clone().consume(source, shutdown).await)),

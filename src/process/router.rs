@@ -19,8 +19,10 @@ pub async fn run(
     config.validate()?;
     let store: Arc<dyn rim_router::SessionStore> = match config.store.as_str() {
         "redis" => {
-            let store = rim_router::RedisStore::new(
-                &config.redis_url,
+            let target = config.redis_target()?;
+            info!(redis = %target, "router store in redis");
+            let store = rim_router::RedisStore::with_target(
+                &target,
                 config.registry.expire,
                 config.redis_timeout,
             )?;

@@ -9,7 +9,8 @@
 //! Shared test support:
 //! - [`metrics`]: a metrics recorder to read counters and histograms.
 //! - [`poll`]: waiting, up to a deadline, for something that happens eventually.
-//! - [`services`]: the suite's Kafka and Redis, for tests that need them.
+//! - [`services`]: the suite's Kafka, Redis and Redis Cluster, for tests that need them.
+//! - [`redis_cluster`]: a private Redis Cluster, for tests that kill a node.
 //! - [`deadline`]: silent peers, and the check that a call's deadline fired.
 
 use std::collections::VecDeque;
@@ -29,6 +30,7 @@ use tokio_util::codec::Decoder;
 pub mod deadline;
 pub mod metrics;
 pub mod poll;
+pub mod redis_cluster;
 pub mod services;
 
 /// Default wait for something that should arrive.

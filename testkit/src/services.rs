@@ -2,7 +2,8 @@
 //! the environment that `scripts/services.sh env` prints (and
 //! `scripts/test.sh` exports).
 //!
-//! A test that needs a service calls [`kafka`] or [`redis`]. A missing
+//! A test that needs a service calls [`kafka`], [`redis`] or
+//! [`redis_cluster`]. A missing
 //! service fails the test loudly: a service test never passes without its
 //! service. Only an explicit opt-out, `RIM_SKIP_SERVICES=1`, skips it
 //! instead, with the reason written to stderr (past the test harness's
@@ -59,6 +60,21 @@ pub fn kafka() -> Option<String> {
 #[track_caller]
 pub fn redis() -> Option<String> {
     lookup("RIM_TEST_REDIS", "Redis")
+}
+
+/// The seed nodes of the test Redis Cluster (`RIM_TEST_REDIS_CLUSTER`,
+/// comma-separated `redis://host:port/` URLs): three masters, a replica
+/// each (`scripts/services.sh`).
+#[track_caller]
+pub fn redis_cluster() -> Option<Vec<String>> {
+    lookup("RIM_TEST_REDIS_CLUSTER", "a Redis Cluster").map(|seeds| {
+        seeds
+            .split(',')
+            .map(str::trim)
+            .filter(|seed| !seed.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
 }
 
 /// A name unique to this process, moment and call, for topics, groups, keys

@@ -56,6 +56,15 @@ fn mute_pairs(reply: Value) -> Result<Vec<(Value, Value)>, MailboxError> {
 }
 
 impl RedisStore {
+    /// Waits for [`RedisStore::wait_replicas`] replicas to hold the writes
+    /// to `key` made so far.
+    async fn replicated(&self, key: &str) -> Result<(), MailboxError> {
+        self.conn
+            .wait_replicas(key, self.replicas, self.replica_timeout)
+            .await
+            .map_err(super::unavailable)
+    }
+
     /// Adds or removes members (`command` is `SADD` or `SREM`) and answers
     /// the size afterwards.
     async fn change_members(
@@ -72,7 +81,9 @@ impl RedisStore {
             pipe.cmd(command).arg(&key).arg(mids).ignore();
         }
         pipe.cmd("SCARD").arg(&key);
-        size_reply(self.run(&pipe).await?)
+        let size = size_reply(self.run_pipe(&pipe).await?)?;
+        self.replicated(&key).await?;
+        Ok(size)
     }
 
     /// Runs a mute script with the arguments every one starts with.
@@ -82,7 +93,8 @@ impl RedisStore {
         mid: i64,
         tail: &[&str],
     ) -> Result<(), MailboxError> {
-        let mut call = script.key(self.keys.mutes(mid));
+        let key = self.keys.mutes(mid);
+        let mut call = script.key(&key);
         call.arg(now_ms())
             .arg(MAX_TTL_MS)
             .arg(self.keys.mute_channel())
@@ -92,7 +104,7 @@ impl RedisStore {
         }
         let done: Value = self.invoke(&call).await?;
         match int(&done)? {
-            1 => Ok(()),
+            1 => self.replicated(&key).await,
             other => Err(corrupt(format_args!("mute script answered {other}"))),
         }
     }

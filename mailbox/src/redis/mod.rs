@@ -1,7 +1,8 @@
-//! [`RedisStore`]: the mailbox store of distributed rim. Every mailbox lives
-//! in Redis under its own hash tag (layout: `keys`), and every operation on
-//! a mailbox is one Lua script (`scripts`), so it is atomic per mailbox and
-//! also runs on a cluster. The redis crate's connection manager reconnects
+//! [`RedisStore`]: the mailbox store of distributed rim, on one Redis or a
+//! Redis Cluster ([`rim_redis::Target`]). Every mailbox lives under its own
+//! hash tag (layout: `keys`), and every operation on a mailbox is one Lua
+//! script (`scripts`) whose keys all carry that tag, so it is atomic per
+//! mailbox and runs in one cluster slot. [`rim_redis::Conn`] connects again
 //! on its own.
 //!
 //! What differs from the other stores:
@@ -21,8 +22,13 @@
 //!   the idempotency keys after `idempotency_window`. Acks, read marks and
 //!   trims renew none of them. `max_age` is not used.
 //! - **Durability is Redis's.** An answered append is as durable as the AOF
-//!   setting makes it; [`RedisStore::durability`] reports that setting so
-//!   that a process can warn when it is not `appendfsync always`.
+//!   setting makes it; [`RedisStore::durability`] reports that setting (the
+//!   weakest node's, on a cluster) so that a process can warn when it is not
+//!   `appendfsync always`. Replication is asynchronous: a failover can lose
+//!   writes the old master answered but had not passed on. With
+//!   [`RedisStore::wait_replicas`] appends, group and mute changes are
+//!   answered only once that many replicas have them (`WAIT`), so the
+//!   replica that takes over holds every answered append.
 //!
 //! Reads create the meta hash of a mailbox that has none, so that a client
 //! that synced an empty mailbox keeps the epoch it was given.
@@ -46,8 +52,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
+use rim_redis::{Batch, Conn, Target};
 
 use self::keys::Keys;
 use self::scripts::Scripts;
@@ -70,11 +76,16 @@ const MAX_TTL_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1000;
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    /// For the connections a [`MuteWatch`] makes.
-    client: redis::Client,
+    /// For the connections a [`MuteWatch`] makes: the node, or every seed
+    /// of the cluster (tried in turn).
+    clients: Vec<redis::Client>,
     /// Each command's and connection attempt's bound.
     timeout: Duration,
-    conn: ConnectionManager,
+    conn: Conn,
+    /// Replicas that must hold a write before it is answered, and how long
+    /// to wait for them (`WAIT`); 0: answer once the master has it.
+    replicas: u32,
+    replica_timeout: Duration,
     keys: Keys,
     scripts: Arc<Scripts>,
     max_len: u32,
@@ -91,6 +102,8 @@ impl fmt::Debug for RedisStore {
             .field("idle_ms", &self.idle_ms)
             .field("meta_ms", &self.meta_ms)
             .field("window_ms", &self.window_ms)
+            .field("replicas", &self.replicas)
+            .field("conn", &self.conn)
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +136,40 @@ impl RedisDurability {
     pub fn is_durable(&self) -> bool {
         *self == RedisDurability::Always
     }
+
+    /// How much a crash may lose, from none (0) up; not knowing is worst.
+    fn rank(&self) -> u8 {
+        match self {
+            RedisDurability::Always => 0,
+            RedisDurability::EverySec => 1,
+            RedisDurability::OsFlush => 2,
+            RedisDurability::NoAof => 3,
+            RedisDurability::Unknown(_) => 4,
+        }
+    }
+}
+
+/// One node's durability from its `appendonly` and `appendfsync` answers.
+fn durability_of(
+    appendonly: Result<String, String>,
+    appendfsync: Result<String, String>,
+) -> RedisDurability {
+    let appendonly = match appendonly {
+        Ok(value) => value,
+        Err(why) => return RedisDurability::Unknown(why),
+    };
+    match appendonly.as_str() {
+        "no" => return RedisDurability::NoAof,
+        "yes" => {}
+        other => return RedisDurability::Unknown(format!("appendonly {other:?}")),
+    }
+    match appendfsync.as_deref() {
+        Ok("always") => RedisDurability::Always,
+        Ok("everysec") => RedisDurability::EverySec,
+        Ok("no") => RedisDurability::OsFlush,
+        Ok(other) => RedisDurability::Unknown(format!("appendfsync {other:?}")),
+        Err(why) => RedisDurability::Unknown(why.clone()),
+    }
 }
 
 impl fmt::Display for RedisDurability {
@@ -153,35 +200,46 @@ impl RedisStore {
     /// The key prefix rim uses unless configured otherwise.
     pub const DEFAULT_PREFIX: &str = "rim:mb:";
 
-    /// Connects to the Redis at `url` (`redis://host:port/db`) and loads the
-    /// scripts; every key starts with `prefix` (no braces: the mid is the
-    /// hash tag). Fails when Redis cannot be reached. Each command, and each
-    /// connection attempt, gives up after `timeout`; a lost connection is
-    /// made again on the next command. Call [`MailboxConfig::validate`]
-    /// first.
+    /// Connects to the Redis at `url` (`redis://host:port/db`): see
+    /// [`RedisStore::connect_to`].
     pub async fn connect(
         url: &str,
         prefix: &str,
         config: MailboxConfig,
         timeout: Duration,
     ) -> Result<RedisStore, MailboxError> {
+        RedisStore::connect_to(&Target::Node(url.to_owned()), prefix, config, timeout).await
+    }
+
+    /// Connects to one Redis or a Redis Cluster and loads the scripts (on
+    /// every node of a cluster); every key starts with `prefix` (no braces:
+    /// the mid is the hash tag). Fails when Redis cannot be reached. Each
+    /// command, and each connection attempt, gives up after `timeout`; a
+    /// lost connection is made again on the next command, and on a cluster
+    /// a command waits through redirections and a failover up to
+    /// `3 × timeout`. Call [`MailboxConfig::validate`] first.
+    pub async fn connect_to(
+        target: &Target,
+        prefix: &str,
+        config: MailboxConfig,
+        timeout: Duration,
+    ) -> Result<RedisStore, MailboxError> {
         let keys = Keys::new(prefix)?;
-        let client = redis::Client::open(url)
-            .map_err(|e| MailboxError::Config(format!("redis url {url:?}: {e}")))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), manager)
-            .await
-            .map_err(unavailable)?;
+        target
+            .validate()
+            .map_err(|e| MailboxError::Config(format!("{target}: {e}")))?;
+        let clients = target
+            .clients()
+            .map_err(|e| MailboxError::Config(format!("{target}: {e}")))?;
+        let mut conn = Conn::connect(target, timeout).await.map_err(unavailable)?;
         let scripts = Arc::new(Scripts::new());
         load_scripts(&scripts, &mut conn).await?;
         Ok(RedisStore {
-            client,
+            clients,
             timeout,
             conn,
+            replicas: 0,
+            replica_timeout: timeout,
             keys,
             scripts,
             max_len: config.max_len,
@@ -191,65 +249,120 @@ impl RedisStore {
         })
     }
 
-    /// Reads Redis's AOF settings. A Redis that refuses `CONFIG GET` gives
-    /// [`RedisDurability::Unknown`]; only an unreachable one an error.
+    /// Answers appends, and group and mute changes, only once `replicas`
+    /// replicas of the master hold them (`WAIT replicas timeout` after the
+    /// writes, on the same connection: one per pipeline, not per write); a
+    /// write that fewer acknowledge within `timeout` fails with
+    /// [`MailboxError::Unavailable`] (it is on the master, and a retry finds
+    /// it). A master left without a replica (its replica took over after a
+    /// failover and no new one joined yet) so fails every write to its
+    /// slots: availability is traded for not losing answered writes. Acks,
+    /// read marks and trims do not wait: they only move forward, and a lost
+    /// one is made again by the client's next. 0 (the default): answer once
+    /// the master has the write.
+    pub fn wait_replicas(mut self, replicas: u32, timeout: Duration) -> RedisStore {
+        self.replicas = replicas;
+        self.replica_timeout = timeout;
+        self
+    }
+
+    /// Reads Redis's AOF settings: on a cluster every node's (replicas
+    /// too: one takes over in a failover), and the weakest is answered. A
+    /// Redis that refuses `CONFIG GET` gives [`RedisDurability::Unknown`];
+    /// only an unreachable one an error.
     pub async fn durability(&self) -> Result<RedisDurability, MailboxError> {
-        let appendonly = match self.config_get("appendonly").await? {
-            Ok(value) => value,
-            Err(why) => return Ok(RedisDurability::Unknown(why)),
-        };
-        match appendonly.as_str() {
-            "no" => return Ok(RedisDurability::NoAof),
-            "yes" => {}
-            other => {
-                return Ok(RedisDurability::Unknown(format!("appendonly {other:?}")));
+        let appendonly = self.config_get("appendonly").await?;
+        let appendfsync = self.config_get("appendfsync").await?;
+        let mut weakest = RedisDurability::Always;
+        for (node, appendonly) in appendonly {
+            let fsync = appendfsync
+                .iter()
+                .find(|(n, _)| *n == node)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_else(|| Err(format!("no appendfsync from {node}")));
+            let durability = durability_of(appendonly, fsync);
+            let durability = match durability {
+                RedisDurability::Unknown(why) if !node.is_empty() => {
+                    RedisDurability::Unknown(format!("{node}: {why}"))
+                }
+                other => other,
+            };
+            if durability.rank() > weakest.rank() {
+                weakest = durability;
             }
         }
-        let fsync = match self.config_get("appendfsync").await? {
-            Ok(value) => value,
-            Err(why) => return Ok(RedisDurability::Unknown(why)),
+        Ok(weakest)
+    }
+
+    /// One setting of each node (one Redis: one, named ""): `Err(why)` for
+    /// a node that answers but not with it.
+    async fn config_get(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, Result<String, String>)>, MailboxError> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg(name);
+        let replies = match self.conn.on_every_node(&cmd).await {
+            Ok(replies) => replies,
+            Err(e) if is_connection_error(&e) => return Err(unavailable(e)),
+            Err(e) => {
+                return Ok(vec![(
+                    String::new(),
+                    Err(format!("CONFIG GET {name}: {e}")),
+                )])
+            }
         };
-        Ok(match fsync.as_str() {
-            "always" => RedisDurability::Always,
-            "everysec" => RedisDurability::EverySec,
-            "no" => RedisDurability::OsFlush,
-            other => RedisDurability::Unknown(format!("appendfsync {other:?}")),
-        })
+        Ok(replies
+            .into_iter()
+            .map(|(node, reply)| {
+                let value = match reply {
+                    Value::ServerError(e) => Err(format!("CONFIG GET {name}: {e:?}")),
+                    reply => match redis::from_redis_value::<Vec<String>>(reply) {
+                        Ok(pair) => match <[String; 2]>::try_from(pair) {
+                            Ok([_, value]) => Ok(value),
+                            Err(pair) => Err(format!("CONFIG GET {name} gave {pair:?}")),
+                        },
+                        Err(e) => Err(format!("CONFIG GET {name}: {e}")),
+                    },
+                };
+                (node, value)
+            })
+            .collect())
     }
 
-    /// One setting: `Ok(Err(why))` when Redis answers but not with it.
-    async fn config_get(&self, name: &str) -> Result<Result<String, String>, MailboxError> {
-        let mut conn = self.conn.clone();
-        let reply = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg(name)
-            .query_async::<Vec<String>>(&mut conn)
-            .await;
-        match reply {
-            Ok(pair) => match <[String; 2]>::try_from(pair) {
-                Ok([_, value]) => Ok(Ok(value)),
-                Err(pair) => Ok(Err(format!("CONFIG GET {name} gave {pair:?}"))),
-            },
-            Err(e) if is_connection_error(&e) => Err(unavailable(e)),
-            Err(e) => Ok(Err(format!("CONFIG GET {name}: {e}"))),
-        }
-    }
-
-    /// Runs a pipeline of script calls. A Redis that lost its scripts (a
-    /// restart, `SCRIPT FLUSH`) refuses them all; they are loaded again and
-    /// the pipeline repeated. A connection that dropped (Redis restarted) is
-    /// reconnected and the pipeline repeated once. Every script here allows
+    /// Runs a batch of script calls (one pipeline, or one per slot on a
+    /// cluster). A Redis that lost its scripts (a restart, `SCRIPT FLUSH`, a
+    /// node that joined a cluster later) refuses them; they are loaded again
+    /// and the batch repeated. A connection that dropped (Redis restarted)
+    /// is reconnected and the batch repeated once. Every script here allows
     /// a repeat (appends are idempotent, acks and trims only move forward).
-    async fn run(&self, pipe: &Pipeline) -> Result<Vec<Value>, MailboxError> {
+    async fn run(&self, batch: &Batch) -> Result<Vec<Value>, MailboxError> {
         let mut conn = self.conn.clone();
         let mut reconnected = false;
         let mut reloaded = false;
         loop {
-            match pipe.query_async::<Vec<Value>>(&mut conn).await {
+            match conn.run(batch).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) && !reloaded => {
                     reloaded = true;
                     load_scripts(&self.scripts, &mut conn).await?;
                 }
+                Err(e) if is_connection_error(&e) && !reconnected => {
+                    reconnected = true;
+                    tracing::debug!(error = %e, "mailbox redis connection lost; retrying once");
+                }
+                reply => return reply.map_err(unavailable),
+            }
+        }
+    }
+
+    /// Runs a pipeline whose commands share one key (one slot); a
+    /// connection that dropped is reconnected and the pipeline repeated
+    /// once (callers only send pipelines that allow it).
+    async fn run_pipe(&self, pipe: &Pipeline) -> Result<Vec<Value>, MailboxError> {
+        let mut conn = self.conn.clone();
+        let mut reconnected = false;
+        loop {
+            match pipe.query_async::<Vec<Value>>(&mut conn).await {
                 Err(e) if is_connection_error(&e) && !reconnected => {
                     reconnected = true;
                     tracing::debug!(error = %e, "mailbox redis connection lost; retrying once");
@@ -329,7 +442,8 @@ impl RedisStore {
     }
 }
 
-async fn load_scripts(scripts: &Scripts, conn: &mut ConnectionManager) -> Result<(), MailboxError> {
+/// Loads every script (`SCRIPT LOAD`: on every node of a cluster).
+async fn load_scripts(scripts: &Scripts, conn: &mut Conn) -> Result<(), MailboxError> {
     for script in scripts.all() {
         script.load_async(conn).await.map_err(unavailable)?;
     }
@@ -490,12 +604,13 @@ impl MailboxStore for RedisStore {
         // Used only by a mailbox that has no epoch yet.
         let new_epoch = Epoch::random();
         for chunk in batch.chunks(PIPELINE) {
-            let mut pipe = redis::pipe();
+            let mut pipe = Batch::new();
             for entry in chunk {
-                pipe.cmd("EVALSHA")
-                    .arg(self.scripts.append.get_hash())
+                let meta = self.keys.meta(entry.mid);
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(self.scripts.append.get_hash())
                     .arg(3)
-                    .arg(self.keys.meta(entry.mid))
+                    .arg(&meta)
                     .arg(self.keys.data(entry.mid))
                     .arg(self.keys.idem(entry.mid, &entry.id))
                     .arg(new_epoch.as_str())
@@ -509,7 +624,9 @@ impl MailboxStore for RedisStore {
                     .arg(self.meta_ms)
                     .arg(self.window_ms)
                     .arg(MAX_SEQ);
+                pipe.push(meta, call);
             }
+            pipe.wait_replicas(self.replicas, self.replica_timeout);
             let replies = self.run(&pipe).await?;
             if replies.len() != chunk.len() {
                 return Err(corrupt(format_args!(
@@ -597,15 +714,17 @@ impl MailboxStore for RedisStore {
     async fn ack(&self, acks: Vec<Ack>) -> Result<(), MailboxError> {
         let now = now_ms();
         for chunk in acks.chunks(PIPELINE) {
-            let mut pipe = redis::pipe();
+            let mut pipe = Batch::new();
             for ack in chunk {
-                pipe.cmd("EVALSHA")
-                    .arg(self.scripts.ack.get_hash())
+                let meta = self.keys.meta(ack.mid);
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(self.scripts.ack.get_hash())
                     .arg(1)
-                    .arg(self.keys.meta(ack.mid))
+                    .arg(&meta)
                     .arg(&ack.key)
                     .arg(ack.seq)
                     .arg(now);
+                pipe.push(meta, call);
             }
             self.run(&pipe).await?;
         }

@@ -9,6 +9,11 @@
 //! off, logging each failure. It does not own any cache: it only says what
 //! to forget.
 //!
+//! On a Redis Cluster it subscribes on one node: a `PUBLISH` (the mute
+//! scripts' too) reaches every node's subscribers over the cluster bus.
+//! When that node is lost the task moves on to the next seed node, so a
+//! failed master does not silence the watch.
+//!
 //! Pub/sub delivers nothing that was published while the subscriber was
 //! away, so every (re)subscription is reported as [`MuteChange::All`]. The
 //! same happens when the receiver falls behind: the queue to it is bounded,
@@ -79,7 +84,7 @@ impl RedisStore {
     pub fn watch_mutes(&self) -> MuteWatch {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(run(
-            self.client.clone(),
+            self.clients.clone(),
             self.keys.mute_channel(),
             self.timeout,
             tx,
@@ -96,15 +101,22 @@ enum Ended {
     Lost(String),
 }
 
+/// Subscribes through `clients[0]`, and after each failure through the
+/// next one.
 async fn run(
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     channel: String,
     timeout: Duration,
     tx: mpsc::Sender<MuteChange>,
 ) {
     let mut backoff = MIN_BACKOFF;
+    let mut clients = clients.iter().cycle();
     loop {
-        match subscribe(&client, &channel, timeout).await {
+        let Some(client) = clients.next() else {
+            tracing::error!(channel, "mute watch has no redis to subscribe to");
+            return;
+        };
+        match subscribe(client, &channel, timeout).await {
             Ok((sink, stream)) => {
                 backoff = MIN_BACKOFF;
                 tracing::debug!(channel, "watching mutes");
@@ -214,7 +226,12 @@ mod tests {
     async fn an_unreachable_redis_is_retried_until_the_watch_is_dropped() {
         let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
         let (tx, mut rx) = mpsc::channel(1);
-        let task = tokio::spawn(run(client, "mutes".to_owned(), Duration::from_secs(1), tx));
+        let task = tokio::spawn(run(
+            vec![client],
+            "mutes".to_owned(),
+            Duration::from_secs(1),
+            tx,
+        ));
         let report = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
         assert!(
             report.is_err(),

@@ -1,15 +1,25 @@
-//! [`RedisStore`]: a shard on Redis, in goim v2's key layout (`mid_<mid>`,
-//! `key_<key>`, `ol_<server>`; see `keys.rs`), through the redis crate's
-//! connection manager, which reconnects with backoff on its own. Deletes are
-//! compare-and-delete scripts, so a stale session's disconnect never removes
-//! a newer session of the same key.
+//! [`RedisStore`]: a shard on one Redis or on a Redis Cluster, in goim v2's
+//! key layout (`mid_<mid>`, `key_<key>`, `ol_<server>`; see `keys.rs`),
+//! through [`rim_redis::Conn`], which connects again with backoff on its
+//! own. Deletes are compare-and-delete scripts, so a stale session's
+//! disconnect never removes a newer session of the same key.
+//!
+//! Every operation touches one key, so it stays in one cluster slot: a
+//! user's sessions are one hash (`mid_<mid>`), a connection key's comet one
+//! string, a comet's report one hash. The reads of many keys (`get_keys`,
+//! `get_mids`, `online`) and the admin `del_server` span slots: `MGET` is
+//! split per slot by the cluster client, the rest go as a
+//! [`rim_redis::Batch`] (one pipeline per slot), and `del_server` scans
+//! every master. The report and the index of reporting comets
+//! (`rim_online_servers`) are written one after the other, not in one
+//! `MULTI`: a reader skips a listed comet whose report is gone.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
+use rim_redis::{Batch, Conn, Target};
 use serde::{Deserialize, Serialize};
 
 use super::{ServerOnline, SessionStore};
@@ -31,7 +41,7 @@ return 0";
 /// A shard stored in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     ttl_secs: u64,
     del_key_if: Script,
     hdel_if: Script,
@@ -41,6 +51,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("ttl_secs", &self.ttl_secs)
+            .field("cluster", &self.conn.is_cluster())
             .finish()
     }
 }
@@ -85,19 +96,31 @@ impl RedisStore {
     /// within about `3 × timeout + 0.6 s` (router/tests/redis_store.rs holds
     /// both bounds).
     pub fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        RedisStore::with_target(&Target::Node(url.to_owned()), ttl, timeout)
+    }
+
+    /// A store for one Redis or a Redis Cluster ([`Target`]), connecting
+    /// lazily as [`RedisStore::new`] does. On a cluster a command also waits
+    /// through redirections and a failover, up to `3 × timeout`.
+    pub fn with_target(
+        target: &Target,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        let conn = Conn::lazy(target, timeout).map_err(unavailable)?;
         Ok(RedisStore {
             conn,
             ttl_secs: ttl.as_secs().max(1),
             del_key_if: Script::new(DEL_KEY_IF),
             hdel_if: Script::new(HDEL_IF),
         })
+    }
+
+    /// Runs a batch of reads and converts the answers.
+    async fn run<T: redis::FromRedisValue>(&self, batch: &Batch) -> Result<T, StoreError> {
+        let replies = self.conn.run(batch).await.map_err(unavailable)?;
+        redis::from_redis_value(redis::Value::Array(replies))
+            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))
     }
 
     /// Round-trips a PING.
@@ -108,28 +131,6 @@ impl RedisStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
-    }
-
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            out.extend(batch);
-            if next == 0 {
-                return Ok(out);
-            }
-            cursor = next;
-        }
     }
 }
 
@@ -212,13 +213,12 @@ impl SessionStore for RedisStore {
         if mids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for mid in mids {
-            pipe.hgetall(keys::mid(*mid));
+            let name = keys::mid(*mid);
+            batch.push(&name, redis::cmd("HGETALL").arg(&name).clone());
         }
-        let maps: Vec<HashMap<String, String>> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let maps: Vec<HashMap<String, String>> = self.run(&batch).await?;
         Ok(maps.into_iter().flatten().collect())
     }
 
@@ -256,11 +256,15 @@ impl SessionStore for RedisStore {
         pipe.hset(&name, keys::ONLINE_RIM_FIELD, extra)
             .ignore()
             .expire(&name, self.ttl_secs as i64)
-            .ignore()
-            .zadd(keys::ONLINE_SERVERS, &online.server, online.updated)
             .ignore();
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        // After the report: a comet listed is one whose report was written.
+        conn.zadd::<_, _, _, ()>(keys::ONLINE_SERVERS, &online.server, online.updated)
+            .await
+            .map_err(unavailable)
     }
 
     async fn online(&self) -> Result<Vec<ServerOnline>, StoreError> {
@@ -277,12 +281,12 @@ impl SessionStore for RedisStore {
         if servers.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for server in &servers {
-            pipe.hgetall(keys::online(server));
+            let name = keys::online(server);
+            batch.push(&name, redis::cmd("HGETALL").arg(&name).clone());
         }
-        let hashes: Vec<HashMap<String, String>> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let hashes: Vec<HashMap<String, String>> = self.run(&batch).await?;
         let mut out = Vec::new();
         for (server, fields) in servers.into_iter().zip(hashes) {
             if fields.is_empty() {
@@ -326,18 +330,22 @@ impl SessionStore for RedisStore {
 
     async fn del_server(&self, server: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .del(keys::online(server))
-            .ignore()
-            .zrem(keys::ONLINE_SERVERS, server)
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let mut batch = Batch::new();
+        let name = keys::online(server);
+        batch.push(&name, redis::cmd("DEL").arg(&name).clone());
+        batch.push(
+            keys::ONLINE_SERVERS,
+            redis::cmd("ZREM")
+                .arg(keys::ONLINE_SERVERS)
+                .arg(server)
+                .clone(),
+        );
+        self.run::<Vec<redis::Value>>(&batch).await?;
         // The layout has no index of sessions by comet; this admin operation
-        // scans (SCAN, never KEYS) and compare-and-deletes.
+        // scans (SCAN, never KEYS; every master of a cluster) and
+        // compare-and-deletes.
         let mut removed = 0;
-        for name in self.scan("key_*").await? {
+        for name in self.conn.scan("key_*").await.map_err(unavailable)? {
             let n: i64 = self
                 .del_key_if
                 .key(&name)
@@ -347,7 +355,7 @@ impl SessionStore for RedisStore {
                 .map_err(unavailable)?;
             removed += n as u64;
         }
-        for name in self.scan("mid_*").await? {
+        for name in self.conn.scan("mid_*").await.map_err(unavailable)? {
             let fields: HashMap<String, String> = conn.hgetall(&name).await.map_err(unavailable)?;
             for (key, owner) in fields {
                 if owner == server {
