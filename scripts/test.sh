@@ -42,6 +42,26 @@ mkdir -p target
 # cargo test exits non-zero on any failure; pipefail keeps that status.
 cargo test --workspace --locked 2>&1 | tee target/test-output.log
 
+step "JavaScript SDK (sdk/js: npm ci, tsc, node --test, against target/debug/rim)"
+# Node 20 or newer with npm; Debian's own nodejs (18) is too old for the SDK.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "the SDK tests need Node.js 20+ and npm on PATH (e.g. the NodeSource nodejs package)" >&2
+  exit 1
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "the SDK tests need Node.js 20+, found $(node --version)" >&2
+  exit 1
+fi
+# cargo test above built the rim binary the SDK's integration tests run.
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+(
+  cd sdk/js
+  npm ci --no-audit --no-fund
+  npm run build
+  RIM_BIN="$target_dir/debug/rim" npm test
+)
+
 step "browser tests (web/test: playwright-core, Debian chromium, rim standalone)"
 # Debian's chromium, driven by playwright-core: no browser download.
 if ! command -v chromium >/dev/null; then

@@ -66,6 +66,7 @@ impl MailboxStage {
                 from: msg.from,
                 ts_ms: msg.ts_ms,
                 body: msg.msg.clone(),
+                dedupe: true,
             })
             .collect())
     }

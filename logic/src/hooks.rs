@@ -780,6 +780,7 @@ mod tests {
                 from: 9,
                 ts_ms: 1,
                 body: Bytes::from_static(b"x"),
+                dedupe: true,
             })
             .collect();
         store.append(entries).await.unwrap();

@@ -164,6 +164,9 @@ impl Logic {
         from: i64,
     ) -> Result<StoredPush, LogicError> {
         let mailbox = self.mailbox()?;
+        // An id generated here can arrive again only through the Kafka path
+        // (a redelivered record); appended directly, it needs no dedupe row.
+        let dedupe = id.is_some() || mailbox.topic.is_some();
         let id = match id {
             Some(id) => {
                 MsgId::parse(id).map_err(|err| LogicError::BadRequest(format!("id: {err}")))?
@@ -201,6 +204,7 @@ impl Logic {
                 from,
                 ts_ms,
                 body: msg.clone(),
+                dedupe,
             })
             .collect();
         let appended = match mailbox.store.append(entries).await {

@@ -47,6 +47,7 @@ fn append(c: &mut Criterion) {
                                             from: 0,
                                             ts_ms: 0,
                                             body: body.clone(),
+                                            dedupe: true,
                                         };
                                         store.append(vec![entry]).await.unwrap();
                                     }
@@ -89,6 +90,7 @@ fn append_batched(c: &mut Criterion) {
                     from: 0,
                     ts_ms: 0,
                     body: body.clone(),
+                    dedupe: true,
                 })
                 .collect();
             runtime.block_on(store.append(batch)).unwrap()

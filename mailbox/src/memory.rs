@@ -127,7 +127,7 @@ impl MailboxStore for MemoryStore {
             let mid = entry.mid;
             let mailbox = mailboxes.entry(mid).or_default();
             mailbox.expire_ids(now, self.config.idempotency_window);
-            if let Some(&(seq, _)) = mailbox.ids.get(&entry.id) {
+            if let Some(&(seq, _)) = mailbox.ids.get(&entry.id).filter(|_| entry.dedupe) {
                 appended.push(Appended {
                     mid,
                     seq,
@@ -138,8 +138,10 @@ impl MailboxStore for MemoryStore {
             }
             mailbox.top += 1;
             let seq = mailbox.top;
-            mailbox.ids.insert(entry.id.clone(), (seq, now));
-            mailbox.id_order.push_back((now, entry.id.clone()));
+            if entry.dedupe {
+                mailbox.ids.insert(entry.id.clone(), (seq, now));
+                mailbox.id_order.push_back((now, entry.id.clone()));
+            }
             mailbox.entries.push_back(Stored::new(seq, entry));
             let max_len = self.config.max_len;
             if seq - mailbox.first >= max_len {

@@ -155,6 +155,14 @@ pub struct Entry {
     pub ts_ms: i64,
     /// The frame body, kept byte-exact.
     pub body: Bytes,
+    /// Whether `(mid, id)` is remembered for the idempotency window. False
+    /// only for an id generated for this one append, which nobody can send
+    /// again (the standalone path without a caller's id): the embedded and
+    /// memory stores then keep no idempotency row for it, one index write
+    /// less per append (the Redis store, always fed through Kafka, keeps it).
+    /// An id that travelled (through Kafka, from a client, from a caller)
+    /// must stay `true`: a redelivery repeats it.
+    pub dedupe: bool,
 }
 
 /// One message as a mailbox holds it.

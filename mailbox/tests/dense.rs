@@ -29,6 +29,7 @@ async fn check(store: impl MailboxStore, batches: Vec<Vec<(i64, u8)>>) {
                 from: 0,
                 ts_ms: 0,
                 body: Bytes::from(vec![id]),
+                dedupe: true,
             })
             .collect();
         let appended = store.append(entries).await.unwrap();

@@ -20,6 +20,7 @@ fn entry(mid: i64, id: &str) -> Entry {
         from: 0,
         ts_ms: 0,
         body: Bytes::from(id.to_owned()),
+        dedupe: true,
     }
 }
 

@@ -119,6 +119,7 @@ fn entry(mid: i64, id: &str, body: impl Into<Bytes>) -> Entry {
         from: 0,
         ts_ms: 0,
         body: body.into(),
+        dedupe: true,
     }
 }
 
@@ -152,6 +153,7 @@ async fn binary_bodies_and_odd_ids_come_back_byte_exact() {
             from: i64::MIN + i as i64,
             ts_ms: i64::MAX - i as i64,
             body: body.clone(),
+            dedupe: true,
         })
         .collect();
     fx.store.append(sent.clone()).await.unwrap();

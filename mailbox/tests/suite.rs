@@ -30,6 +30,7 @@ fn entry(mid: i64, id: &str, body: &str) -> Entry {
         from: 0,
         ts_ms: 1_700_000_000_000,
         body: Bytes::copy_from_slice(body.as_bytes()),
+        dedupe: true,
     }
 }
 
@@ -139,6 +140,7 @@ async fn stored_messages_come_back_byte_exact(store: impl MailboxStore) {
         from: 42,
         ts_ms: 1_712_345_678_901,
         body: Bytes::from_static(b"\x00\xff\xfe not utf-8 \r\n"),
+        dedupe: true,
     };
     store.append(vec![sent.clone()]).await.unwrap();
     let page = store.read(-7, 0, 10, usize::MAX).await.unwrap();

@@ -10,7 +10,7 @@
 //! | `meta` | mid (8) | top u32, first u32, read u32 |
 //! | `idem` | mid (8), id | seq u32, appended at ms i64 |
 //! | `acks` | mid (8), device key | seq u32, acked at ms i64 |
-//! | `by_time` | appended at s u32, mid (8), seq u32 | id |
+//! | `by_time` | appended at s u32, mid (8), seq u32 | the id of its `idem` row; empty when the append kept none ([`crate::Entry::dedupe`]) |
 //! | `groups` | gid (8), mid (8) | nothing (`()`) |
 //! | `mutes` | mid (8), scope | until, Unix ms (`Option<i64>`, `None` until lifted) |
 //! | `db` | `"epoch"` | 8 ASCII alphanumerics |
@@ -36,7 +36,7 @@ pub(super) const META: TableDefinition<&[u8; 8], &[u8; 12]> = TableDefinition::n
 pub(super) const IDEM: TableDefinition<&[u8], &[u8; 12]> = TableDefinition::new("idem");
 /// (mid, device key) -> (ack, acked at).
 pub(super) const ACKS: TableDefinition<&[u8], &[u8; 12]> = TableDefinition::new("acks");
-/// (appended at, mid, seq) -> id.
+/// (appended at, mid, seq) -> the id of its `idem` row, or empty.
 pub(super) const BY_TIME: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("by_time");
 /// (gid, mid) -> (): group membership.
 pub(super) const GROUPS: TableDefinition<&[u8; 16], ()> = TableDefinition::new("groups");
@@ -231,6 +231,7 @@ mod tests {
             from: -7,
             ts_ms: 1_700_000_000_123,
             body: Bytes::from_static(b"\x00\xffhello"),
+            dedupe: true,
         };
         let stored = decode_stored(5, &encode_entry(&entry)).unwrap();
         assert_eq!(stored, Stored::new(5, entry));

@@ -289,7 +289,7 @@ struct Tables<'txn> {
     config: &'txn MailboxConfig,
 }
 
-/// A `by_time` key and its value, the message id.
+/// A `by_time` key and its value (the id of its `idem` row, or empty).
 type TimedRow = ([u8; 16], Vec<u8>);
 
 fn millis(d: Duration) -> i64 {
@@ -440,20 +440,22 @@ impl<'txn> Tables<'txn> {
             let mid = entry.mid;
             let id = entry.id.as_str().as_bytes();
             let idem_key = mid_and(mid, id);
-            let seen = self
-                .idem
-                .get(idem_key.as_slice())
-                .map_err(storage)?
-                .map(|v| seq_at_parts(v.value()));
-            if let Some((seq, at)) = seen {
-                if now.saturating_sub(at) < window {
-                    appended.push(Appended {
-                        mid,
-                        seq,
-                        epoch,
-                        duplicate: true,
-                    });
-                    continue;
+            if entry.dedupe {
+                let seen = self
+                    .idem
+                    .get(idem_key.as_slice())
+                    .map_err(storage)?
+                    .map(|v| seq_at_parts(v.value()));
+                if let Some((seq, at)) = seen {
+                    if now.saturating_sub(at) < window {
+                        appended.push(Appended {
+                            mid,
+                            seq,
+                            epoch,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
                 }
             }
             let mut meta = self.meta(mid)?;
@@ -462,11 +464,18 @@ impl<'txn> Tables<'txn> {
             self.mbox
                 .insert(&mbox_key(mid, seq), encode_entry(entry).as_slice())
                 .map_err(storage)?;
-            self.idem
-                .insert(idem_key.as_slice(), &seq_at(seq, now))
-                .map_err(storage)?;
+            // The `by_time` row names the idempotency row to expire; without
+            // one its value is empty.
+            let remembered: &[u8] = if entry.dedupe {
+                self.idem
+                    .insert(idem_key.as_slice(), &seq_at(seq, now))
+                    .map_err(storage)?;
+                id
+            } else {
+                &[]
+            };
             self.by_time
-                .insert(&by_time_key(now_s, mid, seq), id)
+                .insert(&by_time_key(now_s, mid, seq), remembered)
                 .map_err(storage)?;
             let max_len = self.config.max_len;
             if seq - meta.first >= max_len {
@@ -565,6 +574,10 @@ impl<'txn> Tables<'txn> {
     /// Removes the idempotency row of the append `by_time` key names, unless
     /// the id was appended again since (a later seq).
     fn forget_id(&mut self, key: &[u8; 16], id: &[u8]) -> Result<(), MailboxError> {
+        if id.is_empty() {
+            // Appended without an idempotency row.
+            return Ok(());
+        }
         let (mid, seq) = by_time_parts(key);
         let idem_key = mid_and(mid, id);
         let current = self
@@ -601,7 +614,7 @@ impl<'txn> Tables<'txn> {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use redb::ReadableDatabase;
+    use redb::{ReadableDatabase, ReadableTableMetadata};
 
     use super::*;
     use crate::MsgId;
@@ -609,6 +622,10 @@ mod tests {
     const HOUR_MS: i64 = 3_600_000;
 
     fn append(writer: &mut Writer, mid: i64, id: &str) -> Appended {
+        append_with(writer, mid, id, true)
+    }
+
+    fn append_with(writer: &mut Writer, mid: i64, id: &str, dedupe: bool) -> Appended {
         let entry = Entry {
             mid,
             id: MsgId::parse(id).unwrap(),
@@ -616,6 +633,7 @@ mod tests {
             from: 0,
             ts_ms: 0,
             body: Bytes::from_static(b"x"),
+            dedupe,
         };
         let (tx, _rx) = oneshot::channel();
         let request = Request::Append(vec![entry], tx);
@@ -660,5 +678,38 @@ mod tests {
         assert!(mbox.get(&mbox_key(1, 3)).unwrap().is_some());
         drop((mbox, txn));
         assert_eq!(writer.sweep(now + 2 * HOUR_MS + 2000).unwrap(), 0, "done");
+    }
+
+    #[test]
+    fn an_append_without_dedupe_keeps_no_id_row_and_still_ages_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("m.redb")).unwrap());
+        let epoch = super::super::init(&db).unwrap();
+        let config = MailboxConfig {
+            idempotency_window: Duration::from_secs(3600),
+            max_age: Duration::from_secs(2 * 3600),
+            ..MailboxConfig::default()
+        };
+        let mut writer = Writer::new(Arc::clone(&db), epoch, config);
+        let now = now_ms();
+        assert_eq!(append_with(&mut writer, 1, "g", false).seq, 1);
+        let idem_rows = || {
+            let txn = db.begin_read().unwrap();
+            let idem = txn.open_table(IDEM).unwrap();
+            idem.len().unwrap()
+        };
+        assert_eq!(idem_rows(), 0, "no idempotency row");
+        // Nothing to match against: the same id is a new message, and a
+        // later deduplicated append of it is not taken for a repeat.
+        assert!(!append_with(&mut writer, 1, "g", false).duplicate);
+        assert_eq!(append(&mut writer, 1, "g").seq, 3);
+        assert_eq!(idem_rows(), 1);
+        assert!(append(&mut writer, 1, "g").duplicate);
+
+        assert_eq!(writer.sweep(now + HOUR_MS + 2000).unwrap(), 3);
+        assert_eq!(idem_rows(), 0);
+        assert_eq!(writer.sweep(now + 2 * HOUR_MS + 2000).unwrap(), 3);
+        let meta = super::super::read_meta(&db.begin_read().unwrap(), 1).unwrap();
+        assert_eq!((meta.first, meta.top), (4, 3), "all three aged out");
     }
 }
