@@ -50,7 +50,7 @@ interface Connection {
   requests: Map<number, Request>;
   /** header seq of an op 4 → its message id */
   sends: Map<number, string>;
-  outbox: Uint8Array[];
+  outbox: Uint8Array<ArrayBuffer>[];
   sentAt: number[];
   timers: Set<ReturnType<typeof setTimeout>>;
   heartbeat?: ReturnType<typeof setInterval>;
