@@ -274,7 +274,7 @@ describe("demo chat", () => {
     await admin.getByLabel(/Store in the users' mailboxes/).check();
     await admin.getByLabel("Body").fill('{"text":"Your order has shipped"}');
     await admin.getByRole("button", { name: "Send push" }).click();
-    await admin.getByText(/Stored for 1 user and sent/).waitFor();
+    await admin.getByText(/Stored for 1 user and sent/).first().waitFor();
     await conv(bob, "notices").getByLabel("1 unread").waitFor({ timeout: 15_000 });
     await conv(bob, "notices").click();
     await expectTexts(bob, ["Your order has shipped"]);

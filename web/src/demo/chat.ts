@@ -222,6 +222,7 @@ export class ChatApp {
         this.schedule();
       }),
       c.on("online", (o) => {
+        if (o.count === this.roomCount) return;
         this.roomCount = o.count;
         this.schedule();
       }),
@@ -363,7 +364,7 @@ export class ChatApp {
       const upto = Math.max(acked, cursor.read);
       if (upto > 0) {
         const page = await api.history(peer, upto + 1, 100);
-        const ours = page.messages.filter((m) => m.from === this.session.mid);
+        const ours = page.messages.filter((m) => (asEnvelope(m.body)?.from ?? m.from) === this.session.mid);
         const conv = `user:${peer}`;
         const key = (m: api.Page["messages"][number]) => `${this.session.mid}:${asEnvelope(m.body)?.id ?? m.id}`;
         const delivered = ours.find((m) => m.seq <= acked);
@@ -605,8 +606,8 @@ export class ChatApp {
       label = this.syncing ? "Catching up…" : "Online";
     } else if (s === "reconnecting") {
       key = "offline";
-      label = "Offline";
-      detail = this.state?.reason ? `lost: ${this.state.reason}; reconnecting` : "reconnecting";
+      label = this.connects === 0 ? "Can't connect" : "Offline";
+      detail = this.state?.reason ? `${this.state.reason}; reconnecting` : "reconnecting";
     } else {
       key = "connecting";
       label = "Connecting…";
@@ -615,7 +616,13 @@ export class ChatApp {
     this.status.title = detail;
     replace(this.status, h("span", { class: "dot", "aria-hidden": "true" }), label);
     this.offline.hidden = key !== "offline";
-    if (key === "offline") {
+    if (key === "offline" && this.connects === 0) {
+      replace(
+        this.offline,
+        h("strong", {}, "Can't reach the server."),
+        ` ${this.session.ws}: ${this.state?.reason ?? "no answer"}. Retrying; to use another address, sign out and change it under Connection.`,
+      );
+    } else if (key === "offline") {
       replace(
         this.offline,
         h("strong", {}, "You're offline."),

@@ -134,7 +134,7 @@ export function showSignIn(
 
   const midField = field("User id", mid, "Any number: the server trusts the client's token (logic.auth.mode = \"trust\").");
   const jwtField = field("Token (JWT)", jwt, "Signed by your backend (rim token --mid 123 prints one); the user is its sub claim.");
-  const radios = (["User id", "JWT"] as const).map((label, i) => {
+  const radios = (["Trust mode", "JWT"] as const).map((label, i) => {
     const id = `mode-${i}`;
     const input = h("input", { type: "radio", name: "mode", id, value: String(i) });
     input.checked = (i === 1) === mode.jwt;
