@@ -427,7 +427,8 @@ export class ChatApp {
     this.schedule();
     if (conv) {
       this.refreshPeerSoon();
-      if (!this.narrow.matches || this.pane === "thread") queueMicrotask(() => this.input.focus());
+      // Not on a phone: the keyboard would cover the conversation.
+      if (!this.narrow.matches) queueMicrotask(() => this.input.focus());
     }
   }
 
