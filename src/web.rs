@@ -15,6 +15,7 @@
 //!
 //! Not here: the API (`rim_logic::http`), `/metrics` (`crate::wiring`).
 
+use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +27,7 @@ pub const PAGES: &[&str] = &["admin", "demo"];
 /// Every file under `web/dist`, embedded at compile time (`debug-embed`:
 /// in debug builds too, so tests serve what a release serves). `build.rs`
 /// makes cargo rebuild when a file there is added or changed.
-#[derive(rust_embed::Embed)]
+#[derive(rust_embed::RustEmbed)]
 #[folder = "web/dist/"]
 struct Assets;
 
@@ -41,13 +42,16 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
 /// `/<page>/<path>` serves `web/dist/<page>/<path>` (GET and HEAD). Routes
 /// added here bypass the API's request metric and bearer tokens.
 pub fn routes(mut app: axum::Router) -> axum::Router {
-    for page in PAGES {
+    for &page in PAGES {
         app = app
             .route(&format!("/{page}"), get(move || redirect(page)))
-            .route(&format!("/{page}/"), get(move |h| asset(page, "", h)))
+            .route(
+                &format!("/{page}/"),
+                get(move |headers: HeaderMap| asset(page, String::new(), headers)),
+            )
             .route(
                 &format!("/{page}/{{*path}}"),
-                get(move |Path(path): Path<String>, h| async move { asset(page, &path, h).await }),
+                get(move |Path(path): Path<String>, headers: HeaderMap| asset(page, path, headers)),
             );
     }
     app
@@ -59,7 +63,7 @@ pub fn has_page(page: &str) -> bool {
     Assets::get(&format!("{page}/index.html")).is_some()
 }
 
-async fn redirect(page: &str) -> Response {
+async fn redirect(page: &'static str) -> Response {
     // Relative, so that it also works behind a reverse proxy's path prefix:
     // `<prefix>/admin` resolves `admin/` to `<prefix>/admin/`.
     (
@@ -69,7 +73,7 @@ async fn redirect(page: &str) -> Response {
         .into_response()
 }
 
-async fn asset(page: &str, path: &str, headers: HeaderMap) -> Response {
+async fn asset(page: &'static str, path: String, headers: HeaderMap) -> Response {
     let mut name = format!("{page}/{path}");
     if name.ends_with('/') {
         name.push_str("index.html");
@@ -93,7 +97,7 @@ async fn asset(page: &str, path: &str, headers: HeaderMap) -> Response {
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        file.data.into_owned().into_response()
+        Body::from(file.data).into_response()
     };
     let out = response.headers_mut();
     if !fresh {
@@ -134,7 +138,8 @@ fn content_type(mime: &str) -> HeaderValue {
     } else {
         mime.to_owned()
     };
-    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+    HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -148,7 +153,6 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
 
@@ -174,7 +178,7 @@ mod tests {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
-    fn header_of<'a>(response: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header_of(response: &Response, name: header::HeaderName) -> &str {
         response
             .headers()
             .get(&name)

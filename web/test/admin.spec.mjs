@@ -3,9 +3,10 @@
 // form reaching a client, the mailbox viewer, mutes, groups, the token
 // prompt, the API view and a phone-sized screen.
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { readdir, readFile } from "node:fs/promises";
+import { afterEach, describe, test } from "node:test";
 import { GoimClient } from "./goim.mjs";
-import { api, eventually, newPage, rim, startRim } from "./harness.mjs";
+import { api, closeContexts, eventually, newPage, rim, startRim } from "./harness.mjs";
 
 /** A user id no other test uses. */
 let nextMid = 7000 + (process.pid % 1000) * 100;
@@ -22,9 +23,14 @@ async function openView(page, name) {
   await page.getByRole("heading", { level: 1, name, exact: true }).waitFor();
 }
 
+/** Where a view shows what its last action did. */
+const outcome = (page) => page.getByRole("status");
+
 const text = (locator) => locator.textContent().then((t) => (t ?? "").trim());
 
 describe("admin console", () => {
+  afterEach(closeContexts);
+
   test("rim serves the pages from the binary, with content types, an index and 404s", async () => {
     const server = await rim();
     const index = await api(server, "GET", "/admin/");
@@ -44,6 +50,16 @@ describe("admin console", () => {
     const demo = await api(server, "GET", "/demo/");
     assert.equal(demo.status, 200);
     assert.match(demo.text, /demo chat/i);
+    // The binary serves exactly what web/dist holds (a stale rim binary fails here).
+    const dist = new URL("../dist/", import.meta.url);
+    for (const page of ["admin", "demo"]) {
+      for (const file of await readdir(new URL(`${page}/`, dist))) {
+        const served = await fetch(`${server.url}/${page}/${file}`);
+        assert.equal(served.status, 200, `/${page}/${file}`);
+        const want = await readFile(new URL(`${page}/${file}`, dist));
+        assert.ok(Buffer.from(await served.arrayBuffer()).equals(want), `/${page}/${file} is not web/dist/${page}/${file}`);
+      }
+    }
   });
 
   test("the overview shows a connected client and its room live", async () => {
@@ -89,7 +105,7 @@ describe("admin console", () => {
       await page.getByLabel("Operation").fill("1000");
       await page.getByLabel("Body").fill('{"text":"hello from the console"}');
       await page.getByRole("button", { name: "Send push" }).click();
-      await page.getByText("Queued for delivery.").waitFor();
+      await outcome(page).getByText("Queued for delivery.").waitFor();
       const pushed = await client.next((f) => f.op === 1000, 10_000, "the push to the user");
       assert.equal(pushed.body.toString(), '{"text":"hello from the console"}');
 
@@ -107,7 +123,7 @@ describe("admin console", () => {
       // A bad request shows the server's message.
       await page.getByLabel("Room id").fill("no-type-here");
       await page.getByRole("button", { name: "Send push" }).click();
-      await page.getByText(/write it as type:\/\/id/).waitFor();
+      await outcome(page).getByText(/write it as type:\/\/id/).waitFor();
     } finally {
       client.close();
     }
@@ -123,7 +139,7 @@ describe("admin console", () => {
     await page.getByLabel("Message id").fill(`console-${user}`);
     await page.getByLabel("Body").fill('{"text":"kept for later"}');
     await page.getByRole("button", { name: "Send push" }).click();
-    await page.getByText(/Stored for 1 user and sent/).waitFor();
+    await outcome(page).getByText(/Stored for 1 user and sent/).waitFor();
     const stored = await api(server, "GET", `/rim/v1/users/${user}/messages?after=0`);
     assert.equal(stored.status, 200);
     assert.deepEqual(
@@ -177,7 +193,7 @@ describe("admin console", () => {
       await page.getByLabel("Scope", { exact: true }).selectOption("all");
       await page.getByLabel("For", { exact: true }).selectOption({ label: "Until lifted" });
       await page.getByRole("button", { name: "Mute", exact: true }).click();
-      await page.getByText(`User ${user} is muted (all).`).waitFor();
+      await outcome(page).getByText(`User ${user} is muted (all).`).waitFor();
       await page.locator('[data-section="mutes"]').getByRole("row").filter({ hasText: "all" }).waitFor();
       const listed = await api(server, "GET", `/rim/v1/users/${user}/mute`);
       assert.deepEqual(listed.json, { mid: user, mutes: [{ scope: "all", until: null }] });
@@ -187,7 +203,7 @@ describe("admin console", () => {
       assert.match(refused.reason, /muted/);
 
       await page.getByRole("button", { name: "Unmute", exact: true }).click();
-      await page.getByText(`Lifted all for user ${user}.`).waitFor();
+      await outcome(page).getByText(`Lifted all for user ${user}.`).waitFor();
       await page.getByText("Not muted.").waitFor();
       assert.deepEqual((await api(server, "GET", `/rim/v1/users/${user}/mute`)).json.mutes, []);
       const after = await client.sendMessage({ to: peer, op: 1000, id: `m3-${user}`, body: { text: "after" } });
@@ -198,7 +214,7 @@ describe("admin console", () => {
       await page.getByLabel("Group or room").fill("live://quiet");
       await page.getByLabel("For", { exact: true }).selectOption({ label: "1 hour" });
       await page.getByRole("button", { name: "Mute", exact: true }).click();
-      await page.getByText(/is muted \(room:live:\/\/quiet\) until/).waitFor();
+      await outcome(page).getByText(/is muted \(room:live:\/\/quiet\) until/).waitFor();
       const timed = (await api(server, "GET", `/rim/v1/users/${user}/mute`)).json.mutes;
       assert.equal(timed.length, 1);
       assert.equal(timed[0].scope, "room:live://quiet");
@@ -228,7 +244,7 @@ describe("admin console", () => {
     // A message to the group lands in the member's mailbox.
     await page.getByLabel("Body").fill('{"text":"to the group"}');
     await page.getByRole("button", { name: "Send to group" }).click();
-    await page.getByText(/Stored for 1 member and sent/).waitFor();
+    await outcome(page).getByText(/Stored for 1 member and sent/).waitFor();
     const mailbox = await api(server, "GET", `/rim/v1/users/${b}/messages?after=0`);
     assert.deepEqual(mailbox.json.messages.map((m) => m.body), [{ text: "to the group" }]);
     // 404 while the group has no members is not an error for the console.
@@ -255,7 +271,7 @@ describe("admin console", () => {
       await dialog.getByText(/bearer token not accepted/).waitFor();
       await dialog.getByLabel("Token").fill(token);
       await dialog.getByRole("button", { name: "Use token" }).click();
-      await page.getByText("Queued for delivery.").waitFor();
+      await outcome(page).getByText("Queued for delivery.").waitFor();
       const pushed = await client.next((f) => f.op === 1000, 10_000, "the push");
       assert.equal(pushed.body.toString(), "with a token");
 
@@ -274,7 +290,7 @@ describe("admin console", () => {
       await page.getByRole("button", { name: "Forget token" }).click();
       await page.getByRole("button", { name: "Send push" }).click();
       await dialog.getByRole("button", { name: "Cancel" }).click();
-      await page.getByText(/401: missing bearer token/).waitFor();
+      await outcome(page).getByText(/401: missing bearer token/).waitFor();
     } finally {
       client.close();
     }
@@ -291,7 +307,7 @@ describe("admin console", () => {
       return;
     }
     assert.equal(doc.status, 200);
-    const methods = ["get", "put", "post", "delete", "patch"];
+    const methods = ["get", "put", "post", "delete", "patch", "head", "options"];
     const count = Object.values(doc.json.paths).reduce((n, item) => n + methods.filter((m) => item[m]).length, 0);
     await page.locator("[data-operation]").first().waitFor();
     assert.equal(await page.locator("[data-operation]").count(), count);

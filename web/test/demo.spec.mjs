@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { afterEach, describe, test } from "node:test";
-import { api, eventually, newPage, rim, startRim } from "./harness.mjs";
+import { api, closeContexts, eventually, newPage, rim, startRim } from "./harness.mjs";
 
 /** A user id (and group id) no other test uses. */
 let nextId = 50_000 + (process.pid % 1000) * 100;
@@ -16,17 +16,10 @@ const id = () => ++nextId;
 /** Heartbeats every 400 ms: a dead network is noticed within about a second. */
 const HEARTBEAT = 400;
 
-const opened = [];
-afterEach(async () => {
-  while (opened.length > 0) await opened.pop().context().close();
-});
-
 /** A fresh person (a browser context) on the demo, not signed in. */
 async function openDemo(server, context = {}) {
   const ws = `ws://${server.ws[0]}/sub`;
-  const page = await newPage(server, `/demo/?ws=${encodeURIComponent(ws)}&heartbeat=${HEARTBEAT}`, context);
-  opened.push(page);
-  return page;
+  return newPage(server, `/demo/?ws=${encodeURIComponent(ws)}&heartbeat=${HEARTBEAT}`, context);
 }
 
 /** Signs `mid` in (trust mode) and waits until the page is online. */
@@ -85,6 +78,8 @@ function assertClean(page, allowed = /^$/) {
 }
 
 describe("demo chat", () => {
+  afterEach(closeContexts);
+
   test("rim serves the demo with its SDK bundled, under the pages' policy", async () => {
     const server = await rim();
     const index = await api(server, "GET", "/demo/");
@@ -270,7 +265,6 @@ describe("demo chat", () => {
     const room = `live://news-${b}`;
     const bob = await signIn(server, b, { room });
     const admin = await newPage(server, "/admin/#/push");
-    opened.push(admin);
 
     await admin.getByLabel("User ids").fill(String(b));
     await admin.getByLabel("Operation").fill("1000");
@@ -303,7 +297,6 @@ describe("demo chat", () => {
     await mine(bob, "first").and(bob.locator('[data-status="delivered"], [data-status="sent"]')).waitFor();
 
     const admin = await newPage(server, "/admin/#/mutes");
-    opened.push(admin);
     await admin.getByLabel("User id").fill(String(b));
     await admin.getByLabel("Scope", { exact: true }).selectOption("all");
     await admin.getByLabel("For", { exact: true }).selectOption({ label: "Until lifted" });

@@ -4,7 +4,7 @@
 // (test/browser.test.mjs runs every *.spec.mjs in one process, then that).
 //
 //   const server = await rim();            // the shared server
-//   const page = await newPage(server);     // a page in a fresh context
+//   const page = await newPage(server);     // a page in a fresh context (closed by closeContexts)
 //   const other = await rim({ config });    // a server of its own (stopped after the run)
 //
 // The rim binary: $RIM_BIN, else $CARGO_TARGET_DIR/debug/rim, else
@@ -150,6 +150,12 @@ export function browser() {
   return browserPromise;
 }
 
+const contexts = new Set();
+/** Closes every context `newPage` opened (a spec's `afterEach`), so no page keeps polling. */
+export async function closeContexts() {
+  await Promise.all([...contexts].map((ctx) => ctx.close()));
+}
+
 /**
  * A page in a fresh browser context (its own storage, like another person),
  * at `path` of `server`. Pass `context` options (viewport, offline, ...) as
@@ -158,6 +164,8 @@ export function browser() {
  */
 export async function newPage(server, path = "/admin/", context = {}) {
   const ctx = await (await browser()).newContext({ baseURL: server.url, ...context });
+  contexts.add(ctx);
+  ctx.once("close", () => contexts.delete(ctx));
   const page = await ctx.newPage();
   page.errors = [];
   page.on("pageerror", (err) => page.errors.push(`uncaught: ${err.message}`));

@@ -3,7 +3,7 @@
 // stream of pushes, so the charts and tables have something to show.
 //
 //   npm run screenshots                 (after cargo build --bin rim)
-//   SECONDS=30 npm run screenshots      (a shorter traffic run: shorter charts)
+//   TRAFFIC_SECONDS=30 npm run screenshots     (a shorter traffic run: shorter charts)
 //
 // Not part of the suite: it writes into the repository.
 import { mkdir } from "node:fs/promises";
@@ -13,7 +13,7 @@ import { GoimClient } from "./goim.mjs";
 import { api, newPage, shutdown, startRim } from "./harness.mjs";
 
 const out = resolve(fileURLToPath(new URL("../../docs/img", import.meta.url)));
-const seconds = Number(process.env.SECONDS ?? 150);
+const seconds = Number(process.env.TRAFFIC_SECONDS ?? 150);
 
 const server = await startRim();
 const clients = [];
@@ -83,7 +83,8 @@ try {
   await phone.getByLabel(/Store in the users' mailboxes/).check();
   await phone.getByLabel("Body").fill('{"text": "Your table is ready"}');
   await phone.getByRole("button", { name: "Send push" }).click();
-  await phone.getByText(/Stored for 2 users/).waitFor();
+  await phone.getByRole("status").getByText(/Stored for 2 users/).waitFor();
+  await phone.evaluate(() => window.scrollTo(0, 0));
   await phone.screenshot({ path: join(out, "admin-push-phone.png") });
   console.log(`screenshots in ${out}`);
 } finally {

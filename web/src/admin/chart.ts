@@ -54,11 +54,12 @@ export class Chart {
     }
     const last = points.at(-1);
     this.value.textContent = last ? `${compact(last.v)}${this.unit}` : "–";
-    const top = niceMax(Math.max(0, ...points.map((p) => p.v)));
-    this.max.textContent = `max ${compact(top)}${this.unit}`;
+    const peak = Math.max(0, ...points.map((p) => p.v));
+    const top = niceMax(peak);
+    this.max.textContent = `peak ${compact(peak)}${this.unit}`;
     // The window grows with the history this tab has, from 1 minute up to `windowMs`.
     const span = Math.min(this.windowMs, Math.max(60_000, now - (points[0]?.t ?? now)));
-    this.span.textContent = span < 120_000 ? `last ${Math.round(span / 1000)} s` : `last ${Math.round(span / 60_000)} min`;
+    this.span.textContent = span < 120_000 ? `last ${Math.round(span / 1000)} s` : `last ${Math.floor(span / 60_000)} min`;
     const start = now - span;
     const x = (t: number) => ((t - start) / span) * WIDTH;
     const y = (v: number) => HEIGHT - 2 - (v / top) * (HEIGHT - 6);

@@ -86,6 +86,12 @@ export function datetime(unixMs: number): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+/** The time of day (to the second) for today's times, else the date and time to the minute. */
+export function shortTime(unixMs: number, now = Date.now()): string {
+  const full = datetime(unixMs);
+  return full.slice(0, 10) === datetime(now).slice(0, 10) ? full.slice(11) : full.slice(0, 16);
+}
+
 /** Splits a list typed by a person: commas, spaces or new lines. */
 export function words(text: string): string[] {
   return text

@@ -82,7 +82,7 @@ export const apidoc: View = {
             doc.info?.version ? h("span", { class: "badge" }, `v${doc.info.version}`) : null,
             h("a", { href: "/openapi.json", class: "link", target: "_blank", rel: "noopener" }, "openapi.json"),
           ),
-          doc.info?.description ? h("p", { class: "muted" }, doc.info.description) : null,
+          doc.info?.description ? about(doc.info.description) : null,
           h("p", {}, `${operations.length} operations.`),
           filter,
           list,
@@ -106,6 +106,15 @@ export const apidoc: View = {
     return h("div", { class: "view" }, h("section", { class: "card panel" }, body));
   },
 };
+
+/** The document's description: its first sentence, the rest folded away. */
+function about(description: string): HTMLElement {
+  const end = description.search(/[.:](\s|$)/);
+  const first = end > 0 ? description.slice(0, end + 1) : description;
+  const rest = description.slice(first.length).trim();
+  if (!rest) return h("p", { class: "muted" }, first);
+  return h("details", { class: "about muted" }, h("summary", {}, first), h("p", {}, rest));
+}
 
 function operationsOf(doc: OpenApi): Operation[] {
   const operations: Operation[] = [];

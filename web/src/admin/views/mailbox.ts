@@ -2,7 +2,7 @@
 // cursor (epoch, first and top seq, read mark, each device's ack), from
 // /rim/v1/users/{mid}/messages and /cursor.
 
-import { ago, datetime, h, num, replace } from "../../shared/dom";
+import { ago, datetime, h, num, replace, shortTime } from "../../shared/dom";
 import { field, inlineForm, input, Outcome, panel, pretty, table } from "../ui";
 import type { Context, View } from "../view";
 
@@ -76,7 +76,7 @@ export const mailbox: View = {
         h("h3", {}, "Devices"),
         table(
           ["Connection key", "Acked up to", "Last ack"],
-          devices.map(([key, d]) => [h("code", {}, key), num(d.ack), h("span", { title: datetime(d.ts) }, ago(d.ts))]),
+          devices.map(([key, d]) => [h("code", {}, key), num(d.ack), h("span", { class: "nowrap", title: datetime(d.ts) }, ago(d.ts))]),
           "No device has acked yet.",
         ),
       );
@@ -89,7 +89,7 @@ export const mailbox: View = {
           ["Seq", "Time", "Op", "From", "Id", "Body"],
           page.messages.map((m) => [
             h("strong", {}, String(m.seq)),
-            h("span", { title: String(m.ts) }, datetime(m.ts)),
+            h("span", { class: "nowrap", title: datetime(m.ts) }, shortTime(m.ts)),
             String(m.op),
             m.from === 0 ? h("span", { class: "muted" }, "backend") : String(m.from),
             h("code", { class: "id" }, m.id),

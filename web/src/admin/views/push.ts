@@ -1,7 +1,7 @@
 // Push: send a message to users (optionally stored in their mailboxes),
 // connections, a room or everyone, through goim's v2 push API.
 
-import { datetime, h, replace, words } from "../../shared/dom";
+import { h, replace, shortTime, words } from "../../shared/dom";
 import { envelopeData } from "../api";
 import { errorText, field, form, input, Outcome, panel, table } from "../ui";
 import type { Context, View } from "../view";
@@ -88,7 +88,7 @@ export const push: View = {
         history,
         table(
           ["Time", "Target", "Op", "Result"],
-          sent.map((s) => [datetime(s.at), h("code", {}, s.target), String(s.op), h("span", { class: s.ok ? "ok" : "bad" }, s.result)]),
+          sent.map((s) => [h("span", { class: "nowrap" }, shortTime(s.at)), h("code", {}, s.target), String(s.op), h("span", { class: s.ok ? "ok" : "bad" }, s.result)]),
           "Nothing sent from this tab yet.",
         ),
       );
