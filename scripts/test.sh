@@ -62,6 +62,9 @@ case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
   RIM_BIN="$target_dir/debug/rim" npm test
 )
 
+step "schemathesis against rim standalone's HTTP API (scripts/schemathesis.sh)"
+scripts/schemathesis.sh
+
 step "browser tests (web/test: playwright-core, Debian chromium, rim standalone)"
 # Debian's chromium, driven by playwright-core: no browser download.
 if ! command -v chromium >/dev/null; then

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rim_job::discovery::{DiscoveryConfig, StaticComet};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,7 @@ fn parse_as<T: DeserializeOwned + Validate>(text: &str, path: String) -> Result<
 // === standalone ===
 
 /// Configuration of `rim standalone`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StandaloneConfig {
     /// Client connections: listeners, timeouts, buckets, queues.
@@ -95,7 +95,7 @@ pub struct StandaloneConfig {
 /// static and public; the API calls they make need the API's bearer token
 /// when one is configured. On by default in `rim standalone`, off by
 /// default in `rim logic`. The section, when written, names `enabled`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebSection {
     /// Serve the pages.
@@ -110,7 +110,7 @@ impl Default for WebSection {
 }
 
 /// Which mailbox store `rim standalone` runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// The embedded on-disk store (redb) in `data`: a stored push is answered
@@ -124,7 +124,7 @@ pub enum StoreKind {
 }
 
 /// `[mailbox]`: the store and its retention.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MailboxSection {
     /// `redb` (default), `memory` or `none`.
@@ -147,7 +147,7 @@ impl Default for MailboxSection {
 }
 
 /// The in-process push queue (the standalone stand-in for Kafka).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
     /// Records the queue holds before publishers wait. Default 65536.
@@ -213,8 +213,37 @@ impl Validate for StandaloneConfig {
 
 // === processes ===
 
+/// A Redis URL with its password, if any, as `<redacted>` (for `rim
+/// check-config`): `redis://user:pw@host/` becomes `redis://user:<redacted>@host/`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+fn serialize_redis_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}
+
+fn serialize_redis_url_option<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&redact_url(url)),
+        None => s.serialize_none(),
+    }
+}
+
 /// A router shard as logic and job address it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RouterNode {
     /// The shard's name on the consistent-hash ring. Keep names stable:
@@ -227,13 +256,14 @@ pub struct RouterNode {
 /// `[mailbox]` of `rim logic` and `rim job`: stored messages in Redis,
 /// carried from logic to job by their own Kafka topic. Off unless
 /// `redis_url` is set (both processes need the same settings).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessMailbox {
     /// The mailbox Redis (`redis://host:port/`); unset: no stored messages
     /// (`store=1` answers 400, IM sessions are refused). It may be the
     /// router's Redis. Run it with `appendonly yes` and `appendfsync always`
     /// (see README); rim warns at start otherwise.
+    #[serde(serialize_with = "serialize_redis_url_option")]
     pub redis_url: Option<String>,
     /// Key prefix. Default `rim:mb:`.
     pub prefix: String,
@@ -285,7 +315,7 @@ impl ProcessMailbox {
 }
 
 /// `logic.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogicProcessConfig {
     /// HTTP API, nodes, online aggregation (`[logic]`).
@@ -348,7 +378,7 @@ impl Validate for LogicProcessConfig {
 }
 
 /// `router.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouterProcessConfig {
     /// gRPC listen address. Default `0.0.0.0:3129`.
@@ -358,6 +388,7 @@ pub struct RouterProcessConfig {
     /// `"memory"` or `"redis"`. Default `"memory"`.
     pub store: String,
     /// Redis URL when `store = "redis"`. Default `redis://127.0.0.1:6379/`.
+    #[serde(serialize_with = "serialize_redis_url")]
     pub redis_url: String,
     /// Deadline of every Redis command. Default 2s.
     #[serde(with = "humantime_serde")]
@@ -392,7 +423,7 @@ impl Validate for RouterProcessConfig {
 }
 
 /// `job.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobProcessConfig {
     /// Routines, batching (`[job]`).
@@ -475,7 +506,7 @@ impl Validate for JobProcessConfig {
 }
 
 /// `comet.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CometProcessConfig {
     /// Listeners, timeouts, buckets, queues (`[comet]`).

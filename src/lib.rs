@@ -15,6 +15,7 @@
 //!   `READY` line, the TLS reload on SIGHUP, the router client, the start
 //!   error); `standalone` and the `process` modules use it and
 //!   [`config`], never each other.
+//! - [`tools`]: operator tooling: `rim check-config` and `rim token`.
 //! - [`web`]: the web pages served next to the API (the admin console at
 //!   `/admin/`, the demo at `/demo/`), embedded from `web/dist`.
 //! - `local`: the in-process adapters standalone connects components with.
@@ -25,5 +26,6 @@ pub mod config;
 mod local;
 pub mod process;
 pub mod standalone;
+pub mod tools;
 pub mod web;
 pub mod wiring;

@@ -2,12 +2,12 @@
 //! plain function calls in standalone mode, behind the same traits that the
 //! distributed mode implements with gRPC clients.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use rim_comet::{Hub, LogicCallError, LogicClient};
+use rim_comet::{Comet, Hub, LogicCallError, LogicClient};
 use rim_job::{CometCallError, CometClient};
-use rim_logic::Logic;
+use rim_logic::{LocalOnline, Logic};
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use rim_proto::pb::im::{AckReq, ReadReq, SendReply, SendReq, SyncReply, SyncReq};
 use rim_proto::pb::logic::{
@@ -86,5 +86,15 @@ impl CometClient for LocalComet {
 
     async fn broadcast_room(&self, req: BroadcastRoomReq) -> Result<(), CometCallError> {
         self.0.broadcast_room(req).map_err(comet_error)
+    }
+}
+
+/// The comet as logic's online answers see it, in the same process: its
+/// live counts. Weak, since the comet holds logic.
+pub(crate) struct LocalCometOnline(pub(crate) Weak<Comet>);
+
+impl LocalOnline for LocalCometOnline {
+    fn online(&self) -> Option<OnlineReq> {
+        self.0.upgrade().map(|comet| comet.online_report())
     }
 }

@@ -40,6 +40,54 @@ enum Command {
     /// Load generator: drive any goim-compatible server over TCP/WebSocket and its HTTP API.
     #[cfg(feature = "bench")]
     Bench(rim_bench::BenchArgs),
+    /// Validate a configuration file and print every effective setting with its default.
+    ///
+    /// Prints TOML (dotted keys): each setting the file changes is followed by
+    /// `# default: ...`; secrets show as <redacted>. A bad file prints the
+    /// error, naming the file and the key, and exits 78.
+    CheckConfig(CheckConfigArgs),
+    /// Print a client JWT signed with the key of a configuration's [logic.auth], for trying jwt mode.
+    ///
+    /// HS256 signs with logic.auth.secret; RS256/ES256 need --private-key
+    /// (the config names only the public key). issuer and audience come from
+    /// the config. Connect with the JWT as the op 7 body, or in the "token"
+    /// field of goim's JSON token.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckConfigArgs {
+    /// The TOML configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Which process the file is for.
+    #[arg(long, value_enum, default_value = "standalone")]
+    role: rim::tools::Role,
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The user id (claim sub).
+    #[arg(long)]
+    mid: i64,
+    /// The room the connection joins (claim room), e.g. live://1000.
+    #[arg(long)]
+    room: Option<String>,
+    /// The ops the connection accepts for keyed and broadcast pushes (claim accepts), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    accepts: Option<Vec<i32>>,
+    /// Make the session an IM session (claim im: true).
+    #[arg(long)]
+    im: bool,
+    /// How long the token is valid, e.g. 90s, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+    /// The configuration file whose [logic.auth] names the key (standalone or logic).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// RS256/ES256: the PEM private key whose public half is logic.auth.public_key_file.
+    #[arg(long, value_name = "FILE")]
+    private_key: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,6 +186,12 @@ struct ProcessArgs {
 fn main() -> ExitCode {
     use std::io::IsTerminal;
     let cli = Cli::parse();
+    // The tools print and exit: no runtime, no logging setup.
+    match cli.command {
+        Command::CheckConfig(args) => return check_config(&args),
+        Command::Token(args) => return token(&args),
+        _ => {}
+    }
     // Logs go to stderr (stdout carries only the `--ready` line); colours
     // only on a terminal, and not with NO_COLOR set.
     let ansi = std::io::stderr().is_terminal()
@@ -165,6 +219,51 @@ fn main() -> ExitCode {
             eprintln!("rim: {e:#}");
             // EX_CONFIG (78) for configuration problems, 1 otherwise.
             ExitCode::from(if e.is::<rim::config::ConfigError>() {
+                78
+            } else {
+                1
+            })
+        }
+    }
+}
+
+fn check_config(args: &CheckConfigArgs) -> ExitCode {
+    match rim::tools::check_config(&args.config, args.role) {
+        Ok(report) => {
+            print!("{report}");
+            let role = format!("{:?}", args.role).to_lowercase();
+            eprintln!(
+                "rim: {} is a valid {role} configuration",
+                args.config.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rim: {e}");
+            ExitCode::from(78)
+        }
+    }
+}
+
+fn token(args: &TokenArgs) -> ExitCode {
+    let request = rim::tools::TokenRequest {
+        mid: args.mid,
+        room: args.room.clone(),
+        accepts: args.accepts.clone(),
+        im: args.im.then_some(true),
+        ttl: args.ttl,
+    };
+    match rim::tools::token(&args.config, args.private_key.as_deref(), &request) {
+        Ok((jwt, note)) => {
+            if let Some(note) = note {
+                eprintln!("rim: {note}");
+            }
+            println!("{jwt}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rim: {e}");
+            ExitCode::from(if matches!(e, rim::tools::TokenError::Config(_)) {
                 78
             } else {
                 1
@@ -238,6 +337,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 shutdown,
             )
             .await
+        }
+        Command::CheckConfig(_) | Command::Token(_) => {
+            unreachable!("handled in main before the runtime starts")
         }
         Command::Comet(args) => {
             process::comet::run(

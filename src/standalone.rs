@@ -10,6 +10,9 @@
 //! data directory (`[mailbox]`, `--data`): logic appends a stored push there
 //! and answers once it is fsynced.
 //!
+//! logic answers online counts (`/goim/online/*`, `/1/count`) from the
+//! comet's live state rather than from its periodic reports.
+//!
 //! The HTTP port also serves the web pages ([`crate::web`]) unless
 //! `[web] enabled = false`.
 //!
@@ -26,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::{StandaloneConfig, StoreKind, Validate};
-use crate::local::{LocalComet, LocalLogic};
+use crate::local::{LocalComet, LocalCometOnline, LocalLogic};
 use crate::wiring::{self, StartError};
 
 /// Sockets bound before start, so that tests can bind port 0.
@@ -93,6 +96,8 @@ impl Standalone {
         let comet =
             rim_comet::Comet::new(config.comet.clone(), Arc::new(LocalLogic(logic.clone())))
                 .map_err(|e| StartError::Config(e.to_string()))?;
+        // One process: the online answers read the comet's live counts.
+        logic.set_local_online(Arc::new(LocalCometOnline(Arc::downgrade(&comet))));
         let job = rim_job::Job::new(config.job.clone());
         job.add_comet(
             comet.server_id(),

@@ -73,6 +73,23 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
     let mut d = Client::connect(c.comet_tcp(1), false, &Token::new(3, "pd", "live://2"))
         .await
         .unwrap();
+    // e accepts nothing and is in live://1 only through op 24: room pushes
+    // through Kafka reach joined rooms, and goim v1's pushes skip accepts.
+    let mut e_token = Token::new(5, "pe", "live://3");
+    e_token.accepts.clear();
+    let mut e = Client::connect(c.comet_tcp(1), false, &e_token)
+        .await
+        .unwrap();
+    let reply = e
+        .request(
+            Op::JoinRoom.code(),
+            2,
+            b"live://1",
+            Op::JoinRoomReply.code(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&reply.body[..], b"live://1");
 
     c.http
         .push_ok("/goim/push/keys?operation=1000&keys=pa", "keys-a")
@@ -112,20 +129,21 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
         &["v1-d", "\"v1s\"", "v1-room-2", "all", "v1-all"],
     )
     .await;
-    for (client, who) in [(&mut a, "a"), (&mut b, "b"), (&mut d, "d")] {
+    expect_exactly(&mut e, "e", &["room-1", "v1-all"]).await;
+    for (client, who) in [(&mut a, "a"), (&mut b, "b"), (&mut d, "d"), (&mut e, "e")] {
         client
             .expect_no_push(Duration::from_millis(300))
             .await
             .unwrap_or_else(|e| panic!("{who}: {e}"));
     }
 
-    // Online counts aggregate across both comets.
+    // Online counts aggregate across both comets, every membership counted.
     c.http
-        .get_until("/goim/online/total", |j| j["data"]["conn_count"] == 3)
+        .get_until("/goim/online/total", |j| j["data"]["conn_count"] == 4)
         .await;
     c.http
-        .get_until("/goim/online/room?type=live&rooms=1&rooms=2", |j| {
-            j["data"]["1"] == 2 && j["data"]["2"] == 1
+        .get_until("/goim/online/room?type=live&rooms=1&rooms=2&rooms=3", |j| {
+            j["data"]["1"] == 3 && j["data"]["2"] == 1 && j["data"]["3"] == 1
         })
         .await;
     let instances = c.http.get("/goim/nodes/instances").await.unwrap().json;
@@ -142,7 +160,7 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
         async || {
             let count = a.heartbeat(seq).await.unwrap();
             seq += 1;
-            if count == 2 {
+            if count == 3 {
                 Ok(())
             } else {
                 Err(format!(

@@ -442,7 +442,15 @@ async fn help_lists_every_subcommand_and_every_standalone_flag() {
         help.lines()
             .any(|l| l.trim_start().starts_with(&format!("{command} ")))
     };
-    for command in ["standalone", "logic", "router", "job", "comet"] {
+    for command in [
+        "standalone",
+        "logic",
+        "router",
+        "job",
+        "comet",
+        "check-config",
+        "token",
+    ] {
         assert!(
             lists(command),
             "`rim --help` does not list {command}:\n{help}"
@@ -797,4 +805,181 @@ async fn kill_9_under_stored_push_load_loses_nothing_answered_200() {
     assert_eq!(received, expected);
     assert!(answered.len() >= 500);
     server.stop().await;
+}
+
+/// Sends `body` as op 7 on a fresh TCP connection; `true` when the server
+/// answers op 8 (accepted), `false` when it closes the connection first.
+async fn authenticates(tcp: SocketAddr, body: &str) -> bool {
+    use rim_proto::{Frame, Op};
+    use rim_testkit::Incoming;
+    let mut client = Client::tcp(tcp).await.expect("tcp connect");
+    client
+        .send(&Frame::new(1, Op::Auth, 1, body.to_owned()))
+        .await
+        .expect("send op 7");
+    match client.recv_within(DEADLINE).await {
+        Ok(Some(Incoming::Frame(frame))) => {
+            assert_eq!(frame.op, Op::AuthReply.code(), "unexpected op {}", frame.op);
+            true
+        }
+        Ok(Some(Incoming::Closed)) | Err(_) => false,
+        Ok(None) => panic!("no answer to op 7 within {DEADLINE:?}"),
+    }
+}
+
+/// `rim token`: the JWT it prints for a configuration is accepted by a rim
+/// running that configuration, over a real connection, as the user it
+/// names; once past its TTL the same server refuses it.
+#[tokio::test]
+async fn rim_token_prints_a_jwt_the_server_accepts_until_it_expires() {
+    use base64::Engine;
+    let config = TempFile::new(
+        "jwt.toml",
+        "[logic.auth]\nmode = \"jwt\"\nsecret = \"rim-token-test-secret\"\nleeway = \"0s\"\n",
+    );
+    let mut args = EPHEMERAL.to_vec();
+    args.extend(["--config", config.arg(), "--ready"]);
+    let server = Server::start(&args, None).await;
+    let tcp = server.only("tcp");
+
+    let (status, jwt, stderr) = run_to_exit(&[
+        "token",
+        "--mid",
+        "123",
+        "--room",
+        "live://9",
+        "--accepts",
+        "1000",
+        "--ttl",
+        "1h",
+        "--config",
+        config.arg(),
+    ])
+    .await;
+    assert!(status.success(), "{status:?}: {stderr}");
+    let jwt = jwt.trim();
+    assert_eq!(jwt.split('.').count(), 3, "not a compact JWT: {jwt:?}");
+    use rim_proto::{Frame, Op};
+    let mut client = Client::tcp(tcp).await.expect("tcp connect");
+    client
+        .send(&Frame::new(1, Op::Auth, 1, jwt.to_owned()))
+        .await
+        .expect("send op 7");
+    let reply = client.recv_frame().await.expect("op 8");
+    assert_eq!(reply.op, Op::AuthReply.code());
+    // The server took the user and the room from the JWT.
+    let api = server.http();
+    api.push_ok("/goim/push/mids?operation=1000&mids=123", "to 123")
+        .await;
+    assert_eq!(
+        &client.next_push().await.expect("user push").body[..],
+        b"to 123"
+    );
+    api.push_ok(
+        "/goim/push/room?operation=1001&type=live&room=9",
+        "to the room",
+    )
+    .await;
+    assert_eq!(
+        &client.next_push().await.expect("room push").body[..],
+        b"to the room"
+    );
+    // A token signed with another key is refused.
+    let other = TempFile::new(
+        "other.toml",
+        "[logic.auth]\nmode = \"jwt\"\nsecret = \"another\"\n",
+    );
+    let (status, forged, _) =
+        run_to_exit(&["token", "--mid", "123", "--config", other.arg()]).await;
+    assert!(status.success());
+    assert!(
+        !authenticates(tcp, forged.trim()).await,
+        "a forged token was accepted"
+    );
+
+    // Past its TTL (the config allows no leeway), the token is refused.
+    let (status, short, stderr) = run_to_exit(&[
+        "token",
+        "--mid",
+        "123",
+        "--ttl",
+        "1s",
+        "--config",
+        config.arg(),
+    ])
+    .await;
+    assert!(status.success(), "{stderr}");
+    let payload = short.trim().split('.').nth(1).expect("a payload");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url payload"),
+    )
+    .expect("JSON claims");
+    let exp = claims["exp"].as_u64().expect("an exp claim");
+    assert_eq!(claims["sub"], "123", "{claims}");
+    // Wait for the clock (not for a server): rim refuses once now > exp.
+    let expired_at = std::time::UNIX_EPOCH + Duration::from_secs(exp + 1);
+    if let Ok(left) = expired_at.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left + Duration::from_millis(100)).await;
+    }
+    assert!(
+        !authenticates(tcp, short.trim()).await,
+        "an expired token was accepted"
+    );
+    server.stop().await;
+}
+
+/// `rim check-config`: a good file prints every effective setting, the
+/// changed ones with their default; an unknown key, a bad value and an
+/// invalid one fail with EX_CONFIG and name the key and the file.
+#[tokio::test]
+async fn check_config_prints_the_effective_settings_and_names_a_bad_key() {
+    const EX_CONFIG: i32 = 78;
+    let good = TempFile::new("good.toml", "[logic]\nmax_body = 64\n");
+    let (status, stdout, stderr) = run_to_exit(&["check-config", "-c", good.arg()]).await;
+    assert!(status.success(), "{status:?}: {stderr}");
+    for line in [
+        "logic.max_body = 64  # default: 1048576",
+        "comet.handshake_timeout = \"8s\"",
+        "mailbox.store = \"redb\"",
+        "queue.capacity = 65536",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no line {line:?} in:\n{stdout}"
+        );
+    }
+    let role = TempFile::new("job.toml", "[job]\nroutines = 3\n");
+    let (status, stdout, stderr) =
+        run_to_exit(&["check-config", "-c", role.arg(), "--role", "job"]).await;
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("job.routines = 3  # default: "), "{stdout}");
+
+    let unknown = TempFile::new("unknown.toml", "[comet]\nhandshake_timout = \"1s\"\n");
+    let bad_value = TempFile::new("bad.toml", "[logic]\nmax_body = \"big\"\n");
+    let invalid = TempFile::new("invalid.toml", "[logic.node]\nheartbeat_max = 0\n");
+    let cases: [(&TempFile, &[&str], &str); 4] = [
+        (&unknown, &[], "handshake_timout"),
+        (&bad_value, &[], "max_body"),
+        (&invalid, &[], "heartbeat_max"),
+        // `rim logic` needs a JWT key: its defaults alone do not start.
+        (&good, &["--role", "logic"], "auth.secret"),
+    ];
+    for (file, extra, key) in cases {
+        let mut args = vec!["check-config", "-c", file.arg()];
+        args.extend_from_slice(extra);
+        let (status, stdout, stderr) = run_to_exit(&args).await;
+        assert_eq!(status.code(), Some(EX_CONFIG), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            stderr.contains(key),
+            "{args:?}: does not name {key}:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(file.arg()),
+            "{args:?}: names no file:\n{stderr}"
+        );
+    }
 }

@@ -173,18 +173,9 @@ fn token(mid: i64, key: &str, accepts: &[i32]) -> Token {
 }
 
 #[tokio::test]
-async fn broadcast_honours_accepts_and_v1_endpoints_work() {
+async fn broadcast_honours_accepts() {
     let rim = Rim::start().await;
-    // c10, c11 and c12 accept both ops the v1 keyed pushes use (5, /1/push's
-    // default, and 1000), so a v1 push reaching one of them that is not its
-    // target is delivered, not filtered: the "only" checks below see it.
-    let mut c10 = Client::connect(rim.tcp(), false, &token(10, "k10", &[5, 1000]))
-        .await
-        .unwrap();
-    let mut c11 = Client::connect(rim.ws(), true, &token(11, "k11", &[5, 1000]))
-        .await
-        .unwrap();
-    let mut c12 = Client::connect(rim.tcp(), false, &token(12, "k12", &[5, 1000]))
+    let mut c10 = Client::connect(rim.tcp(), false, &token(10, "k10", &[1000]))
         .await
         .unwrap();
     // c13 accepts 2000 only: the subject of accepts filtering.
@@ -197,40 +188,126 @@ async fn broadcast_honours_accepts_and_v1_endpoints_work() {
         .await;
     let push = c13.next_push().await.unwrap();
     assert_eq!((push.op, &push.body[..]), (2000, &b"only-13"[..]));
-
-    // goim v1: /1/push uses op 5 by default; only uid 11 is targeted.
-    rim.http.push_v1_ok("/1/push?uid=11", "v1-uid").await;
-    let push = c11.next_push().await.unwrap();
-    assert_eq!((push.op, &push.body[..]), (5, &b"v1-uid"[..]));
-
-    // /1/pushs to uids 10, 12 and 13 (which does not accept 1000), not 11
-    // (which would). One comet request carries all the keys, and c10 and c12
-    // see this as their first push: "v1-uid" did not reach them.
     rim.http
-        .push_v1_ok(
-            "/1/pushs?operation=1000",
-            r#"{"m":{"hello":1},"u":[10,12,13]}"#,
-        )
+        .push_ok("/goim/push/mids?operation=1000&mids=10&mids=13", "only-10")
         .await;
-    for c in [&mut c10, &mut c12] {
-        let push = c.next_push().await.unwrap();
-        assert_eq!((push.op, &push.body[..]), (1000, &br#"{"hello":1}"#[..]));
-    }
+    let push = c10.next_push().await.unwrap();
+    assert_eq!((push.op, &push.body[..]), (1000, &b"only-10"[..]));
 
-    rim.http
-        .push_v1_ok("/1/push/all?operation=2000", "v1-all")
-        .await;
-    // c13 was a /1/pushs target, but does not accept 1000.
-    let push = c13.next_push().await.unwrap();
-    assert_eq!((push.op, &push.body[..]), (2000, &b"v1-all"[..]));
-
-    // c11 did not get /1/pushs; c10 and c12 got nothing more.
-    assert_only_marker(&rim, &mut [&mut c10, &mut c11, &mut c12]).await;
-    // c13 accepts 2000 only, so its marker is a 2000 broadcast.
+    // c10 did not get "only-13".
+    assert_only_marker(&rim, &mut [&mut c10]).await;
+    // c13 did not get "only-10"; its marker is a 2000 broadcast.
     rim.http
         .push_ok("/goim/push/all?operation=2000", "marker-2000")
         .await;
     assert_eq!(&c13.next_push().await.unwrap().body[..], b"marker-2000");
+    rim.server.stop().await;
+}
+
+/// The next push of `client` is `(op, body)`.
+async fn expect_push(client: &mut Client, who: &str, op: i32, body: &[u8]) {
+    let push = client
+        .next_push()
+        .await
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(
+        (push.op, &push.body[..], push.seq),
+        (op, body, 0),
+        "{who} got {:?}",
+        push.body
+    );
+}
+
+/// A goim v1 client, as goim v1's benchmark client is: its op 7 body is the
+/// bare decimal uid, it names no accepts and no room; every v1 push reaches
+/// it, unfiltered (v1 had no accepts), and it is in room "1" as goim v1's
+/// logic put it.
+async fn goim_v1_client_end_to_end(ws: bool) {
+    let rim = Rim::start().await;
+    let mut v1 = Client::tcp(rim.tcp()).await.unwrap();
+    let reply = v1.auth_body("4242").await.unwrap();
+    assert_eq!((reply.op, reply.seq, reply.body.len()), (8, 1, 0));
+    let mut v1_ws = if ws {
+        Client::ws(rim.ws()).await.unwrap()
+    } else {
+        Client::tcp(rim.tcp()).await.unwrap()
+    };
+    v1_ws.auth_body("4243").await.unwrap();
+    // A v2 client accepting only 2000: a v1 broadcast reaches it as well.
+    let mut v2 = Client::connect(rim.tcp(), false, &token(7, "v2", &[2000]))
+        .await
+        .unwrap();
+
+    // /1/push uses op 5 by default, as goim v1 did.
+    rim.http.push_v1_ok("/1/push?uid=4242", "v1-uid").await;
+    expect_push(&mut v1, "v1", 5, b"v1-uid").await;
+    rim.http
+        .push_v1_ok("/1/pushs", r#"{"m":{"hello":1},"u":[4242,4243]}"#)
+        .await;
+    expect_push(&mut v1, "v1", 5, br#"{"hello":1}"#).await;
+    expect_push(&mut v1_ws, "v1_ws", 5, br#"{"hello":1}"#).await;
+    rim.http.push_v1_ok("/1/push/room?rid=1", "v1-room").await;
+    expect_push(&mut v1, "v1", 5, b"v1-room").await;
+    expect_push(&mut v1_ws, "v1_ws", 5, b"v1-room").await;
+    rim.http.push_v1_ok("/1/push/all", "v1-all").await;
+    for (client, who) in [(&mut v1, "v1"), (&mut v1_ws, "v1_ws"), (&mut v2, "v2")] {
+        expect_push(client, who, 5, b"v1-all").await;
+    }
+    // A stored v1 push reaches the live client too (seq 0: it is no IM session).
+    let reply = rim
+        .http
+        .post("/1/push?uid=4243&store=1&operation=1001", "v1-stored")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, &reply.json["ret"]),
+        (200, &1.into()),
+        "{:?}",
+        reply.json
+    );
+    expect_push(&mut v1_ws, "v1_ws", 1001, b"v1-stored").await;
+    // goim v2's API keeps filtering: the v1 clients accept nothing.
+    rim.http
+        .push_ok(
+            "/goim/push/mids?operation=1000&mids=4242&mids=4243",
+            "v2-mids",
+        )
+        .await;
+    rim.http
+        .push_ok("/goim/push/all?operation=5", "v2-all")
+        .await;
+    rim.http.push_v1_ok("/1/push/all", "marker").await;
+    for (client, who) in [(&mut v1, "v1"), (&mut v1_ws, "v1_ws"), (&mut v2, "v2")] {
+        expect_push(client, who, 5, b"marker").await;
+    }
+
+    // Both are counted in room "1", and a heartbeat carries its count.
+    assert_eq!(v1.heartbeat(2).await.unwrap(), 2);
+    let json = rim.http.get("/1/count?type=room").await.unwrap().json;
+    assert_eq!(
+        json["data"],
+        serde_json::json!([{"RoomId": "1", "Count": 2}])
+    );
+    rim.server.stop().await;
+}
+
+#[tokio::test]
+async fn goim_v1_client_end_to_end_tcp() {
+    goim_v1_client_end_to_end(false).await;
+}
+
+#[tokio::test]
+async fn goim_v1_client_end_to_end_ws() {
+    goim_v1_client_end_to_end(true).await;
+}
+
+#[tokio::test]
+async fn a_token_that_is_neither_json_nor_a_decimal_uid_is_refused() {
+    let rim = Rim::start().await;
+    for body in ["4242x", " 4242", "4242.0", "99999999999999999999"] {
+        let mut c = Client::tcp(rim.tcp()).await.unwrap();
+        assert!(c.auth_body(body).await.is_err(), "{body:?} was accepted");
+    }
     rim.server.stop().await;
 }
 
@@ -406,6 +483,77 @@ async fn heartbeat_reply_carries_room_online_count() {
         .await
         .unwrap();
     assert_eq!(lonely.heartbeat(9).await.unwrap(), 0);
+    rim.server.stop().await;
+}
+
+/// Standalone answers the online counts from the comet's live state: a
+/// client counts as soon as it is authenticated, although the comet's only
+/// online report so far is the one it sent at start, with no connection.
+#[tokio::test]
+async fn standalone_online_counts_are_live() {
+    let mut config = test_config();
+    config.comet.online_report_interval = Duration::from_secs(3600);
+    let rim = Rim::start_with(config).await;
+    let json = rim.http.get("/goim/online/total").await.unwrap().json;
+    assert_eq!(
+        json["data"],
+        serde_json::json!({"ip_count": 0, "conn_count": 0})
+    );
+
+    let mut a = Client::connect(rim.tcp(), false, &Token::new(1, "a", "live://1"))
+        .await
+        .unwrap();
+    let json = rim.http.get("/goim/online/total").await.unwrap().json;
+    assert_eq!(
+        json["data"],
+        serde_json::json!({"ip_count": 1, "conn_count": 1})
+    );
+    let json = rim
+        .http
+        .get("/goim/online/top?type=live&limit=5")
+        .await
+        .unwrap()
+        .json;
+    assert_eq!(
+        json["data"],
+        serde_json::json!([{"room_id": "1", "count": 1}])
+    );
+    // A room joined with op 24 counts at once too.
+    let reply = a
+        .request(
+            Op::JoinRoom.code(),
+            3,
+            b"live://2",
+            Op::JoinRoomReply.code(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&reply.body[..], b"live://2");
+    let json = rim
+        .http
+        .get("/goim/online/room?type=live&rooms=1&rooms=2")
+        .await
+        .unwrap()
+        .json;
+    assert_eq!(json["data"], serde_json::json!({"1": 1, "2": 1}));
+    let json = rim.http.get("/1/count?type=server").await.unwrap().json;
+    assert_eq!(
+        json["data"],
+        serde_json::json!([{"Server": "comet-test", "Count": 1}])
+    );
+
+    // Gone once its connection is torn down (after the client's close).
+    drop(a);
+    rim.http
+        .get_until("/goim/online/total", |j| j["data"]["conn_count"] == 0)
+        .await;
+    let json = rim
+        .http
+        .get("/goim/online/top?type=live&limit=5")
+        .await
+        .unwrap()
+        .json;
+    assert_eq!(json["data"], serde_json::json!([]));
     rim.server.stop().await;
 }
 

@@ -2,8 +2,9 @@
 //!
 //! A session lives in the bucket chosen by the hash of its key (so a same-key
 //! reconnect lands in the same bucket and can kick its predecessor). Its room
-//! membership lives in the same bucket. Lock order: bucket, then session;
-//! sessions never take a bucket lock, and nothing here awaits.
+//! memberships (primary and joined: `room`) live in the same bucket. Lock
+//! order: bucket, then session; sessions never take a bucket lock, and
+//! nothing here awaits.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::push::{Fanout, Push};
-use crate::room::Room;
+use crate::room::{Room, RoomRefusal};
 use crate::session::{Closed, Session};
 
 /// One shard of sessions and rooms.
@@ -34,27 +35,41 @@ struct Inner {
 }
 
 impl Inner {
-    fn join(&mut self, session: &Arc<Session>, room_id: &str) {
-        // Share the map's key with the session instead of allocating another.
+    /// Adds `session` to the members of `room_id` (creating the room) and
+    /// returns the room's id as the map holds it, for the session to share
+    /// instead of allocating another. The caller records the membership.
+    fn add_member(&mut self, session: &Arc<Session>, room_id: &str) -> Arc<str> {
         let id = match self.rooms.get_key_value(room_id) {
             Some((id, _)) => Arc::clone(id),
             None => Arc::from(room_id),
         };
         self.rooms.entry(Arc::clone(&id)).or_default().join(session);
-        session.set_room(Some(id));
+        id
     }
 
-    fn leave(&mut self, session: &Session) {
-        let Some(id) = session.room() else {
-            return;
-        };
-        if let Some(room) = self.rooms.get_mut(&*id) {
+    /// Removes `session` from the members of `room_id`; an emptied room
+    /// goes. The caller forgets the membership.
+    fn remove_member(&mut self, session: &Session, room_id: &str) {
+        if let Some(room) = self.rooms.get_mut(room_id) {
             room.leave(session);
             if room.online() == 0 {
-                self.rooms.remove(&*id);
+                self.rooms.remove(room_id);
             }
         }
-        session.set_room(None);
+    }
+
+    /// Takes `session` out of every room it is in.
+    fn leave_all(&mut self, session: &Session) {
+        let rooms = session.update_rooms(std::mem::take);
+        for id in rooms.iter() {
+            self.remove_member(session, id);
+        }
+    }
+
+    /// Makes `room_id` the session's primary room (it is not in it yet).
+    fn join_primary(&mut self, session: &Arc<Session>, room_id: &str) {
+        let id = self.add_member(session, room_id);
+        session.update_rooms(|rooms| rooms.set_primary(Some(id)));
     }
 }
 
@@ -68,16 +83,16 @@ impl Bucket {
             .sessions
             .insert(Arc::clone(&session.key), Arc::clone(session));
         if let Some(old) = &old {
-            inner.leave(old);
+            inner.leave_all(old);
         }
         *inner.ips.entry(session.ip).or_insert(0) += 1;
         if let Some(room) = room {
-            inner.join(session, room);
+            inner.join_primary(session, room);
         }
         old
     }
 
-    /// Unregisters `session` (once, when its connection ends): leaves its room,
+    /// Unregisters `session` (once, when its connection ends): leaves its rooms,
     /// releases its IP, and removes the key entry only if it still points to
     /// this session. Returns whether it did (false for a kicked session).
     pub(crate) fn del(&self, session: &Arc<Session>) -> bool {
@@ -95,22 +110,78 @@ impl Bucket {
                 count.remove();
             }
         }
-        inner.leave(session);
+        inner.leave_all(session);
         current
     }
 
-    /// Moves `session` to `room` (`None`: no room). Changing to the current
-    /// room is a no-op; a closed session joins nothing.
+    /// op 12: moves `session`'s primary room to `room` (`None`: no primary
+    /// room). Changing to the current primary room is a no-op; a room the
+    /// session joined with op 24 becomes its primary room (it stays a member
+    /// once); a closed session joins nothing.
     pub(crate) fn change_room(&self, session: &Arc<Session>, room: Option<&str>) {
         let mut inner = self.inner.write();
-        if session.room().as_deref() == room {
+        let current = session.room();
+        if current.as_deref() == room {
             return;
         }
-        inner.leave(session);
-        if let Some(room) = room {
-            if session.closed().is_none() {
-                inner.join(session, room);
+        if let Some(old) = current {
+            inner.remove_member(session, &old);
+            session.update_rooms(|rooms| rooms.set_primary(None));
+        }
+        let Some(room) = room else {
+            return;
+        };
+        if let Some(id) = session.update_rooms(|rooms| rooms.remove_other(room)) {
+            // Already a member: only its kind changes.
+            session.update_rooms(|rooms| rooms.set_primary(Some(id)));
+        } else if session.closed().is_none() {
+            inner.join_primary(session, room);
+        }
+    }
+
+    /// op 24: adds `room` to the rooms `session` joined, at most
+    /// `max_rooms` of them besides the primary room. A closed session joins
+    /// nothing (and is not told: its connection is ending).
+    pub(crate) fn join_room(
+        &self,
+        session: &Arc<Session>,
+        room: &str,
+        max_rooms: usize,
+    ) -> Result<(), RoomRefusal> {
+        let mut inner = self.inner.write();
+        let (member, joined) =
+            session.update_rooms(|rooms| (rooms.contains(room), rooms.others().len()));
+        if member {
+            return Err(RoomRefusal::AlreadyIn);
+        }
+        if joined >= max_rooms {
+            return Err(RoomRefusal::Full(max_rooms));
+        }
+        if session.closed().is_some() {
+            return Ok(());
+        }
+        let id = inner.add_member(session, room);
+        session.update_rooms(|rooms| rooms.add_other(id));
+        Ok(())
+    }
+
+    /// op 26: takes `session` out of `room`, a room it joined or its primary
+    /// room (it then has none, as after an empty op 12).
+    pub(crate) fn leave_room(&self, session: &Arc<Session>, room: &str) -> Result<(), RoomRefusal> {
+        let mut inner = self.inner.write();
+        let left = session.update_rooms(|rooms| {
+            if rooms.primary().is_some_and(|id| &**id == room) {
+                rooms.set_primary(None)
+            } else {
+                rooms.remove_other(room)
             }
+        });
+        match left {
+            Some(id) => {
+                inner.remove_member(session, &id);
+                Ok(())
+            }
+            None => Err(RoomRefusal::NotIn),
         }
     }
 
@@ -119,18 +190,19 @@ impl Bucket {
         self.inner.read().sessions.get(key).cloned()
     }
 
-    /// Offers `push` to every session accepting `op`; returns the number of
-    /// sessions in the bucket (for broadcast pacing).
+    /// Offers `push` to every session accepting `op` (every session for
+    /// `None`); returns the number of sessions in the bucket (for broadcast
+    /// pacing).
     pub(crate) fn broadcast(
         &self,
         push: &Arc<Push>,
-        op: i32,
+        op: Option<i32>,
         capacity: usize,
         fanout: &mut Fanout,
     ) -> usize {
         let inner = self.inner.read();
         for session in inner.sessions.values() {
-            fanout.add(session.push(push, Some(op), capacity));
+            fanout.add(session.push(push, op, capacity));
         }
         inner.sessions.len()
     }
@@ -271,6 +343,129 @@ mod tests {
         assert_eq!(counts, HashMap::from([("r2".to_owned(), 1)]));
     }
 
+    fn room_counts(bucket: &Bucket) -> HashMap<String, i32> {
+        let mut counts = HashMap::new();
+        bucket.add_room_counts(&mut counts);
+        counts
+    }
+
+    fn counts(pairs: &[(&str, i32)]) -> HashMap<String, i32> {
+        pairs.iter().map(|(r, c)| (r.to_string(), *c)).collect()
+    }
+
+    fn rooms_of(session: &Session) -> (Option<String>, Vec<String>) {
+        let rooms = session.rooms();
+        (
+            rooms.primary().map(|r| r.to_string()),
+            rooms.others().iter().map(|r| r.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn join_and_leave_rooms_up_to_the_cap() {
+        let bucket = Bucket::default();
+        let a = session(1, "a");
+        let b = session(2, "b");
+        bucket.put(&a, Some("p"));
+        bucket.put(&b, None);
+        assert_eq!(bucket.join_room(&a, "p", 2), Err(RoomRefusal::AlreadyIn));
+        assert_eq!(bucket.join_room(&a, "x", 2), Ok(()));
+        assert_eq!(bucket.join_room(&a, "x", 2), Err(RoomRefusal::AlreadyIn));
+        assert_eq!(bucket.join_room(&a, "y", 2), Ok(()));
+        // The primary room does not count against the cap.
+        assert_eq!(bucket.join_room(&a, "z", 2), Err(RoomRefusal::Full(2)));
+        assert_eq!(bucket.join_room(&b, "x", 2), Ok(()));
+        assert_eq!(
+            room_counts(&bucket),
+            counts(&[("p", 1), ("x", 2), ("y", 1)])
+        );
+        assert_eq!(
+            rooms_of(&a),
+            (Some("p".into()), vec!["x".into(), "y".into()])
+        );
+        // A room push reaches a member once, whichever way it joined.
+        let p = push();
+        let mut fanout = Fanout::default();
+        bucket.broadcast_room("x", &p, 8, &mut fanout);
+        bucket.broadcast_room("p", &p, 8, &mut fanout);
+        assert_eq!(fanout.queued, 3);
+        assert_eq!(a.take_queue().unwrap().len(), 2);
+        assert_eq!(b.take_queue().unwrap().len(), 1);
+
+        assert_eq!(bucket.leave_room(&a, "z"), Err(RoomRefusal::NotIn));
+        assert_eq!(bucket.leave_room(&a, "x"), Ok(()));
+        assert_eq!(bucket.leave_room(&a, "x"), Err(RoomRefusal::NotIn));
+        assert_eq!(
+            bucket.join_room(&a, "z", 2),
+            Ok(()),
+            "a place is free again"
+        );
+        assert_eq!(bucket.leave_room(&b, "x"), Ok(()));
+        assert_eq!(bucket.room_online("x"), None, "the emptied room is gone");
+        // Leaving the primary room with op 26 leaves no primary room.
+        assert_eq!(bucket.leave_room(&a, "p"), Ok(()));
+        assert_eq!(rooms_of(&a), (None, vec!["y".into(), "z".into()]));
+        assert_eq!(room_counts(&bucket), counts(&[("y", 1), ("z", 1)]));
+        // A cap of 0 allows no joined room, only the primary one.
+        bucket.change_room(&b, Some("q"));
+        assert_eq!(bucket.join_room(&b, "r", 0), Err(RoomRefusal::Full(0)));
+        assert_eq!(rooms_of(&b), (Some("q".into()), vec![]));
+    }
+
+    #[test]
+    fn change_room_replaces_only_the_primary_room() {
+        let bucket = Bucket::default();
+        let a = session(1, "a");
+        bucket.put(&a, Some("p"));
+        bucket.join_room(&a, "x", 4).unwrap();
+        bucket.join_room(&a, "y", 4).unwrap();
+        bucket.change_room(&a, Some("q"));
+        assert_eq!(
+            rooms_of(&a),
+            (Some("q".into()), vec!["x".into(), "y".into()])
+        );
+        assert_eq!(
+            room_counts(&bucket),
+            counts(&[("q", 1), ("x", 1), ("y", 1)])
+        );
+        // Into a joined room: it becomes the primary room, a member once.
+        bucket.change_room(&a, Some("x"));
+        assert_eq!(rooms_of(&a), (Some("x".into()), vec!["y".into()]));
+        assert_eq!(room_counts(&bucket), counts(&[("x", 1), ("y", 1)]));
+        // Empty body: out of the primary room only.
+        bucket.change_room(&a, None);
+        assert_eq!(rooms_of(&a), (None, vec!["y".into()]));
+        assert_eq!(room_counts(&bucket), counts(&[("y", 1)]));
+    }
+
+    #[test]
+    fn disconnect_and_kick_leave_every_room() {
+        let bucket = Bucket::default();
+        let old = session(1, "k");
+        let other = session(2, "o");
+        bucket.put(&old, Some("p"));
+        bucket.put(&other, Some("p"));
+        bucket.join_room(&old, "x", 4).unwrap();
+        bucket.join_room(&old, "y", 4).unwrap();
+        bucket.join_room(&other, "x", 4).unwrap();
+        // Kicked by a newer connection of its key: out of all its rooms at once.
+        let new = session(3, "k");
+        bucket.put(&new, None).unwrap().close(Closed::Kicked);
+        assert_eq!(rooms_of(&old), (None, vec![]));
+        assert_eq!(room_counts(&bucket), counts(&[("p", 1), ("x", 1)]));
+        // A closed session joins nothing.
+        assert_eq!(bucket.join_room(&old, "z", 4), Ok(()));
+        bucket.change_room(&old, Some("z"));
+        assert_eq!(bucket.room_online("z"), None);
+        assert!(!bucket.del(&old));
+        bucket.del(&other);
+        bucket.del(&new);
+        let (mut ips, mut rooms) = (HashSet::new(), HashSet::new());
+        bucket.collect(&mut ips, &mut rooms);
+        assert!(rooms.is_empty() && ips.is_empty());
+        assert!(bucket.inner.read().rooms.is_empty());
+    }
+
     #[test]
     fn all_online_is_set_and_cleared() {
         let bucket = Bucket::default();
@@ -289,7 +484,7 @@ mod tests {
         bucket.put(&a, Some("r"));
         let p = push();
         let mut fanout = Fanout::default();
-        assert_eq!(bucket.broadcast(&p, 2000, 8, &mut fanout), 1);
+        assert_eq!(bucket.broadcast(&p, Some(2000), 8, &mut fanout), 1);
         assert_eq!(fanout.filtered, 1);
         bucket.broadcast_room("r", &p, 8, &mut fanout);
         assert_eq!(fanout.queued, 1);

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::CometConfigError;
 
@@ -19,7 +19,7 @@ use crate::error::CometConfigError;
 const MAX_BODY_LIMIT: usize = i32::MAX as usize - rim_proto::HEADER_LEN;
 
 /// Settings of one comet node.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This comet's id, stored by logic as the server of every session and
@@ -110,6 +110,10 @@ pub struct Config {
     /// included); a connection over it is closed (reason `frame_rate`).
     /// 0: no limit. Default 50.
     pub max_frames_per_sec: u32,
+    /// Rooms a connection may join with op 24, besides its primary room
+    /// (the token's `room_id`, op 12); an op 24 beyond them is refused with
+    /// code 413. 0: op 24 joins nothing. Default 16.
+    pub max_rooms: usize,
 }
 
 impl Default for Config {
@@ -139,6 +143,7 @@ impl Default for Config {
             max_connections: 1_000_000,
             max_connections_per_ip: 10_000,
             max_frames_per_sec: 50,
+            max_rooms: 16,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! [`Hub`]: the comet's registry of sessions and the push operations on it.
 //! Owns the buckets (sessions by key, room memberships), registering and
-//! kicking sessions, room changes, the push operations job calls (goim's
-//! `goim.comet.Comet`: PushMsg, Broadcast, BroadcastRoom, Rooms) and the
-//! counts (connections, IPs, rooms, room online counts).
+//! kicking sessions, room changes (op 12), joins and leaves (ops 24, 26),
+//! the push operations job calls (goim's `goim.comet.Comet`: PushMsg,
+//! Broadcast, BroadcastRoom, Rooms) and the counts (connections, IPs, rooms,
+//! room online counts).
 //!
 //! Connections and the gRPC service use the hub; it knows nothing of
 //! sockets, listeners or logic.
@@ -24,6 +25,7 @@ use crate::error::PushError;
 use crate::im;
 use crate::metrics;
 use crate::push::{Enqueue, Fanout, Push};
+use crate::room::RoomRefusal;
 use crate::session::{Closed, Session};
 
 /// Connection, IP and room counts of one comet.
@@ -42,6 +44,9 @@ pub struct Hub {
     buckets: Box<[Bucket]>,
     /// Capacity of each session's queue (config `session_queue`).
     session_queue: usize,
+    /// Rooms a session may join with op 24 besides its primary room (config
+    /// `max_rooms`).
+    max_rooms: usize,
     /// Paced broadcasts run on the comet's tracker, and stop at shutdown.
     tracker: TaskTracker,
     closing: CancellationToken,
@@ -66,6 +71,7 @@ impl Hub {
         Arc::new(Hub {
             buckets: (0..config.buckets).map(|_| Bucket::default()).collect(),
             session_queue: config.session_queue,
+            max_rooms: config.max_rooms,
             tracker,
             closing,
         })
@@ -83,7 +89,7 @@ impl Hub {
     /// rim: a stored message (`mailbox_seq`, `mailbox_epoch`) goes to IM
     /// sessions through their gate, unfiltered, and to other sessions with
     /// header seq 0, filtered; an `im_only` push (op 23) reaches IM sessions
-    /// only.
+    /// only; an `unfiltered` push (goim v1's API) skips the accepts filter.
     pub fn push_msg(&self, req: PushMsgReq) -> Result<(), PushError> {
         if req.keys.is_empty() {
             return Err(PushError::Invalid("no keys".to_owned()));
@@ -93,6 +99,7 @@ impl Hub {
             .ok_or_else(|| PushError::Invalid("proto missing".to_owned()))?;
         ::metrics::counter!(metrics::PUSH_REQUESTS, "kind" => "keys").increment(1);
         let stored = req.mailbox_seq != 0 && !req.mailbox_epoch.is_empty();
+        let filter = (!req.unfiltered).then_some(req.proto_op);
         // Sessions that are not IM sessions get a stored frame with seq 0,
         // as any keyed push; encoded only if one of them is addressed.
         let plain_proto = stored.then(|| {
@@ -125,9 +132,9 @@ impl Hub {
                 session.push_stored(&push, req.mailbox_seq, &req.mailbox_epoch, capacity)
             } else if let Some(plain_proto) = &plain_proto {
                 let plain = plain.get_or_insert_with(|| Push::encode(plain_proto.clone()));
-                session.push(plain, Some(req.proto_op), capacity)
+                session.push(plain, filter, capacity)
             } else {
-                session.push(&push, Some(req.proto_op), capacity)
+                session.push(&push, filter, capacity)
             };
             fanout.add(outcome);
         }
@@ -137,7 +144,7 @@ impl Hub {
     }
 
     /// goim `Comet.Broadcast`: queues `proto` for every session accepting
-    /// `proto_op`. With `speed <= 0` this walks all buckets before returning.
+    /// `proto_op` (rim: every session if `unfiltered`). With `speed <= 0` this walks all buckets before returning.
     /// With `speed > 0` it returns at once and a tracked task walks the
     /// buckets, pausing `sessions in the bucket / speed` seconds after each.
     pub fn broadcast(self: &Arc<Self>, req: BroadcastReq) -> Result<(), PushError> {
@@ -146,7 +153,7 @@ impl Hub {
             .ok_or_else(|| PushError::Invalid("proto missing".to_owned()))?;
         ::metrics::counter!(metrics::PUSH_REQUESTS, "kind" => "broadcast").increment(1);
         let push = Push::encode(proto);
-        let op = req.proto_op;
+        let op = (!req.unfiltered).then_some(req.proto_op);
         if req.speed <= 0 {
             self.broadcast_buckets(&push, op);
             return Ok(());
@@ -169,7 +176,7 @@ impl Hub {
                     }
                     tokio::select! {
                         () = hub.closing.cancelled() => {
-                            debug!(op, "paced broadcast stopped by shutdown");
+                            debug!(op = ?op, "paced broadcast stopped by shutdown");
                             break;
                         }
                         () = tokio::time::sleep(pause) => {}
@@ -182,7 +189,7 @@ impl Hub {
         Ok(())
     }
 
-    fn broadcast_buckets(&self, push: &Arc<Push>, op: i32) {
+    fn broadcast_buckets(&self, push: &Arc<Push>, op: Option<i32>) {
         let mut fanout = Fanout::default();
         for bucket in self.buckets.iter() {
             bucket.broadcast(push, op, self.session_queue, &mut fanout);
@@ -299,9 +306,21 @@ impl Hub {
         self.bucket(&session.key).del(session)
     }
 
-    /// Moves a session to another room (`None`: leave).
+    /// op 12: moves a session's primary room (`None`: leave it).
     pub(crate) fn change_room(&self, session: &Arc<Session>, room: Option<&str>) {
         self.bucket(&session.key).change_room(session, room);
+    }
+
+    /// op 24: a session joins one more room (at most `max_rooms` besides
+    /// its primary room).
+    pub(crate) fn join_room(&self, session: &Arc<Session>, room: &str) -> Result<(), RoomRefusal> {
+        self.bucket(&session.key)
+            .join_room(session, room, self.max_rooms)
+    }
+
+    /// op 26: a session leaves one of its rooms (the primary one included).
+    pub(crate) fn leave_room(&self, session: &Arc<Session>, room: &str) -> Result<(), RoomRefusal> {
+        self.bucket(&session.key).leave_room(session, room)
     }
 
     /// The online count a heartbeat reply carries for `room`: the cluster
@@ -381,7 +400,8 @@ mod tests {
             .broadcast(BroadcastReq {
                 proto_op: 1,
                 proto: None,
-                speed: 0
+                speed: 0,
+                unfiltered: false,
             })
             .is_err());
         assert!(c
@@ -431,6 +451,7 @@ mod tests {
             proto_op: 1000,
             proto: raw(1000, b"x"),
             speed: 0,
+            unfiltered: false,
         })
         .unwrap();
         assert_eq!(a.take_queue().unwrap().len(), 1);
@@ -456,6 +477,148 @@ mod tests {
         );
         assert_eq!(c.room_online("live://1"), 2);
         assert_eq!(c.room_online("live://2"), 0);
+    }
+
+    #[test]
+    fn unfiltered_pushes_skip_accepts() {
+        let c = hub(Config::default());
+        let a = session(&c, 1, "a", &[]);
+        let b = session(&c, 2, "b", &[2000]);
+        c.push_msg(PushMsgReq {
+            keys: vec!["a".into(), "b".into()],
+            proto_op: 5,
+            proto: raw(5, b"filtered"),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(a.take_queue().unwrap().is_empty());
+        assert!(b.take_queue().unwrap().is_empty());
+        c.push_msg(PushMsgReq {
+            keys: vec!["a".into(), "b".into()],
+            proto_op: 5,
+            proto: raw(5, b"v1"),
+            unfiltered: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(a.take_queue().unwrap().len(), 1);
+        assert_eq!(b.take_queue().unwrap().len(), 1);
+        c.broadcast(BroadcastReq {
+            proto_op: 5,
+            proto: raw(5, b"v1-all"),
+            unfiltered: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(&a.take_queue().unwrap()[0].tcp[16..], b"v1-all");
+        assert_eq!(&b.take_queue().unwrap()[0].tcp[16..], b"v1-all");
+    }
+
+    /// Many sessions joining, leaving, changing rooms, reconnecting with
+    /// their key (kicking the older connection) and disconnecting, checked
+    /// after every step against a model of who is in which room; at the end
+    /// no room is left in any bucket.
+    #[test]
+    fn room_maps_follow_every_change_and_end_empty() {
+        const ROOMS: [&str; 6] = ["r0", "r1", "r2", "r3", "r4", "r5"];
+        let c = hub(Config {
+            buckets: 4,
+            max_rooms: 3,
+            ..Config::default()
+        });
+        // xorshift64: a fixed, dependency-free sequence.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        // Live sessions by key, and the rooms each is in (model).
+        let mut live: HashMap<String, (Arc<Session>, HashSet<&str>)> = HashMap::new();
+        let mut next_id = 1;
+        for step in 0..5000 {
+            let key = format!("k{}", next(12));
+            let room = ROOMS[next(ROOMS.len())];
+            match (next(8), live.get_mut(&key)) {
+                (0 | 1, _) => {
+                    // (Re)connect: a live session of the key is kicked.
+                    let s = Arc::new(Session::new(
+                        next_id,
+                        key.as_str().into(),
+                        1,
+                        IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        &[],
+                    ));
+                    next_id += 1;
+                    let primary = (next(2) == 0).then_some(room);
+                    c.register(&s, primary);
+                    if let Some((old, _)) = live.remove(&key) {
+                        assert_eq!(old.closed(), Some(Closed::Kicked));
+                        // The kicked connection's late requests change nothing.
+                        assert_eq!(c.join_room(&old, room), Ok(()));
+                        assert!(!c.unregister(&old));
+                    }
+                    live.insert(key, (s, primary.into_iter().collect()));
+                }
+                (2, Some(_)) => {
+                    let (s, _) = live.remove(&key).unwrap();
+                    assert!(c.unregister(&s));
+                }
+                (3 | 4, Some((s, rooms))) => {
+                    let expected = if rooms.contains(room) {
+                        Err(RoomRefusal::AlreadyIn)
+                    } else if s.rooms().others().len() >= 3 {
+                        Err(RoomRefusal::Full(3))
+                    } else {
+                        rooms.insert(room);
+                        Ok(())
+                    };
+                    assert_eq!(c.join_room(s, room), expected, "step {step}");
+                }
+                (5 | 6, Some((s, rooms))) => {
+                    let expected = if rooms.remove(room) {
+                        Ok(())
+                    } else {
+                        Err(RoomRefusal::NotIn)
+                    };
+                    assert_eq!(c.leave_room(s, room), expected, "step {step}");
+                }
+                (7, Some((s, rooms))) => {
+                    let target = (next(3) != 0).then_some(room);
+                    if let Some(old) = s.room() {
+                        if target != Some(&*old) {
+                            rooms.remove(&*old);
+                        }
+                    }
+                    rooms.extend(target);
+                    c.change_room(s, target);
+                }
+                _ => {}
+            }
+            let mut expected: HashMap<String, i32> = HashMap::new();
+            for (s, rooms) in live.values() {
+                assert_eq!(
+                    s.rooms().iter().map(|r| &**r).collect::<HashSet<_>>(),
+                    *rooms,
+                    "step {step}"
+                );
+                for room in rooms {
+                    *expected.entry(room.to_string()).or_default() += 1;
+                }
+            }
+            assert_eq!(c.room_counts(), expected, "step {step}");
+        }
+        for (s, _) in live.into_values() {
+            assert!(c.unregister(&s));
+        }
+        assert!(c.room_counts().is_empty());
+        assert_eq!(c.stats(), Stats::default());
+        for bucket in c.buckets.iter() {
+            let (mut ips, mut rooms) = (HashSet::new(), HashSet::new());
+            bucket.collect(&mut ips, &mut rooms);
+            assert!(ips.is_empty() && rooms.is_empty());
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -485,6 +648,7 @@ mod tests {
             proto_op: 1000,
             proto: raw(1000, b"x"),
             speed: 4,
+            unfiltered: false,
         })
         .unwrap();
         tokio::task::yield_now().await;

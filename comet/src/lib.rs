@@ -15,7 +15,8 @@
 //! - [`Comet`] (`server`): the node: listeners and accept loops, shutdown;
 //!   builds the hub and the context connections run with.
 //! - [`Hub`] (`hub`): sessions and rooms in buckets, registering and kicking,
-//!   the push operations, the counts. `bucket`, `room`, `session`: its parts;
+//!   room joins and leaves, the push operations, the counts. `bucket`,
+//!   `room` (a room's members; a session's rooms), `session`: its parts;
 //!   a session is created when logic accepts a client's token. `push`: one
 //!   push encoded once for every recipient, and fan-out accounting.
 //! - `conn`: one task per connection, given a `ConnCtx` (hub, logic, config,
@@ -38,7 +39,9 @@
 //! # Glossary
 //! - **key**: identifies one client connection (session); unique per cluster.
 //! - **mid**: member (user) id; one user may hold many keys.
-//! - **room**: free-form id (`type://id`); a session is in at most one.
+//! - **room**: free-form id (`type://id`); a session is in its primary room
+//!   (the token's `room_id`, op 12) and in up to `max_rooms` more it joined
+//!   with op 24, each once.
 //! - **bucket**: a lock shard holding the sessions whose key hashes to it,
 //!   and their room memberships.
 //! - **session**: an authenticated connection (goim's "Channel").
@@ -56,6 +59,7 @@
 //! `rim_comet_enqueued_messages_total{kind}`,
 //! `rim_comet_filtered_messages_total{kind}`,
 //! `rim_comet_logic_errors_total{call}`, `rim_comet_online_reports_total{result}`,
+//! `rim_comet_room_requests_total{op, result}`,
 //! `rim_comet_limit_rejections_total{limit}`,
 //! `rim_comet_tls_handshake_failures_total{transport}`,
 //! `rim_comet_tls_reloads_total{result}`.

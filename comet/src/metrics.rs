@@ -31,6 +31,10 @@ pub(crate) const FILTERED_MESSAGES: &str = "rim_comet_filtered_messages_total";
 pub(crate) const LOGIC_ERRORS: &str = "rim_comet_logic_errors_total";
 /// Counter `{result}`: online reports sent to logic (`ok`, `error`).
 pub(crate) const ONLINE_REPORTS: &str = "rim_comet_online_reports_total";
+/// Counter `{op, result}`: op 24 (`join`) and op 26 (`leave`) answered, by
+/// `result`: `ok`, or the refusal (`bad_room_id`, `already_in`, `not_in`,
+/// `full`).
+pub(crate) const ROOM_REQUESTS: &str = "rim_comet_room_requests_total";
 /// Counter `{transport}`: TLS handshakes that failed (protocol error or
 /// handshake deadline) on the `tls` and `wss` listeners. A client that just
 /// closes or resets before finishing is not counted (as on plain TCP).

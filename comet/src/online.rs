@@ -93,11 +93,11 @@ impl Reporter {
         }
     }
 
-    async fn renew_online(&self) -> Result<(), LogicCallError> {
+    /// The report of this comet's counts now.
+    pub(crate) fn report(&self) -> OnlineReq {
         let room_count = self.hub.room_counts();
         let stats = self.hub.stats();
-        ::metrics::gauge!(metrics::ROOMS).set(stats.rooms as f64);
-        let req = OnlineReq {
+        OnlineReq {
             server: self.server_id.clone(),
             room_count,
             conn_count: i64::try_from(stats.connections).unwrap_or(i64::MAX),
@@ -106,7 +106,12 @@ impl Reporter {
             weight: self.weight,
             grpc_addr: self.grpc_addr.clone(),
             offline: false,
-        };
+        }
+    }
+
+    async fn renew_online(&self) -> Result<(), LogicCallError> {
+        let req = self.report();
+        ::metrics::gauge!(metrics::ROOMS).set(req.room_count.len() as f64);
         let reply = self
             .logic
             .call("renew_online", self.logic.client().renew_online(req))

@@ -1,16 +1,86 @@
-//! [`Room`]: the members of one room within one bucket.
+//! [`Room`]: the members of one room within one bucket; [`Memberships`]: the
+//! rooms one session is in.
 //!
 //! A room exists once per bucket that holds a member of it (as in goim), so
 //! a room push walks every bucket. Rooms are plain data inside the bucket's
 //! lock: membership changes take the bucket's write lock, pushes its read lock.
 //! An empty room is removed from its bucket and created again on demand (no
 //! goim "room dropped" state).
+//!
+//! A session is a member of each of its rooms once, whichever way it got
+//! there: its primary room (the token's `room_id`, op 12; the room whose count
+//! op 3 carries) or a room joined with op 24 (docs/protocol.md, "Rooms").
+//! Both kinds sit in the same [`Room`] maps, so a room push, the online
+//! counts and the room list see every membership alike.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::push::{Fanout, Push};
 use crate::session::Session;
+
+/// Longest room id op 24 and op 26 take, in bytes (op 12 and the token
+/// keep goim's rule: any length that fits the frame).
+pub(crate) const MAX_ROOM_ID: usize = 256;
+
+/// Why an op 24 (join) or op 26 (leave) was refused: the reply's `code` and
+/// `reason` (docs/protocol.md, "Rooms").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoomRefusal {
+    /// The body is not a room id.
+    BadRoomId(&'static str),
+    /// op 24 for a room the session is in already (either way).
+    AlreadyIn,
+    /// op 26 for a room the session is not in.
+    NotIn,
+    /// op 24 beyond this many joined rooms.
+    Full(usize),
+}
+
+impl RoomRefusal {
+    /// The reply's `code`, an HTTP status by meaning.
+    pub(crate) fn code(self) -> u16 {
+        match self {
+            RoomRefusal::BadRoomId(_) => 400,
+            RoomRefusal::AlreadyIn | RoomRefusal::NotIn => 409,
+            RoomRefusal::Full(_) => 413,
+        }
+    }
+
+    /// The reply's `reason`.
+    pub(crate) fn reason(self) -> String {
+        match self {
+            RoomRefusal::BadRoomId(why) => format!("bad room id: {why}"),
+            RoomRefusal::AlreadyIn => "already in this room".to_owned(),
+            RoomRefusal::NotIn => "not in this room".to_owned(),
+            RoomRefusal::Full(max) => {
+                format!("too many rooms: at most {max} besides the primary room")
+            }
+        }
+    }
+
+    /// The metric label of the outcome.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RoomRefusal::BadRoomId(_) => "bad_room_id",
+            RoomRefusal::AlreadyIn => "already_in",
+            RoomRefusal::NotIn => "not_in",
+            RoomRefusal::Full(_) => "full",
+        }
+    }
+}
+
+/// The room id of an op 24 or op 26 body: 1 to [`MAX_ROOM_ID`] bytes of
+/// UTF-8, taken as it is (no trimming: room ids are free strings).
+pub(crate) fn room_id(body: &[u8]) -> Result<&str, RoomRefusal> {
+    if body.is_empty() {
+        return Err(RoomRefusal::BadRoomId("empty"));
+    }
+    if body.len() > MAX_ROOM_ID {
+        return Err(RoomRefusal::BadRoomId("longer than 256 bytes"));
+    }
+    std::str::from_utf8(body).map_err(|_| RoomRefusal::BadRoomId("not utf-8"))
+}
 
 /// The local members of a room in one bucket.
 #[derive(Debug, Default)]
@@ -43,5 +113,114 @@ impl Room {
         for session in self.members.values() {
             fanout.add(session.push(push, None, capacity));
         }
+    }
+}
+
+/// The rooms one session is in, each once: the primary room and the rooms
+/// joined with op 24 ("others"). Sized for the usual session in 0 or 1 room:
+/// the others live in a box that exists only while there are some, so a
+/// session pays one pointer for them.
+///
+/// Changed only by its bucket, under the bucket's write lock, which keeps it
+/// equal to the session's entries in the bucket's [`Room`] maps.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Memberships {
+    primary: Option<Arc<str>>,
+    others: Option<Box<Others>>,
+}
+
+/// The rooms joined with op 24, in joining order; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Others(Vec<Arc<str>>);
+
+impl Memberships {
+    /// The primary room.
+    pub(crate) fn primary(&self) -> Option<&Arc<str>> {
+        self.primary.as_ref()
+    }
+
+    /// The rooms joined with op 24, in joining order.
+    pub(crate) fn others(&self) -> &[Arc<str>] {
+        match &self.others {
+            Some(others) => &others.0,
+            None => &[],
+        }
+    }
+
+    /// Every room, the primary first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.primary.iter().chain(self.others())
+    }
+
+    /// Whether the session is in `room`, either way.
+    pub(crate) fn contains(&self, room: &str) -> bool {
+        self.iter().any(|id| &**id == room)
+    }
+
+    /// Replaces the primary room, returning the old one.
+    pub(crate) fn set_primary(&mut self, room: Option<Arc<str>>) -> Option<Arc<str>> {
+        std::mem::replace(&mut self.primary, room)
+    }
+
+    /// Adds a joined room (not already in the set).
+    pub(crate) fn add_other(&mut self, room: Arc<str>) {
+        match &mut self.others {
+            Some(others) => others.0.push(room),
+            None => self.others = Some(Box::new(Others(vec![room]))),
+        }
+    }
+
+    /// Removes a joined room and gives it back; the box goes with the last.
+    pub(crate) fn remove_other(&mut self, room: &str) -> Option<Arc<str>> {
+        let others = self.others.as_mut()?;
+        let index = others.0.iter().position(|id| &**id == room)?;
+        let removed = others.0.remove(index);
+        if others.0.is_empty() {
+            self.others = None;
+        }
+        Some(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_ids_and_refusals() {
+        assert_eq!(room_id(b"live://1"), Ok("live://1"));
+        assert_eq!(room_id(b" x "), Ok(" x "));
+        assert_eq!(room_id(&[b'r'; MAX_ROOM_ID]).map(str::len), Ok(MAX_ROOM_ID));
+        for bad in [&b""[..], &[b'r'; MAX_ROOM_ID + 1][..], &b"\xff"[..]] {
+            let refusal = room_id(bad).unwrap_err();
+            assert_eq!(refusal.code(), 400, "{bad:?}");
+        }
+        assert_eq!(RoomRefusal::AlreadyIn.code(), 409);
+        assert_eq!(RoomRefusal::NotIn.code(), 409);
+        assert_eq!(RoomRefusal::Full(16).code(), 413);
+        assert!(RoomRefusal::Full(16).reason().contains("16"));
+    }
+
+    #[test]
+    fn memberships_stay_small_and_free_the_box() {
+        // One pointer more than the primary room alone.
+        assert_eq!(
+            std::mem::size_of::<Memberships>(),
+            std::mem::size_of::<Option<Arc<str>>>() + std::mem::size_of::<usize>()
+        );
+        let mut rooms = Memberships::default();
+        assert_eq!(rooms.set_primary(Some("a".into())), None);
+        rooms.add_other("b".into());
+        rooms.add_other("c".into());
+        assert!(rooms.contains("a") && rooms.contains("b") && rooms.contains("c"));
+        assert!(!rooms.contains("d"));
+        let all: Vec<&str> = rooms.iter().map(|r| &**r).collect();
+        assert_eq!(all, ["a", "b", "c"]);
+        assert_eq!(rooms.remove_other("a"), None, "the primary is not an other");
+        assert_eq!(rooms.remove_other("b").as_deref(), Some("b"));
+        assert_eq!(rooms.remove_other("c").as_deref(), Some("c"));
+        assert!(rooms.others.is_none(), "no box without others");
+        assert_eq!(rooms.set_primary(None).as_deref(), Some("a"));
+        assert_eq!(rooms, Memberships::default());
     }
 }

@@ -122,6 +122,13 @@ impl Comet {
         &self.ctx.hub
     }
 
+    /// The online report this comet would send logic now: its room,
+    /// connection and IP counts, addresses and weight (for a logic in the
+    /// same process, which reads it live).
+    pub fn online_report(&self) -> rim_proto::pb::logic::OnlineReq {
+        self.reporter.report()
+    }
+
     /// Runs the accept loops of all listeners, the online-report loop and,
     /// with TLS listeners, the certificate file watch until `shutdown` is
     /// cancelled; then stops accepting, closes every connection and waits up

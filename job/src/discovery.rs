@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +38,7 @@ const STALE_PROBE_BACKOFF: Duration = Duration::from_secs(10);
 const FIRST_ROUND_RETRY: Duration = Duration::from_millis(500);
 
 /// A comet named in the configuration, pushed to regardless of discovery.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StaticComet {
     /// The comet's server id (its `comet.server_id`).

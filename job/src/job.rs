@@ -225,6 +225,7 @@ impl Job {
             mailbox_epoch: msg.mailbox_epoch,
             im_only: msg.im_only,
             mailbox_seq: msg.mailbox_seq,
+            unfiltered: msg.unfiltered,
         });
         let (ack, rx) = Ack::new(1);
         let task = Task { request, ack };
@@ -309,6 +310,7 @@ impl Job {
             proto_op: msg.operation,
             proto: Some(raw_proto(msg.operation, &msg.msg)),
             speed: per_comet_speed(msg.speed, comets.len()),
+            unfiltered: msg.unfiltered,
         });
         let hash = route_hash(msg.operation);
         let timeout = self.config.enqueue_timeout;
@@ -831,10 +833,34 @@ mod tests {
                 body: encode_raw_push(1001, b"all"),
             }),
             speed: 3,
+            ..Default::default()
         };
         for comet in &comets {
             assert_eq!(comet.calls(), vec![Call::Broadcast(expected.clone())]);
         }
+    }
+
+    #[tokio::test]
+    async fn unfiltered_bit_reaches_the_comets() {
+        let a = FakeComet::accepting();
+        let job = job_with(&[("a", a.clone())]);
+        let mut keyed = push("a", &["k1"], 5, b"v1");
+        keyed.unfiltered = true;
+        let mut all = broadcast(5, 0, b"v1-all");
+        all.unfiltered = true;
+        for msg in [keyed, all, push("a", &["k1"], 5, b"v2")] {
+            assert_eq!(job.dispatch(msg).await.unwrap().await, Ok(()));
+        }
+        let unfiltered: Vec<bool> = a
+            .calls()
+            .iter()
+            .map(|call| match call {
+                Call::Push(req) => req.unfiltered,
+                Call::Broadcast(req) => req.unfiltered,
+                other => panic!("unexpected call {other:?}"),
+            })
+            .collect();
+        assert_eq!(unfiltered, [true, true, false]);
     }
 
     #[tokio::test]

@@ -139,9 +139,45 @@ impl MailboxStage {
                     mailbox_seq: appended.seq,
                     mailbox_epoch: appended.epoch.as_str().to_owned(),
                     mid: appended.mid,
+                    unfiltered: msg.unfiltered,
                     ..PushMsg::default()
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use rim_mailbox::{MailboxConfig, MemoryStore};
+
+    use super::*;
+
+    /// A stored goim v1 push (`unfiltered`) keeps the bit on its delivery
+    /// records, so the comets skip the accepts filter for it too.
+    #[tokio::test]
+    async fn deliveries_keep_the_unfiltered_bit() {
+        let router = Router::memory(&rim_router::Config::default());
+        router.add_mapping(7, "k7", "c1").await.unwrap();
+        let stage = MailboxStage::new(Arc::new(MemoryStore::new(MailboxConfig::default())), router);
+        for unfiltered in [false, true] {
+            let msg = PushMsg {
+                operation: 5,
+                msg: Bytes::from_static(b"v1"),
+                mailbox_id: format!("m-{unfiltered}"),
+                mids: vec![7],
+                unfiltered,
+                ..PushMsg::default()
+            };
+            let entries = MailboxStage::entries(&msg).unwrap();
+            let appended = stage.append(entries, std::future::pending()).await.unwrap();
+            let records = stage.deliveries(&msg, &appended[0]).await;
+            assert_eq!(records.len(), 1);
+            assert_eq!(
+                (records[0].keys.clone(), records[0].unfiltered),
+                (vec!["k7".to_owned()], unfiltered)
+            );
+        }
     }
 }

@@ -114,15 +114,19 @@ impl Authenticator {
     /// (seconds; `exp` and `nbf` are checked against it), or why it is
     /// refused (a message for logs; the client sees none).
     ///
-    /// - `trust`: `raw` must be goim's JSON token, a JSON object; it is
-    ///   returned as it is.
+    /// - `trust`: `raw` must be goim's JSON token, a JSON object, returned
+    ///   as it is; or goim v1's token, a bare decimal user id (`4242`): that
+    ///   mid, in room `"1"` as goim v1 put it, no accepts.
     /// - `jwt`: `raw` is the compact JWT, or goim's JSON token carrying it in
     ///   `"token"`. The mid always comes from the JWT (`sub`, else `mid`);
     ///   its `room` and `accepts` claims, when present, replace the
     ///   client's. The returned [`Token::token`] is empty.
     pub fn authenticate(&self, raw: &[u8], now: i64) -> Result<Token, String> {
         match &self.0 {
-            Mode::Trust => Token::parse(raw).map_err(|err| format!("invalid token: {err}")),
+            Mode::Trust => match Token::parse_v1(raw) {
+                Some(token) => Ok(token),
+                None => Token::parse(raw).map_err(|err| format!("invalid token: {err}")),
+            },
             Mode::Jwt(verifier) => verifier.authenticate(raw, now),
             Mode::Broken(reason) => Err(format!("jwt auth misconfigured: {reason}")),
         }
@@ -207,6 +211,82 @@ impl JwtVerifier {
         }
         Ok(token)
     }
+}
+
+/// What a client JWT made by [`sign_client_token`] says (`rim token`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientClaims {
+    /// The user (claim `sub`, as a decimal string).
+    pub mid: i64,
+    /// Issued at, Unix seconds (claim `iat`).
+    pub issued_at: i64,
+    /// Expires at, Unix seconds (claim `exp`).
+    pub expires_at: i64,
+    /// The room the connection joins (claim `room`), when given.
+    pub room: Option<String>,
+    /// The ops the connection accepts (claim `accepts`), when given.
+    pub accepts: Option<Vec<i32>>,
+    /// Whether the session is an IM session (claim `im`), when given.
+    pub im: Option<bool>,
+}
+
+/// Signs a client JWT that an [`Authenticator`] of `config` accepts: the
+/// configured algorithm, `iss` and `aud` when configured. HS256 signs with
+/// `config.secret`; RS256 and ES256 need the private key (`private_key_pem`)
+/// whose public half is `config.public_key_file`. For trying `jwt` mode
+/// (`rim token`); a business backend signs its own.
+pub fn sign_client_token(
+    config: &AuthConfig,
+    claims: &ClientClaims,
+    private_key_pem: Option<&[u8]>,
+) -> Result<String, String> {
+    use jsonwebtoken::{EncodingKey, Header};
+    let (algorithm, key) = match (config.algorithm, private_key_pem) {
+        (JwtAlgorithm::HS256, _) if config.secret.is_empty() => {
+            return Err("logic.auth.secret is empty: HS256 needs the shared secret".into())
+        }
+        (JwtAlgorithm::HS256, _) => (
+            Algorithm::HS256,
+            EncodingKey::from_secret(config.secret.as_bytes()),
+        ),
+        (JwtAlgorithm::RS256 | JwtAlgorithm::ES256, None) => {
+            return Err(format!(
+                "{:?} signs with a private key: give its PEM file (the config names only the public key)",
+                config.algorithm
+            ))
+        }
+        (JwtAlgorithm::RS256, Some(pem)) => (
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(pem)
+                .map_err(|err| format!("not an RSA private key in PEM: {err}"))?,
+        ),
+        (JwtAlgorithm::ES256, Some(pem)) => (
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(pem)
+                .map_err(|err| format!("not a P-256 private key in PEM (PKCS#8): {err}"))?,
+        ),
+    };
+    let mut body = serde_json::Map::new();
+    body.insert("sub".into(), claims.mid.to_string().into());
+    body.insert("iat".into(), claims.issued_at.into());
+    body.insert("exp".into(), claims.expires_at.into());
+    if let Some(issuer) = &config.issuer {
+        body.insert("iss".into(), issuer.clone().into());
+    }
+    if let Some(audience) = &config.audience {
+        body.insert("aud".into(), audience.clone().into());
+    }
+    if let Some(room) = &claims.room {
+        body.insert("room".into(), room.clone().into());
+    }
+    if let Some(accepts) = &claims.accepts {
+        body.insert("accepts".into(), accepts.clone().into());
+    }
+    if let Some(im) = claims.im {
+        body.insert("im".into(), im.into());
+    }
+    jsonwebtoken::encode(&Header::new(algorithm), &Value::Object(body), &key)
+        .map_err(|err| format!("signing failed: {err}"))
 }
 
 /// The mid a JWT names: `sub`, else `mid`; a decimal string or a number.
@@ -550,6 +630,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn signed_client_tokens_verify_with_the_same_config() {
+        let claims = ClientClaims {
+            mid: 123,
+            issued_at: NOW,
+            expires_at: NOW + 3600,
+            room: Some("live://9".into()),
+            accepts: Some(vec![1000]),
+            im: Some(true),
+        };
+        let config = AuthConfig {
+            issuer: Some("backend".into()),
+            audience: Some("rim".into()),
+            ..hs256_config()
+        };
+        let jwt = sign_client_token(&config, &claims, None).unwrap();
+        let token = jwt_auth(&config).authenticate(jwt.as_bytes(), NOW).unwrap();
+        assert_eq!(
+            (token.mid, token.room_id.as_str(), token.accepts, token.im),
+            (123, "live://9", vec![1000], true)
+        );
+        // Past its expiry (and the leeway) it is refused.
+        let err = jwt_auth(&config)
+            .authenticate(jwt.as_bytes(), NOW + 3600 + 31)
+            .unwrap_err();
+        assert!(err.contains("expired"), "{err}");
+        // RS256/ES256 sign with the private key the config does not hold.
+        let es256 = AuthConfig {
+            mode: Some(AuthMode::Jwt),
+            algorithm: JwtAlgorithm::ES256,
+            public_key_file: Some(data("es256_public.pem")),
+            ..AuthConfig::default()
+        };
+        assert!(sign_client_token(&es256, &claims, None).is_err());
+        let pem = std::fs::read(data("es256_private.pem")).unwrap();
+        let jwt = sign_client_token(&es256, &claims, Some(&pem)).unwrap();
+        assert_eq!(
+            jwt_auth(&es256)
+                .authenticate(jwt.as_bytes(), NOW)
+                .unwrap()
+                .mid,
+            123
+        );
+        let empty = AuthConfig {
+            mode: Some(AuthMode::Jwt),
+            ..AuthConfig::default()
+        };
+        assert!(sign_client_token(&empty, &claims, None)
+            .unwrap_err()
+            .contains("secret"));
+    }
+
+    #[test]
     fn trust_mode_is_goims() {
         let auth = Authenticator::from_config(&AuthConfig::default());
         let token = auth
@@ -557,5 +689,18 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!((token.mid, token.room_id.as_str()), (3, "r"));
         refused(&auth, "nope", "invalid token");
+        // goim v1's bare decimal user id.
+        let token = auth.authenticate(b"4242", NOW).unwrap();
+        assert_eq!(
+            (token.mid, token.room_id.as_str(), token.accepts.len()),
+            (4242, "1", 0)
+        );
+        refused(&auth, "4242x", "invalid token");
+    }
+
+    #[test]
+    fn jwt_mode_refuses_a_decimal_token() {
+        let auth = jwt_auth(&hs256_config());
+        refused(&auth, "4242", "");
     }
 }

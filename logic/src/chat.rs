@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use tracing::{debug, warn};
 
 use crate::groups::{GroupError, MuteScope};
-use crate::{ChatConfig, Logic, LogicError, Verdict};
+use crate::{Accepts, ChatConfig, Logic, LogicError, Verdict};
 
 /// Longest client message id, in bytes: the mailbox's idempotency key is
 /// `<from>.<id>`, at most 64 bytes.
@@ -259,9 +259,9 @@ impl Logic {
             }
             Target::Group(gid) => self.group_recipients(*gid, req.mid).await.map_err(fail)?,
             Target::Room(room) => {
-                if *room != req.room {
+                if *room != req.room && !req.rooms.contains(room) {
                     return Err(fail(Refusal::Forbidden(format!(
-                        "not in room {room:?}: a session sends to the room it is in"
+                        "not in room {room:?}: a session sends to the rooms it is in"
                     ))));
                 }
                 Vec::new()
@@ -313,12 +313,19 @@ impl Logic {
                 .map_err(|e| fail(e.into()))?,
             Target::Peer(_) | Target::Group(_) => {
                 let key = format!("{}.{}", req.mid, message.id);
-                self.store_message(message.op, &recipients, envelope, Some(&key), req.mid)
-                    .await
-                    .map_err(|e| {
-                        warn!(mid = req.mid, id = message.id, error = %e, "sent message not stored");
-                        fail(e.into())
-                    })?;
+                self.store_message(
+                    message.op,
+                    &recipients,
+                    envelope,
+                    Some(&key),
+                    req.mid,
+                    Accepts::Filter,
+                )
+                .await
+                .map_err(|e| {
+                    warn!(mid = req.mid, id = message.id, error = %e, "sent message not stored");
+                    fail(e.into())
+                })?;
             }
         }
         Ok((kind, message.id.to_owned()))

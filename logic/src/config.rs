@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::DecodingKey;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum LogicConfigError {
 }
 
 /// Logic service settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address (`host:port`) the binary binds the HTTP push API to (goim
@@ -68,7 +68,7 @@ pub struct Config {
 }
 
 /// `[logic.chat]`: messages clients send, groups.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
     /// Largest `body` of a sent message, in bytes of its JSON text; larger
@@ -122,7 +122,7 @@ impl Default for Config {
 
 /// `[logic.hooks]`: HTTP calls to the business backend. Each hook is off
 /// unless its section is given.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HooksConfig {
     /// `[logic.hooks.upstream]`: each client message is posted to the
@@ -135,7 +135,7 @@ pub struct HooksConfig {
 
 /// What the upstream hook's failure (timeout, non-2xx, unreadable answer,
 /// no connection) does to the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     /// Fail open: the message goes on as if the backend had accepted it.
@@ -146,7 +146,7 @@ pub enum OnFailure {
 }
 
 /// `[logic.hooks.upstream]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamHookConfig {
     /// The backend endpoint, `http://host:port/path` (plain HTTP only: the
@@ -170,7 +170,7 @@ impl Default for UpstreamHookConfig {
 }
 
 /// `[logic.hooks.offline]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OfflineHookConfig {
     /// The backend endpoint, `http://host:port/path` (plain HTTP only).
@@ -249,7 +249,7 @@ impl HooksConfig {
 }
 
 /// Comet node settings handed to clients (goim `[node]`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     /// Domain clients fall back to when no comet is known. Default `conn.goim.io`.
@@ -290,7 +290,7 @@ impl Default for NodeConfig {
 }
 
 /// Reconnect backoff advertised to clients (goim `[backoff]`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackoffConfig {
     /// Longest delay between reconnects, in seconds. Default 300.
@@ -315,7 +315,7 @@ impl Default for BackoffConfig {
 }
 
 /// How client tokens are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// goim's behaviour: the client's JSON token is believed as it is (any
@@ -329,7 +329,7 @@ pub enum AuthMode {
 
 /// JWT signature algorithms accepted in `jwt` mode; exactly one is configured,
 /// every other (`none` included) is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 pub enum JwtAlgorithm {
     /// HMAC-SHA256 with the shared `secret`.
     #[default]
@@ -341,7 +341,7 @@ pub enum JwtAlgorithm {
 }
 
 /// Client token verification (`[logic.auth]`).
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// `trust` (goim: no verification) or `jwt`. Unset: `trust` in
@@ -350,6 +350,8 @@ pub struct AuthConfig {
     /// jwt: the signature algorithm, `HS256`, `RS256` or `ES256`. Default `HS256`.
     pub algorithm: JwtAlgorithm,
     /// jwt, HS256: the shared secret (its UTF-8 bytes). Default empty.
+    /// Serialized (`rim check-config`) as `<redacted>` when set.
+    #[serde(serialize_with = "serialize_redacted")]
     pub secret: String,
     /// jwt, RS256/ES256: the PEM file of the public key. Default none.
     pub public_key_file: Option<PathBuf>,
@@ -385,6 +387,17 @@ fn redacted(secret: &str) -> &'static str {
     }
 }
 
+fn serialize_redacted<S: serde::Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(redacted(secret))
+}
+
+fn serialize_redacted_list<S: serde::Serializer>(
+    secrets: &[String],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(secrets.iter().map(|secret| redacted(secret)))
+}
+
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthConfig")
@@ -400,11 +413,13 @@ impl std::fmt::Debug for AuthConfig {
 }
 
 /// Push API access (`[logic.api]`).
-#[derive(Clone, Default, PartialEq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// Bearer tokens accepted in `Authorization: Bearer <token>`. When any is
     /// set, every push endpoint (v1 and v2) and `/1/server/del` requires one.
+    /// Serialized (`rim check-config`) as `<redacted>` each.
+    #[serde(serialize_with = "serialize_redacted_list")]
     pub tokens: Vec<String>,
     /// `true`: serve the push API without tokens to anyone, as goim does.
     /// `false`: require a token from everyone. Unset: `rim standalone`

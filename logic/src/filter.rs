@@ -54,7 +54,7 @@ use aho_corasick::{AhoCorasick, Input, MatchKind};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +62,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::LogicConfigError;
 
 /// What the filter does with a message that contains a word.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FilterAction {
     /// Replace each character of each word found with `*` and send the
@@ -84,7 +84,7 @@ impl FilterAction {
 }
 
 /// Word filter settings (`[logic.chat.filter]`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilterConfig {
     /// The words file (format in the module docs); a relative path is

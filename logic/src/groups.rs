@@ -17,7 +17,7 @@ use rim_mailbox::Mute;
 use tokio::time::Instant;
 
 use crate::im::StoredPush;
-use crate::{Logic, LogicError};
+use crate::{Accepts, Logic, LogicError};
 
 /// How long a user's mutes are cached by one logic.
 pub const MUTE_CACHE_TTL: Duration = Duration::from_millis(500);
@@ -236,7 +236,9 @@ impl Logic {
                 max,
             });
         }
-        Ok(self.store_message(operation, &members, msg, id, 0).await?)
+        Ok(self
+            .store_message(operation, &members, msg, id, 0, Accepts::Filter)
+            .await?)
     }
 
     /// Mutes `mid` in `scope` until `until` (`None`: until lifted).

@@ -23,7 +23,7 @@ use rim_proto::Op;
 use rim_queue::PushQueue;
 use tracing::{debug, warn};
 
-use crate::{Logic, LogicError};
+use crate::{Accepts, Logic, LogicError};
 
 /// Most messages one sync page holds.
 pub const SYNC_LIMIT_MAX: u32 = 500;
@@ -151,7 +151,23 @@ impl Logic {
         msg: Bytes,
         id: Option<&str>,
     ) -> Result<StoredPush, LogicError> {
-        self.store_message(operation, mids, msg, id, 0).await
+        self.store_message(operation, mids, msg, id, 0, Accepts::Filter)
+            .await
+    }
+
+    /// [`Logic::push_stored`], its live delivery honouring the accepts of
+    /// sessions that are not IM sessions or not (IM sessions take stored
+    /// messages whatever their accepts).
+    pub async fn push_stored_with(
+        &self,
+        operation: i32,
+        mids: &[i64],
+        msg: Bytes,
+        id: Option<&str>,
+        accepts: Accepts,
+    ) -> Result<StoredPush, LogicError> {
+        self.store_message(operation, mids, msg, id, 0, accepts)
+            .await
     }
 
     /// [`Logic::push_stored`] from the user `from` (0: the backend).
@@ -162,6 +178,7 @@ impl Logic {
         msg: Bytes,
         id: Option<&str>,
         from: i64,
+        accepts: Accepts,
     ) -> Result<StoredPush, LogicError> {
         let mailbox = self.mailbox()?;
         // An id generated here can arrive again only through the Kafka path
@@ -192,7 +209,7 @@ impl Logic {
         let ts_ms = self.now_ms();
         if let Some(topic) = &mailbox.topic {
             return self
-                .publish_stored(topic, &id, operation, &distinct, msg, ts_ms, from)
+                .publish_stored(topic, &id, operation, &distinct, msg, ts_ms, from, accepts)
                 .await;
         }
         let entries = distinct
@@ -233,7 +250,7 @@ impl Logic {
         // not have happened; a connection drops a seq it was already sent.
         let deliveries = appended
             .iter()
-            .map(|a| self.deliver_stored(a.mid, a.seq, a.epoch.as_str(), operation, &msg));
+            .map(|a| self.deliver_stored(a.mid, a.seq, a.epoch.as_str(), operation, &msg, accepts));
         if let Err(err) = try_join_all(deliveries).await {
             metrics::counter!("rim_mailbox_deferred_total").increment(1);
             warn!(id = %id, error = %err, "stored message not delivered live: it waits for the next sync");
@@ -257,6 +274,7 @@ impl Logic {
         msg: Bytes,
         ts_ms: i64,
         from: i64,
+        accepts: Accepts,
     ) -> Result<StoredPush, LogicError> {
         let records = mids.iter().map(|&mid| {
             let record = PushMsg {
@@ -267,6 +285,7 @@ impl Logic {
                 mids: vec![mid],
                 ts_ms,
                 from,
+                unfiltered: accepts.unfiltered(),
                 ..PushMsg::default()
             };
             let topic = Arc::clone(topic);
@@ -301,6 +320,7 @@ impl Logic {
         epoch: &str,
         operation: i32,
         msg: &Bytes,
+        accepts: Accepts,
     ) -> Result<(), LogicError> {
         let records = self
             .records_for_user(mid, None, |server, keys| PushMsg {
@@ -312,6 +332,7 @@ impl Logic {
                 mailbox_seq: seq,
                 mailbox_epoch: epoch.to_owned(),
                 mid,
+                unfiltered: accepts.unfiltered(),
                 ..PushMsg::default()
             })
             .await?;
@@ -475,5 +496,41 @@ impl Logic {
         let store = &self.mailbox()?.store;
         store.trim(mid, upto).await?;
         Ok(store.cursor(mid).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rim_mailbox::{MailboxConfig, MemoryStore};
+    use rim_queue::InProcessQueue;
+
+    use super::*;
+    use crate::Config;
+
+    /// The distributed mode: a stored goim v1 push (`Accepts::Ignore`) puts
+    /// `unfiltered` on its rim-mailbox records, for job's delivery.
+    #[tokio::test]
+    async fn queued_stored_push_carries_the_unfiltered_bit() {
+        let (pushes, _push_rx) = InProcessQueue::new(8, Duration::from_millis(50));
+        let (topic, mut topic_rx) = InProcessQueue::new(8, Duration::from_millis(50));
+        let router = rim_router::Router::memory(&rim_router::Config::default());
+        let mailbox = Mailbox::queued(
+            Arc::new(MemoryStore::new(MailboxConfig::default())),
+            Arc::new(topic),
+        );
+        let logic = Logic::with_mailbox(Config::default(), router, Arc::new(pushes), mailbox);
+        for accepts in [Accepts::Filter, Accepts::Ignore] {
+            logic
+                .push_stored_with(5, &[7], Bytes::from_static(b"v1"), None, accepts)
+                .await
+                .unwrap();
+            let record = topic_rx.recv().await.unwrap();
+            assert_eq!(
+                (record.mids, record.unfiltered),
+                (vec![7], accepts == Accepts::Ignore)
+            );
+        }
     }
 }

@@ -30,7 +30,7 @@
 //!   resolution into records; `online`: the cluster online aggregate;
 //!   `balancer`: weighted comet choice for the nodes API; `token`:
 //!   [`Token`], the client's auth token; `auth`: [`Authenticator`], its
-//!   verification (`trust` or `jwt`).
+//!   verification (`trust` or `jwt`), and [`sign_client_token`] (`rim token`).
 //! - `chat`: messages clients send (op 4): checks, envelope, where they go.
 //! - `groups`: group membership, group messages from the backend, mutes
 //!   and their cache.
@@ -41,7 +41,8 @@
 //!   read marks, history.
 //! - `filter`: [`WordFilter`], the chat word filter (mask or reject the
 //!   words of a words file, reloaded when it changes).
-//! - [`http`]: the axum application (v2 `/goim/*` and v1 `/1/*`).
+//! - [`http`]: the axum application (v2 `/goim/*`, v1 `/1/*`, `/rim/v1/*`)
+//!   and its OpenAPI document ([`http::OPENAPI`], served at `/openapi.json`).
 //! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
 
 #![warn(missing_docs)]
@@ -62,7 +63,7 @@ mod push;
 mod service;
 mod token;
 
-pub use auth::Authenticator;
+pub use auth::{sign_client_token, Authenticator, ClientClaims};
 pub use config::{
     ApiAccess, ApiConfig, AuthConfig, AuthMode, BackoffConfig, ChatConfig, Config, HooksConfig,
     JwtAlgorithm, LogicConfigError, NodeConfig, OfflineHookConfig, OnFailure, UpstreamHookConfig,
@@ -71,6 +72,7 @@ pub use error::LogicError;
 pub use filter::{FilterAction, FilterConfig, FilterError, Verdict, WordFilter};
 pub use groups::{GroupError, MuteScope, MUTE_CACHE_TTL};
 pub use im::{History, Mailbox, StoredPush, HISTORY_LIMIT_MAX, SYNC_LIMIT_MAX};
-pub use online::OnlineTotal;
+pub use online::{LocalOnline, OnlineTotal};
+pub use push::Accepts;
 pub use service::Logic;
 pub use token::{Since, Token};

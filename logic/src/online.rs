@@ -8,10 +8,15 @@
 //! them. Reports older than `online_stale` are skipped (their comet is
 //! presumed gone). The aggregate is rebuilt on every report and, when a read
 //! finds it older than `online_refresh`, before answering.
+//!
+//! `rim standalone` runs its comet in logic's process: logic is given it as
+//! a [`LocalOnline`], reads its live counts in place of its last report, and
+//! rebuilds the aggregate on every read, so a client that just connected
+//! counts at once (the comet keeps reporting for its cluster room counts).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 use rim_proto::pb::logic::{OnlineReply, OnlineReq};
@@ -46,19 +51,67 @@ pub(crate) struct Snapshot {
     nodes: Vec<ServerOnline>,
 }
 
+/// A comet in logic's own process (`rim standalone`), whose counts logic
+/// reads live instead of from its last online report.
+pub trait LocalOnline: Send + Sync {
+    /// The report the comet would send now (`OnlineReq`, goim's
+    /// `RenewOnline` with rim's fields); `None` once the comet is gone.
+    fn online(&self) -> Option<OnlineReq>;
+}
+
 /// The in-memory aggregate. Readers clone the `Arc` and release the lock at
 /// once; a refresh swaps in a new snapshot.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct OnlineState {
     current: RwLock<Arc<Snapshot>>,
     generations: AtomicU64,
+    /// The comet in this process, if any ([`Logic::set_local_online`]).
+    local: OnceLock<Arc<dyn LocalOnline>>,
+}
+
+impl std::fmt::Debug for OnlineState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnlineState")
+            .field("current", &self.current)
+            .field("local", &self.local.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 fn saturating_i32(count: i64) -> i32 {
     i32::try_from(count.max(0)).unwrap_or(i32::MAX)
 }
 
+/// The stored form of a comet's report, dated `updated`.
+fn server_online(req: OnlineReq, updated: i64) -> ServerOnline {
+    ServerOnline {
+        room_count: req
+            .room_count
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .collect(),
+        conn_count: req.conn_count.max(0),
+        ip_count: req.ip_count.max(0),
+        addrs: req.addrs,
+        weight: req.weight,
+        grpc_addr: req.grpc_addr,
+        updated,
+        server: req.server,
+    }
+}
+
 impl Logic {
+    /// Makes the online answers read `comet`'s live counts (`rim
+    /// standalone`: the comet runs in this process) instead of waiting for
+    /// its reports. Set once; a second call is ignored.
+    pub fn set_local_online(&self, comet: Arc<dyn LocalOnline>) {
+        if self.online.local.set(comet).is_err() {
+            tracing::warn!(
+                "a local comet for the online counts was set already; keeping the first"
+            );
+        }
+    }
+
     /// Stores a comet's online report (goim `RenewOnline`) and answers with
     /// the cluster-wide room counts.
     pub async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicError> {
@@ -79,20 +132,7 @@ impl Logic {
             self.refresh_online().await?;
             return Ok(OnlineReply::default());
         }
-        let report = ServerOnline {
-            room_count: req
-                .room_count
-                .into_iter()
-                .filter(|(_, count)| *count > 0)
-                .collect(),
-            conn_count: req.conn_count.max(0),
-            ip_count: req.ip_count.max(0),
-            addrs: req.addrs,
-            weight: req.weight,
-            grpc_addr: req.grpc_addr,
-            updated: self.now(),
-            server: req.server,
-        };
+        let report = server_online(req, self.now());
         self.router.put_online(&report).await?;
         metrics::counter!("rim_logic_online_reports_total").increment(1);
         debug!(
@@ -193,8 +233,12 @@ impl Logic {
         Ok(removed)
     }
 
-    /// The aggregate, rebuilt first if it is older than `online_refresh`.
+    /// The aggregate, rebuilt first if it is older than `online_refresh`
+    /// (always with a local comet: its counts are live).
     async fn online_snapshot(&self) -> Result<Arc<Snapshot>, LogicError> {
+        if self.online.local.get().is_some() {
+            return self.refresh_online().await;
+        }
         let current = self.online.current.read().clone();
         match current.built_at {
             Some(at) if at.elapsed() < self.config.online_refresh => Ok(current),
@@ -210,8 +254,13 @@ impl Logic {
     /// Rebuilds the aggregate from the registry's reports, skipping stale ones.
     async fn refresh_online(&self) -> Result<Arc<Snapshot>, LogicError> {
         let generation = self.online.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        let reports = self.router.online().await?;
+        let mut reports = self.router.online().await?;
         let now = self.now();
+        if let Some(live) = self.online.local.get().and_then(|local| local.online()) {
+            let live = server_online(live, now);
+            reports.retain(|report| report.server != live.server);
+            reports.push(live);
+        }
         let stale = i64::try_from(self.config.online_stale.as_secs()).unwrap_or(i64::MAX);
         let node_stale = i64::try_from(self.config.node_stale.as_secs()).unwrap_or(i64::MAX);
         let mut snapshot = Snapshot {
@@ -274,6 +323,56 @@ mod tests {
             grpc_addr: String::new(),
             offline: false,
         }
+    }
+
+    struct Live(parking_lot::Mutex<Option<OnlineReq>>);
+
+    impl LocalOnline for Live {
+        fn online(&self) -> Option<OnlineReq> {
+            self.0.lock().clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_comet_is_read_live() {
+        let (logic, _rx, _) = logic();
+        // Its last report (from before the changes below), and another comet's.
+        logic
+            .renew_online(report("local", &[("live://1", 1)], 1, 1))
+            .await
+            .unwrap();
+        logic
+            .renew_online(report("other", &[("live://1", 2)], 2, 2))
+            .await
+            .unwrap();
+        let live = Arc::new(Live(parking_lot::Mutex::new(Some(report(
+            "local",
+            &[("live://1", 5), ("live://9", 1)],
+            6,
+            3,
+        )))));
+        logic.set_local_online(live.clone());
+        // No report came since, and the aggregate is fresh: still live.
+        assert_eq!(
+            logic.online_total().await.unwrap(),
+            OnlineTotal {
+                ip_count: 5,
+                conn_count: 8
+            }
+        );
+        assert_eq!(
+            logic.online_room_counts().await.unwrap(),
+            vec![("live://1".to_owned(), 7), ("live://9".to_owned(), 1)]
+        );
+        *live.0.lock() = Some(report("local", &[], 0, 0));
+        assert_eq!(logic.online_total().await.unwrap().conn_count, 2);
+        assert_eq!(
+            logic.online_room_counts().await.unwrap(),
+            vec![("live://1".to_owned(), 2)]
+        );
+        // A comet that is gone leaves its stored report.
+        *live.0.lock() = None;
+        assert_eq!(logic.online_total().await.unwrap().conn_count, 3);
     }
 
     #[tokio::test]

@@ -10,6 +10,10 @@
 //! A push succeeds only once the queue has accepted every record. Offline
 //! targets are skipped and count as success, as in goim: there is no offline
 //! storage.
+//!
+//! Keyed and broadcast pushes honour their targets' accepts, except those of
+//! goim v1's API ([`Accepts::Ignore`]): the record carries `unfiltered`, job
+//! passes it to the comets, which then skip the filter.
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,6 +43,25 @@ fn group_by_server<'a>(
         groups[slot].1.push(key.to_owned());
     }
     groups
+}
+
+/// Whether a keyed or broadcast push honours its targets' accepts
+/// (docs/protocol.md, "Pushes"). Room pushes never do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Accepts {
+    /// Only connections whose accepts hold the operation get it (goim v2's
+    /// API).
+    #[default]
+    Filter,
+    /// Every target connection gets it (goim v1's API: v1 had no accepts).
+    Ignore,
+}
+
+impl Accepts {
+    /// The records' `unfiltered` bit.
+    pub(crate) fn unfiltered(self) -> bool {
+        self == Accepts::Ignore
+    }
 }
 
 fn type_label(kind: Type) -> &'static str {
@@ -81,7 +104,8 @@ impl Logic {
             servers = groups.len(),
             "push to keys"
         );
-        self.publish_keyed("keys", operation, groups, msg).await
+        self.publish_keyed("keys", operation, groups, msg, Accepts::Filter)
+            .await
     }
 
     /// Pushes `msg` with `operation` to every connection of the users `mids`
@@ -91,6 +115,18 @@ impl Logic {
         operation: i32,
         mids: &[i64],
         msg: Bytes,
+    ) -> Result<(), LogicError> {
+        self.push_mids_with(operation, mids, msg, Accepts::Filter)
+            .await
+    }
+
+    /// [`Logic::push_mids`], honouring the targets' accepts or not.
+    pub async fn push_mids_with(
+        &self,
+        operation: i32,
+        mids: &[i64],
+        msg: Bytes,
+        accepts: Accepts,
     ) -> Result<(), LogicError> {
         if mids.is_empty() {
             return Err(self.push_failed(
@@ -115,7 +151,8 @@ impl Logic {
             servers = groups.len(),
             "push to mids"
         );
-        self.publish_keyed("mids", operation, groups, msg).await
+        self.publish_keyed("mids", operation, groups, msg, accepts)
+            .await
     }
 
     /// Pushes `msg` with `operation` to everyone in `room`, a full room key
@@ -144,11 +181,24 @@ impl Logic {
     /// Pushes `msg` with `operation` to every connection (goim `PushAll`);
     /// `speed` throttles the broadcast on the job side.
     pub async fn push_all(&self, operation: i32, speed: i32, msg: Bytes) -> Result<(), LogicError> {
+        self.push_all_with(operation, speed, msg, Accepts::Filter)
+            .await
+    }
+
+    /// [`Logic::push_all`], honouring the connections' accepts or not.
+    pub async fn push_all_with(
+        &self,
+        operation: i32,
+        speed: i32,
+        msg: Bytes,
+        accepts: Accepts,
+    ) -> Result<(), LogicError> {
         let record = PushMsg {
             r#type: Type::Broadcast as i32,
             operation,
             speed,
             msg,
+            unfiltered: accepts.unfiltered(),
             ..PushMsg::default()
         };
         debug!(operation, speed, "push to all");
@@ -162,6 +212,7 @@ impl Logic {
         operation: i32,
         groups: Vec<(String, Vec<String>)>,
         msg: Bytes,
+        accepts: Accepts,
     ) -> Result<(), LogicError> {
         let records = groups
             .into_iter()
@@ -173,6 +224,7 @@ impl Logic {
                     server,
                     keys,
                     msg: msg.clone(),
+                    unfiltered: accepts.unfiltered(),
                     ..PushMsg::default()
                 };
                 (record_key, record)
@@ -382,6 +434,40 @@ mod tests {
                 msg: Bytes::from_static(b"b"),
                 ..PushMsg::default()
             }
+        );
+    }
+
+    #[tokio::test]
+    async fn v1_pushes_are_marked_unfiltered() {
+        let (logic, mut rx, _) = logic();
+        logic.router.add_mapping(1, "a", "c1").await.unwrap();
+        logic
+            .push_mids(5, &[1], Bytes::from_static(b"v2"))
+            .await
+            .unwrap();
+        assert!(!rx.recv().await.unwrap().unfiltered);
+        logic
+            .push_mids_with(5, &[1], Bytes::from_static(b"v1"), Accepts::Ignore)
+            .await
+            .unwrap();
+        let record = rx.recv().await.unwrap();
+        assert_eq!(
+            (record.keys.clone(), record.unfiltered),
+            (keys(&["a"]), true)
+        );
+        logic
+            .push_all(5, 0, Bytes::from_static(b"v2-all"))
+            .await
+            .unwrap();
+        assert!(!rx.recv().await.unwrap().unfiltered);
+        logic
+            .push_all_with(5, 0, Bytes::from_static(b"v1-all"), Accepts::Ignore)
+            .await
+            .unwrap();
+        let record = rx.recv().await.unwrap();
+        assert_eq!(
+            (record.r#type, record.unfiltered),
+            (Type::Broadcast as i32, true)
         );
     }
 

@@ -1,6 +1,7 @@
 //! The v2 auth token a client sends with op 7 (docs/protocol.md,
 //! "Session"), parsed the way goim's `json.Unmarshal` does: every field
-//! optional, `null` as absent, unknown fields ignored, wrong types refused.
+//! optional, `null` as absent, unknown fields ignored, wrong types refused;
+//! and goim v1's token, a bare decimal user id.
 //!
 //! This module only parses; verification is `auth`'s (in `trust` mode,
 //! none: goim trusts the token).
@@ -78,7 +79,26 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// The room goim v1's logic put every client with a decimal token in
+/// (its `DefaultAuther`: room 1, "only for debug"), so that v1's
+/// `/1/push/room?rid=1` reaches them.
+pub(crate) const V1_ROOM: &str = "1";
+
 impl Token {
+    /// goim v1's token: the whole body is a decimal user id (`4242`, as Go's
+    /// `strconv.ParseInt(s, 10, 64)` reads it: an optional sign, digits, no
+    /// spaces). The client gets that mid, room [`V1_ROOM`], a key chosen by
+    /// logic and no accepts (v1 had none: its pushes skip the filter).
+    /// `None` for any other body.
+    pub(crate) fn parse_v1(raw: &[u8]) -> Option<Token> {
+        let mid = std::str::from_utf8(raw).ok()?.parse::<i64>().ok()?;
+        Some(Token {
+            mid,
+            room_id: V1_ROOM.to_owned(),
+            ..Token::default()
+        })
+    }
+
     /// Parses the token bytes of a connect request. The token must be a
     /// JSON object: serde would also read a struct from an array (`[1]`),
     /// which goim refuses.
@@ -137,6 +157,36 @@ mod tests {
             br#"{"since":7}"#,
         ] {
             assert!(Token::parse(raw).is_err(), "{raw:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn goim_v1_decimal_token() {
+        let token = Token::parse_v1(b"4242").unwrap();
+        assert_eq!(
+            token,
+            Token {
+                mid: 4242,
+                room_id: "1".into(),
+                ..Token::default()
+            }
+        );
+        assert_eq!(Token::parse_v1(b"+7").unwrap().mid, 7);
+        assert_eq!(Token::parse_v1(b"0").unwrap().mid, 0);
+        assert_eq!(Token::parse_v1(b"-3").unwrap().mid, -3);
+        for raw in [
+            &b""[..],
+            b" 4242",
+            b"4242\n",
+            b"42.0",
+            b"1e3",
+            b"0x10",
+            b"99999999999999999999",
+            b"\"4242\"",
+            br#"{"mid":4242}"#,
+            b"\xff",
+        ] {
+            assert_eq!(Token::parse_v1(raw), None, "{raw:?}");
         }
     }
 

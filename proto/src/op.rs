@@ -1,5 +1,6 @@
-//! goim v2 operation codes (`api/protocol/operation.go` numbering), and
-//! rim's IM ops 18 to 23 (docs/protocol.md, "Durable messaging").
+//! goim v2 operation codes (`api/protocol/operation.go` numbering), rim's
+//! IM ops 18 to 23 (docs/protocol.md, "Durable messaging") and its room ops
+//! 24 to 27 (docs/protocol.md, "Rooms").
 
 /// An operation code. Unknown codes (business ops such as 1000) pass through
 /// unchanged, because goim forwards them upstream and echoes them.
@@ -53,6 +54,14 @@ pub enum Op {
     Read,
     /// 23, rim: notify (IM sessions): `{"kind": "read", "seq"}`.
     Notify,
+    /// 24, rim: join one more room; body is the room id.
+    JoinRoom,
+    /// 25, rim: join reply: the room id echoed, or `{"code", "reason"}`.
+    JoinRoomReply,
+    /// 26, rim: leave a room; body is the room id.
+    LeaveRoom,
+    /// 27, rim: leave reply: the room id echoed, or `{"code", "reason"}`.
+    LeaveRoomReply,
     /// Any other code, business ops included.
     Other(i32),
 }
@@ -85,6 +94,10 @@ impl Op {
             Op::Ack => 21,
             Op::Read => 22,
             Op::Notify => 23,
+            Op::JoinRoom => 24,
+            Op::JoinRoomReply => 25,
+            Op::LeaveRoom => 26,
+            Op::LeaveRoomReply => 27,
             Op::Other(code) => code,
         }
     }
@@ -117,6 +130,10 @@ impl From<i32> for Op {
             21 => Op::Ack,
             22 => Op::Read,
             23 => Op::Notify,
+            24 => Op::JoinRoom,
+            25 => Op::JoinRoomReply,
+            26 => Op::LeaveRoom,
+            27 => Op::LeaveRoomReply,
             other => Op::Other(other),
         }
     }
@@ -139,5 +156,8 @@ mod tests {
         }
         assert_eq!(Op::from(7), Op::Auth);
         assert_eq!(Op::from(1000), Op::Other(1000));
+        assert_eq!(Op::from(24), Op::JoinRoom);
+        assert_eq!(Op::from(27), Op::LeaveRoomReply);
+        assert_eq!(Op::from(28), Op::Other(28));
     }
 }

@@ -228,6 +228,7 @@ fn comet_broadcast_req() {
             body: Bytes::from(parse_hex(INNER_HI)),
         }),
         speed: 100,
+        ..BroadcastReq::default()
     };
     let expected = Expect::new()
         .hex("08 E8 07") // protoOp: field 1 varint -> 0x08; 1000
@@ -428,6 +429,66 @@ fn logic_online_req_rim_extensions_stay_out_of_goims_numbers() {
         .hex("C8 06 01")
         .bytes();
     assert_golden(&signing_off, &expected);
+}
+
+#[test]
+fn unfiltered_pushes_use_rim_numbers_after_goims() {
+    // goim v1's API pushes past accepts; the bit travels in rim fields that
+    // goim's job and comet skip: PushMsg 108, PushMsgReq 103, BroadcastReq 100.
+    let base = PushMsg {
+        operation: 5,
+        server: "c1".into(),
+        keys: vec!["k1".into()],
+        msg: Bytes::from_static(b"hi"),
+        ..PushMsg::default()
+    };
+    let expected = Expect::new()
+        .raw(&base.encode_to_vec())
+        // unfiltered: field 108 varint -> 108<<3 = 864 = 0x360 -> E0 06; true
+        .hex("E0 06 01")
+        .bytes();
+    assert_golden(
+        &PushMsg {
+            unfiltered: true,
+            ..base
+        },
+        &expected,
+    );
+
+    let base = PushMsgReq {
+        keys: vec!["k1".into()],
+        proto_op: 5,
+        ..PushMsgReq::default()
+    };
+    let expected = Expect::new()
+        .raw(&base.encode_to_vec())
+        // unfiltered: field 103 varint -> 103<<3 = 824 = 0x338 -> B8 06; true
+        .hex("B8 06 01")
+        .bytes();
+    assert_golden(
+        &PushMsgReq {
+            unfiltered: true,
+            ..base
+        },
+        &expected,
+    );
+
+    let base = BroadcastReq {
+        proto_op: 5,
+        ..BroadcastReq::default()
+    };
+    let expected = Expect::new()
+        .raw(&base.encode_to_vec())
+        // unfiltered: field 100 varint -> 100<<3 = 800 = 0x320 -> A0 06; true
+        .hex("A0 06 01")
+        .bytes();
+    assert_golden(
+        &BroadcastReq {
+            unfiltered: true,
+            ..base
+        },
+        &expected,
+    );
 }
 
 #[test]

@@ -278,8 +278,13 @@ impl Client {
 
     /// Sends op 7 with the token (ver 1, seq 1) and waits for op 8.
     pub async fn auth(&mut self, token: &Token) -> Result<Frame> {
-        self.send(&Frame::new(1, Op::Auth, 1, token.to_json()))
-            .await?;
+        self.auth_body(token.to_json()).await
+    }
+
+    /// Sends op 7 with `body` as it is (ver 1, seq 1), e.g. goim v1's bare
+    /// decimal user id, and waits for op 8.
+    pub async fn auth_body(&mut self, body: impl Into<Bytes>) -> Result<Frame> {
+        self.send(&Frame::new(1, Op::Auth, 1, body.into())).await?;
         let reply = self.recv_frame().await?;
         if reply.op != Op::AuthReply.code() {
             bail!("expected auth reply (op 8), got op {}", reply.op);

@@ -27,6 +27,7 @@ use crate::limits::FrameRate;
 use crate::logic::LogicCallError;
 use crate::metrics;
 use crate::push::Push;
+use crate::room::{self, RoomRefusal};
 use crate::session::{Closed, Session};
 
 /// Runs an authenticated connection until it closes, then tears it down.
@@ -538,11 +539,13 @@ impl Active {
         let ctx = Arc::clone(&self.ctx);
         let session = Arc::clone(&self.session);
         self.ctx.tracker.spawn(async move {
+            let rooms = session.rooms();
             let req = SendReq {
                 mid: session.mid,
                 key: session.key.to_string(),
                 body: frame.body.clone(),
-                room: session.room().map(|r| r.to_string()).unwrap_or_default(),
+                room: rooms.primary().map(|r| r.to_string()).unwrap_or_default(),
+                rooms: rooms.others().iter().map(|r| r.to_string()).collect(),
             };
             let reply = match ctx.logic.call("send", ctx.logic.client().send(req)).await {
                 Ok(reply) => reply,
@@ -592,6 +595,7 @@ impl Active {
                 }
                 Ok(frame.reply(Op::ChangeRoomReply, frame.body.clone()))
             }
+            Op::JoinRoom | Op::LeaveRoom => Ok(self.room_request(&frame)),
             Op::Sub => {
                 match parse_ops(&frame.body) {
                     Some(ops) => {
@@ -634,6 +638,38 @@ impl Active {
                     }
                 }
                 Ok(reply)
+            }
+        }
+    }
+
+    /// op 24 (join a room) or op 26 (leave one): answered with op 25 or 27,
+    /// the room id echoed when done, else `{"code", "reason"}`.
+    fn room_request(&self, frame: &Frame) -> Frame {
+        let session = &self.session;
+        let join = frame.op() == Op::JoinRoom;
+        let result = room::room_id(&frame.body).and_then(|room| {
+            if join {
+                self.ctx.hub.join_room(session, room)
+            } else {
+                self.ctx.hub.leave_room(session, room)
+            }
+        });
+        let (op, reply_op) = if join {
+            ("join", Op::JoinRoomReply)
+        } else {
+            ("leave", Op::LeaveRoomReply)
+        };
+        let label = result.err().map_or("ok", RoomRefusal::label);
+        ::metrics::counter!(metrics::ROOM_REQUESTS, "op" => op, "result" => label).increment(1);
+        match result {
+            Ok(()) => {
+                debug!(conn.id = self.conn.id, key = %session.key, mid = session.mid, op, room = %String::from_utf8_lossy(&frame.body), "room request done");
+                frame.reply(reply_op, frame.body.clone())
+            }
+            Err(refusal) => {
+                debug!(conn.id = self.conn.id, key = %session.key, mid = session.mid, op, reason = %refusal.reason(), "room request refused");
+                let body = serde_json::json!({"code": refusal.code(), "reason": refusal.reason()});
+                frame.reply(reply_op, Bytes::from(body.to_string()))
             }
         }
     }

@@ -70,6 +70,7 @@ async fn broadcast_filters_on_accepts() {
         proto_op: op,
         proto: Some(raw_proto(op, body)),
         speed: 0,
+        unfiltered: false,
     };
     h.comet.hub().broadcast(broadcast(1000, b"for-a")).unwrap();
     h.comet.hub().broadcast(broadcast(2000, b"for-b")).unwrap();

@@ -94,6 +94,7 @@ async fn pushes_are_wrapped_in_op_9() {
             proto_op: 1000,
             proto: Some(raw_proto(1000, b"broadcast")),
             speed: 0,
+            unfiltered: false,
         })
         .unwrap();
     assert_eq!(

@@ -3,6 +3,7 @@
 //! in and out; errors as the rest of `/rim/v1`.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -48,6 +49,7 @@ fn json_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Mids {
+    #[serde(deserialize_with = "super::json::ints")]
     mids: Vec<i64>,
 }
 
@@ -96,6 +98,7 @@ pub(crate) async fn get_members(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GroupMessage<'a> {
+    #[serde(deserialize_with = "super::json::int")]
     op: i32,
     #[serde(borrow)]
     body: &'a RawValue,
@@ -178,14 +181,24 @@ pub(crate) async fn put_mute(
     let scope = MuteScope::parse(&request.scope)?;
     let until = match &request.until {
         None => None,
-        Some(text) => Some(humantime::parse_rfc3339_weak(text).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "until: an RFC 3339 time or null, got {text:?}: {e}"
-            ))
-        })?),
+        Some(text) => Some(parse_rfc3339(text)?),
     };
     let mutes = logic.mute(mid, &scope, until).await?;
     Ok(mutes_view(mid, mutes))
+}
+
+/// An RFC 3339 time (`2030-01-01T00:00:00Z`, any offset, years 0000 to
+/// 9999; before 1970 is fine, it has passed).
+fn parse_rfc3339(text: &str) -> Result<SystemTime, ApiError> {
+    let refuse = |reason: &dyn std::fmt::Display| {
+        ApiError::BadRequest(format!(
+            "until: an RFC 3339 time or null, got {}: {reason}",
+            quoted(text)
+        ))
+    };
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| refuse(&e))?;
+    Ok(SystemTime::from(time))
 }
 
 /// `DELETE /rim/v1/users/{mid}/mute[?scope=]`: lifts one scope, or all.

@@ -63,7 +63,9 @@ impl IntoResponse for RimError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewMessage<'a> {
+    #[serde(deserialize_with = "super::json::ints")]
     mids: Vec<i64>,
+    #[serde(deserialize_with = "super::json::int")]
     op: i32,
     #[serde(borrow)]
     body: &'a RawValue,

@@ -2,6 +2,8 @@
 //! `/1`, rim's own under `/rim/v1` (the mailbox API), with their envelopes, a body limit, and 404/405 answers in the
 //! envelope of the path's API version, and bearer tokens on the push and
 //! admin routes (and the reads when `api.protect_reads`) when configured.
+//! Every route is listed once ([`routes`]); the OpenAPI document describing
+//! them is served at `/openapi.json` ([`OPENAPI`]).
 //!
 //! Handlers only parse requests and shape answers; every decision is made by
 //! [`Logic`]. Binding and serving belong to the binary.
@@ -9,9 +11,11 @@
 mod bearer;
 mod error;
 mod groups;
+mod json;
 mod mailbox;
 mod nodes;
 mod online;
+mod openapi;
 mod params;
 mod push;
 mod v1;
@@ -25,12 +29,14 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 
 use self::mailbox::RimError;
 
 use self::error::{ApiError, V1Error};
 use crate::Logic;
+
+pub use self::openapi::OPENAPI;
 
 /// The complete HTTP application over `logic`.
 pub fn app(logic: Arc<Logic>) -> axum::Router {
@@ -48,51 +54,22 @@ pub fn app(logic: Arc<Logic>) -> axum::Router {
         crate::ApiAccess::Tokens => {}
     }
     let bearer = || middleware::from_fn_with_state(logic.clone(), bearer::require);
-    // Pushes and admin: a token whenever tokens are configured.
-    let protected = axum::Router::new()
-        .route("/goim/push/keys", post(push::keys))
-        .route("/goim/push/mids", post(push::mids))
-        .route("/goim/push/room", post(push::room))
-        .route("/goim/push/all", post(push::all))
-        .route("/1/push", post(v1::push))
-        .route("/1/pushs", post(v1::pushs))
-        .route("/1/push/room", post(v1::push_room))
-        .route("/1/push/all", post(v1::push_all))
-        .route("/1/server/del", post(v1::server_del))
-        .route("/rim/v1/messages", post(mailbox::post_messages))
-        .route(
-            "/rim/v1/users/{mid}/messages",
-            get(mailbox::get_messages).delete(mailbox::delete_messages),
-        )
-        .route("/rim/v1/users/{mid}/cursor", get(mailbox::get_cursor))
-        .route(
-            "/rim/v1/users/{mid}/mute",
-            get(groups::get_mute)
-                .put(groups::put_mute)
-                .delete(groups::delete_mute),
-        )
-        .route(
-            "/rim/v1/groups/{gid}/members",
-            get(groups::get_members)
-                .put(groups::put_members)
-                .delete(groups::delete_members),
-        )
-        .route(
-            "/rim/v1/groups/{gid}/messages",
-            post(groups::post_group_message),
-        )
-        .route_layer(bearer());
-    let mut reads = axum::Router::new()
-        .route("/goim/online/top", get(online::top))
-        .route("/goim/online/room", get(online::room))
-        .route("/goim/online/total", get(online::total))
-        .route("/goim/nodes/instances", get(nodes::instances))
-        .route("/1/count", get(v1::count));
+    let (mut protected, mut reads, mut public) = (
+        axum::Router::new(),
+        axum::Router::new(),
+        axum::Router::new(),
+    );
+    for (guard, path, method_router) in routes() {
+        match guard {
+            Guard::Token => protected = protected.route(path, method_router),
+            Guard::Read => reads = reads.route(path, method_router),
+            Guard::Open => public = public.route(path, method_router),
+        }
+    }
+    let protected = protected.route_layer(bearer());
     if api.protect_reads {
         reads = reads.route_layer(bearer());
     }
-    // Clients call this one to find comets: always open.
-    let public = axum::Router::new().route("/goim/nodes/weighted", get(nodes::weighted));
     protected
         .merge(reads)
         .merge(public)
@@ -101,6 +78,72 @@ pub fn app(logic: Arc<Logic>) -> axum::Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(track))
         .with_state(logic)
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// Pushes and admin: a bearer token whenever tokens are configured.
+    Token,
+    /// Online, count and instance reads: a token only with `api.protect_reads`.
+    Read,
+    /// Always open: clients call `/goim/nodes/weighted` to find comets.
+    Open,
+}
+
+/// Every route of the API, in one place: [`app`] serves them, and a test
+/// checks that the OpenAPI document ([`OPENAPI`]) describes each one with
+/// exactly the methods it serves. (`/metrics` is added by the binary.)
+fn routes() -> Vec<(Guard, &'static str, MethodRouter<Arc<Logic>>)> {
+    use Guard::{Open, Read, Token};
+    vec![
+        (Token, "/goim/push/keys", post(push::keys)),
+        (Token, "/goim/push/mids", post(push::mids)),
+        (Token, "/goim/push/room", post(push::room)),
+        (Token, "/goim/push/all", post(push::all)),
+        (Token, "/1/push", post(v1::push)),
+        (Token, "/1/pushs", post(v1::pushs)),
+        (Token, "/1/push/room", post(v1::push_room)),
+        (Token, "/1/push/all", post(v1::push_all)),
+        (Token, "/1/server/del", post(v1::server_del)),
+        (Token, "/rim/v1/messages", post(mailbox::post_messages)),
+        (
+            Token,
+            "/rim/v1/users/{mid}/messages",
+            get(mailbox::get_messages).delete(mailbox::delete_messages),
+        ),
+        (
+            Token,
+            "/rim/v1/users/{mid}/cursor",
+            get(mailbox::get_cursor),
+        ),
+        (
+            Token,
+            "/rim/v1/users/{mid}/mute",
+            get(groups::get_mute)
+                .put(groups::put_mute)
+                .delete(groups::delete_mute),
+        ),
+        (
+            Token,
+            "/rim/v1/groups/{gid}/members",
+            get(groups::get_members)
+                .put(groups::put_members)
+                .delete(groups::delete_members),
+        ),
+        (
+            Token,
+            "/rim/v1/groups/{gid}/messages",
+            post(groups::post_group_message),
+        ),
+        (Read, "/goim/online/top", get(online::top)),
+        (Read, "/goim/online/room", get(online::room)),
+        (Read, "/goim/online/total", get(online::total)),
+        (Read, "/goim/nodes/instances", get(nodes::instances)),
+        (Read, "/1/count", get(v1::count)),
+        (Open, "/goim/nodes/weighted", get(nodes::weighted)),
+        (Open, "/openapi.json", get(openapi::document)),
+    ]
 }
 
 fn is_v1(uri: &Uri) -> bool {

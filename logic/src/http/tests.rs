@@ -641,6 +641,8 @@ async fn v1_push_by_uid() {
             server: "c1".into(),
             keys: strings(&["k5"]),
             msg: Bytes::from_static(b"hi"),
+            // goim v1 had no accepts: its pushes skip the filter.
+            unfiltered: true,
             ..PushMsg::default()
         }]
     );
@@ -696,6 +698,7 @@ async fn v1_pushs_sends_the_raw_json_of_m() {
             server: "c1".into(),
             keys: strings(&["a", "b"]),
             msg: Bytes::from_static(br#"{"text": "hi", "n":[1, 2]}"#),
+            unfiltered: true,
             ..PushMsg::default()
         }]
     );
@@ -774,6 +777,7 @@ async fn v1_room_and_all() {
             r#type: Type::Broadcast as i32,
             operation: 5,
             msg: Bytes::from_static(b"b"),
+            unfiltered: true,
             ..PushMsg::default()
         }]
     );
@@ -1072,4 +1076,239 @@ async fn a_closed_api_without_tokens_refuses_every_push() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+// === the OpenAPI document ===
+
+/// Paths the router may serve without an entry in the OpenAPI document:
+/// static pages (the demo and the admin console), which are files, not API.
+const STATIC_PREFIXES: &[&str] = &["/admin", "/demo"];
+
+/// Paths the document describes that the binary adds, not this router.
+const ADDED_BY_THE_BINARY: &[&str] = &["/metrics"];
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch"];
+
+fn openapi() -> Value {
+    serde_json::from_str(super::OPENAPI).expect("openapi.json is JSON")
+}
+
+/// The methods the document gives `path`, upper case, sorted.
+fn documented_methods(doc: &Value, path: &str) -> Vec<String> {
+    let mut methods: Vec<String> = doc["paths"][path]
+        .as_object()
+        .map(|item| {
+            item.keys()
+                .filter(|k| METHODS.contains(&k.as_str()))
+                .map(|k| k.to_uppercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    methods.sort();
+    methods
+}
+
+/// `path` with its parameters filled in (`{mid}` -> `7`).
+fn concrete(path: &str) -> String {
+    path.replace("{mid}", "7").replace("{gid}", "7")
+}
+
+/// Every route is in the document with exactly the methods it serves, and
+/// the document lists nothing the server does not serve.
+#[tokio::test]
+async fn openapi_document_describes_every_route_and_method() {
+    let doc = openapi();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let (logic, _rx, _) = logic();
+    let routed: Vec<&str> = super::routes().into_iter().map(|(_, p, _)| p).collect();
+    for path in &routed {
+        if STATIC_PREFIXES
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+        {
+            continue;
+        }
+        let documented = documented_methods(&doc, path);
+        assert!(
+            !documented.is_empty(),
+            "route {path} has no entry in logic/src/http/openapi.json"
+        );
+        // What the router serves: every method it does not answer with its
+        // 405 fallback. (A refused or failed call is still served.)
+        let mut served = Vec::new();
+        for method in METHODS {
+            let method = method.to_uppercase();
+            let answer = call(&logic, &method, &concrete(path), Body::empty()).await;
+            let fallback = answer.json["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("method ") || m.starts_with("no such path"));
+            if !fallback {
+                served.push(method);
+            }
+        }
+        served.sort();
+        assert_eq!(served, documented, "{path}: served methods vs the document");
+    }
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in paths.keys() {
+        assert!(
+            routed.contains(&path.as_str()) || ADDED_BY_THE_BINARY.contains(&path.as_str()),
+            "the document lists {path}, which the router does not serve"
+        );
+    }
+}
+
+/// Every `$ref` in the document points at something in it.
+#[test]
+fn openapi_references_resolve() {
+    fn walk(doc: &Value, node: &Value, refs: &mut usize) {
+        match node {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    let pointer = target
+                        .strip_prefix('#')
+                        .unwrap_or_else(|| panic!("external $ref {target}"));
+                    assert!(doc.pointer(pointer).is_some(), "dangling $ref {target}");
+                    *refs += 1;
+                }
+                map.values().for_each(|v| walk(doc, v, refs));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(doc, v, refs)),
+            _ => {}
+        }
+    }
+    let doc = openapi();
+    let mut refs = 0;
+    walk(&doc, &doc, &mut refs);
+    assert!(
+        refs > 50,
+        "only {refs} references: is the document complete?"
+    );
+}
+
+#[tokio::test]
+async fn openapi_json_is_served_without_a_token() {
+    let (logic, _rx) = with_tokens(false);
+    let request = Request::builder()
+        .uri("/openapi.json")
+        .body(Body::empty())
+        .unwrap();
+    let response = super::app(logic).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let served: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(served, openapi());
+}
+
+// === findings of schemathesis (scripts/schemathesis.sh) ===
+
+/// A logic with an in-memory mailbox store.
+fn logic_with_mailboxes() -> (Arc<Logic>, Receiver<PushMsg>) {
+    let (queue, rx) = rim_queue::InProcessQueue::new(64, std::time::Duration::from_millis(50));
+    let store = rim_mailbox::MemoryStore::new(rim_mailbox::MailboxConfig::default());
+    let logic = Logic::with_mailbox(
+        Config::default(),
+        rim_router::Router::memory(&rim_router::Config::default()),
+        Arc::new(queue),
+        crate::Mailbox::direct(Arc::new(store)),
+    );
+    (logic, rx)
+}
+
+async fn send_json(logic: &Arc<Logic>, method: &str, uri: &str, body: &str) -> Answer {
+    call(logic, method, uri, body.to_owned()).await
+}
+
+/// JSON Schema counts `44.0` as the integer 44, and some encoders write
+/// integers so: integer fields of JSON bodies take them, exactly, and
+/// refuse fractions and floats too large to be exact, with a message.
+#[tokio::test]
+async fn json_integers_may_be_spelled_as_whole_floats() {
+    let (logic, _rx) = logic_with_mailboxes();
+    let answer = send_json(
+        &logic,
+        "POST",
+        "/rim/v1/messages",
+        r#"{"mids": [7.0, -3937664481886946.0, 4.4e1], "op": 1000.0, "body": {}}"#,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert_eq!(answer.json["accepted"], 3, "{}", answer.json);
+    let seqs = answer.json["seqs"].as_object().expect("seqs");
+    for mid in ["7", "-3937664481886946", "44"] {
+        assert_eq!(seqs[mid], 1, "{}", answer.json);
+    }
+    let answer = send_json(
+        &logic,
+        "PUT",
+        "/rim/v1/groups/5/members",
+        r#"{"mids": [1.0, 2]}"#,
+    )
+    .await;
+    assert_answer(&answer, StatusCode::OK, json!({"mids": [1, 2]}));
+    let answer = send_json(&logic, "POST", "/1/pushs", r#"{"m": {}, "u": [3.0]}"#).await;
+    assert_answer(&answer, StatusCode::OK, json!({"ret": 1}));
+    for (body, expect) in [
+        (
+            r#"{"mids": [7.5], "op": 1, "body": 1}"#,
+            "body: 7.5 is not an integer",
+        ),
+        (
+            r#"{"mids": [1e19], "op": 1, "body": 1}"#,
+            "body: 1e19 is not an exact integer",
+        ),
+        (
+            r#"{"mids": [1], "op": 2147483648.0, "body": 1}"#,
+            "body: 2147483648 is out of range for i32",
+        ),
+    ] {
+        let answer = send_json(&logic, "POST", "/rim/v1/messages", body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        let message = answer.json["message"].as_str().unwrap();
+        assert!(message.starts_with(expect), "{body}: {message}");
+    }
+}
+
+/// `until` is any RFC 3339 time: any offset, any year (a past one mutes
+/// nobody); anything else is refused with a message.
+#[tokio::test]
+async fn mute_until_takes_every_rfc3339_time() {
+    let (logic, _rx) = logic_with_mailboxes();
+    let answer = send_json(
+        &logic,
+        "PUT",
+        "/rim/v1/users/9/mute",
+        r#"{"until": "2999-01-01T05:30:00+05:30", "scope": "all"}"#,
+    )
+    .await;
+    assert_answer(
+        &answer,
+        StatusCode::OK,
+        json!({"mid": 9, "mutes": [{"scope": "all", "until": "2999-01-01T00:00:00.000Z"}]}),
+    );
+    // Before 1970 (humantime, used before, refused it with a 400): passed.
+    let answer = send_json(
+        &logic,
+        "PUT",
+        "/rim/v1/users/10/mute",
+        r#"{"until": "0033-07-03T06:26:16Z", "scope": "all"}"#,
+    )
+    .await;
+    assert_answer(&answer, StatusCode::OK, json!({"mid": 10, "mutes": []}));
+    for until in ["tomorrow", "2030-01-01T00:00:00", "2030-02-30T00:00:00Z"] {
+        let answer = send_json(
+            &logic,
+            "PUT",
+            "/rim/v1/users/9/mute",
+            &json!({"until": until, "scope": "all"}).to_string(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{until}");
+        let message = answer.json["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("until: an RFC 3339 time or null, got {until:?}")),
+            "{message}"
+        );
+    }
 }

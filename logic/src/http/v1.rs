@@ -1,6 +1,7 @@
 //! goim v1.2's HTTP API (`/1/*`, the README's HTTP API) on top of the same
 //! logic service: `{"ret":1}` envelopes, users addressed by uid (= mid),
-//! rooms by their full string id.
+//! rooms by their full string id. goim v1 had no accepts, so its pushes reach
+//! their targets whatever their accepts ([`Accepts::Ignore`]).
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use serde_json::value::RawValue;
 use super::error::{read_body, v1_ok, v1_ok_data, ApiError, V1Error};
 use super::params::{quoted, Params};
 use super::push::StoredData;
-use crate::Logic;
+use crate::{Accepts, Logic};
 
 /// The operation of a v1 push: `operation` if given, else the configured one.
 fn operation(logic: &Logic, params: &Params) -> Result<i32, ApiError> {
@@ -35,10 +36,14 @@ pub(crate) async fn push(
     let id = params.stored_id(store)?;
     let msg = read_body(body, logic.config().max_body)?;
     if store {
-        let stored = logic.push_stored(operation, &[uid], msg, id).await?;
+        let stored = logic
+            .push_stored_with(operation, &[uid], msg, id, Accepts::Ignore)
+            .await?;
         return Ok(v1_ok_data(StoredData::from(stored)));
     }
-    logic.push_mids(operation, &[uid], msg).await?;
+    logic
+        .push_mids_with(operation, &[uid], msg, Accepts::Ignore)
+        .await?;
     Ok(v1_ok())
 }
 
@@ -47,7 +52,7 @@ pub(crate) async fn push(
 struct PushsBody<'a> {
     #[serde(borrow)]
     m: &'a RawValue,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::json::ints")]
     u: Vec<i64>,
 }
 
@@ -69,10 +74,14 @@ pub(crate) async fn pushs(
     // `m` borrows from the body, so the message shares its buffer.
     let msg = body.slice_ref(parsed.m.get().as_bytes());
     if store {
-        let stored = logic.push_stored(operation, &parsed.u, msg, id).await?;
+        let stored = logic
+            .push_stored_with(operation, &parsed.u, msg, id, Accepts::Ignore)
+            .await?;
         return Ok(v1_ok_data(StoredData::from(stored)));
     }
-    logic.push_mids(operation, &parsed.u, msg).await?;
+    logic
+        .push_mids_with(operation, &parsed.u, msg, Accepts::Ignore)
+        .await?;
     Ok(v1_ok())
 }
 
@@ -99,7 +108,9 @@ pub(crate) async fn push_all(
     params.refuse_store("broadcasts are not stored")?;
     let operation = operation(&logic, &params)?;
     let msg = read_body(body, logic.config().max_body)?;
-    logic.push_all(operation, 0, msg).await?;
+    logic
+        .push_all_with(operation, 0, msg, Accepts::Ignore)
+        .await?;
     Ok(v1_ok())
 }
 

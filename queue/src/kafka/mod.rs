@@ -11,7 +11,7 @@ mod producer;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use consumer::KafkaSource;
 pub use producer::KafkaQueue;
@@ -19,14 +19,17 @@ pub use producer::KafkaQueue;
 /// The push topic and how to reach it (`[kafka]`). logic reads the
 /// producer fields, job the consumer fields; both read `brokers`, `topic`
 /// and `properties`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers. Default `["127.0.0.1:9092"]`.
     pub brokers: Vec<String>,
     /// Topic of push records. Default `goim-push-topic` (goim's).
     pub topic: String,
-    /// Extra librdkafka properties, e.g. `{ "linger.ms" = "1" }`.
+    /// Extra librdkafka properties, e.g. `{ "linger.ms" = "1" }`. Serialized
+    /// (`rim check-config`) with the values of passwords and secrets
+    /// (`sasl.password`, `ssl.key.password`, ...) as `<redacted>`.
+    #[serde(serialize_with = "serialize_properties")]
     pub properties: BTreeMap<String, String>,
 
     /// Producer (logic): how long a push may wait for the broker's
@@ -50,6 +53,18 @@ pub struct KafkaConfig {
     pub session_timeout: Duration,
     /// Consumer (job): records taken but not yet settled, at most. Default 8192.
     pub max_in_flight: usize,
+}
+
+fn serialize_properties<S: serde::Serializer>(
+    properties: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(properties.iter().map(|(k, v)| {
+        let secret = ["password", "secret", "token"]
+            .iter()
+            .any(|word| k.contains(word));
+        (k, if secret { "<redacted>" } else { v.as_str() })
+    }))
 }
 
 impl Default for KafkaConfig {
