@@ -58,7 +58,7 @@ export class FrameError extends Error {
 const encoder = new TextEncoder();
 
 /** Encodes one frame; a string body is sent as UTF-8. */
-export function encodeFrame(op: number, seq: number, body: Uint8Array | string = new Uint8Array(0), ver = 1): Uint8Array<ArrayBuffer> {
+export function encodeFrame(op: number, seq: number, body: Uint8Array | string = new Uint8Array(0), ver = 1): Uint8Array {
   const bytes = typeof body === "string" ? encoder.encode(body) : body;
   const out = new Uint8Array(HEADER_LEN + bytes.length);
   const view = new DataView(out.buffer);

@@ -623,6 +623,12 @@ export class ChatApp {
         h("strong", {}, "Can't reach the server."),
         ` ${this.session.ws}: ${this.state?.reason ?? "no answer"}. Retrying; to use another address, sign out and change it under Connection.`,
       );
+    } else if (key === "offline" && this.state?.reason === "auth_failed") {
+      replace(
+        this.offline,
+        h("strong", {}, "Signed out by the server."),
+        " It no longer accepts this sign-in (auth_failed; an expired token?): sign out and sign in again.",
+      );
     } else if (key === "offline") {
       replace(
         this.offline,

@@ -33,6 +33,10 @@ async function main(): Promise<void> {
     });
   };
   window.addEventListener("pagehide", () => chat?.close());
+  // Back from the browser's page cache: the client was closed on the way out.
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) location.reload();
+  });
 
   const saved = savedSession();
   // A link's server replaces the one kept from the last visit.
