@@ -50,7 +50,7 @@ interface Connection {
   requests: Map<number, Request>;
   /** header seq of an op 4 → its message id */
   sends: Map<number, string>;
-  outbox: Uint8Array[];
+  outbox: Uint8Array<ArrayBuffer>[];
   sentAt: number[];
   timers: Set<ReturnType<typeof setTimeout>>;
   heartbeat?: ReturnType<typeof setInterval>;
@@ -458,7 +458,8 @@ export class RimClient extends Emitter<ClientEvents> {
   /** Queues one frame; returns its header seq. At most maxFramesPerSecond leave in any second. */
   private write(conn: Connection, op: number, body?: string): number {
     conn.seq = conn.seq >= 0x7fffffff ? 1 : conn.seq + 1;
-    conn.outbox.push(encodeFrame(op, conn.seq, body));
+    // A fresh ArrayBuffer, as WebSocket.send wants it (not a SharedArrayBuffer).
+    conn.outbox.push(encodeFrame(op, conn.seq, body) as Uint8Array<ArrayBuffer>);
     this.flush(conn);
     return conn.seq;
   }
