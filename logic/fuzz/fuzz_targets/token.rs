@@ -94,8 +94,16 @@ fuzz_target!(|data: &[u8]| {
     let (trust, jwt) = authenticators();
     match mode % 4 {
         0 => {
-            if trust.authenticate(payload, NOW).is_ok() {
-                assert_eq!(payload.trim_ascii_start().first(), Some(&b'{'));
+            if let Ok(token) = trust.authenticate(payload, NOW) {
+                // A JSON object, or goim v1's bare decimal user id (an
+                // optional sign, digits), which is the mid.
+                let v1 = std::str::from_utf8(payload)
+                    .ok()
+                    .and_then(|text| text.parse::<i64>().ok());
+                match v1 {
+                    Some(mid) => assert_eq!(token.mid, mid, "v1 token's mid"),
+                    None => assert_eq!(payload.trim_ascii_start().first(), Some(&b'{')),
+                }
             }
         }
         1 => {
