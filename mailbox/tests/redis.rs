@@ -26,33 +26,8 @@ use rim_testkit::{poll, services};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs each test on the single Redis (`node::`) and on the cluster
-/// (`cluster::`).
-macro_rules! on_node_and_cluster {
-    ($($name:ident),* $(,)?) => {
-        mod node {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(url) = rim_testkit::services::redis() else { return };
-                    super::$name(rim_redis::Target::Node(url)).await;
-                }
-            )*
-        }
-
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(seeds) = rim_testkit::services::redis_cluster() else { return };
-                    super::$name(rim_redis::Target::Cluster(seeds)).await;
-                }
-            )*
-        }
-    };
-}
-
-on_node_and_cluster!(
+rim_testkit::on_redis_node_and_cluster!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     binary_bodies_and_odd_ids_come_back_byte_exact,
     expired_messages_keep_the_epoch_and_leave_first_past_top,
     a_lost_mailbox_state_starts_a_new_epoch,

@@ -12,31 +12,7 @@ use rim_testkit::services::unique;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-macro_rules! on_node_and_cluster {
-    ($($name:ident),* $(,)?) => {
-        mod node {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(url) = rim_testkit::services::redis() else { return };
-                    super::$name(rim_redis::Target::Node(url)).await;
-                }
-            )*
-        }
-
-        mod cluster {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(seeds) = rim_testkit::services::redis_cluster() else { return };
-                    super::$name(rim_redis::Target::Cluster(seeds)).await;
-                }
-            )*
-        }
-    };
-}
-
-on_node_and_cluster!(
+rim_testkit::on_redis_node_and_cluster!(
     a_batch_over_many_slots_answers_in_order,
     wait_counts_the_replicas,
     scans_and_node_commands_reach_every_master,

@@ -56,33 +56,7 @@ async fn lower_ttl(conn: &mut impl ConnectionLike, name: &str) {
     assert!(ttl(conn, name).await <= 5);
 }
 
-/// Runs each test on the single Redis (`node::`) and on the cluster
-/// (`cluster::`).
-macro_rules! on_node_and_cluster {
-    ($($name:ident),* $(,)?) => {
-        mod node {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(url) = rim_testkit::services::redis() else { return };
-                    super::$name(rim_redis::Target::Node(url)).await;
-                }
-            )*
-        }
-
-        mod cluster {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(seeds) = rim_testkit::services::redis_cluster() else { return };
-                    super::$name(rim_redis::Target::Cluster(seeds)).await;
-                }
-            )*
-        }
-    };
-}
-
-on_node_and_cluster!(
+rim_testkit::on_redis_node_and_cluster!(
     sessions_round_trip_in_goim_layout,
     online_reports_replace_old_rooms_and_list_servers,
     reads_of_many_users_span_slots,

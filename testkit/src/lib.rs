@@ -9,7 +9,8 @@
 //! Shared test support:
 //! - [`metrics`]: a metrics recorder to read counters and histograms.
 //! - [`poll`]: waiting, up to a deadline, for something that happens eventually.
-//! - [`services`]: the suite's Kafka, Redis and Redis Cluster, for tests that need them.
+//! - [`services`]: the suite's Kafka, Redis and Redis Cluster, for tests that need them,
+//!   and [`on_redis_node_and_cluster!`], which runs a Redis test on both.
 //! - [`redis_cluster`]: a private Redis Cluster, for tests that kill a node.
 //! - [`deadline`]: silent peers, and the check that a call's deadline fired.
 

@@ -89,6 +89,40 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}-{call}", std::process::id())
 }
 
+/// Runs each named `async fn(rim_redis::Target)` twice: on the suite's
+/// single Redis (`node::<name>`) and on its Redis Cluster
+/// (`cluster::<name>`); each skips as [`redis`] and [`redis_cluster`] say.
+/// The test attribute is `#[tokio::test]` unless one is given first:
+/// `on_redis_node_and_cluster!(#[tokio::test(flavor = "multi_thread")] a, b)`.
+/// The calling crate names `rim_redis` among its dependencies.
+#[macro_export]
+macro_rules! on_redis_node_and_cluster {
+    (#[$test:meta] $($name:ident),* $(,)?) => {
+        mod node {
+            $(
+                #[$test]
+                async fn $name() {
+                    let Some(url) = $crate::services::redis() else { return };
+                    super::$name(rim_redis::Target::Node(url)).await;
+                }
+            )*
+        }
+
+        mod cluster {
+            $(
+                #[$test]
+                async fn $name() {
+                    let Some(seeds) = $crate::services::redis_cluster() else { return };
+                    super::$name(rim_redis::Target::Cluster(seeds)).await;
+                }
+            )*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_redis_node_and_cluster!(#[tokio::test] $($name),*);
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::decide;

@@ -644,8 +644,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_sweep_forgets_ids_after_the_window_and_messages_after_max_age() {
+    /// A writer on a new file with a 1 h idempotency window and a 2 h
+    /// `max_age`; the directory lives as long as the first value.
+    fn hour_window_writer() -> (tempfile::TempDir, Arc<Database>, Writer) {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Database::create(dir.path().join("m.redb")).unwrap());
         let epoch = super::super::init(&db).unwrap();
@@ -654,7 +655,13 @@ mod tests {
             max_age: Duration::from_secs(2 * 3600),
             ..MailboxConfig::default()
         };
-        let mut writer = Writer::new(Arc::clone(&db), epoch, config);
+        let writer = Writer::new(Arc::clone(&db), epoch, config);
+        (dir, db, writer)
+    }
+
+    #[test]
+    fn the_sweep_forgets_ids_after_the_window_and_messages_after_max_age() {
+        let (_dir, db, mut writer) = hour_window_writer();
         let meta = || super::super::read_meta(&db.begin_read().unwrap(), 1).unwrap();
 
         let now = now_ms();
@@ -682,15 +689,7 @@ mod tests {
 
     #[test]
     fn an_append_without_dedupe_keeps_no_id_row_and_still_ages_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Database::create(dir.path().join("m.redb")).unwrap());
-        let epoch = super::super::init(&db).unwrap();
-        let config = MailboxConfig {
-            idempotency_window: Duration::from_secs(3600),
-            max_age: Duration::from_secs(2 * 3600),
-            ..MailboxConfig::default()
-        };
-        let mut writer = Writer::new(Arc::clone(&db), epoch, config);
+        let (_dir, db, mut writer) = hour_window_writer();
         let now = now_ms();
         assert_eq!(append_with(&mut writer, 1, "g", false).seq, 1);
         let idem_rows = || {
