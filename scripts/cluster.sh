@@ -12,13 +12,14 @@
 #
 # Stored messages and chat are on (mailboxes in the same Redis); CHAT_RATE and
 # CHAT_BURST set logic's per-user send rate (default 10/s, burst 20).
+# RIM_BIN: run that binary, no build.
 #
 # Logs and configs are in .cluster/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIR="$PWD/.cluster"
-BIN="$PWD/target/release/rim"
+BIN="${RIM_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/rim}"
 log() { printf 'cluster: %s\n' "$*" >&2; }
 
 wait_port() { # name port
@@ -41,8 +42,10 @@ up() {
   fi
   # Always through cargo: a no-op when the binary is current, a rebuild when
   # the sources changed since (a stale binary would run old code).
-  log "building the release binary (if out of date)"
-  cargo build --release --locked
+  if [ -z "${RIM_BIN:-}" ]; then
+    log "building the release binary (if out of date)"
+    cargo build --release --locked
+  fi
   # Stop the services on `down` only if this script started them.
   scripts/services.sh stopped >"$DIR/services-started"
   scripts/services.sh up

@@ -646,6 +646,9 @@ async fn a_hung_comet_with_a_full_queue_costs_each_record_one_enqueue_timeout() 
     o.routines = 1;
     o.routine_queue = 2;
     o.enqueue_timeout = "500ms";
+    // One push per call, so the call in flight holds exactly one record
+    // (batched, it would hold whatever was queued when it went out).
+    o.push_batch = 1;
     let c = Cluster::start("fullqueue", o).await;
     let mut live = Client::connect(c.comet_tcp(0), false, &Token::new(32, "fl", ""))
         .await

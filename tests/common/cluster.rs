@@ -211,9 +211,10 @@ async fn spawn_job(
          [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
          properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
          [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\nroutines = {routines}\nroutine_queue = {routine_queue}\n\
-         enqueue_timeout = \"{enqueue_timeout}\"\n{mailbox}",
+         push_batch = {push_batch}\nenqueue_timeout = \"{enqueue_timeout}\"\n{mailbox}",
         routines = opts.routines,
         routine_queue = opts.routine_queue,
+        push_batch = opts.push_batch,
         enqueue_timeout = opts.enqueue_timeout,
     );
     Proc::spawn(dir, "job", name, &config).await
@@ -284,6 +285,8 @@ pub struct Options {
     pub routines: usize,
     pub routine_queue: usize,
     pub enqueue_timeout: &'static str,
+    /// Job: most keyed pushes in one call to a comet.
+    pub push_batch: usize,
     /// Logic: how long a push waits for Kafka's acknowledgement before 503.
     /// Generous by default: two loaded cores can slow the broker for seconds.
     pub kafka_timeout: &'static str,
@@ -308,6 +311,7 @@ impl Options {
             routines: 32,
             routine_queue: 1024,
             enqueue_timeout: "5s",
+            push_batch: 64,
             kafka_timeout: "15s",
             mailbox: None,
         }
