@@ -12,7 +12,8 @@
 #
 # Stored messages and chat are on (mailboxes in the same Redis); CHAT_RATE and
 # CHAT_BURST set logic's per-user send rate (default 10/s, burst 20).
-# RIM_BIN: run that binary, no build.
+# ROUTERS=direct: logic and job use the routers' Redis themselves (the
+# routers still run, off the push path). RIM_BIN: run that binary, no build.
 #
 # Logs and configs are in .cluster/.
 set -euo pipefail
@@ -64,12 +65,22 @@ TOML
   done
   wait_port router1 3129; wait_port router2 3139
 
-  routers='[[routers]]
+  if [ "${ROUTERS:-}" = direct ]; then
+    # The routers' Redis, read and written by logic and job themselves.
+    routers="[[routers]]
+name = \"r1\"
+redis_url = \"$redis\"
+[[routers]]
+name = \"r2\"
+redis_url = \"$redis\""
+  else
+    routers='[[routers]]
 name = "r1"
 addr = "127.0.0.1:3129"
 [[routers]]
 name = "r2"
 addr = "127.0.0.1:3139"'
+  fi
   cat >"$DIR/logic.toml" <<TOML
 grpc_bind = "127.0.0.1:3119"
 $routers

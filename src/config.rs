@@ -192,15 +192,61 @@ impl Validate for StandaloneConfig {
 
 // === processes ===
 
-/// A router shard as logic and job address it.
+/// A router shard as logic and job address it: a `rim router` process
+/// (`addr`), or the Redis such a process would store the shard in
+/// (`redis_url`), read and written directly, in the same key layout, with
+/// no router process on the path (as goim's logic reads its Redis).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RouterNode {
     /// The shard's name on the consistent-hash ring. Keep names stable:
     /// users are placed by name, not by address.
     pub name: String,
-    /// gRPC address (`host:port`).
+    /// gRPC address of a `rim router` (`host:port`). Empty (the default)
+    /// with `redis_url`.
+    #[serde(default)]
     pub addr: String,
+    /// The shard's Redis (`redis://host:port/db`), used directly instead of
+    /// through a `rim router`: a keyed push then costs one Redis round trip
+    /// instead of a gRPC call plus the router's Redis round trip
+    /// (docs/benchmark.md). Every logic and job must address the shard the
+    /// same way, or the same Redis as its router does.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// With `redis_url`: how long a session lives without a heartbeat (the
+    /// router's `registry.expire`). Default 30m.
+    #[serde(default = "default_session_expire", with = "humantime_serde")]
+    pub expire: Duration,
+}
+
+fn default_session_expire() -> Duration {
+    rim_router::Config::default().expire
+}
+
+impl RouterNode {
+    /// A shard served by the `rim router` at `addr`.
+    pub fn remote(name: &str, addr: &str) -> RouterNode {
+        RouterNode {
+            name: name.to_owned(),
+            addr: addr.to_owned(),
+            redis_url: None,
+            expire: default_session_expire(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.redis_url, self.addr.is_empty()) {
+            (None, false) | (Some(_), true) => Ok(()),
+            (None, true) => Err(ConfigError::Invalid(format!(
+                "[[routers]] {:?}: addr or redis_url is required",
+                self.name
+            ))),
+            (Some(_), false) => Err(ConfigError::Invalid(format!(
+                "[[routers]] {:?}: addr and redis_url exclude each other",
+                self.name
+            ))),
+        }
+    }
 }
 
 /// `[mailbox]` of `rim logic` and `rim job`: stored messages in Redis,
@@ -287,10 +333,7 @@ impl Default for LogicProcessConfig {
         LogicProcessConfig {
             logic: rim_logic::Config::default(),
             grpc_bind: "0.0.0.0:3119".into(),
-            routers: vec![RouterNode {
-                name: "r1".into(),
-                addr: "127.0.0.1:3129".into(),
-            }],
+            routers: vec![RouterNode::remote("r1", "127.0.0.1:3129")],
             router_timeout: Duration::from_secs(2),
             kafka: rim_queue::kafka::KafkaConfig::default(),
             mailbox: ProcessMailbox::default(),
@@ -315,6 +358,9 @@ impl Validate for LogicProcessConfig {
             .map_err(|e| Invalid(format!("[logic] {e}")))?;
         if self.routers.is_empty() {
             return Err(Invalid("at least one [[routers]] entry is required".into()));
+        }
+        for node in &self.routers {
+            node.validate()?;
         }
         if self.kafka.brokers.is_empty() {
             return Err(Invalid("[kafka] brokers must not be empty".into()));
@@ -405,10 +451,7 @@ impl Default for JobProcessConfig {
             job: rim_job::Config::default(),
             kafka: rim_queue::kafka::KafkaConfig::default(),
             comets: Vec::new(),
-            routers: vec![RouterNode {
-                name: "r1".into(),
-                addr: "127.0.0.1:3129".into(),
-            }],
+            routers: vec![RouterNode::remote("r1", "127.0.0.1:3129")],
             discovery_interval: Duration::from_secs(2),
             comet_ttl: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
@@ -445,6 +488,9 @@ impl Validate for JobProcessConfig {
             return Err(Invalid(
                 "[mailbox] needs [[routers]]: job finds each user's connections there".into(),
             ));
+        }
+        for node in &self.routers {
+            node.validate()?;
         }
         self.mailbox.validate()
     }
@@ -566,6 +612,36 @@ mod tests {
         job.validate().unwrap();
         let router: RouterProcessConfig = toml::from_str("").unwrap();
         assert_eq!(router.store, "memory");
+    }
+
+    #[test]
+    fn a_router_shard_is_a_router_or_its_redis() {
+        let direct = parse(
+            "[logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n\
+             [[routers]]\nname = \"r1\"\nredis_url = \"redis://127.0.0.1:6379/\"\nexpire = \"10m\"\n\
+             [[routers]]\nname = \"r2\"\naddr = \"127.0.0.1:3139\"\n",
+        );
+        direct.validate().unwrap();
+        assert_eq!(
+            direct.routers[0].redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379/")
+        );
+        assert_eq!(direct.routers[0].expire, Duration::from_secs(600));
+        assert_eq!(
+            direct.routers[1],
+            RouterNode::remote("r2", "127.0.0.1:3139")
+        );
+        for (shard, message) in [
+            ("name = \"r1\"\n", "addr or redis_url is required"),
+            (
+                "name = \"r1\"\naddr = \"a:1\"\nredis_url = \"redis://r/\"\n",
+                "exclude each other",
+            ),
+        ] {
+            let job: JobProcessConfig = toml::from_str(&format!("[[routers]]\n{shard}")).unwrap();
+            let err = job.validate().unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+        }
     }
 
     #[test]
