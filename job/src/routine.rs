@@ -4,8 +4,11 @@
 //!
 //! Ordering: a task goes to the worker chosen by a hash (first key for a
 //! keyed push, room for a room batch, op for a broadcast), and each worker
-//! delivers its queue one task at a time, so one connection's pushes and one
-//! room's batches reach a comet in order (goim spreads them round robin).
+//! delivers its queue in order, one call at a time (the keyed pushes queued
+//! behind each other in one `push_msgs` call), so one connection's pushes
+//! and one room's batches reach a comet in order (goim spreads them round
+//! robin). A comet added again while its old workers still hold tasks gets
+//! workers that wait for the old ones, so the order holds across that too.
 //!
 //! Isolation: enqueueing waits at most `enqueue_timeout`, each call at most
 //! `push_timeout`, and a comet whose calls keep failing trips a breaker that
