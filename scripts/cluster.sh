@@ -12,13 +12,15 @@
 #
 # Stored messages and chat are on (mailboxes in the same Redis); CHAT_RATE and
 # CHAT_BURST set logic's per-user send rate (default 10/s, burst 20).
+# ROUTERS=direct: logic and job use the routers' Redis themselves (the
+# routers still run, off the push path). RIM_BIN: run that binary, no build.
 #
 # Logs and configs are in .cluster/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIR="$PWD/.cluster"
-BIN="$PWD/target/release/rim"
+BIN="${RIM_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/rim}"
 log() { printf 'cluster: %s\n' "$*" >&2; }
 
 wait_port() { # name port
@@ -41,8 +43,10 @@ up() {
   fi
   # Always through cargo: a no-op when the binary is current, a rebuild when
   # the sources changed since (a stale binary would run old code).
-  log "building the release binary (if out of date)"
-  cargo build --release --locked
+  if [ -z "${RIM_BIN:-}" ]; then
+    log "building the release binary (if out of date)"
+    cargo build --release --locked
+  fi
   # Stop the services on `down` only if this script started them.
   # The local cluster uses the broker and the single Redis, not the test
   # Redis Cluster.
@@ -63,12 +67,22 @@ TOML
   done
   wait_port router1 3129; wait_port router2 3139
 
-  routers='[[routers]]
+  if [ "${ROUTERS:-}" = direct ]; then
+    # The routers' Redis, read and written by logic and job themselves.
+    routers="[[routers]]
+name = \"r1\"
+redis_url = \"$redis\"
+[[routers]]
+name = \"r2\"
+redis_url = \"$redis\""
+  else
+    routers='[[routers]]
 name = "r1"
 addr = "127.0.0.1:3129"
 [[routers]]
 name = "r2"
 addr = "127.0.0.1:3139"'
+  fi
   cat >"$DIR/logic.toml" <<TOML
 grpc_bind = "127.0.0.1:3119"
 $routers

@@ -242,15 +242,77 @@ fn serialize_redis_url_option<S: serde::Serializer>(
     }
 }
 
-/// A router shard as logic and job address it.
+/// A router shard as logic and job address it: a `rim router` process
+/// (`addr`), or the Redis such a process would store the shard in
+/// (`redis_url`), read and written directly, in the same key layout, with
+/// no router process on the path (as goim's logic reads its Redis).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RouterNode {
     /// The shard's name on the consistent-hash ring. Keep names stable:
     /// users are placed by name, not by address.
     pub name: String,
-    /// gRPC address (`host:port`).
+    /// gRPC address of a `rim router` (`host:port`). Empty (the default)
+    /// with `redis_url`.
+    #[serde(default)]
     pub addr: String,
+    /// The shard's Redis (`redis://host:port/db`), used directly instead of
+    /// through a `rim router`: a keyed push then costs one Redis round trip
+    /// instead of a gRPC call plus the router's Redis round trip
+    /// (docs/benchmark.md). Every logic and job must address the shard the
+    /// same way, or the same Redis as its router does.
+    #[serde(default, serialize_with = "serialize_redis_url_option")]
+    pub redis_url: Option<String>,
+    /// Instead of `redis_url`: the shard's Redis Cluster, by seed nodes, used
+    /// directly in the same way (a user's keys share one slot).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "serialize_redis_urls"
+    )]
+    pub redis_cluster: Vec<String>,
+    /// With `redis_url` or `redis_cluster`: how long a session lives without a heartbeat (the
+    /// router's `registry.expire`). Default 30m.
+    #[serde(default = "default_session_expire", with = "humantime_serde")]
+    pub expire: Duration,
+}
+
+fn default_session_expire() -> Duration {
+    rim_router::Config::default().expire
+}
+
+impl RouterNode {
+    /// A shard served by the `rim router` at `addr`.
+    pub fn remote(name: &str, addr: &str) -> RouterNode {
+        RouterNode {
+            name: name.to_owned(),
+            addr: addr.to_owned(),
+            redis_url: None,
+            redis_cluster: Vec::new(),
+            expire: default_session_expire(),
+        }
+    }
+
+    /// The shard's Redis when it is used directly (`redis_url` or
+    /// `redis_cluster`), `None` when it is a `rim router` at `addr`.
+    pub fn redis_target(&self) -> Result<Option<rim_redis::Target>, ConfigError> {
+        rim_redis::Target::from_settings(self.redis_url.as_deref(), &self.redis_cluster)
+            .map_err(|e| ConfigError::Invalid(format!("[[routers]] {:?}: {e}", self.name)))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (self.redis_target()?, self.addr.is_empty()) {
+            (None, false) | (Some(_), true) => Ok(()),
+            (None, true) => Err(ConfigError::Invalid(format!(
+                "[[routers]] {:?}: addr or redis_url (or redis_cluster) is required",
+                self.name
+            ))),
+            (Some(_), false) => Err(ConfigError::Invalid(format!(
+                "[[routers]] {:?}: addr and redis_url (or redis_cluster) exclude each other",
+                self.name
+            ))),
+        }
+    }
 }
 
 /// `[mailbox]` of `rim logic` and `rim job`: stored messages in Redis (one
@@ -374,10 +436,7 @@ impl Default for LogicProcessConfig {
         LogicProcessConfig {
             logic: rim_logic::Config::default(),
             grpc_bind: "0.0.0.0:3119".into(),
-            routers: vec![RouterNode {
-                name: "r1".into(),
-                addr: "127.0.0.1:3129".into(),
-            }],
+            routers: vec![RouterNode::remote("r1", "127.0.0.1:3129")],
             router_timeout: Duration::from_secs(2),
             kafka: rim_queue::kafka::KafkaConfig::default(),
             mailbox: ProcessMailbox::default(),
@@ -403,6 +462,9 @@ impl Validate for LogicProcessConfig {
             .map_err(|e| Invalid(format!("[logic] {e}")))?;
         if self.routers.is_empty() {
             return Err(Invalid("at least one [[routers]] entry is required".into()));
+        }
+        for node in &self.routers {
+            node.validate()?;
         }
         if self.kafka.brokers.is_empty() {
             return Err(Invalid("[kafka] brokers must not be empty".into()));
@@ -516,10 +578,7 @@ impl Default for JobProcessConfig {
             job: rim_job::Config::default(),
             kafka: rim_queue::kafka::KafkaConfig::default(),
             comets: Vec::new(),
-            routers: vec![RouterNode {
-                name: "r1".into(),
-                addr: "127.0.0.1:3129".into(),
-            }],
+            routers: vec![RouterNode::remote("r1", "127.0.0.1:3129")],
             discovery_interval: Duration::from_secs(2),
             comet_ttl: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
@@ -556,6 +615,9 @@ impl Validate for JobProcessConfig {
             return Err(Invalid(
                 "[mailbox] needs [[routers]]: job finds each user's connections there".into(),
             ));
+        }
+        for node in &self.routers {
+            node.validate()?;
         }
         self.mailbox.validate()
     }
@@ -729,6 +791,52 @@ mod tests {
             "a cluster has only database 0"
         );
         assert!(!parse("").mailbox.enabled());
+    }
+
+    #[test]
+    fn a_router_shard_is_a_router_or_its_redis() {
+        let direct = parse(
+            "[logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n\
+             [[routers]]\nname = \"r1\"\nredis_url = \"redis://127.0.0.1:6379/\"\nexpire = \"10m\"\n\
+             [[routers]]\nname = \"r2\"\naddr = \"127.0.0.1:3139\"\n",
+        );
+        direct.validate().unwrap();
+        assert_eq!(
+            direct.routers[0].redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379/")
+        );
+        assert_eq!(direct.routers[0].expire, Duration::from_secs(600));
+        let cluster: JobProcessConfig = toml::from_str(
+            "[[routers]]\nname = \"r1\"\nredis_cluster = [\"redis://127.0.0.1:7000\"]\n",
+        )
+        .unwrap();
+        cluster.validate().unwrap();
+        assert!(cluster.routers[0]
+            .redis_target()
+            .unwrap()
+            .is_some_and(|t| t.is_cluster()));
+        assert_eq!(
+            direct.routers[1],
+            RouterNode::remote("r2", "127.0.0.1:3139")
+        );
+        for (shard, message) in [
+            (
+                "name = \"r1\"\n",
+                "addr or redis_url (or redis_cluster) is required",
+            ),
+            (
+                "name = \"r1\"\naddr = \"a:1\"\nredis_url = \"redis://r/\"\n",
+                "exclude each other",
+            ),
+            (
+                "name = \"r1\"\nredis_url = \"redis://r/\"\nredis_cluster = [\"redis://c:7000\"]\n",
+                "not both",
+            ),
+        ] {
+            let job: JobProcessConfig = toml::from_str(&format!("[[routers]]\n{shard}")).unwrap();
+            let err = job.validate().unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+        }
     }
 
     #[test]

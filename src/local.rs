@@ -80,6 +80,19 @@ impl CometClient for LocalComet {
         self.0.push_msg(req).map_err(comet_error)
     }
 
+    async fn push_msgs(
+        &self,
+        reqs: Vec<PushMsgReq>,
+    ) -> Result<Vec<Option<String>>, CometCallError> {
+        Ok(reqs
+            .into_iter()
+            .map(|req| match self.0.push_msg(req) {
+                Ok(()) => None,
+                Err(rim_comet::PushError::Invalid(reason)) => Some(reason),
+            })
+            .collect())
+    }
+
     async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometCallError> {
         self.0.broadcast(req).map_err(comet_error)
     }

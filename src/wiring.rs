@@ -183,17 +183,28 @@ pub(crate) fn check_filter(config: &rim_logic::Config) -> Result<(), StartError>
         .map_err(|e| StartError::Config(format!("[logic.chat.filter] {e}")))
 }
 
-/// The sharded registry client over remote router nodes; `timeout` bounds
-/// connecting and every call.
+/// The sharded registry client over the router nodes (`rim router`
+/// processes, or their Redis directly); `timeout` bounds connecting and
+/// every call.
 pub(crate) fn router_client(
     nodes: &[RouterNode],
     timeout: Duration,
 ) -> Result<rim_router::Router, String> {
     let mut shards: Vec<(String, Arc<dyn rim_router::SessionStore>)> = Vec::new();
     for node in nodes {
-        let store =
-            rim_router::grpc::RemoteStore::new(&node.addr, timeout).map_err(|e| e.to_string())?;
-        shards.push((node.name.clone(), Arc::new(store)));
+        let target = node.redis_target().map_err(|e| e.to_string())?;
+        let store: Arc<dyn rim_router::SessionStore> = match target {
+            // The shard's Redis itself: no router process on the path.
+            Some(target) => Arc::new(
+                rim_router::RedisStore::with_target(&target, node.expire, timeout)
+                    .map_err(|e| format!("[[routers]] {:?}: {e}", node.name))?,
+            ),
+            None => Arc::new(
+                rim_router::grpc::RemoteStore::new(&node.addr, timeout)
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        shards.push((node.name.clone(), store));
     }
     rim_router::Router::new(shards).map_err(|e| e.to_string())
 }

@@ -212,6 +212,60 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
 /// Reads `url` until its Prometheus text has a sample starting with each of
 /// `wanted` whose value is not 0 (gauges such as the consumer lag may be 0:
 /// those are given with a trailing `{` and only need to exist).
+/// Logic and job using the routers' Redis themselves (`[[routers]]
+/// redis_url`, no router process on the path): keyed pushes by key and by
+/// user, a user on both comets included, reach exactly their clients, and
+/// the router processes are never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_pushes_reach_their_clients_with_the_routers_redis_used_directly() {
+    let Some((kafka, redis)) = services() else {
+        return;
+    };
+    let db = empty_redis_db(&redis, 6);
+    let mut o = opts(&kafka);
+    o.redis = Some(db);
+    o.direct_redis = true;
+    let c = Cluster::start("direct", o).await;
+    let mut a = Client::connect(c.comet_tcp(0), false, &Token::new(1, "da", "live://1"))
+        .await
+        .unwrap();
+    let mut a2 = Client::connect(c.comet_ws(1), true, &Token::new(1, "da2", "live://1"))
+        .await
+        .unwrap();
+    let mut b = Client::connect(c.comet_tcp(1), false, &Token::new(2, "db", "live://1"))
+        .await
+        .unwrap();
+    c.http
+        .push_ok("/goim/push/keys?operation=1000&keys=da&keys=db", "keys")
+        .await;
+    c.http
+        .push_ok("/goim/push/mids?operation=1000&mids=1", "mid-1")
+        .await;
+    c.http
+        .push_ok("/goim/push/mids?operation=1000&mids=1&mids=2", "mids-1-2")
+        .await;
+    c.http
+        .push_v1_ok("/1/push?uid=2&operation=1000", "v1-2")
+        .await;
+    expect_exactly(&mut a, "a", &["keys", "mid-1", "mids-1-2"]).await;
+    expect_exactly(&mut a2, "a2", &["mid-1", "mids-1-2"]).await;
+    expect_exactly(&mut b, "b", &["keys", "mids-1-2", "v1-2"]).await;
+    for (client, who) in [(&mut a, "a"), (&mut a2, "a2"), (&mut b, "b")] {
+        client
+            .expect_no_push(Duration::from_millis(300))
+            .await
+            .unwrap_or_else(|e| panic!("{who}: {e}"));
+    }
+    for router in &c.routers {
+        let url = format!("http://{}/metrics", router.addr("metrics"));
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        assert!(
+            !text.contains("rim_router_request_seconds"),
+            "a router was called although logic and job use its Redis: {text}"
+        );
+    }
+}
+
 async fn scrape_until(url: &str, wanted: &[&str]) {
     poll::eventually(
         Duration::from_secs(20),
@@ -664,6 +718,9 @@ async fn a_hung_comet_with_a_full_queue_costs_each_record_one_enqueue_timeout() 
     o.routines = 1;
     o.routine_queue = 2;
     o.enqueue_timeout = "500ms";
+    // One push per call, so the call in flight holds exactly one record
+    // (batched, it would hold whatever was queued when it went out).
+    o.push_batch = 1;
     let c = Cluster::start("fullqueue", o).await;
     let mut live = Client::connect(c.comet_tcp(0), false, &Token::new(32, "fl", ""))
         .await

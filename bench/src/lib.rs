@@ -115,6 +115,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 2s, 1m)"))
 }
 
+fn parse_cpu_pid(s: &str) -> Result<(String, u32), String> {
+    let (name, pid) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PID, got {s:?}"))?;
+    let pid = pid
+        .parse()
+        .map_err(|e| format!("PID of {name:?}: {e} (expected NAME=PID)"))?;
+    Ok((name.to_owned(), pid))
+}
+
 /// Shown after the flags in `rim bench --help`.
 const AFTER_HELP: &str = "\
 Clients are numbered 1..=N; client i authenticates with op 7 and the token
@@ -250,6 +260,11 @@ pub struct BenchArgs {
     /// time (per delivered message) from /proc/PID.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// Another process whose CPU time over the push phase and drain to
+    /// report, per delivered message (repeatable; e.g. each process of a
+    /// cluster, its broker and its Redis): `NAME=PID`.
+    #[arg(long, value_name = "NAME=PID", value_parser = parse_cpu_pid)]
+    pub cpu_pid: Vec<(String, u32)>,
     /// Wait this long after all clients are connected before reading the server's RSS.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub settle: Duration,

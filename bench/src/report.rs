@@ -96,7 +96,16 @@ pub(crate) struct Report {
     pub(crate) bench_rss_kb: Option<u64>,
     /// The bench's own CPU time during the push (or hold) phase and drain.
     pub(crate) bench_cpu_ms: Option<u64>,
+    /// The `--cpu-pid` processes' CPU time during the push phase and drain.
+    pub(crate) processes: Vec<ProcessCpu>,
     pub(crate) first_error: Option<String>,
+}
+
+/// One `--cpu-pid` process's CPU time over the push phase and drain.
+pub(crate) struct ProcessCpu {
+    pub(crate) name: String,
+    pub(crate) pid: u32,
+    pub(crate) cpu_ns: u64,
 }
 
 pub(crate) const QUANTILES: [(&str, f64); 4] =
@@ -177,6 +186,13 @@ impl Report {
             "server_cpu_ns_per_delivery": self.cpu_ns_per_delivery(),
             "bench_rss_kb": self.bench_rss_kb,
             "bench_cpu_push_ms": self.bench_cpu_ms,
+            "processes": self.processes.iter().map(|p| json!({
+                "name": p.name,
+                "pid": p.pid,
+                "cpu_push_ms": p.cpu_ns / 1_000_000,
+                "cpu_ns_per_delivery": (self.delivered > 0)
+                    .then(|| (p.cpu_ns as f64 / self.delivered as f64).round()),
+            })).collect::<Vec<_>>(),
             "first_error": self.first_error,
             "settings": self.settings,
         })
@@ -269,6 +285,20 @@ impl Report {
                 opt(self.bench_cpu_ms.map(|v| v.to_string()))
             ),
         ));
+        for p in &self.processes {
+            let per =
+                (self.delivered > 0).then(|| (p.cpu_ns as f64 / self.delivered as f64).round());
+            rows.push((
+                "cpu",
+                format!(
+                    "{} (pid {}): {} ms during push+drain, {} ns per delivery",
+                    p.name,
+                    p.pid,
+                    p.cpu_ns / 1_000_000,
+                    opt(per.map(|v| v.to_string()))
+                ),
+            ));
+        }
         if let Some(e) = &self.first_error {
             rows.push(("first error", e.clone()));
         }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{self, ClientConfig, ClientOutcome, ClientSpec, Shared};
 use super::procfs::{self, ProcSample};
 use super::push::{push_phase, Pace, PushSettings, Target};
-use super::report::{Report, Settings};
+use super::report::{ProcessCpu, Report, Settings};
 use super::{BenchArgs, Scenario};
 
 /// Mids targeted by the api scenario when no clients are connected.
@@ -43,6 +43,17 @@ pub(crate) async fn resolve(addr: &str, what: &str) -> anyhow::Result<SocketAddr
         .with_context(|| format!("resolve --{what} {addr}"))?
         .next()
         .with_context(|| format!("--{what} {addr}: no address"))
+}
+
+/// CPU time (ns) of each `--cpu-pid` process, in order.
+fn sample_others(pids: &[(String, u32)], ticks: u64) -> anyhow::Result<Vec<u64>> {
+    pids.iter()
+        .map(|(name, pid)| {
+            procfs::sample(&pid.to_string(), ticks)
+                .map(|s| s.cpu_ns)
+                .with_context(|| format!("--cpu-pid {name}={pid}"))
+        })
+        .collect()
 }
 
 /// Server probe: RSS and CPU of `--server-pid`, when given.
@@ -170,6 +181,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     tokio::time::sleep(args.settle).await;
     let after_connect = probe.sample()?;
+    let others_before = sample_others(&args.cpu_pid, probe.ticks)?;
 
     // Push phase.
     let target = match args.scenario {
@@ -224,7 +236,18 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         push = Some(merged);
     }
     let after_push = probe.sample()?;
+    let others_after = sample_others(&args.cpu_pid, probe.ticks)?;
     let bench_end = procfs::sample("self", probe.ticks).ok();
+    let processes = args
+        .cpu_pid
+        .iter()
+        .zip(others_before.iter().zip(&others_after))
+        .map(|((name, pid), (b, a))| ProcessCpu {
+            name: name.clone(),
+            pid: *pid,
+            cpu_ns: a.saturating_sub(*b),
+        })
+        .collect();
 
     // Stop the clients and count.
     stop.cancel();
@@ -287,6 +310,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         after_push,
         bench_rss_kb,
         bench_cpu_ms,
+        processes,
         first_error: shared.first_error(),
     };
     report.print();

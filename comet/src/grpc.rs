@@ -1,5 +1,6 @@
 //! The comet's gRPC side in the distributed mode: the push service
-//! `goim.comet.Comet` that job calls ([`CometService`]), and the client for
+//! `goim.comet.Comet` that job calls ([`CometService`]; goim's calls plus
+//! rim's `PushMsgs`, many keyed pushes in one call), and the client for
 //! logic's `goim.logic.Logic` ([`GrpcLogic`]). Both are thin shells over the
 //! same code standalone mode calls directly.
 
@@ -10,7 +11,7 @@ use async_trait::async_trait;
 use rim_proto::pb::comet::comet_server::{Comet as CometRpc, CometServer};
 use rim_proto::pb::comet::{
     BroadcastReply, BroadcastReq, BroadcastRoomReply, BroadcastRoomReq, PushMsgReply, PushMsgReq,
-    RoomsReply, RoomsReq,
+    PushMsgsReply, PushMsgsReq, PushRefused, RoomsReply, RoomsReq,
 };
 use rim_proto::pb::im::im_client::ImClient as ImRpcClient;
 use rim_proto::pb::im::{AckReq, ReadReq, SendReply, SendReq, SyncReply, SyncReq};
@@ -48,6 +49,25 @@ impl CometRpc for CometService {
     async fn push_msg(&self, req: Request<PushMsgReq>) -> Result<Response<PushMsgReply>, Status> {
         self.hub.push_msg(req.into_inner()).map_err(push_status)?;
         Ok(Response::new(PushMsgReply {}))
+    }
+
+    /// rim's batch: each push applied in order, exactly as `push_msg`
+    /// would; the malformed ones are named in the reply, not failed as a
+    /// whole, so job never retries (and duplicates) the applied ones.
+    async fn push_msgs(
+        &self,
+        req: Request<PushMsgsReq>,
+    ) -> Result<Response<PushMsgsReply>, Status> {
+        let mut refused = Vec::new();
+        for (index, push) in req.into_inner().pushes.into_iter().enumerate() {
+            if let Err(PushError::Invalid(reason)) = self.hub.push_msg(push) {
+                refused.push(PushRefused {
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    reason,
+                });
+            }
+        }
+        Ok(Response::new(PushMsgsReply { refused }))
     }
 
     async fn broadcast(

@@ -19,6 +19,12 @@ pub struct Config {
     pub routines: usize,
     /// Capacity of each worker's queue. Default 1024 (goim `comet.routineChan`).
     pub routine_queue: usize,
+    /// Most keyed pushes a worker sends in one call (rim's `PushMsgs`): the
+    /// keyed pushes queued behind each other on a worker go out together,
+    /// in order, without waiting for more (a quiet comet gets each push at
+    /// once). 1 sends one goim `PushMsg` per push. A comet that does not
+    /// serve `PushMsgs` (goim's) gets `PushMsg` per push anyway. Default 64.
+    pub push_batch: usize,
     /// How long `dispatch` (and a room batcher) waits for room in a full
     /// queue before that comet's part fails. Bounds how long one slow comet
     /// delays the others (goim waits forever). Default 5s.
@@ -75,6 +81,7 @@ impl Default for Config {
         Config {
             routines: 32,
             routine_queue: 1024,
+            push_batch: 64,
             enqueue_timeout: Duration::from_secs(5),
             push_timeout: Duration::from_secs(5),
             retries: 3,
@@ -107,6 +114,9 @@ impl Config {
         if self.routine_queue == 0 {
             return invalid("routine_queue must be at least 1");
         }
+        if self.push_batch == 0 {
+            return invalid("push_batch must be at least 1");
+        }
         if self.push_timeout.is_zero() {
             return invalid("push_timeout must be greater than 0");
         }
@@ -125,6 +135,7 @@ impl Config {
     pub(crate) fn clamped(mut self) -> Config {
         self.routines = self.routines.max(1);
         self.routine_queue = self.routine_queue.max(1);
+        self.push_batch = self.push_batch.max(1);
         if self.push_timeout.is_zero() {
             self.push_timeout = Config::default().push_timeout;
         }
@@ -143,6 +154,7 @@ mod tests {
         let config: Config = toml::from_str("").unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.routines, 32);
+        assert_eq!(config.push_batch, 64);
         assert_eq!(config.room.batch, 64);
         assert_eq!(config.room.window, Duration::ZERO);
         config.validate().unwrap();
@@ -176,6 +188,7 @@ mod tests {
         config.room.batch = 0;
         config.room.queue = 0;
         config.routine_queue = 0;
+        config.push_batch = 0;
         config.push_timeout = Duration::ZERO;
         let clamped = config.clamped();
         clamped.validate().unwrap();

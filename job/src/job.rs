@@ -1028,8 +1028,10 @@ mod tests {
         let job = Job::new(config);
         job.add_comet("a", slow.clone());
         let delivered = job.dispatch(push("a", &["k"], 1, b"x")).await.unwrap();
-        let stuck = job.dispatch(push("a", &["k"], 2, b"x")).await.unwrap();
+        // Queued behind the call in flight (queued together, the two would
+        // go out in one batch call).
         slow.wait_attempts(1).await;
+        let stuck = job.dispatch(push("a", &["k"], 2, b"x")).await.unwrap();
         gate.add_permits(1);
         let start = Instant::now();
         job.shutdown().await;

@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! logic -> queue (Kafka, or in-process) -> Job::dispatch
-//!   PUSH      -> the named comet's worker for the first key -> CometClient::push_msg
+//!   PUSH      -> the named comet's worker for the first key -> CometClient::push_msgs
+//!                (the keyed pushes queued on that worker, in one call; push_msg each
+//!                for a comet that does not serve it)
 //!   ROOM      -> the room's batcher -> every comet's worker for the room -> broadcast_room
 //!   BROADCAST -> every comet's worker for the op -> CometClient::broadcast
 //! ```

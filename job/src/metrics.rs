@@ -11,6 +11,9 @@ pub const PUSHES_TOTAL: &str = "rim_job_pushes_total";
 pub const DROPPED_TOTAL: &str = "rim_job_dropped_total";
 /// Messages per room batch sent to the comets.
 pub const ROOM_BATCH_MESSAGES: &str = "rim_job_room_batch_messages";
+/// Keyed pushes per batch call to a comet (`PushMsgs`; a push sent alone
+/// is not recorded).
+pub const PUSH_BATCH_MESSAGES: &str = "rim_job_push_batch_messages";
 /// Failed comet calls (every attempt, retries included), by `server`.
 pub const COMET_ERRORS_TOTAL: &str = "rim_job_comet_errors_total";
 /// Time to route one record into the comets' queues (the bounded enqueue:
@@ -57,4 +60,9 @@ pub(crate) fn dispatch_time(elapsed: std::time::Duration) {
 pub(crate) fn room_batch(messages: usize) {
     // Batches hold at most `room.batch` messages, far below f64's exact range.
     histogram!(ROOM_BATCH_MESSAGES).record(messages as f64);
+}
+
+pub(crate) fn push_batch(messages: usize) {
+    // Batches hold at most `push_batch` pushes, far below f64's exact range.
+    histogram!(PUSH_BATCH_MESSAGES).record(messages as f64);
 }

@@ -4,8 +4,11 @@
 //!
 //! Ordering: a task goes to the worker chosen by a hash (first key for a
 //! keyed push, room for a room batch, op for a broadcast), and each worker
-//! delivers its queue one task at a time, so one connection's pushes and one
-//! room's batches reach a comet in order (goim spreads them round robin).
+//! delivers its queue in order, one call at a time (the keyed pushes queued
+//! behind each other in one `push_msgs` call), so one connection's pushes
+//! and one room's batches reach a comet in order (goim spreads them round
+//! robin). A comet added again while its old workers still hold tasks gets
+//! workers that wait for the old ones, so the order holds across that too.
 //!
 //! Isolation: enqueueing waits at most `enqueue_timeout`, each call at most
 //! `push_timeout`, and a comet whose calls keep failing trips a breaker that
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
+use prost::Message as _;
 use rim_proto::pb::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq};
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -193,7 +197,23 @@ pub(crate) struct Comets {
 #[derive(Default)]
 struct CometMap {
     comets: HashMap<String, Arc<CometHandle>>,
+    /// Per server id, its latest workers' ends (see `Routine::after`), kept
+    /// after a removal until they have finished.
+    workers_done: HashMap<String, Vec<oneshot::Receiver<()>>>,
     closed: bool,
+}
+
+impl CometMap {
+    /// Forgets the ends of removed comets' workers that have all finished.
+    fn prune(&mut self) {
+        let comets = &self.comets;
+        self.workers_done.retain(|server, done| {
+            comets.contains_key(server)
+                || done
+                    .iter_mut()
+                    .any(|rx| matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)))
+        });
+    }
 }
 
 impl Comets {
@@ -209,16 +229,22 @@ impl Comets {
         }
     }
 
-    /// Adds or replaces a comet and starts its workers. A replaced comet's
-    /// workers finish their queues and stop (order across the swap is not kept).
+    /// Adds or replaces a comet and starts its workers. The workers of a
+    /// comet replaced, or removed before and still finishing their queues
+    /// (a push waiting for its retry), finish first: each new worker calls
+    /// the comet only once the old worker of the same index is done, so
+    /// every key's pushes keep their order across the swap.
     pub(crate) fn add(&self, server: &str, client: Arc<dyn CometClient>) {
         let server: Arc<str> = Arc::from(server);
         let health = Arc::new(Health::default());
         let mut routines = Vec::with_capacity(self.config.routines);
         let mut workers = Vec::with_capacity(self.config.routines);
+        let mut done = Vec::with_capacity(self.config.routines);
         for index in 0..self.config.routines {
             let (tx, rx) = mpsc::channel(self.config.routine_queue);
+            let (done_tx, done_rx) = oneshot::channel();
             routines.push(tx);
+            done.push(done_rx);
             workers.push(Routine {
                 server: server.clone(),
                 index,
@@ -227,7 +253,10 @@ impl Comets {
                 health: health.clone(),
                 push_timeout: self.config.push_timeout,
                 retries: self.config.retries,
+                push_batch: self.config.push_batch,
                 cancel: self.cancel.clone(),
+                after: None,
+                _done: done_tx,
             });
         }
         let handle = Arc::new(CometHandle {
@@ -239,6 +268,15 @@ impl Comets {
             if map.closed {
                 None
             } else {
+                let previous = map
+                    .workers_done
+                    .insert(server.to_string(), done)
+                    .unwrap_or_default();
+                // Same config, same worker count: index i takes the keys
+                // the old worker i had.
+                for (worker, after) in workers.iter_mut().zip(previous) {
+                    worker.after = Some(after);
+                }
                 // Spawning is synchronous; the lock orders this against `close`.
                 for worker in workers.drain(..) {
                     let span =
@@ -256,9 +294,15 @@ impl Comets {
         }
     }
 
-    /// Removes a comet; its workers finish their queues and stop.
+    /// Removes a comet; its workers finish their queues and stop (a comet
+    /// added again with this id waits for them, see `add`).
     pub(crate) fn remove(&self, server: &str) -> bool {
-        let removed = self.map.write().comets.remove(server);
+        let removed = {
+            let mut map = self.map.write();
+            let removed = map.comets.remove(server);
+            map.prune();
+            removed
+        };
         self.changed.send_modify(|v| *v += 1);
         if removed.is_some() {
             info!(server, "comet removed");
@@ -364,6 +408,12 @@ impl Health {
         state.cooldown = BREAKER_COOLDOWN_MIN;
     }
 
+    /// A probe's turn passed without a call to the comet (a batch call it
+    /// does not serve): the next task may probe.
+    fn probe_not_made(&self) {
+        self.state.lock().probing = false;
+    }
+
     /// A task failed after every attempt; returns the cooldown now in force.
     /// Only a failed probe doubles the cooldown: calls of other workers that
     /// were in flight when the breaker tripped fail too, and must not.
@@ -382,6 +432,10 @@ impl Health {
 
 // === impl Routine ===
 
+/// Most bytes of keyed pushes (protobuf-encoded) one batch call carries; a
+/// comet's gRPC server refuses messages over 4 MiB by default.
+const BATCH_BYTES: usize = 1 << 20;
+
 /// One worker of one comet.
 struct Routine {
     server: Arc<str>,
@@ -391,34 +445,80 @@ struct Routine {
     health: Arc<Health>,
     push_timeout: Duration,
     retries: u32,
+    /// Most keyed pushes per call (1: one `push_msg` per push).
+    push_batch: usize,
     cancel: CancellationToken,
+    /// The same worker of the comet's previous generation (the comet was
+    /// removed, or replaced, and added again): closed once it has finished
+    /// its queue, retries included. This worker calls the comet only after
+    /// that, so a key's pushes keep their order across the re-add.
+    after: Option<oneshot::Receiver<()>>,
+    /// Dropped when this worker ends, which closes the next generation's
+    /// `after`.
+    _done: oneshot::Sender<()>,
+}
+
+/// Why a call (with its retries) did not deliver.
+enum CallFailed {
+    /// Given up: the error to fail its tasks with.
+    Job(JobError),
+    /// The comet does not serve a batch call: send its pushes one by one.
+    Unsupported,
 }
 
 impl Routine {
     /// Delivers tasks until every sender is gone (then the queue is empty) or
-    /// `cancel` fires (then what is queued fails with `Shutdown`).
+    /// `cancel` fires (then what is queued fails with `Shutdown`). Keyed
+    /// pushes queued one after another go out in one batch call; anything
+    /// else, one call each; always in queue order.
     async fn run(mut self) {
+        if let Some(mut previous) = self.after.take() {
+            // Closed already (`prune` may have seen it) or still running.
+            if let Err(oneshot::error::TryRecvError::Empty) = previous.try_recv() {
+                tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => {}
+                    _ = &mut previous => {}
+                }
+            }
+        }
+        let mut next: Option<Task> = None;
         loop {
-            let task = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => break,
-                task = self.rx.recv() => match task {
-                    Some(task) => task,
-                    None => {
-                        debug!("comet routine drained");
-                        return;
-                    }
+            let task = match next.take() {
+                Some(task) => task,
+                None => tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => break,
+                    task = self.rx.recv() => match task {
+                        Some(task) => task,
+                        None => {
+                            debug!("comet routine drained");
+                            return;
+                        }
+                    },
                 },
             };
-            let outcome = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => Err(JobError::Shutdown),
-                outcome = self.deliver(&task.request) => outcome,
-            };
-            match outcome {
-                Ok(()) => task.ack.resolve(Ok(())),
-                Err(err) => fail(&self.server, task, err),
+            if self.cancel.is_cancelled() {
+                next = Some(task);
+                break;
             }
+            let batch = match &task.request {
+                Request::Push(req) if self.push_batch > 1 => {
+                    let bytes = req.encoded_len();
+                    self.gather(task, bytes, &mut next)
+                }
+                _ => vec![task],
+            };
+            if batch.len() > 1 {
+                self.deliver_batch(batch).await;
+            } else {
+                for task in batch {
+                    self.deliver_one(task).await;
+                }
+            }
+        }
+        if let Some(task) = next {
+            fail(&self.server, task, JobError::Shutdown);
         }
         self.rx.close();
         while let Some(task) = self.rx.recv().await {
@@ -426,35 +526,143 @@ impl Routine {
         }
     }
 
+    /// `first` and the keyed pushes queued right behind it, up to
+    /// `push_batch` and [`BATCH_BYTES`]; a task that is not a keyed push (or
+    /// would pass a limit) is left in `next`, to go after the batch.
+    fn gather(&mut self, first: Task, first_bytes: usize, next: &mut Option<Task>) -> Vec<Task> {
+        let mut bytes = first_bytes;
+        let mut batch = vec![first];
+        while batch.len() < self.push_batch {
+            let Ok(task) = self.rx.try_recv() else { break };
+            let fits = match &task.request {
+                Request::Push(req) => {
+                    bytes += req.encoded_len();
+                    bytes <= BATCH_BYTES
+                }
+                _ => false,
+            };
+            if !fits {
+                *next = Some(task);
+                break;
+            }
+            batch.push(task);
+        }
+        batch
+    }
+
+    /// One task, one call (with retries).
+    async fn deliver_one(&self, task: Task) {
+        let outcome = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(JobError::Shutdown),
+            outcome = self.deliver(&task.request) => outcome,
+        };
+        match outcome {
+            Ok(()) => task.ack.resolve(Ok(())),
+            Err(err) => fail(&self.server, task, err),
+        }
+    }
+
+    /// Keyed pushes in one `push_msgs` call (with retries), or one call
+    /// each if the comet does not serve it.
+    async fn deliver_batch(&self, batch: Vec<Task>) {
+        let reqs: Vec<PushMsgReq> = batch
+            .iter()
+            .filter_map(|task| match &task.request {
+                Request::Push(req) => Some(req.clone()),
+                _ => None,
+            })
+            .collect();
+        let outcome = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(CallFailed::Job(JobError::Shutdown)),
+            outcome = self.attempts(|| self.client.push_msgs(reqs.clone())) => outcome,
+        };
+        match outcome {
+            Ok(refused) => {
+                metrics::push_batch(batch.len());
+                let mut refused = refused.into_iter();
+                for task in batch {
+                    match refused.next().flatten() {
+                        None => task.ack.resolve(Ok(())),
+                        Some(reason) => {
+                            metrics::comet_error(&self.server);
+                            let err = JobError::CometRejected {
+                                server: self.server.to_string(),
+                                reason,
+                            };
+                            fail(&self.server, task, err);
+                        }
+                    }
+                }
+            }
+            Err(CallFailed::Unsupported) => {
+                for task in batch {
+                    self.deliver_one(task).await;
+                }
+            }
+            Err(CallFailed::Job(err)) => {
+                for task in batch {
+                    fail(&self.server, task, err.clone());
+                }
+            }
+        }
+    }
+
     /// Calls the comet: each attempt bounded by `push_timeout`, retrying
     /// unavailability with a doubling backoff.
     async fn deliver(&self, request: &Request) -> Result<(), JobError> {
+        match self.attempts(|| self.call(request)).await {
+            Ok(()) => Ok(()),
+            Err(CallFailed::Job(err)) => Err(err),
+            // Only a batch call can be unsupported.
+            Err(CallFailed::Unsupported) => Err(JobError::CometRejected {
+                server: self.server.to_string(),
+                reason: "the comet does not serve this call".into(),
+            }),
+        }
+    }
+
+    /// Runs `call` under the breaker: each attempt bounded by
+    /// `push_timeout`, unavailability retried with a doubling backoff.
+    async fn attempts<T, F, Fut>(&self, mut call: F) -> Result<T, CallFailed>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CometCallError>>,
+    {
         let gate = self.health.gate();
         let attempts = match gate {
             Gate::Pass => self.retries.saturating_add(1),
             Gate::Probe => 1,
             Gate::Reject => {
-                return Err(JobError::CometUnavailable {
+                return Err(CallFailed::Job(JobError::CometUnavailable {
                     server: self.server.to_string(),
                     reason: "breaker open after failed calls".into(),
-                })
+                }))
             }
         };
         let mut backoff = RETRY_BACKOFF;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            match tokio::time::timeout(self.push_timeout, self.call(request)).await {
-                Ok(Ok(())) => {
+            match tokio::time::timeout(self.push_timeout, call()).await {
+                Ok(Ok(value)) => {
                     self.health.answered();
-                    return Ok(());
+                    return Ok(value);
                 }
                 Ok(Err(CometCallError::Invalid(reason))) => {
                     metrics::comet_error(&self.server);
                     self.health.answered();
-                    return Err(JobError::CometRejected {
+                    return Err(CallFailed::Job(JobError::CometRejected {
                         server: self.server.to_string(),
                         reason,
-                    });
+                    }));
+                }
+                Ok(Err(CometCallError::Unsupported)) => {
+                    if gate == Gate::Probe {
+                        // No call was the probe: let the next one be.
+                        self.health.probe_not_made();
+                    }
+                    return Err(CallFailed::Unsupported);
                 }
                 Ok(Err(CometCallError::Unavailable(reason))) => last = reason,
                 Err(_) => last = format!("no answer within {:?}", self.push_timeout),
@@ -468,10 +676,10 @@ impl Routine {
         }
         let cooldown = self.health.unavailable(gate == Gate::Probe);
         warn!(error = %last, cooldown = ?cooldown, "comet unavailable; failing its queue for the cooldown");
-        Err(JobError::CometUnavailable {
+        Err(CallFailed::Job(JobError::CometUnavailable {
             server: self.server.to_string(),
             reason: last,
-        })
+        }))
     }
 
     async fn call(&self, request: &Request) -> Result<(), CometCallError> {
@@ -488,7 +696,7 @@ mod tests {
     use futures_util::FutureExt;
     use rim_testkit::metrics::TestRecorder;
 
-    use crate::testing::{push, room, FakeComet};
+    use crate::testing::{push, room, Call, FakeComet};
     use crate::{Config, Job};
 
     use super::*;
@@ -700,5 +908,219 @@ mod tests {
             health.answered();
             assert_eq!(health.gate(), Gate::Pass);
         });
+    }
+
+    fn one_routine() -> Config {
+        Config {
+            routines: 1,
+            ..Config::default()
+        }
+    }
+
+    fn bodies(comet: &FakeComet) -> Vec<Vec<u8>> {
+        comet.bodies().into_iter().map(|b| b.to_vec()).collect()
+    }
+
+    /// Keyed pushes queued behind each other go out in one `push_msgs`
+    /// call, in order; a broadcast between them splits the batch and keeps
+    /// its place; a push alone is a plain `push_msg`.
+    #[tokio::test(start_paused = true)]
+    async fn queued_keyed_pushes_go_out_in_one_call_in_order() {
+        let recorder = TestRecorder::default();
+        let _guard = ::metrics::set_default_local_recorder(&recorder);
+        let a = FakeComet::accepting();
+        let job = job(one_routine(), &[("a", a.clone())]);
+        // Enqueueing does not yield: the worker finds all of them queued.
+        let mut deliveries = Vec::new();
+        for body in [&b"p1"[..], b"p2", b"p3"] {
+            let body: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
+            deliveries.push(job.dispatch(push("a", &["k"], 1, body)).await.unwrap());
+        }
+        deliveries.push(
+            job.dispatch(crate::testing::broadcast(1, 0, b"b"))
+                .await
+                .unwrap(),
+        );
+        deliveries.push(job.dispatch(push("a", &["k2"], 1, b"p4")).await.unwrap());
+        for delivery in deliveries {
+            assert_eq!(delivery.await, Ok(()));
+        }
+        assert_eq!(
+            bodies(&a),
+            vec![
+                b"p1".to_vec(),
+                b"p2".to_vec(),
+                b"p3".to_vec(),
+                b"b".to_vec(),
+                b"p4".to_vec()
+            ]
+        );
+        assert_eq!(
+            a.batches(),
+            vec![3],
+            "one batch of three, then single calls"
+        );
+        assert_eq!(a.attempts(), 3, "batch, broadcast, push");
+        assert_eq!(recorder.samples("rim_job_push_batch_messages"), vec![3.0]);
+    }
+
+    /// `push_batch = 1` is goim's behaviour: one `push_msg` per push.
+    #[tokio::test(start_paused = true)]
+    async fn push_batch_one_sends_one_call_per_push() {
+        let a = FakeComet::accepting();
+        let config = Config {
+            push_batch: 1,
+            ..one_routine()
+        };
+        let job = job(config, &[("a", a.clone())]);
+        let mut deliveries = Vec::new();
+        for body in [&b"1"[..], b"2", b"3"] {
+            let body: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
+            deliveries.push(job.dispatch(push("a", &["k"], 1, body)).await.unwrap());
+        }
+        for delivery in deliveries {
+            assert_eq!(delivery.await, Ok(()));
+        }
+        assert_eq!(
+            bodies(&a),
+            vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]
+        );
+        assert!(a.batches().is_empty());
+        assert_eq!(a.attempts(), 3);
+    }
+
+    /// A comet that does not serve `push_msgs` (goim's) gets the same
+    /// pushes, in the same order, one `push_msg` each; nothing counts as a
+    /// failure.
+    #[tokio::test(start_paused = true)]
+    async fn a_comet_without_batches_gets_one_push_msg_per_push() {
+        let recorder = TestRecorder::default();
+        let _guard = ::metrics::set_default_local_recorder(&recorder);
+        let a = FakeComet::unbatched();
+        let job = job(one_routine(), &[("a", a.clone())]);
+        let mut deliveries = Vec::new();
+        for body in [&b"1"[..], b"2", b"3", b"4"] {
+            let body: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
+            deliveries.push(job.dispatch(push("a", &["k"], 1, body)).await.unwrap());
+        }
+        for delivery in deliveries {
+            assert_eq!(delivery.await, Ok(()));
+        }
+        let expected: Vec<Vec<u8>> = [b"1", b"2", b"3", b"4"]
+            .iter()
+            .map(|b| b.to_vec())
+            .collect();
+        assert_eq!(bodies(&a), expected);
+        assert!(a.calls().iter().all(|c| matches!(c, Call::Push(_))));
+        assert_eq!(a.attempts(), 4);
+        assert_eq!(recorder.counter("rim_job_comet_errors_total{server=a}"), 0);
+        assert_eq!(recorder.counter("rim_job_dropped_total{reason=invalid}"), 0);
+    }
+
+    /// A push the comet refuses inside a batch fails alone (not retried,
+    /// counted as invalid); the others of the batch are delivered.
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_push_in_a_batch_fails_alone() {
+        let recorder = TestRecorder::default();
+        let _guard = ::metrics::set_default_local_recorder(&recorder);
+        let a = FakeComet::refusing(b"bad");
+        let job = job(one_routine(), &[("a", a.clone())]);
+        let first = job.dispatch(push("a", &["k"], 1, b"ok1")).await.unwrap();
+        let bad = job.dispatch(push("a", &["k"], 1, b"bad")).await.unwrap();
+        let last = job.dispatch(push("a", &["k"], 1, b"ok2")).await.unwrap();
+        assert_eq!(first.await, Ok(()));
+        assert!(matches!(bad.await, Err(JobError::CometRejected { .. })));
+        assert_eq!(last.await, Ok(()));
+        assert_eq!(bodies(&a), vec![b"ok1".to_vec(), b"ok2".to_vec()]);
+        assert_eq!(a.batches(), vec![3]);
+        assert_eq!(a.attempts(), 1);
+        assert_eq!(recorder.counter("rim_job_dropped_total{reason=invalid}"), 1);
+    }
+
+    /// A batch that finds the comet unavailable is retried as a whole, in
+    /// place: the pushes behind it wait, so order holds.
+    #[tokio::test(start_paused = true)]
+    async fn an_unavailable_batch_is_retried_whole_and_in_order() {
+        let a = FakeComet::failing_first(1);
+        let job = job(one_routine(), &[("a", a.clone())]);
+        let start = Instant::now();
+        let one = job.dispatch(push("a", &["k"], 1, b"1")).await.unwrap();
+        let two = job.dispatch(push("a", &["k"], 1, b"2")).await.unwrap();
+        assert_eq!(one.await, Ok(()));
+        assert_eq!(two.await, Ok(()));
+        let three = job.dispatch(push("a", &["k"], 1, b"3")).await.unwrap();
+        assert_eq!(three.await, Ok(()));
+        assert_eq!(Instant::now() - start, RETRY_BACKOFF);
+        assert_eq!(
+            bodies(&a),
+            vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]
+        );
+        assert_eq!(a.attempts(), 3, "the batch twice, then the third push");
+    }
+
+    /// A comet removed while a push waits for its retry, then added again
+    /// (discovery lost and found it): the push the new workers get for the
+    /// same key waits for the retried one, so the key's order holds. The
+    /// same for a comet replaced without a removal.
+    #[tokio::test(start_paused = true)]
+    async fn a_re_added_comet_keeps_the_order_of_a_pending_retry() {
+        for remove_first in [true, false] {
+            let a = FakeComet::failing_first(1);
+            let job = job(Config::default(), &[("a", a.clone())]);
+            let first = job.dispatch(push("a", &["k"], 1, b"first")).await.unwrap();
+            // The first attempt fails; the worker now sleeps before its retry.
+            a.wait_attempts(1).await;
+            if remove_first {
+                job.remove_comet("a");
+            }
+            job.add_comet("a", a.clone());
+            let second = job.dispatch(push("a", &["k"], 1, b"second")).await.unwrap();
+            assert_eq!(first.await, Ok(()));
+            assert_eq!(second.await, Ok(()));
+            assert_eq!(
+                bodies(&a),
+                vec![b"first".to_vec(), b"second".to_vec()],
+                "remove first: {remove_first}"
+            );
+        }
+    }
+
+    /// Once a removed comet's workers have finished, re-adding it starts
+    /// delivering at once, and the finished workers are forgotten.
+    #[tokio::test(start_paused = true)]
+    async fn a_comet_re_added_after_its_workers_finished_delivers_at_once() {
+        let a = FakeComet::accepting();
+        let job = job(Config::default(), &[("a", a.clone())]);
+        let first = job.dispatch(push("a", &["k"], 1, b"1")).await.unwrap();
+        assert_eq!(first.await, Ok(()));
+        job.remove_comet("a");
+        // The old workers see their queue closed and stop.
+        tokio::task::yield_now().await;
+        job.add_comet("a", a.clone());
+        let start = Instant::now();
+        let second = job.dispatch(push("a", &["k"], 1, b"2")).await.unwrap();
+        assert_eq!(second.await, Ok(()));
+        assert_eq!(Instant::now(), start);
+    }
+
+    /// A comet removed for good is forgotten once its workers are done.
+    #[tokio::test(start_paused = true)]
+    async fn finished_workers_of_removed_comets_are_forgotten() {
+        let comets = Comets::new(
+            Config::default(),
+            TaskTracker::new(),
+            CancellationToken::new(),
+        );
+        comets.add("a", FakeComet::accepting());
+        comets.add("gone", FakeComet::accepting());
+        assert!(comets.remove("gone"));
+        assert!(comets.map.read().workers_done.contains_key("gone"));
+        // Its workers see their queues closed and stop.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(comets.remove("a"));
+        let map = comets.map.read();
+        assert!(!map.workers_done.contains_key("gone"));
     }
 }

@@ -50,6 +50,12 @@ pub struct FakeComet {
     held: AtomicUsize,
     unavailable_first: AtomicUsize,
     always: Option<CometCallError>,
+    /// Answers `push_msgs` with `Unsupported` (as goim's comet does).
+    unbatched: bool,
+    /// Refuses as malformed a push whose inner frame's body starts with this.
+    refuse: Option<&'static [u8]>,
+    /// `push_msgs` calls accepted, with their sizes.
+    batches: Mutex<Vec<usize>>,
     changed: Notify,
 }
 
@@ -97,6 +103,39 @@ impl FakeComet {
             always: Some(err),
             ..FakeComet::default()
         })
+    }
+
+    /// Accepts every call but `push_msgs`, which it does not serve (as
+    /// goim's comet, or an older rim).
+    pub fn unbatched() -> Arc<FakeComet> {
+        Arc::new(FakeComet {
+            unbatched: true,
+            ..FakeComet::default()
+        })
+    }
+
+    /// Refuses as malformed every keyed push whose inner frame's body
+    /// starts with `prefix` (in a batch: that push alone); accepts the rest.
+    pub fn refusing(prefix: &'static [u8]) -> Arc<FakeComet> {
+        Arc::new(FakeComet {
+            refuse: Some(prefix),
+            ..FakeComet::default()
+        })
+    }
+
+    fn refuses(&self, req: &PushMsgReq) -> bool {
+        self.refuse.is_some_and(|prefix| {
+            Call::Push(req.clone())
+                .frames()
+                .iter()
+                .any(|f| f.body.starts_with(prefix))
+        })
+    }
+
+    /// The sizes of the `push_msgs` calls accepted so far, in order (each
+    /// of their pushes is in [`FakeComet::calls`] as a `Call::Push`).
+    pub fn batches(&self) -> Vec<usize> {
+        self.batches.lock().clone()
     }
 
     /// The calls accepted so far, in order.
@@ -147,10 +186,17 @@ impl FakeComet {
     }
 
     async fn handle(&self, call: Call) -> Result<(), CometCallError> {
+        self.handle_all(vec![call]).await
+    }
+
+    /// One call holding `calls` (a batch: several): accepted or failed as a
+    /// whole, recorded one by one.
+    async fn handle_all(&self, calls: Vec<Call>) -> Result<(), CometCallError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_waiters();
         if let Some(prefix) = self.hold {
-            if call.frames().iter().any(|f| f.body.starts_with(prefix)) {
+            let frames = calls.iter().flat_map(Call::frames);
+            if frames.into_iter().any(|f| f.body.starts_with(prefix)) {
                 self.held.fetch_add(1, Ordering::SeqCst);
                 std::future::pending::<()>().await;
             }
@@ -170,7 +216,7 @@ impl FakeComet {
         if fail {
             return Err(CometCallError::Unavailable("connection refused".into()));
         }
-        self.calls.lock().push(call);
+        self.calls.lock().extend(calls);
         self.changed.notify_waiters();
         Ok(())
     }
@@ -179,7 +225,34 @@ impl FakeComet {
 #[async_trait]
 impl CometClient for FakeComet {
     async fn push_msg(&self, req: PushMsgReq) -> Result<(), CometCallError> {
+        if self.refuses(&req) {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            return Err(CometCallError::Invalid("refused".into()));
+        }
         self.handle(Call::Push(req)).await
+    }
+
+    async fn push_msgs(
+        &self,
+        reqs: Vec<PushMsgReq>,
+    ) -> Result<Vec<Option<String>>, CometCallError> {
+        if self.unbatched {
+            return Err(CometCallError::Unsupported);
+        }
+        let count = reqs.len();
+        let outcomes: Vec<Option<String>> = reqs
+            .iter()
+            .map(|req| self.refuses(req).then(|| "refused".to_owned()))
+            .collect();
+        let applied = reqs
+            .into_iter()
+            .zip(&outcomes)
+            .filter(|(_, refused)| refused.is_none())
+            .map(|(req, _)| Call::Push(req))
+            .collect();
+        self.handle_all(applied).await?;
+        self.batches.lock().push(count);
+        Ok(outcomes)
     }
 
     async fn broadcast(&self, req: BroadcastReq) -> Result<(), CometCallError> {

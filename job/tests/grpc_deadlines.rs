@@ -8,7 +8,7 @@ use rim_job::CometClient;
 use rim_proto::pb::comet::comet_server::{Comet, CometServer};
 use rim_proto::pb::comet::{
     BroadcastReply, BroadcastReq, BroadcastRoomReply, BroadcastRoomReq, PushMsgReply, PushMsgReq,
-    RoomsReply, RoomsReq,
+    PushMsgsReply, PushMsgsReq, RoomsReply, RoomsReq,
 };
 use rim_testkit::deadline::{ends_at_deadline, silent_tcp_peer, TIMEOUT};
 use tokio::net::TcpListener;
@@ -39,6 +39,9 @@ impl Comet for HungComet {
         std::future::pending().await
     }
     async fn rooms(&self, _: Request<RoomsReq>) -> Result<Response<RoomsReply>, Status> {
+        std::future::pending().await
+    }
+    async fn push_msgs(&self, _: Request<PushMsgsReq>) -> Result<Response<PushMsgsReply>, Status> {
         std::future::pending().await
     }
 }
@@ -89,7 +92,11 @@ async fn check_calls(addr: &str, peer: &str) {
         proto: None,
         ..Default::default()
     };
-    let result = ends_at_deadline(&what, comet.push_msg(req)).await;
+    let result = ends_at_deadline(&what, comet.push_msg(req.clone())).await;
+    assert!(result.is_err(), "{what}: {result:?}");
+
+    let what = format!("push_msgs against {peer}");
+    let result = ends_at_deadline(&what, comet.push_msgs(vec![req.clone(), req])).await;
     assert!(result.is_err(), "{what}: {result:?}");
 
     let what = format!("serving() against {peer}");

@@ -127,17 +127,23 @@ impl Proc {
     }
 }
 
-/// The `[[routers]]` entries naming these router processes r1, r2, ...
-fn router_list(routers: &[Proc]) -> String {
+/// The `[[routers]]` entries naming these router processes r1, r2, ...;
+/// with `direct`, the same shards as the Redis the routers store them in,
+/// which logic and job then use themselves.
+fn router_list(routers: &[Proc], direct: Option<&str>) -> String {
     routers
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            format!(
+        .map(|(i, r)| match direct {
+            Some(url) => format!(
+                "[[routers]]\nname = \"r{}\"\nredis_url = \"{url}\"\n",
+                i + 1
+            ),
+            None => format!(
                 "[[routers]]\nname = \"r{}\"\naddr = \"{}\"\n",
                 i + 1,
                 r.addr("grpc")
-            )
+            ),
         })
         .collect()
 }
@@ -211,9 +217,10 @@ async fn spawn_job(
          [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
          properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
          [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\nroutines = {routines}\nroutine_queue = {routine_queue}\n\
-         enqueue_timeout = \"{enqueue_timeout}\"\n{mailbox}",
+         push_batch = {push_batch}\nenqueue_timeout = \"{enqueue_timeout}\"\n{mailbox}",
         routines = opts.routines,
         routine_queue = opts.routine_queue,
+        push_batch = opts.push_batch,
         enqueue_timeout = opts.enqueue_timeout,
     );
     Proc::spawn(dir, "job", name, &config).await
@@ -284,11 +291,16 @@ pub struct Options {
     pub routines: usize,
     pub routine_queue: usize,
     pub enqueue_timeout: &'static str,
+    /// Job: most keyed pushes in one call to a comet.
+    pub push_batch: usize,
     /// Logic: how long a push waits for Kafka's acknowledgement before 503.
     /// Generous by default: two loaded cores can slow the broker for seconds.
     pub kafka_timeout: &'static str,
     /// Logic and job: stored messages in this Redis (URL), `None`: off.
     pub mailbox: Option<String>,
+    /// Logic and job use the routers' Redis (`redis`) themselves instead
+    /// of calling the router processes.
+    pub direct_redis: bool,
 }
 
 impl Options {
@@ -308,8 +320,10 @@ impl Options {
             routines: 32,
             routine_queue: 1024,
             enqueue_timeout: "5s",
+            push_batch: 64,
             kafka_timeout: "15s",
             mailbox: None,
+            direct_redis: false,
         }
     }
 }
@@ -355,7 +369,8 @@ impl Cluster {
             let name = format!("router{i}");
             routers.push(spawn_router(&dir, &name, &store, "127.0.0.1:0").await);
         }
-        let router_list = router_list(&routers);
+        let direct = opts.redis.as_deref().filter(|_| opts.direct_redis);
+        let router_list = router_list(&routers, direct);
         let logic = spawn_logic(&dir, "logic", &router_list, &opts, &topic).await;
         let mut comets = Vec::new();
         for i in 1..=opts.comets {
@@ -426,7 +441,12 @@ impl Cluster {
     /// A further logic process on the same routers and topic.
     pub async fn add_logic(&mut self) -> Proc {
         let name = self.next_name("logic");
-        let list = router_list(&self.routers);
+        let direct = self
+            .opts
+            .redis
+            .as_deref()
+            .filter(|_| self.opts.direct_redis);
+        let list = router_list(&self.routers, direct);
         spawn_logic(&self.dir, &name, &list, &self.opts, &self.topic).await
     }
 
@@ -434,7 +454,12 @@ impl Cluster {
     /// (which it creates if it is missing).
     pub async fn add_logic_on(&mut self, topic: &str) -> Proc {
         let name = self.next_name("logic");
-        let list = router_list(&self.routers);
+        let direct = self
+            .opts
+            .redis
+            .as_deref()
+            .filter(|_| self.opts.direct_redis);
+        let list = router_list(&self.routers, direct);
         spawn_logic(&self.dir, &name, &list, &self.opts, topic).await
     }
 

@@ -1,7 +1,7 @@
 //! Pushes: bytes on the wire, accepts filtering, slow clients.
 
 use rim_comet::Config;
-use rim_proto::pb::comet::BroadcastReq;
+use rim_proto::pb::comet::{BroadcastReq, PushMsgReq};
 use tokio::net::TcpSocket;
 
 use crate::common::*;
@@ -35,7 +35,7 @@ async fn keyed_push_is_the_bare_inner_frame_on_tcp() {
     // A non-Raw proto is written as one normal frame.
     h.comet
         .hub()
-        .push_msg(rim_proto::pb::comet::PushMsgReq {
+        .push_msg(PushMsgReq {
             keys: vec!["tcp-key-1".into()],
             proto_op: 1001,
             proto: Some(rim_proto::pb::protocol::Proto {
@@ -245,5 +245,65 @@ async fn pushes_queued_when_a_connection_ends_are_counted() {
         recorder.counter("rim_comet_dropped_messages_total{reason=connection_closed}"),
         3
     );
+    h.stop().await;
+}
+
+/// rim's `PushMsgs` over real gRPC: the pushes of one call reach their
+/// sessions in call order, exactly as separate `PushMsg` calls would, and a
+/// malformed push is named in the reply without failing the others.
+#[tokio::test]
+async fn push_msgs_over_grpc_applies_each_in_order_and_names_the_refused() {
+    use rim_proto::pb::comet::comet_client::CometClient;
+    use rim_proto::pb::comet::{PushMsgsReq, PushRefused};
+
+    let mut h = Harness::start(config()).await;
+    let mut a = h.tcp_client("a", "", &[1000]).await;
+    let mut b = h.tcp_client("b", "", &[1000]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn(rim_comet::grpc::serve(
+        h.comet.clone(),
+        listener,
+        stop.clone(),
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let mut client = CometClient::new(channel);
+    let push = |keys: &[&str], body: &[u8]| PushMsgReq {
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        proto_op: 1000,
+        proto: Some(raw_proto(1000, body)),
+        ..Default::default()
+    };
+    let pushes = vec![
+        push(&["a"], b"1"),
+        push(&["a", "b"], b"2"),
+        // No keys: refused, as PushMsg refuses it.
+        push(&[], b"x"),
+        push(&["b"], b"3"),
+        push(&["a"], b"4"),
+    ];
+    let reply = client
+        .push_msgs(PushMsgsReq { pushes })
+        .await
+        .expect("push_msgs answered")
+        .into_inner();
+    assert_eq!(
+        reply.refused,
+        vec![PushRefused {
+            index: 2,
+            reason: "no keys".into()
+        }]
+    );
+    for expected in [&b"1"[..], b"2", b"4"] {
+        assert_eq!(a.read_frame().await.body, expected);
+    }
+    for expected in [&b"2"[..], b"3"] {
+        assert_eq!(b.read_frame().await.body, expected);
+    }
+    stop.cancel();
+    served.await.unwrap().unwrap();
     h.stop().await;
 }
