@@ -14,8 +14,8 @@
 //!   ramp, the wait until they are up) and joining them at the end.
 //! - `conn`: one client connection on the wire (dial, WebSocket upgrade,
 //!   op 7 → op 8, frames in and out, heartbeat), for every kind of client.
-//! - `client`, `im_client`: the goim push client and the IM client; the
-//!   chat client is in `chat`.
+//! - `client`, `im_client`, `chat_client`: the goim push client, the IM
+//!   client and the chat client.
 //! - `tally`: what the client tasks count together (connections, first
 //!   error, sharded latency histograms).
 //! - `push`, `http`: the push phase over a pool of keep-alive HTTP/1.1
@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod chat;
+mod chat_client;
 mod client;
 mod conn;
 mod http;
