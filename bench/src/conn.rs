@@ -4,9 +4,10 @@
 //! WebSocket with op 9 batches opened, and the heartbeat timer.
 //!
 //! What the frames mean is not owned here: the goim push client
-//! (`client`), the IM client (`im_client`) and the chat client (`chat`) each
-//! read their own. Memory per connection is kept small: a TCP connection
-//! holds no read buffer while idle, a WebSocket one a 4 KiB buffer.
+//! (`client`), the IM client (`im_client`) and the chat client
+//! (`chat_client`) each read their own. Memory per connection is kept
+//! small: a TCP connection holds no read buffer while idle, a WebSocket one
+//! a 4 KiB buffer.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

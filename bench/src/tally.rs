@@ -5,7 +5,7 @@
 //! which latencies are measured from.
 //!
 //! Each mode keeps its own counters beside these (`client::Shared`,
-//! `im_client::ImShared`, `chat`'s `Shared`); what they mean is theirs.
+//! `im_client::ImShared`, `chat_client::Shared`); what they mean is theirs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
