@@ -8,27 +8,34 @@
 //! and does not trust the push answers: a push that timed out but was
 //! stored is still expected at its client.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::client::unix_nanos;
 use super::http::HttpConn;
 use super::im_client::{ImClient, ImConfig, ImOutcome, ImShared, ImSpec};
-use super::procfs;
+use super::procfs::Probe;
 use super::push::{push_phase, Pace, PushOutcome, PushSettings, Target};
-use super::report::{fmt_lat, latency_json, latency_svg, per_sec, Settings};
-use super::run::{resolve, Probe};
+use super::ramp::{self, Ramp, Wait};
+use super::report::{
+    self, fmt_lat, latency_json, latency_svg, or_dash, per_sec, Failures, Settings, Table,
+};
+use super::tally::{count, unix_nanos};
 use super::{BenchArgs, ImMode};
+
+/// The wait for the clients after the ramp.
+const RAMP_WAIT: Wait = Wait {
+    timeout: Duration::from_secs(30),
+    poll: Duration::from_millis(20),
+};
 
 /// Users the pushes go to when no client connects and --users is not given.
 const OFFLINE_USERS: u32 = 1000;
@@ -108,12 +115,7 @@ async fn cursor(conn: &mut HttpConn, mid: u32) -> anyhow::Result<Cursor> {
 
 /// Checks the flags and answers (clients, users).
 fn sizes(args: &BenchArgs) -> anyhow::Result<(u32, u32)> {
-    if !(0.0..=1.0).contains(&args.ws_ratio) {
-        bail!("--ws-ratio must be between 0 and 1");
-    }
-    if args.ramp_rate <= 0.0 || args.rate <= 0.0 {
-        bail!("--ramp-rate and --rate must be positive");
-    }
+    ramp::check_flags(args)?;
     if args.concurrency == 0 || args.mids_per_push == 0 {
         bail!("--concurrency and --mids-per-push must be at least 1");
     }
@@ -156,24 +158,15 @@ fn sizes(args: &BenchArgs) -> anyhow::Result<(u32, u32)> {
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (n, users) = sizes(&args)?;
     let mode = args.mode;
-    let tcp = resolve(&args.tcp, "tcp").await?;
-    let ws = resolve(&args.ws, "ws").await?;
-    let http = resolve(&args.http, "http").await?;
+    let tcp = ramp::resolve(&args.tcp, "tcp").await?;
+    let ws = ramp::resolve(&args.ws, "ws").await?;
+    let http = ramp::resolve(&args.http, "http").await?;
 
     // File descriptors: one per client (a storm closes the old connection
     // before it opens the new one), the HTTP pools, and some slack.
     let want = u64::from(n) + u64::from(args.concurrency) + u64::from(CURSOR_CONCURRENCY) + 256;
-    let limit = rlimit::increase_nofile_limit(want.max(65_536)).context("raise RLIMIT_NOFILE")?;
-    if limit < want {
-        bail!(
-            "RLIMIT_NOFILE is {limit} (the hard limit), but {n} IM clients need about {want}; \
-             raise the hard limit (ulimit -Hn) or use fewer clients"
-        );
-    }
-    let probe = Probe {
-        pid: args.server_pid.map(|p| p.to_string()),
-        ticks: procfs::clock_ticks(),
-    };
+    ramp::raise_nofile(want, &format!("{n} IM clients"), "clients")?;
+    let probe = Probe::new(args.server_pid);
 
     let pushed_users = if mode == ImMode::Sync { n } else { users };
     eprintln!("reading the cursors of mids 1..={pushed_users}");
@@ -227,58 +220,26 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         fill = Some((outcome, secs));
     }
 
-    let before_connect = probe.sample()?;
-    let loopback = |a: SocketAddr| matches!(a.ip(), IpAddr::V4(ip) if ip.is_loopback());
-    let sources = if args.source_addrs > 0 && loopback(tcp) && loopback(ws) {
-        usize::from(args.source_addrs.min(250))
-    } else {
-        0
-    };
-    let progress = ProgressBar::new(u64::from(n));
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{msg:12} [{bar:40}] {pos}/{len} conns ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    progress.set_message("connecting");
+    let mut readings = probe.before_connect()?;
+    let ramp = Ramp::start(&args, tcp, ws, n);
     let cfg = Arc::new(ImConfig {
-        tcp,
-        ws,
         op: args.operation,
         heartbeat: args.heartbeat,
         sync_on_connect: mode != ImMode::Idle,
         sync_request: args.sync_request,
         clients: n,
         storm_window: args.storm,
-        progress: progress.clone(),
+        progress: ramp.progress(),
     });
     let shared = Arc::new(ImShared::new());
     let stop = CancellationToken::new();
     let (storm_tx, storm_rx) = watch::channel(None);
     let mut clients: Vec<JoinHandle<ImOutcome>> = Vec::with_capacity(n as usize);
-    let ramp_start = Instant::now();
     for i in 1..=n {
-        let due = ramp_start + Duration::from_secs_f64(f64::from(i - 1) / args.ramp_rate);
-        tokio::time::sleep_until(due).await;
-        let ws_client =
-            (f64::from(i) * args.ws_ratio).floor() != (f64::from(i - 1) * args.ws_ratio).floor();
-        let source = (sources > 0).then(|| {
-            IpAddr::V4(Ipv4Addr::new(
-                127,
-                0,
-                0,
-                2 + ((i as usize - 1) % sources) as u8,
-            ))
-        });
+        let route = ramp.next(i).await;
         let start = &start_cursors[i as usize - 1];
         let client = ImClient::new(
-            ImSpec {
-                mid: i,
-                ws: ws_client,
-                source,
-            },
+            ImSpec { mid: i, route },
             cfg.clone(),
             shared.clone(),
             start.top,
@@ -288,38 +249,27 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     drop(storm_rx);
     // Wait for every client to be connected and, when it syncs, synced.
-    let settle_deadline = Instant::now() + Duration::from_secs(30);
-    let count = ImShared::count;
-    loop {
-        let done = if cfg.sync_on_connect {
-            count(&shared.synced) + count(&shared.failed) + count(&shared.disconnected)
-        } else {
-            count(&shared.ready) + count(&shared.failed)
-        };
-        if done >= u64::from(n) || Instant::now() >= settle_deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let ramp_secs = ramp_start.elapsed().as_secs_f64();
-    let ready = count(&shared.ready);
-    let failed = count(&shared.failed);
-    progress.finish_with_message("connected");
+    let tally = &shared.tally;
+    let settled = ramp
+        .settle(tally, RAMP_WAIT, || {
+            if cfg.sync_on_connect {
+                let done = count(&shared.synced) + count(&tally.failed);
+                done + count(&tally.disconnected) >= u64::from(n)
+            } else {
+                tally.all_in(n)
+            }
+        })
+        .await;
+    let (ramp_secs, ready, failed) = (settled.secs, settled.ready, settled.failed);
     eprintln!(
         "{ready} of {n} IM clients connected in {ramp_secs:.1}s ({failed} failed, {} synced)",
         count(&shared.synced)
     );
-    if let Some(e) = shared.first_error() {
-        eprintln!("first client error: {e}");
-    }
-    if n > 0 && ready == 0 {
-        bail!("no client could connect; is rim standalone running at --tcp/--ws?");
-    }
-    tokio::time::sleep(args.settle).await;
-    let after_connect = probe.sample()?;
+    tally.check_ramp(n, "rim standalone")?;
+    readings.after_connect = probe.server_after(args.settle).await?;
 
     // Pushes.
-    let bench_start = procfs::sample("self", probe.ticks).ok();
+    readings.bench_start = probe.bench();
     let mut push: Option<(PushOutcome, f64)> = None;
     let mut storm_start_unix = None;
     match mode {
@@ -375,7 +325,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 storm_start_unix = Some(at);
                 // Every client that is still up must finish its storm sync.
                 let deadline = Instant::now() + args.storm + Duration::from_secs(30);
-                while count(&shared.resynced) + count(&shared.disconnected) < ready
+                while count(&shared.resynced) + count(&tally.disconnected) < ready
                     && Instant::now() < deadline
                 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -387,8 +337,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let after_push = probe.sample()?;
-    let bench_end = procfs::sample("self", probe.ticks).ok();
+    readings.after_push = probe.server()?;
+    readings.bench_end = probe.bench();
 
     // Where every mailbox ends, then what each client holds.
     let end_cursors = if mode == ImMode::Idle {
@@ -397,10 +347,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         cursors(http, pushed_users).await?
     };
     stop.cancel();
-    let mut outcomes = Vec::with_capacity(clients.len());
-    for c in clients {
-        outcomes.push(c.await.context("client task")?);
-    }
+    let outcomes = ramp::join(clients).await?;
 
     let mut expected = 0u64;
     let mut lost = 0u64;
@@ -449,8 +396,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sync_errors = count(&shared.sync_errors);
     let incomplete = count(&shared.incomplete);
     let echo_mismatch = count(&shared.echo_mismatch);
-    let mut failures = Vec::new();
-    for (what, v) in [
+    let mut failures = Failures::counted(&[
         ("lost", lost),
         ("duplicates", duplicates),
         ("out of order", out_of_order),
@@ -462,11 +408,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "confirmed appends missing from the mailboxes",
             unconfirmed_missing,
         ),
-    ] {
-        if v > 0 {
-            failures.push(format!("{v} {what}"));
-        }
-    }
+    ]);
     if failed > 0 {
         failures.push(format!("{failed} clients could not connect"));
     }
@@ -482,19 +424,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ));
     }
 
-    let latency = shared.latency();
+    let latency = shared.latency.merged();
     let sync_latency = shared.sync_latency.lock().clone();
     let resync_latency = shared.resync_latency.lock().clone();
-    let rss_per_conn_kb = before_connect
-        .zip(after_connect)
-        .filter(|_| ready > 0)
-        .map(|(b, a)| ((a.rss_kb as f64 - b.rss_kb as f64) / ready as f64 * 100.0).round() / 100.0);
-    let cpu_push_ms = after_connect
-        .zip(after_push)
-        .map(|(a, b)| b.cpu_ns.saturating_sub(a.cpu_ns) / 1_000_000);
-    let bench_cpu_ms = bench_start
-        .zip(bench_end)
-        .map(|(a, b)| b.cpu_ns.saturating_sub(a.cpu_ns) / 1_000_000);
     let (requests_ok, appends, push_secs) = push.as_ref().map_or((0, 0, 0.0), |(o, s)| {
         (o.accepted.len() as u64, o.appends, *s)
     });
@@ -506,7 +438,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "users": pushed_users,
         "connections": ready,
         "connections_failed": failed,
-        "disconnected": count(&shared.disconnected),
+        "disconnected": count(&tally.disconnected),
         "ramp_s": ramp_secs,
         "push_s": push_secs,
         "requests_sent": push.as_ref().map_or(0, |(o, _)| o.sent),
@@ -556,40 +488,26 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "last_reconnect_s": last_reconnect_s,
             "resync_latency_us": latency_json(&resync_latency),
         })),
-        "server_rss_before_kb": before_connect.map(|s| s.rss_kb),
-        "server_rss_connected_kb": after_connect.map(|s| s.rss_kb),
-        "server_rss_kb": after_push.map(|s| s.rss_kb),
-        "rss_per_conn_kb": rss_per_conn_kb,
-        "server_cpu_push_ms": cpu_push_ms,
-        "bench_rss_kb": bench_end.map(|s| s.rss_kb),
-        "bench_cpu_push_ms": bench_cpu_ms,
+        "rss_per_conn_kb": readings.rss_per_conn_kb(ready),
         "failures": failures,
-        "first_error": shared.first_error().or_else(|| push.as_ref().and_then(|(o, _)| o.first_error.clone())),
+        "first_error": tally.first_error().or_else(|| push.as_ref().and_then(|(o, _)| o.first_error.clone())),
         "settings": Settings::from_args(&args),
     });
-    let mut json = json;
-    if let (Some(all), Value::Object(checks), Value::Object(rest)) =
-        (json.as_object_mut(), checks, rest)
-    {
-        all.extend(checks);
-        all.extend(rest);
-    }
+    let json = report::merge([json, checks, rest, report::readings_json(&readings)]);
 
     // The table.
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    let mut rows: Vec<(&str, String)> = vec![
-        ("scenario", format!("im --mode {}", mode.name())),
-        (
-            "connections",
-            format!(
-                "{ready} IM ({failed} failed, {} dropped during the run)",
-                count(&shared.disconnected)
-            ),
+    let mut table = Table::new();
+    table.row("scenario", format!("im --mode {}", mode.name()));
+    table.row(
+        "connections",
+        format!(
+            "{ready} IM ({failed} failed, {} dropped during the run)",
+            count(&tally.disconnected)
         ),
-        ("ramp", format!("{ramp_secs:.1} s")),
-    ];
+    );
+    table.row("ramp", format!("{ramp_secs:.1} s"));
     if let Some((o, s)) = &fill {
-        rows.push((
+        table.row(
             "fill",
             format!(
                 "{} appends in {} requests, {s:.1} s ({} appends/s), http {}",
@@ -598,120 +516,77 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 per_sec(o.appends, *s),
                 fmt_lat(&o.http_latency)
             ),
-        ));
+        );
     }
     if let Some((o, s)) = &push {
-        rows.extend([
-            (
-                "requests",
-                format!(
-                    "{} sent, {} accepted, {} refused, {} errors in {s:.1} s",
-                    o.sent,
-                    o.accepted.len(),
-                    o.rejected,
-                    o.errors
-                ),
+        table.row(
+            "requests",
+            format!(
+                "{} sent, {} accepted, {} refused, {} errors in {s:.1} s",
+                o.sent,
+                o.accepted.len(),
+                o.rejected,
+                o.errors
             ),
-            ("requests/s", format!("{}", per_sec(requests_ok, *s))),
-            (
-                "appends/s",
-                format!(
-                    "{} ({appends} confirmed, {stored} in the mailboxes)",
-                    per_sec(appends, *s)
-                ),
+        );
+        table.row("requests/s", format!("{}", per_sec(requests_ok, *s)));
+        table.row(
+            "appends/s",
+            format!(
+                "{} ({appends} confirmed, {stored} in the mailboxes)",
+                per_sec(appends, *s)
             ),
-            ("http latency", fmt_lat(&o.http_latency)),
-        ]);
+        );
+        table.row("http latency", fmt_lat(&o.http_latency));
     }
     if mode != ImMode::Idle && n > 0 {
-        rows.extend([
-            (
-                "delivered",
-                format!(
-                    "{delivered} of {expected} expected, {lost} lost ({users_short} users), \
-                     {duplicates} duplicates, {out_of_order} out of order"
-                ),
+        table.row(
+            "delivered",
+            format!(
+                "{delivered} of {expected} expected, {lost} lost ({users_short} users), \
+                 {duplicates} duplicates, {out_of_order} out of order"
             ),
-            (
-                "frames",
-                format!(
-                    "{} live, {} in sync pages ({} resent); {} gaps, {} op 18, {} sync errors",
-                    count(&shared.live),
-                    count(&shared.paged),
-                    count(&shared.resent),
-                    count(&shared.gaps),
-                    count(&shared.sync_requests),
-                    sync_errors
-                ),
+        );
+        table.row(
+            "frames",
+            format!(
+                "{} live, {} in sync pages ({} resent); {} gaps, {} op 18, {} sync errors",
+                count(&shared.live),
+                count(&shared.paged),
+                count(&shared.resent),
+                count(&shared.gaps),
+                count(&shared.sync_requests),
+                sync_errors
             ),
-        ]);
+        );
         if mode != ImMode::Sync {
             // In a sync run the bodies are as old as the fill: no latency.
-            rows.push(("latency", fmt_lat(&latency)));
+            table.row("latency", fmt_lat(&latency));
         }
-        rows.extend([(
-            if mode == ImMode::Sync {
-                "sync"
-            } else {
-                "connect sync"
-            },
-            fmt_lat(&sync_latency),
-        )]);
+        let sync_row = if mode == ImMode::Sync {
+            "sync"
+        } else {
+            "connect sync"
+        };
+        table.row(sync_row, fmt_lat(&sync_latency));
     }
     if mode == ImMode::Storm {
-        rows.extend([
-            (
-                "storm",
-                format!(
-                    "{} of {ready} resynced, all in {} s (the last reconnect was due at \
-                     {last_reconnect_s:.2} s), {} reconnect failures",
-                    count(&shared.resynced),
-                    opt(storm_synced_s.map(|s| format!("{s:.3}"))),
-                    count(&shared.reconnect_failures)
-                ),
-            ),
-            ("resync", fmt_lat(&resync_latency)),
-        ]);
-    }
-    rows.extend([
-        (
-            "server rss",
-            opt(before_connect
-                .zip(after_connect)
-                .zip(after_push)
-                .map(|((b, c), a)| {
-                    format!(
-                        "{} KB before, {} KB connected, {} KB at end",
-                        b.rss_kb, c.rss_kb, a.rss_kb
-                    )
-                })),
-        ),
-        ("rss/conn", opt(rss_per_conn_kb.map(|v| format!("{v} KB")))),
-        (
-            "server cpu",
-            opt(cpu_push_ms.map(|ms| format!("{ms} ms after connecting"))),
-        ),
-        (
-            "bench",
+        table.row(
+            "storm",
             format!(
-                "rss {} KB, cpu {} ms after connecting",
-                opt(bench_end.map(|s| s.rss_kb.to_string())),
-                opt(bench_cpu_ms.map(|v| v.to_string()))
+                "{} of {ready} resynced, all in {} s (the last reconnect was due at \
+                 {last_reconnect_s:.2} s), {} reconnect failures",
+                count(&shared.resynced),
+                or_dash(storm_synced_s.map(|s| format!("{s:.3}"))),
+                count(&shared.reconnect_failures)
             ),
-        ),
-    ]);
-    if let Some(e) = json["first_error"].as_str() {
-        rows.push(("first error", e.to_owned()));
+        );
+        table.row("resync", fmt_lat(&resync_latency));
     }
-    for (k, v) in rows {
-        println!("{k:>14}  {v}");
-    }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
-            .with_context(|| format!("write --json {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
-    }
-    if let Some(path) = &args.chart {
+    table.server_rss(&readings, ready);
+    table.server_cpu(&readings, "after connecting", None);
+    table.bench(&readings, "after connecting");
+    report::output(&args, table, &json, || {
         let series = [
             (
                 "delivery (HTTP request start to client receipt)",
@@ -725,18 +600,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ),
             ("storm resync", "#d62728", &resync_latency),
         ];
-        let svg = latency_svg(
+        latency_svg(
             &format!(
                 "rim bench im --mode {}: latency by percentile ({ready} IM clients)",
                 mode.name()
             ),
             &series,
-        );
-        std::fs::write(path, svg).with_context(|| format!("write --chart {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
-    }
-    if !failures.is_empty() {
-        bail!("durable messaging check failed: {}", failures.join(", "));
-    }
-    Ok(())
+        )
+    })?;
+    failures.check("durable messaging check")
 }

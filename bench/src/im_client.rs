@@ -9,43 +9,34 @@
 //! holds is a duplicate; a frame of a sync page it asked for is not.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use parking_lot::Mutex;
-use rim_proto::{Frame, FrameCodec, Op};
+use rim_proto::{Frame, Op};
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
-use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{dial, new_histogram, unix_nanos, ws_upgrade};
+use super::conn::{self, Conn, Heartbeat, Route};
+use super::ramp;
+use super::tally::{bump, nanos_since, new_histogram, unix_nanos, Latency, Tally};
 
-/// Connect plus handshake deadline.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Wait between reconnect attempts after a failed one.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
-/// Delivery latency histogram shards.
-const SHARDS: usize = 8;
 
 /// Counters and histograms every IM client writes to.
 #[derive(Debug)]
 pub(crate) struct ImShared {
-    pub(crate) ready: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    /// Connections the server ended (or that failed) outside a storm.
-    pub(crate) disconnected: AtomicU64,
+    /// Connections; `disconnected` counts those the server ended (or that
+    /// failed) outside a storm.
+    pub(crate) tally: Tally,
     /// Stored seqs received for the first time (live or in a page).
     pub(crate) delivered: AtomicU64,
     /// Stored frames that arrived live (outside a sync page).
@@ -77,8 +68,8 @@ pub(crate) struct ImShared {
     pub(crate) reconnect_failures: AtomicU64,
     /// Unix nanos of the last finished storm sync.
     pub(crate) last_resync_ns: AtomicU64,
-    first_error: Mutex<Option<String>>,
-    latency: Vec<Mutex<Histogram<u64>>>,
+    /// Delivery latency, sharded by seq.
+    pub(crate) latency: Latency,
     /// op 7 (or op 18) sent to the last op 20 of the first sync.
     pub(crate) sync_latency: Mutex<Histogram<u64>>,
     /// The same for storm reconnects.
@@ -88,9 +79,7 @@ pub(crate) struct ImShared {
 impl ImShared {
     pub(crate) fn new() -> ImShared {
         ImShared {
-            ready: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            disconnected: AtomicU64::new(0),
+            tally: Tally::new(),
             delivered: AtomicU64::new(0),
             live: AtomicU64::new(0),
             paged: AtomicU64::new(0),
@@ -107,54 +96,16 @@ impl ImShared {
             resynced: AtomicU64::new(0),
             reconnect_failures: AtomicU64::new(0),
             last_resync_ns: AtomicU64::new(0),
-            first_error: Mutex::new(None),
-            latency: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
+            latency: Latency::new(),
             sync_latency: Mutex::new(new_histogram()),
             resync_latency: Mutex::new(new_histogram()),
         }
     }
-
-    pub(crate) fn note_error(&self, e: &anyhow::Error) {
-        let mut first = self.first_error.lock();
-        if first.is_none() {
-            *first = Some(format!("{e:#}"));
-        }
-    }
-
-    pub(crate) fn first_error(&self) -> Option<String> {
-        self.first_error.lock().clone()
-    }
-
-    /// All delivery latencies merged.
-    pub(crate) fn latency(&self) -> Histogram<u64> {
-        let mut all = new_histogram();
-        for shard in &self.latency {
-            // Same bounds everywhere, so adding cannot fail.
-            let _ = all.add(&*shard.lock());
-        }
-        all
-    }
-
-    pub(crate) fn count(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-fn nanos_since(t: Instant) -> u64 {
-    u64::try_from(t.elapsed().as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1)
 }
 
 /// What every IM client shares.
 #[derive(Debug)]
 pub(crate) struct ImConfig {
-    pub(crate) tcp: SocketAddr,
-    pub(crate) ws: SocketAddr,
     /// The stored messages' op.
     pub(crate) op: i32,
     pub(crate) heartbeat: Duration,
@@ -214,8 +165,7 @@ impl Mailbox {
 pub(crate) struct ImSpec {
     /// 1-based; the client's mid.
     pub(crate) mid: u32,
-    pub(crate) ws: bool,
-    pub(crate) source: Option<IpAddr>,
+    pub(crate) route: Route,
 }
 
 /// What a client hands back when it stops.
@@ -260,83 +210,6 @@ struct SyncEnd {
     more: Option<bool>,
     code: Option<u16>,
     reason: Option<String>,
-}
-
-enum Io {
-    Tcp {
-        stream: TcpStream,
-        buf: BytesMut,
-        codec: FrameCodec,
-    },
-    Ws(Box<WebSocketStream<TcpStream>>),
-}
-
-impl Io {
-    async fn send(&mut self, frame: Bytes) -> anyhow::Result<()> {
-        match self {
-            Io::Tcp { stream, .. } => {
-                use tokio::io::AsyncWriteExt;
-                stream.write_all(&frame).await.context("write")
-            }
-            Io::Ws(ws) => ws.send(Message::Binary(frame)).await.context("write"),
-        }
-    }
-
-    /// Reads at least one frame into `out`, op 9 bodies flattened.
-    /// Cancel-safe: nothing is consumed before the only await completes.
-    async fn read(&mut self, out: &mut Vec<Frame>) -> anyhow::Result<()> {
-        match self {
-            Io::Tcp { stream, buf, codec } => loop {
-                let before = out.len();
-                while let Some(frame) = codec.decode(buf).context("decode frame")? {
-                    flatten(frame, out)?;
-                }
-                if buf.is_empty() {
-                    // Give the buffer back while idle.
-                    *buf = BytesMut::new();
-                }
-                if out.len() > before {
-                    return Ok(());
-                }
-                stream.readable().await.context("wait for data")?;
-                if buf.capacity() - buf.len() < 1024 {
-                    buf.reserve(4096);
-                }
-                match stream.try_read_buf(buf) {
-                    Ok(0) => bail!("the server closed the connection"),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e).context("read"),
-                }
-            },
-            Io::Ws(ws) => loop {
-                let msg = ws
-                    .next()
-                    .await
-                    .context("the server closed the connection")?
-                    .context("read")?;
-                let data = match msg {
-                    Message::Binary(b) => b,
-                    Message::Text(t) => Bytes::from(t.as_str().to_owned()),
-                    Message::Close(_) => bail!("the server closed the WebSocket"),
-                    _ => continue,
-                };
-                let frame = Frame::decode_exact(data, usize::MAX).context("decode frame")?;
-                return flatten(frame, out);
-            },
-        }
-    }
-}
-
-fn flatten(frame: Frame, out: &mut Vec<Frame>) -> anyhow::Result<()> {
-    if frame.op == Op::Raw.code() {
-        for inner in Frame::batch(frame.body) {
-            out.push(inner.context("decode a frame inside op 9")?);
-        }
-    } else {
-        out.push(frame);
-    }
-    Ok(())
 }
 
 /// One client task's state: its mailbox copy and the connection's sync.
@@ -394,21 +267,16 @@ impl ImClient {
         stop: CancellationToken,
         mut storm: watch::Receiver<Option<Instant>>,
     ) -> ImOutcome {
-        let first = tokio::select! {
-            r = self.connect(SyncKind::First) => r,
-            _ = stop.cancelled() => return self.outcome(false),
+        let (shared, cfg, mid) = (
+            Arc::clone(&self.shared),
+            Arc::clone(&self.cfg),
+            self.spec.mid,
+        );
+        let first = self.connect(SyncKind::First);
+        let up = ramp::come_up(mid, first, &shared.tally, &cfg.progress, &stop);
+        let Some(mut io) = up.await else {
+            return self.outcome(false);
         };
-        let mut io = match first {
-            Ok(io) => io,
-            Err(e) => {
-                bump(&self.shared.failed);
-                self.shared
-                    .note_error(&e.context(format!("client {}", self.spec.mid)));
-                return self.outcome(false);
-            }
-        };
-        bump(&self.shared.ready);
-        self.cfg.progress.inc(1);
         let mut storm_done = false;
         loop {
             match self
@@ -429,14 +297,14 @@ impl ImClient {
                     }
                     io = loop {
                         let attempt = tokio::select! {
-                            r = self.connect(SyncKind::Storm) => r,
+                            r = conn::within_timeout(self.connect(SyncKind::Storm)) => r,
                             _ = stop.cancelled() => return self.outcome(true),
                         };
                         match attempt {
                             Ok(io) => break io,
                             Err(e) => {
                                 bump(&self.shared.reconnect_failures);
-                                self.shared.note_error(
+                                self.shared.tally.note_error(
                                     &e.context(format!("client {} reconnect", self.spec.mid)),
                                 );
                                 tokio::time::sleep(RECONNECT_BACKOFF).await;
@@ -445,9 +313,7 @@ impl ImClient {
                     };
                 }
                 Err(e) => {
-                    bump(&self.shared.disconnected);
-                    self.shared
-                        .note_error(&e.context(format!("client {}", self.spec.mid)));
+                    self.shared.tally.dropped(self.spec.mid, e);
                     return self.outcome(true);
                 }
             }
@@ -472,25 +338,9 @@ impl ImClient {
 
     /// Connects and authenticates; the sync (if any) starts with op 7 (the
     /// token's `since`) or with op 18 right after op 8.
-    async fn connect(&mut self, kind: SyncKind) -> anyhow::Result<Io> {
-        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(kind))
-            .await
-            .unwrap_or_else(|_| bail!("connect and auth took over {CONNECT_TIMEOUT:?}"))
-    }
-
-    async fn connect_inner(&mut self, kind: SyncKind) -> anyhow::Result<Io> {
+    async fn connect(&mut self, kind: SyncKind) -> anyhow::Result<Conn> {
         let cfg = Arc::clone(&self.cfg);
-        let target = if self.spec.ws { cfg.ws } else { cfg.tcp };
-        let stream = dial(target, self.spec.source).await?;
-        let mut io = if self.spec.ws {
-            Io::Ws(Box::new(ws_upgrade(stream, target).await?))
-        } else {
-            Io::Tcp {
-                stream,
-                buf: BytesMut::new(),
-                codec: FrameCodec::new(usize::MAX),
-            }
-        };
+        let mut io = Conn::open(self.spec.route).await?;
         self.generation += 1;
         self.sync = None;
         self.synced_upto = 0;
@@ -506,19 +356,8 @@ impl ImClient {
             token["since"] = self.sync_body();
         }
         let started = Instant::now();
-        io.send(Frame::new(1, Op::Auth, 1, Bytes::from(token.to_string())).to_bytes())
-            .await
-            .context("send auth")?;
-        let mut frames = Vec::new();
-        loop {
-            io.read(&mut frames).await.context("read the auth reply")?;
-            if let Some(at) = frames.iter().position(|f| f.op == Op::AuthReply.code()) {
-                // On TCP the sync's first frames may come in the same read.
-                self.pending = frames.split_off(at + 1);
-                break;
-            }
-            frames.clear();
-        }
+        // On TCP the sync's first frames may come with op 8.
+        self.pending = io.auth(&token).await?;
         if by_since {
             self.sync = Some(SyncRun {
                 kind,
@@ -532,7 +371,7 @@ impl ImClient {
         Ok(io)
     }
 
-    async fn request_sync(&mut self, io: &mut Io, kind: SyncKind) -> anyhow::Result<()> {
+    async fn request_sync(&mut self, io: &mut Conn, kind: SyncKind) -> anyhow::Result<()> {
         let echo = self.next_echo;
         self.next_echo = self.next_echo.wrapping_add(1).max(1);
         let started = Instant::now();
@@ -556,17 +395,12 @@ impl ImClient {
     /// One connection's life: frames, heartbeats, until the storm.
     async fn connection(
         &mut self,
-        io: &mut Io,
+        io: &mut Conn,
         stop: &CancellationToken,
         storm: &mut watch::Receiver<Option<Instant>>,
         storm_done: bool,
     ) -> anyhow::Result<Next> {
-        let period = self.cfg.heartbeat.max(Duration::from_millis(100));
-        let phase =
-            Duration::from_millis(u64::from(self.spec.mid) % period.as_millis().max(1) as u64);
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + phase, period);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let hb = Frame::new(1, Op::Heartbeat, 2, Bytes::new()).to_bytes();
+        let mut heartbeat = Heartbeat::new(self.cfg.heartbeat, self.spec.mid);
         let mut frames = std::mem::take(&mut self.pending);
         for frame in frames.drain(..) {
             if let Some(kind) = self.on_frame(frame)? {
@@ -577,7 +411,7 @@ impl ImClient {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(Next::Stop),
-                _ = heartbeat.tick() => io.send(hb.clone()).await.context("send heartbeat")?,
+                _ = heartbeat.tick() => io.send(heartbeat.frame()).await.context("send heartbeat")?,
                 r = storm.changed(), if watching => {
                     if r.is_err() {
                         // No storm in this run.
@@ -734,11 +568,9 @@ impl ImClient {
             .and_then(|b| b.split(':').next())
             .and_then(|s| s.parse::<u64>().ok());
         match sent {
-            Some(sent) => {
-                let _ = shared.latency[seq as usize % SHARDS]
-                    .lock()
-                    .record(now.saturating_sub(sent).max(1));
-            }
+            Some(sent) => shared
+                .latency
+                .record(seq as usize, now.saturating_sub(sent)),
             None => bump(&shared.foreign),
         }
         if gap {

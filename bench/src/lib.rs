@@ -7,24 +7,39 @@
 //! given `--server-pid`, the server's RSS per connection and CPU time per
 //! delivered message.
 //!
-//! - `client`: one bench client (connect, auth, read, heartbeat).
-//! - `http`: a minimal keep-alive HTTP/1.1 client for the push API.
-//! - `procfs`: RSS and CPU time from `/proc/<pid>`.
-//! - `report`: the result table, JSON and SVG chart.
+//! - `run`: the entry point, and the goim scenarios' run (idle, room,
+//!   keyed, broadcast, api); `im` and `chat` are the durable messaging and
+//!   chat runs.
+//! - `ramp`: bringing a run's clients up (shared flag checks, limits, the
+//!   ramp, the wait until they are up) and joining them at the end.
+//! - `conn`: one client connection on the wire (dial, WebSocket upgrade,
+//!   op 7 → op 8, frames in and out, heartbeat), for every kind of client.
+//! - `client`, `im_client`, `chat_client`: the goim push client, the IM
+//!   client and the chat client.
+//! - `tally`: what the client tasks count together (connections, first
+//!   error, sharded latency histograms).
+//! - `push`, `http`: the push phase over a pool of keep-alive HTTP/1.1
+//!   connections to the push API.
+//! - `procfs`: RSS and CPU time from `/proc/<pid>`, read at a run's marks.
+//! - `report`: latency summaries, the result table, JSON, SVG chart.
 //!
 //! The `rim` binary runs it as `rim bench` (its default `bench` feature).
 
 #![warn(missing_docs)]
 
 mod chat;
+mod chat_client;
 mod client;
+mod conn;
 mod http;
 mod im;
 mod im_client;
 mod procfs;
 mod push;
+mod ramp;
 mod report;
 mod run;
+mod tally;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -13,8 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::client;
 use super::http::HttpConn;
+use super::tally::{nanos_since, new_histogram, unix_nanos};
 
 /// Which clients a push targets.
 #[derive(Clone, Copy, Debug)]
@@ -109,7 +109,7 @@ impl PushOutcome {
             appends: 0,
             rejected: 0,
             errors: 0,
-            http_latency: client::new_histogram(),
+            http_latency: new_histogram(),
             first_error: None,
         }
     }
@@ -130,7 +130,7 @@ impl PushOutcome {
 
 /// The body of push `seq`: `<send_unix_nanos>:<seq>`, padded to `size`.
 pub(crate) fn payload(seq: u32, size: usize) -> Vec<u8> {
-    let mut body = format!("{}:{seq}", client::unix_nanos()).into_bytes();
+    let mut body = format!("{}:{seq}", unix_nanos()).into_bytes();
     if body.len() < size {
         body.push(b':');
         body.resize(size, b'x');
@@ -208,8 +208,7 @@ async fn pusher(
         out.sent += 1;
         match conn.post(&path, &body).await {
             Ok(answer) => {
-                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                let _ = out.http_latency.record(nanos.max(1));
+                let _ = out.http_latency.record(nanos_since(started));
                 let stored = if args.store {
                     answer.stored()
                 } else {

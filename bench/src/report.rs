@@ -1,11 +1,19 @@
-//! The result of a run: a table on stdout, JSON, and an optional SVG chart.
+//! The result of a run, in every mode: the settings echoed in the JSON,
+//! latency summaries (quantiles in microseconds, as one line and as JSON),
+//! the result table on stdout with the server and bench rows every mode
+//! prints, the failure list of the checked modes, the `--json` and
+//! `--chart` files, and the SVG chart.
+//!
+//! The goim scenarios' [`Report`] is here too; `im` and `chat` build their
+//! own documents and tables from these pieces, since what they count differs.
 
 use std::fmt::Write as _;
 
+use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use super::procfs::ProcSample;
+use super::procfs::Readings;
 use super::{BenchArgs, Scenario};
 
 /// The settings of a run, echoed in the JSON.
@@ -68,7 +76,8 @@ impl Settings {
     }
 }
 
-/// Everything measured in one run.
+/// Everything measured in one run of a goim scenario (idle, room, keyed,
+/// broadcast, api).
 pub(crate) struct Report {
     pub(crate) scenario: Scenario,
     pub(crate) settings: Settings,
@@ -89,13 +98,9 @@ pub(crate) struct Report {
     pub(crate) delivery_secs: f64,
     pub(crate) latency: Histogram<u64>,
     pub(crate) http_latency: Option<Histogram<u64>>,
-    pub(crate) before_connect: Option<ProcSample>,
-    pub(crate) after_connect: Option<ProcSample>,
-    pub(crate) push_start: Option<ProcSample>,
-    pub(crate) after_push: Option<ProcSample>,
-    pub(crate) bench_rss_kb: Option<u64>,
-    /// The bench's own CPU time during the push (or hold) phase and drain.
-    pub(crate) bench_cpu_ms: Option<u64>,
+    /// The server's and the bench's own readings; the measured phase is the
+    /// push (or hold) phase and its drain.
+    pub(crate) readings: Readings,
     /// The `--cpu-pid` processes' CPU time during the push phase and drain.
     pub(crate) processes: Vec<ProcessCpu>,
     pub(crate) first_error: Option<String>,
@@ -137,174 +142,291 @@ pub(crate) fn per_sec(count: u64, secs: f64) -> f64 {
     }
 }
 
-impl Report {
-    fn rss_per_conn_kb(&self) -> Option<f64> {
-        let (b, a) = (self.before_connect?, self.after_connect?);
-        (self.connections > 0).then(|| {
-            let v = (a.rss_kb as f64 - b.rss_kb as f64) / self.connections as f64;
-            (v * 100.0).round() / 100.0
-        })
+/// CPU nanoseconds per delivered message, rounded; `None` when nothing
+/// was delivered.
+fn per_delivery(cpu_ns: u64, delivered: u64) -> Option<f64> {
+    (delivered > 0).then(|| (cpu_ns as f64 / delivered as f64).round())
+}
+
+/// Seconds from the start of the measured phase (`start_unix`) to the last
+/// receipt (`last_unix`); `fallback` when nothing arrived after the start.
+pub(crate) fn delivery_secs(start_unix: u64, last_unix: u64, fallback: f64) -> f64 {
+    if last_unix > start_unix {
+        (last_unix - start_unix) as f64 / 1e9
+    } else {
+        fallback
+    }
+}
+
+/// `v`, or "-" when there is none.
+pub(crate) fn or_dash(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "-".into())
+}
+
+/// The result table: one `name  value` row a line on stdout, names
+/// right-aligned.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    rows: Vec<(&'static str, String)>,
+}
+
+impl Table {
+    pub(crate) fn new() -> Table {
+        Table::default()
     }
 
-    fn cpu_push_ns(&self) -> Option<u64> {
-        let (b, a) = (self.push_start?, self.after_push?);
-        Some(a.cpu_ns.saturating_sub(b.cpu_ns))
+    pub(crate) fn row(&mut self, name: &'static str, value: impl Into<String>) {
+        self.rows.push((name, value.into()));
     }
 
-    fn cpu_ns_per_delivery(&self) -> Option<f64> {
-        let cpu = self.cpu_push_ns()?;
-        (self.delivered > 0).then(|| (cpu as f64 / self.delivered as f64).round())
-    }
-
-    /// The JSON document written by `--json`.
-    pub(crate) fn json(&self) -> Value {
-        json!({
-            "scenario": self.scenario.name(),
-            "connections": self.connections,
-            "connections_failed": self.connections_failed,
-            "disconnected": self.disconnected,
-            "ramp_s": self.ramp_secs,
-            "push_s": self.push_secs,
-            "pushes_sent": self.pushes_sent,
-            "pushes_accepted": self.pushes_accepted,
-            "pushes_rejected": self.pushes_rejected,
-            "push_errors": self.push_errors,
-            "accepted_per_sec": per_sec(self.pushes_accepted, self.push_secs),
-            "expected": self.expected,
-            "delivered": self.delivered,
-            "lost": self.lost,
-            "duplicates": self.duplicates,
-            "foreign": self.foreign,
-            "delivered_per_sec": per_sec(self.delivered, self.delivery_secs),
-            "latency_us": latency_json(&self.latency),
-            "http_latency_us": self.http_latency.as_ref().map_or(Value::Null, latency_json),
-            "server_rss_before_kb": self.before_connect.map(|s| s.rss_kb),
-            "server_rss_connected_kb": self.after_connect.map(|s| s.rss_kb),
-            "server_rss_kb": self.after_push.map(|s| s.rss_kb),
-            "rss_per_conn_kb": self.rss_per_conn_kb(),
-            "server_cpu_push_ms": self.cpu_push_ns().map(|ns| ns / 1_000_000),
-            "server_cpu_ns_per_delivery": self.cpu_ns_per_delivery(),
-            "bench_rss_kb": self.bench_rss_kb,
-            "bench_cpu_push_ms": self.bench_cpu_ms,
-            "processes": self.processes.iter().map(|p| json!({
-                "name": p.name,
-                "pid": p.pid,
-                "cpu_push_ms": p.cpu_ns / 1_000_000,
-                "cpu_ns_per_delivery": (self.delivered > 0)
-                    .then(|| (p.cpu_ns as f64 / self.delivered as f64).round()),
-            })).collect::<Vec<_>>(),
-            "first_error": self.first_error,
-            "settings": self.settings,
-        })
-    }
-
-    /// Prints the result table on stdout.
-    pub(crate) fn print(&self) {
-        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        let mut rows: Vec<(&str, String)> = vec![
-            ("scenario", self.scenario.name().into()),
-            (
-                "connections",
-                format!(
-                    "{} ({} failed, {} dropped during the run)",
-                    self.connections, self.connections_failed, self.disconnected
-                ),
-            ),
-            ("ramp", format!("{:.1} s", self.ramp_secs)),
-        ];
-        if self.scenario != Scenario::Idle {
-            rows.extend([
-                (
-                    "pushes",
-                    format!(
-                        "{} sent, {} accepted, {} refused, {} errors in {:.1} s",
-                        self.pushes_sent,
-                        self.pushes_accepted,
-                        self.pushes_rejected,
-                        self.push_errors,
-                        self.push_secs
-                    ),
-                ),
-                (
-                    "accepted/s",
-                    format!("{}", per_sec(self.pushes_accepted, self.push_secs)),
-                ),
-                (
-                    "delivered",
-                    format!(
-                        "{} of {} expected, {} lost, {} duplicates",
-                        self.delivered, self.expected, self.lost, self.duplicates
-                    ),
-                ),
-                (
-                    "delivered/s",
-                    format!("{}", per_sec(self.delivered, self.delivery_secs)),
-                ),
-            ]);
-            rows.push(("latency", fmt_lat(&self.latency)));
-            if let Some(h) = &self.http_latency {
-                rows.push(("http latency", fmt_lat(h)));
-            }
+    fn print(&self) {
+        for (k, v) in &self.rows {
+            println!("{k:>14}  {v}");
         }
-        rows.extend([
-            (
-                "server rss",
-                opt(self
-                    .before_connect
-                    .zip(self.after_connect)
-                    .zip(self.after_push)
+    }
+
+    /// The "server rss" and "rss/conn" rows (`connections` came up).
+    pub(crate) fn server_rss(&mut self, r: &Readings, connections: u64) {
+        self.row(
+            "server rss",
+            or_dash(
+                r.before_connect
+                    .zip(r.after_connect)
+                    .zip(r.after_push)
                     .map(|((b, c), a)| {
                         format!(
                             "{} KB before, {} KB connected, {} KB at end",
                             b.rss_kb, c.rss_kb, a.rss_kb
                         )
-                    })),
+                    }),
             ),
-            (
-                "rss/conn",
-                opt(self.rss_per_conn_kb().map(|v| format!("{v} KB"))),
-            ),
-        ]);
-        if self.scenario != Scenario::Idle {
-            rows.push((
-                "server cpu",
-                opt(self.cpu_push_ns().map(|ns| {
-                    format!(
-                        "{} ms during push+drain, {} ns per delivery",
-                        ns / 1_000_000,
-                        opt(self.cpu_ns_per_delivery().map(|v| v.to_string()))
-                    )
-                })),
-            ));
-        }
-        rows.push((
+        );
+        self.row(
+            "rss/conn",
+            or_dash(r.rss_per_conn_kb(connections).map(|v| format!("{v} KB"))),
+        );
+    }
+
+    /// The "server cpu" row over the measured phase (`phase`, e.g. "during
+    /// push+drain"), per delivered message when `delivered` is given.
+    pub(crate) fn server_cpu(&mut self, r: &Readings, phase: &str, delivered: Option<u64>) {
+        self.row(
+            "server cpu",
+            or_dash(r.server_cpu_ns().map(|ns| {
+                let ms = ns / 1_000_000;
+                match delivered {
+                    Some(d) => format!(
+                        "{ms} ms {phase}, {} ns per delivery",
+                        or_dash(per_delivery(ns, d).map(|v| v.to_string()))
+                    ),
+                    None => format!("{ms} ms {phase}"),
+                }
+            })),
+        );
+    }
+
+    /// The "bench" row: the bench's own RSS and CPU time over `phase`.
+    pub(crate) fn bench(&mut self, r: &Readings, phase: &str) {
+        self.row(
             "bench",
             format!(
-                "rss {} KB, cpu {} ms during push+drain",
-                opt(self.bench_rss_kb.map(|v| v.to_string())),
-                opt(self.bench_cpu_ms.map(|v| v.to_string()))
+                "rss {} KB, cpu {} ms {phase}",
+                or_dash(r.bench_rss_kb().map(|v| v.to_string())),
+                or_dash(r.bench_cpu_ms().map(|v| v.to_string()))
             ),
-        ));
+        );
+    }
+}
+
+/// The JSON fields of `r` every mode reports: the server's RSS at the three
+/// marks and its CPU time over the measured phase, the bench's RSS and CPU
+/// time.
+pub(crate) fn readings_json(r: &Readings) -> Value {
+    json!({
+        "server_rss_before_kb": r.before_connect.map(|s| s.rss_kb),
+        "server_rss_connected_kb": r.after_connect.map(|s| s.rss_kb),
+        "server_rss_kb": r.after_push.map(|s| s.rss_kb),
+        "server_cpu_push_ms": r.server_cpu_ns().map(|ns| ns / 1_000_000),
+        "bench_rss_kb": r.bench_rss_kb(),
+        "bench_cpu_push_ms": r.bench_cpu_ms(),
+    })
+}
+
+/// CPU nanoseconds per delivered message over the measured phase.
+pub(crate) fn server_cpu_per_delivery(r: &Readings, delivered: u64) -> Option<f64> {
+    per_delivery(r.server_cpu_ns()?, delivered)
+}
+
+/// One JSON object with the fields of all `parts` (objects; keys are
+/// sorted in the output, so the order of the parts does not show).
+pub(crate) fn merge(parts: impl IntoIterator<Item = Value>) -> Value {
+    let mut all = serde_json::Map::new();
+    for part in parts {
+        if let Value::Object(fields) = part {
+            all.extend(fields);
+        }
+    }
+    Value::Object(all)
+}
+
+/// What made a checked run (im, chat) fail, one reason each; in the JSON
+/// as a list.
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(transparent)]
+pub(crate) struct Failures(Vec<String>);
+
+impl Failures {
+    /// "N what" for each count above zero.
+    pub(crate) fn counted(counts: &[(&str, u64)]) -> Failures {
+        Failures(
+            counts
+                .iter()
+                .filter(|(_, v)| *v > 0)
+                .map(|(what, v)| format!("{v} {what}"))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn push(&mut self, reason: String) {
+        self.0.push(reason);
+    }
+
+    /// Fails the run when there is any reason; `check` names what failed.
+    pub(crate) fn check(&self, check: &str) -> anyhow::Result<()> {
+        if !self.0.is_empty() {
+            anyhow::bail!("{check} failed: {}", self.0.join(", "));
+        }
+        Ok(())
+    }
+}
+
+/// Puts out a run's result: `table` with a last row for the JSON's
+/// `first_error` on stdout, the `--json` document and the `--chart` SVG
+/// (drawn only when asked for) when the flags name files.
+pub(crate) fn output(
+    args: &BenchArgs,
+    mut table: Table,
+    json: &Value,
+    svg: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if let Some(e) = json["first_error"].as_str() {
+        table.row("first error", e);
+    }
+    table.print();
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(json)?)
+            .with_context(|| format!("write --json {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.chart {
+        std::fs::write(path, svg()).with_context(|| format!("write --chart {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+impl Report {
+    /// The JSON document written by `--json`.
+    pub(crate) fn json(&self) -> Value {
+        let r = &self.readings;
+        merge([
+            json!({
+                "scenario": self.scenario.name(),
+                "connections": self.connections,
+                "connections_failed": self.connections_failed,
+                "disconnected": self.disconnected,
+                "ramp_s": self.ramp_secs,
+                "push_s": self.push_secs,
+                "pushes_sent": self.pushes_sent,
+                "pushes_accepted": self.pushes_accepted,
+                "pushes_rejected": self.pushes_rejected,
+                "push_errors": self.push_errors,
+                "accepted_per_sec": per_sec(self.pushes_accepted, self.push_secs),
+                "expected": self.expected,
+                "delivered": self.delivered,
+                "lost": self.lost,
+                "duplicates": self.duplicates,
+                "foreign": self.foreign,
+                "delivered_per_sec": per_sec(self.delivered, self.delivery_secs),
+                "latency_us": latency_json(&self.latency),
+                "http_latency_us": self.http_latency.as_ref().map_or(Value::Null, latency_json),
+                "rss_per_conn_kb": r.rss_per_conn_kb(self.connections),
+                "server_cpu_ns_per_delivery": server_cpu_per_delivery(r, self.delivered),
+                "processes": self.processes.iter().map(|p| json!({
+                    "name": p.name,
+                    "pid": p.pid,
+                    "cpu_push_ms": p.cpu_ns / 1_000_000,
+                    "cpu_ns_per_delivery": per_delivery(p.cpu_ns, self.delivered),
+                })).collect::<Vec<_>>(),
+                "first_error": self.first_error,
+                "settings": self.settings,
+            }),
+            readings_json(r),
+        ])
+    }
+
+    /// The result table (the first error aside: [`output`] adds it).
+    pub(crate) fn table(&self) -> Table {
+        let mut table = Table::new();
+        table.row("scenario", self.scenario.name());
+        table.row(
+            "connections",
+            format!(
+                "{} ({} failed, {} dropped during the run)",
+                self.connections, self.connections_failed, self.disconnected
+            ),
+        );
+        table.row("ramp", format!("{:.1} s", self.ramp_secs));
+        if self.scenario != Scenario::Idle {
+            table.row(
+                "pushes",
+                format!(
+                    "{} sent, {} accepted, {} refused, {} errors in {:.1} s",
+                    self.pushes_sent,
+                    self.pushes_accepted,
+                    self.pushes_rejected,
+                    self.push_errors,
+                    self.push_secs
+                ),
+            );
+            table.row(
+                "accepted/s",
+                format!("{}", per_sec(self.pushes_accepted, self.push_secs)),
+            );
+            table.row(
+                "delivered",
+                format!(
+                    "{} of {} expected, {} lost, {} duplicates",
+                    self.delivered, self.expected, self.lost, self.duplicates
+                ),
+            );
+            table.row(
+                "delivered/s",
+                format!("{}", per_sec(self.delivered, self.delivery_secs)),
+            );
+            table.row("latency", fmt_lat(&self.latency));
+            if let Some(h) = &self.http_latency {
+                table.row("http latency", fmt_lat(h));
+            }
+        }
+        table.server_rss(&self.readings, self.connections);
+        if self.scenario != Scenario::Idle {
+            table.server_cpu(&self.readings, "during push+drain", Some(self.delivered));
+        }
+        table.bench(&self.readings, "during push+drain");
         for p in &self.processes {
-            let per =
-                (self.delivered > 0).then(|| (p.cpu_ns as f64 / self.delivered as f64).round());
-            rows.push((
+            table.row(
                 "cpu",
                 format!(
                     "{} (pid {}): {} ms during push+drain, {} ns per delivery",
                     p.name,
                     p.pid,
                     p.cpu_ns / 1_000_000,
-                    opt(per.map(|v| v.to_string()))
+                    or_dash(per_delivery(p.cpu_ns, self.delivered).map(|v| v.to_string()))
                 ),
-            ));
+            );
         }
-        if let Some(e) = &self.first_error {
-            rows.push(("first error", e.clone()));
-        }
-        for (k, v) in rows {
-            println!("{k:>14}  {v}");
-        }
+        table
     }
 
     /// A latency-by-percentile chart (delivery and HTTP).
