@@ -91,6 +91,10 @@ pub async fn discover(
         if let Some(routers) = &routers {
             match routers.online().await {
                 Ok(reports) => {
+                    job.note_reports(
+                        reports.iter().map(|r| (r.server.as_str(), r.updated)),
+                        config.comet_ttl,
+                    );
                     let oldest = now_secs() - config.comet_ttl.as_secs() as i64;
                     for r in reports.into_iter().filter(|r| !r.grpc_addr.is_empty()) {
                         let set = if r.updated >= oldest {
