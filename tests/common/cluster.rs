@@ -195,8 +195,9 @@ async fn spawn_comet(
     let config = format!(
         "grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\nlogic_addrs = [\"{logic_grpc}\"]\n\n[comet]\n\
          server_id = \"{cluster}-comet{i}\"\ntcp_bind = [\"127.0.0.1:0\"]\nws_bind = [\"127.0.0.1:0\"]\n\
-         online_report_interval = \"200ms\"\nsession_queue = 8192\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n{extra}\n",
+         online_report_interval = \"{report}\"\nsession_queue = 8192\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n{extra}\n",
         r = opts.session_refresh,
+        report = opts.report_interval,
     );
     Proc::spawn(dir, "comet", &format!("comet{i}"), &config).await
 }
@@ -306,6 +307,8 @@ pub struct Options {
     pub direct_redis: bool,
     /// Job: lines of its `[job.room]` section.
     pub job_room: String,
+    /// Comet: how often it sends logic its online report.
+    pub report_interval: &'static str,
 }
 
 impl Options {
@@ -330,6 +333,7 @@ impl Options {
             mailbox: None,
             direct_redis: false,
             job_room: String::new(),
+            report_interval: "200ms",
         }
     }
 }
