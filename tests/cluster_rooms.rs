@@ -80,7 +80,10 @@ async fn delayed(
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                    if tx
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -283,6 +286,14 @@ async fn room_pushes_reach_every_member_joined_before_them_and_only_comets_with_
         assert!(room_calls(&c, i).await > 0.0, "comet {i}");
     }
     let job = format!("http://{}/metrics", c.job.addr("metrics"));
+    // No batch went to more comets than its room has members on (2).
+    let batches = metric(&job, "rim_job_room_batch_comets_count").await;
+    assert!(batches > 0.0);
+    assert_eq!(
+        metric(&job, "rim_job_room_batch_comets_bucket{le=\"2\"}").await,
+        batches,
+        "every batch went to at most 2 comets"
+    );
     assert!(metric(&job, "rim_job_room_lookups_total{result=\"ok\"}").await > 0.0);
     assert_eq!(
         metric(&job, "rim_job_room_lookups_total{result=\"failed\"}").await,
@@ -294,12 +305,20 @@ async fn room_pushes_reach_every_member_joined_before_them_and_only_comets_with_
         .await
         .unwrap();
     let reply = member
-        .request(Op::JoinRoom.code(), 1, b"race://0", Op::JoinRoomReply.code())
+        .request(
+            Op::JoinRoom.code(),
+            1,
+            b"race://0",
+            Op::JoinRoomReply.code(),
+        )
         .await
         .unwrap();
     assert_eq!(&reply.body[..], b"race://0");
     c.http
-        .push_ok("/goim/push/room?operation=1000&type=race&room=0", "recorded")
+        .push_ok(
+            "/goim/push/room?operation=1000&type=race&room=0",
+            "recorded",
+        )
         .await;
     assert_eq!(&member.next_push().await.unwrap().body[..], b"recorded");
     // ... and once its logic stops relaying its reports, the record lapses
@@ -315,7 +334,9 @@ async fn room_pushes_reach_every_member_joined_before_them_and_only_comets_with_
             let servers = routers.room_servers(&["race://0".to_owned()]).await;
             match servers {
                 Ok(s) if !s[0].contains(&quiet_id) => Ok(()),
-                other => Err(format!("{quiet_id}'s record of race://0 still there: {other:?}")),
+                other => Err(format!(
+                    "{quiet_id}'s record of race://0 still there: {other:?}"
+                )),
             }
         },
     )

@@ -114,7 +114,11 @@ impl Announcer {
     pub(crate) async fn ensure(self: &Arc<Self>, room: &str) -> Result<Announced, AnnounceError> {
         let call = {
             let now = Instant::now();
-            if self.unsupported_until.lock().is_some_and(|until| now < until) {
+            if self
+                .unsupported_until
+                .lock()
+                .is_some_and(|until| now < until)
+            {
                 return Ok(Announced::Unsupported);
             }
             let mut rooms = self.rooms.lock();

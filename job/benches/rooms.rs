@@ -55,10 +55,7 @@ impl CometRpc for Counting {
         self.calls.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(PushMsgReply {}))
     }
-    async fn push_msgs(
-        &self,
-        _: Request<PushMsgsReq>,
-    ) -> Result<Response<PushMsgsReply>, Status> {
+    async fn push_msgs(&self, _: Request<PushMsgsReq>) -> Result<Response<PushMsgsReply>, Status> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(PushMsgsReply::default()))
     }
@@ -189,14 +186,18 @@ fn run_case(store: &Store, rounds: usize, comets: &[(String, String, Counting)])
         });
         let ids: Vec<String> = comets.iter().map(|(id, _, _)| id.clone()).collect();
         for (id, addr, _) in comets {
-            let client = GrpcComet::new(addr, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+            let client =
+                GrpcComet::new(addr, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
             job.add_comet(id, Arc::new(client));
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        job.note_reports(ids.iter().map(|id| (id.as_str(), now)), Duration::from_secs(3600));
+        job.note_reports(
+            ids.iter().map(|id| (id.as_str(), now)),
+            Duration::from_secs(3600),
+        );
         if let Some(router) = directory(store, &ids).await {
             let router: Arc<dyn RoomDirectory> = router;
             job.set_room_directory(router);
@@ -214,7 +215,10 @@ fn run_case(store: &Store, rounds: usize, comets: &[(String, String, Counting)])
             round().await;
         }
         let calls = |comets: &[(String, String, Counting)]| -> u64 {
-            comets.iter().map(|(_, _, c)| c.calls.load(Ordering::Relaxed)).sum()
+            comets
+                .iter()
+                .map(|(_, _, c)| c.calls.load(Ordering::Relaxed))
+                .sum()
         };
         let calls_before = calls(comets);
         let cpu_before = thread_cpu("job");
@@ -262,9 +266,7 @@ fn main() {
             tokio::spawn(
                 tonic::transport::Server::builder()
                     .add_service(server)
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-                        listener,
-                    )),
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
             );
             comets.push((format!("bench-comet-{i}"), addr, comet));
         }

@@ -166,7 +166,12 @@ impl Members {
         }
         *last = Some(now);
         let since = self.unlogged_failures.swap(0, Ordering::Relaxed);
-        warn!(room, error, unlogged_before = since, "room membership lookup failed; the batch goes to every comet");
+        warn!(
+            room,
+            error,
+            unlogged_before = since,
+            "room membership lookup failed; the batch goes to every comet"
+        );
     }
 }
 
@@ -230,7 +235,10 @@ mod tests {
         for (name, comet) in ["a", "b", "c"].iter().zip(&comets) {
             job.add_comet(name, comet.clone());
         }
-        job.note_reports([("a", now_secs()), ("b", now_secs()), ("c", now_secs())], TTL);
+        job.note_reports(
+            [("a", now_secs()), ("b", now_secs()), ("c", now_secs())],
+            TTL,
+        );
         (job, comets)
     }
 
@@ -289,7 +297,10 @@ mod tests {
         job.set_room_directory(router_with("live://1", &["a"]).await);
         // b's report is older than comet_ttl; c has none at all.
         job.note_reports(
-            [("a", now_secs()), ("b", now_secs() - TTL.as_secs() as i64 - 2)],
+            [
+                ("a", now_secs()),
+                ("b", now_secs() - TTL.as_secs() as i64 - 2),
+            ],
             TTL,
         );
         let delivery = job.dispatch(room("live://1", 1000, "m")).await.unwrap();

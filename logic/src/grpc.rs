@@ -11,12 +11,12 @@ use rim_proto::pb::im::{
     AckReply, AckReq, ReadReply, ReadReq, SendReply, SendReq, SyncReply, SyncReq,
 };
 use rim_proto::pb::logic::logic_server::{Logic as LogicRpc, LogicServer};
-use rim_proto::pb::room::rooms_server::{Rooms as RoomsRpc, RoomsServer};
-use rim_proto::pb::room::{AnnounceReply, AnnounceReq};
 use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReply, HeartbeatReq,
     NodesReply, NodesReq, OnlineReply, OnlineReq, ReceiveReply, ReceiveReq,
 };
+use rim_proto::pb::room::rooms_server::{Rooms as RoomsRpc, RoomsServer};
+use rim_proto::pb::room::{AnnounceReply, AnnounceReq};
 use tonic::{Request, Response, Status};
 
 use crate::{Logic, LogicError};
@@ -62,10 +62,7 @@ impl RoomsService {
 
 #[async_trait]
 impl RoomsRpc for RoomsService {
-    async fn announce(
-        &self,
-        req: Request<AnnounceReq>,
-    ) -> Result<Response<AnnounceReply>, Status> {
+    async fn announce(&self, req: Request<AnnounceReq>) -> Result<Response<AnnounceReply>, Status> {
         Ok(Response::new(
             self.logic.announce_rooms(req.into_inner()).await?,
         ))

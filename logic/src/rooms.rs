@@ -100,7 +100,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(reply.ttl_ms, 90_000, "the records live online_stale");
-        let rooms = ["live://1".to_owned(), "live://2".to_owned(), "live://3".to_owned()];
+        let rooms = [
+            "live://1".to_owned(),
+            "live://2".to_owned(),
+            "live://3".to_owned(),
+        ];
         assert_eq!(
             logic.router.room_servers(&rooms).await.unwrap(),
             vec![vec!["c1".to_owned()], vec!["c1".to_owned()], vec![]]
@@ -140,7 +144,10 @@ mod tests {
         );
         // Refreshed by the next report, the record outlives the first one's ttl.
         tokio::time::advance(Duration::from_secs(50)).await;
-        logic.renew_online(report(&[("live://1", 1)])).await.unwrap();
+        logic
+            .renew_online(report(&[("live://1", 1)]))
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(50)).await;
         assert_eq!(
             logic.router.room_servers(&rooms[..1]).await.unwrap(),
@@ -166,10 +173,10 @@ mod tests {
 
     /// A logic whose only router shard refuses connections.
     fn with_a_dead_router() -> std::sync::Arc<crate::Logic> {
-        let dead = rim_router::grpc::RemoteStore::new("127.0.0.1:1", Duration::from_millis(300))
-            .unwrap();
-        let router = rim_router::Router::new(vec![("dead".into(), std::sync::Arc::new(dead))])
-            .unwrap();
+        let dead =
+            rim_router::grpc::RemoteStore::new("127.0.0.1:1", Duration::from_millis(300)).unwrap();
+        let router =
+            rim_router::Router::new(vec![("dead".into(), std::sync::Arc::new(dead))]).unwrap();
         let (queue, _rx) = rim_queue::InProcessQueue::new(4, Duration::from_millis(50));
         crate::Logic::new(Config::default(), router, std::sync::Arc::new(queue))
     }

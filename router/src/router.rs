@@ -168,7 +168,10 @@ impl Router {
     }
 
     /// `rooms` grouped by shard, each with the rooms' positions.
-    fn rooms_by_shard<'a>(&'a self, rooms: &[String]) -> HashMap<&'a str, (Vec<usize>, Vec<String>)> {
+    fn rooms_by_shard<'a>(
+        &'a self,
+        rooms: &[String],
+    ) -> HashMap<&'a str, (Vec<usize>, Vec<String>)> {
         let mut groups: HashMap<&str, (Vec<usize>, Vec<String>)> = HashMap::new();
         for (i, room) in rooms.iter().enumerate() {
             let group = groups.entry(self.room_shard(room)).or_default();
@@ -199,17 +202,19 @@ impl Router {
     /// order: one call per shard, concurrently.
     pub async fn room_servers(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
         let groups = self.rooms_by_shard(rooms);
-        let answers = try_join_all(groups.into_iter().map(|(name, (positions, group))| async move {
-            let servers = self.shards[name].room_servers(&group).await?;
-            if servers.len() != positions.len() {
-                return Err(StoreError::Unavailable(format!(
-                    "shard {name}: {} answers to {} rooms",
-                    servers.len(),
-                    positions.len()
-                )));
-            }
-            Ok::<_, StoreError>(positions.into_iter().zip(servers))
-        }))
+        let answers = try_join_all(groups.into_iter().map(
+            |(name, (positions, group))| async move {
+                let servers = self.shards[name].room_servers(&group).await?;
+                if servers.len() != positions.len() {
+                    return Err(StoreError::Unavailable(format!(
+                        "shard {name}: {} answers to {} rooms",
+                        servers.len(),
+                        positions.len()
+                    )));
+                }
+                Ok::<_, StoreError>(positions.into_iter().zip(servers))
+            },
+        ))
         .await?;
         let mut out = vec![Vec::new(); rooms.len()];
         for (pos, servers) in answers.into_iter().flatten() {
@@ -372,7 +377,8 @@ mod tests {
             self.inner.announce_rooms(server, rooms, ttl).await
         }
         async fn room_servers(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
-            self.lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.lookups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.inner.room_servers(rooms).await
         }
     }
@@ -398,13 +404,19 @@ mod tests {
         let rooms: Vec<String> = (0..60).map(|i| format!("live://{i}")).collect();
         let ttl = Duration::from_secs(30);
         router.announce_rooms("c1", &rooms, ttl).await.unwrap();
-        router.announce_rooms("c2", &rooms[..10], ttl).await.unwrap();
+        router
+            .announce_rooms("c2", &rooms[..10], ttl)
+            .await
+            .unwrap();
         // Every shard holds some of the 60 rooms, and was called once for them.
         for (i, store) in stores.iter().enumerate() {
             assert_eq!(store.announces.load(Ordering::Relaxed), 2, "shard r{i}");
             let own = store.inner.room_servers(&rooms).await.unwrap();
             let held = own.iter().filter(|s| !s.is_empty()).count();
-            assert!((5..=40).contains(&held), "shard r{i} holds {held} of 60 rooms");
+            assert!(
+                (5..=40).contains(&held),
+                "shard r{i} holds {held} of 60 rooms"
+            );
         }
         // Each room lives on exactly one shard: the one the ring picks.
         for room in &rooms {
@@ -441,7 +453,11 @@ mod tests {
             assert_eq!(servers, expected, "{room}");
         }
         for store in &stores {
-            assert_eq!(store.lookups.load(Ordering::Relaxed), 1, "one lookup call per shard");
+            assert_eq!(
+                store.lookups.load(Ordering::Relaxed),
+                1,
+                "one lookup call per shard"
+            );
         }
     }
 

@@ -282,7 +282,10 @@ async fn room_records_live_by_the_redis_clock_one_slot_each(target: Target) {
         .announce_rooms(&a, std::slice::from_ref(room), Duration::from_millis(1))
         .await
         .unwrap();
-    let mut with_c = store.room_servers(std::slice::from_ref(room)).await.unwrap();
+    let mut with_c = store
+        .room_servers(std::slice::from_ref(room))
+        .await
+        .unwrap();
     with_c[0].sort();
     let mut want = vec![a.clone(), b.clone(), c.clone()];
     want.sort();
@@ -291,7 +294,10 @@ async fn room_records_live_by_the_redis_clock_one_slot_each(target: Target) {
         Duration::from_secs(10),
         Duration::from_millis(50),
         async || {
-            let servers = store.room_servers(std::slice::from_ref(room)).await.unwrap();
+            let servers = store
+                .room_servers(std::slice::from_ref(room))
+                .await
+                .unwrap();
             if servers[0].contains(&c) {
                 Err(format!("{c} still listed: {servers:?}"))
             } else {
@@ -300,7 +306,10 @@ async fn room_records_live_by_the_redis_clock_one_slot_each(target: Target) {
         },
     )
     .await;
-    let mut left = store.room_servers(std::slice::from_ref(room)).await.unwrap();
+    let mut left = store
+        .room_servers(std::slice::from_ref(room))
+        .await
+        .unwrap();
     left[0].sort();
     let mut want = vec![a.clone(), b.clone()];
     want.sort();
@@ -366,7 +375,10 @@ async fn room_scripts_are_loaded_again_when_the_server_lost_them() {
     .await;
     let store = store(&target);
     let rooms = vec!["live://1".to_owned()];
-    store.announce_rooms("c1", &rooms, Duration::from_secs(60)).await.unwrap();
+    store
+        .announce_rooms("c1", &rooms, Duration::from_secs(60))
+        .await
+        .unwrap();
     let mut conn = raw(&target).await;
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
@@ -382,7 +394,10 @@ async fn room_scripts_are_loaded_again_when_the_server_lost_them() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    store.announce_rooms("c2", &rooms, Duration::from_secs(60)).await.unwrap();
+    store
+        .announce_rooms("c2", &rooms, Duration::from_secs(60))
+        .await
+        .unwrap();
     let mut servers = store.room_servers(&rooms).await.unwrap();
     servers[0].sort();
     assert_eq!(servers, vec![vec!["c1".to_owned(), "c2".to_owned()]]);

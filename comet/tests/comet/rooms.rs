@@ -79,8 +79,7 @@ async fn a_failed_announce_refuses_op_24_and_closes_on_op_12_and_op_8() {
     *h.logic.announce_answer.lock().unwrap() =
         Err(LogicCallError::Unavailable("router down".into()));
     a.send(1, 24, 1, b"live://1").await;
-    let refusal: serde_json::Value =
-        serde_json::from_str(&reply(&mut a, 25, 1).await).unwrap();
+    let refusal: serde_json::Value = serde_json::from_str(&reply(&mut a, 25, 1).await).unwrap();
     assert_eq!(refusal["code"], 503, "{refusal}");
     assert!(!has_members(&h, "live://1"), "a refusal changes nothing");
     // The connection stays: a heartbeat is answered.
@@ -116,8 +115,7 @@ async fn a_failed_announce_refuses_op_24_and_closes_on_op_12_and_op_8() {
 #[tokio::test]
 async fn a_logic_without_announcements_answers_joins_as_before() {
     let mut h = Harness::start(config()).await;
-    *h.logic.announce_answer.lock().unwrap() =
-        Err(LogicCallError::Unimplemented("goim".into()));
+    *h.logic.announce_answer.lock().unwrap() = Err(LogicCallError::Unimplemented("goim".into()));
     let mut a = h.tcp_client("a", "live://1", &[]).await;
     a.send(1, 24, 1, b"live://2").await;
     assert_eq!(reply(&mut a, 25, 1).await, "live://2");

@@ -341,13 +341,16 @@ impl SessionStore for MemoryStore {
         Ok(rooms
             .iter()
             .map(|room| {
-                inner.rooms.get(room.as_str()).map_or_else(Vec::new, |servers| {
-                    servers
-                        .iter()
-                        .filter(|(_, expires)| **expires > now)
-                        .map(|(server, _)| server.to_string())
-                        .collect()
-                })
+                inner
+                    .rooms
+                    .get(room.as_str())
+                    .map_or_else(Vec::new, |servers| {
+                        servers
+                            .iter()
+                            .filter(|(_, expires)| **expires > now)
+                            .map(|(server, _)| server.to_string())
+                            .collect()
+                    })
             })
             .collect())
     }
@@ -473,7 +476,11 @@ mod tests {
         let all = [rooms[0].clone(), rooms[1].clone(), "live://3".to_owned()];
         assert_eq!(
             sorted(store.room_servers(&all).await.unwrap()),
-            vec![vec!["c1".to_owned(), "c2".to_owned()], vec!["c1".to_owned()], vec![]]
+            vec![
+                vec!["c1".to_owned(), "c2".to_owned()],
+                vec!["c1".to_owned()],
+                vec![]
+            ]
         );
         // A shorter ttl does not shorten c1's record of live://1.
         tokio::time::advance(Duration::from_secs(10)).await;
@@ -484,7 +491,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(19)).await;
         assert_eq!(
             sorted(store.room_servers(&rooms).await.unwrap()),
-            vec![vec!["c1".to_owned(), "c2".to_owned()], vec!["c1".to_owned()]]
+            vec![
+                vec!["c1".to_owned(), "c2".to_owned()],
+                vec!["c1".to_owned()]
+            ]
         );
         // A refresh keeps c2's record of live://1; the rest expire.
         store.announce_rooms("c2", &rooms[..1], ttl).await.unwrap();
