@@ -1,7 +1,7 @@
 //! Room batching: one batcher task per active room, fed by a bounded queue,
 //! that merges the room's messages into one op 9 frame per batch and sends it
 //! to the comets that hold the room's members (`members`: looked up for
-//! every batch; every comet with `[room] targets = "all"`).
+//! every batch; every comet with `[job.room] targets = "all"`).
 //!
 //! A batch is what is already queued when the batcher takes its first message
 //! (up to `room.batch`), plus, only if `room.window` > 0, what arrives within
