@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/goim/logic/logic.proto",
         "proto/rim/router/router.proto",
         "proto/rim/im/im.proto",
+        "proto/rim/room/room.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

@@ -14,6 +14,7 @@ use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
     ReceiveReq,
 };
+use rim_proto::pb::room::{AnnounceReply, AnnounceReq};
 
 /// logic as the comet sees it, in the same process.
 pub(crate) struct LocalLogic(pub(crate) Arc<Logic>);
@@ -46,6 +47,10 @@ impl LogicClient for LocalLogic {
 
     async fn receive(&self, req: ReceiveReq) -> Result<(), LogicCallError> {
         self.0.receive(req).await.map(|_| ()).map_err(logic_error)
+    }
+
+    async fn announce(&self, req: AnnounceReq) -> Result<AnnounceReply, LogicCallError> {
+        self.0.announce_rooms(req).await.map_err(logic_error)
     }
 
     async fn sync(&self, req: SyncReq) -> Result<SyncReply, LogicCallError> {

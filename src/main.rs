@@ -291,9 +291,13 @@ fn prometheus_builder() -> anyhow::Result<metrics_exporter_prometheus::Prometheu
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
     const MESSAGES: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
+    const COMETS: &[f64] = &[
+        0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
+    ];
     Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)?
-        .set_buckets_for_metric(Matcher::Suffix("_messages".into()), MESSAGES)?)
+        .set_buckets_for_metric(Matcher::Suffix("_messages".into()), MESSAGES)?
+        .set_buckets_for_metric(Matcher::Suffix("_comets".into()), COMETS)?)
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

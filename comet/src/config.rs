@@ -114,6 +114,17 @@ pub struct Config {
     /// (the token's `room_id`, op 12); an op 24 beyond them is refused with
     /// code 413. 0: op 24 joins nothing. Default 16.
     pub max_rooms: usize,
+    /// A join (op 8 with a room, op 12, op 24) to a room whose membership
+    /// record in logic is not known to live at least this much longer is
+    /// announced to logic first (`rim.room.Rooms/Announce`), and answered
+    /// only once logic stored it. Must exceed job's `comet_ttl` plus
+    /// `logic_timeout` (plus any clock skew between hosts): job sends a
+    /// comet every room push once its online report is older than
+    /// `comet_ttl`, and a record must not lapse before that. A record
+    /// lives logic's `online_stale` (5 min) from each announce and each
+    /// online report that lists the room. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub room_announce_margin: Duration,
 }
 
 impl Default for Config {
@@ -144,6 +155,7 @@ impl Default for Config {
             max_connections_per_ip: 10_000,
             max_frames_per_sec: 50,
             max_rooms: 16,
+            room_announce_margin: Duration::from_secs(60),
         }
     }
 }
@@ -208,6 +220,12 @@ impl Config {
             return Err(invalid(
                 "logic_heartbeat_interval_max",
                 "must not be below logic_heartbeat_interval_min",
+            ));
+        }
+        if self.room_announce_margin <= self.logic_timeout {
+            return Err(invalid(
+                "room_announce_margin",
+                "must exceed logic_timeout (and job's comet_ttl plus logic_timeout, which the comet cannot check)",
             ));
         }
         Ok(())
@@ -426,6 +444,13 @@ mod tests {
                 Config {
                     tls_cert: Some(PathBuf::new()),
                     tls_key: Some("key.pem".into()),
+                    ..Config::default()
+                },
+            ),
+            (
+                "room_announce_margin",
+                Config {
+                    room_announce_margin: Duration::from_secs(5),
                     ..Config::default()
                 },
             ),

@@ -1,7 +1,8 @@
 //! The comet's gRPC side in the distributed mode: the push service
 //! `goim.comet.Comet` that job calls ([`CometService`]; goim's calls plus
 //! rim's `PushMsgs`, many keyed pushes in one call), and the client for
-//! logic's `goim.logic.Logic` ([`GrpcLogic`]). Both are thin shells over the
+//! logic's `goim.logic.Logic`, `rim.im.Im` and `rim.room.Rooms`
+//! ([`GrpcLogic`]). Both are thin shells over the
 //! same code standalone mode calls directly.
 
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
     ReceiveReq,
 };
+use rim_proto::pb::room::rooms_client::RoomsClient as RoomsRpcClient;
+use rim_proto::pb::room::{AnnounceReply, AnnounceReq};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
@@ -127,6 +130,7 @@ pub async fn serve(
 pub struct GrpcLogic {
     client: LogicRpcClient<Channel>,
     im: ImRpcClient<Channel>,
+    rooms: RoomsRpcClient<Channel>,
 }
 
 impl GrpcLogic {
@@ -149,7 +153,8 @@ impl GrpcLogic {
         let channel = Channel::balance_list(endpoints.into_iter());
         Ok(GrpcLogic {
             client: LogicRpcClient::new(channel.clone()),
-            im: ImRpcClient::new(channel),
+            im: ImRpcClient::new(channel.clone()),
+            rooms: RoomsRpcClient::new(channel),
         })
     }
 }
@@ -160,6 +165,7 @@ fn logic_error(status: Status) -> LogicCallError {
         | Code::PermissionDenied
         | Code::Unauthenticated
         | Code::FailedPrecondition => LogicCallError::Refused(status.message().to_owned()),
+        Code::Unimplemented => LogicCallError::Unimplemented(status.message().to_owned()),
         _ => LogicCallError::Unavailable(format!("{:?}: {}", status.code(), status.message())),
     }
 }
@@ -212,6 +218,16 @@ impl LogicClient for GrpcLogic {
             .await
             .map_err(logic_error)?;
         Ok(())
+    }
+
+    async fn announce(&self, req: AnnounceReq) -> Result<AnnounceReply, LogicCallError> {
+        Ok(self
+            .rooms
+            .clone()
+            .announce(req)
+            .await
+            .map_err(logic_error)?
+            .into_inner())
     }
 
     async fn sync(&self, req: SyncReq) -> Result<SyncReply, LogicCallError> {

@@ -318,6 +318,22 @@ impl Hub {
             .join_room(session, room, self.max_rooms)
     }
 
+    /// Whether op 24 would refuse `session` joining `room` as things are
+    /// (in it already, or at the cap), without joining: checked before the
+    /// room is announced, so a refused join costs logic nothing. Only the
+    /// session's own connection changes its rooms, so the answer holds
+    /// until that connection joins.
+    pub(crate) fn check_join(&self, session: &Session, room: &str) -> Result<(), RoomRefusal> {
+        let rooms = session.rooms();
+        if rooms.contains(room) {
+            return Err(RoomRefusal::AlreadyIn);
+        }
+        if rooms.others().len() >= self.max_rooms {
+            return Err(RoomRefusal::Full(self.max_rooms));
+        }
+        Ok(())
+    }
+
     /// op 26: a session leaves one of its rooms (the primary one included).
     pub(crate) fn leave_room(&self, session: &Arc<Session>, room: &str) -> Result<(), RoomRefusal> {
         self.bucket(&session.key).leave_room(session, room)

@@ -26,6 +26,8 @@
 //!   runs the goim protocol over either.
 //! - `ws_frame`: the WebSocket frames the server writes.
 //! - `online`: the online report to logic and the sign-off at shutdown.
+//! - `announce`: room announcements to logic before a join is answered
+//!   (single flight per room), so that job finds the comet's rooms.
 //! - [`LogicClient`] (`logic`): the calls the comet makes to logic, and the
 //!   deadline every call runs under.
 //! - `tls`: the certificate of the TLS listeners, its reload and file watch.
@@ -60,12 +62,14 @@
 //! `rim_comet_filtered_messages_total{kind}`,
 //! `rim_comet_logic_errors_total{call}`, `rim_comet_online_reports_total{result}`,
 //! `rim_comet_room_requests_total{op, result}`,
+//! `rim_comet_room_announces_total{result}`,
 //! `rim_comet_limit_rejections_total{limit}`,
 //! `rim_comet_tls_handshake_failures_total{transport}`,
 //! `rim_comet_tls_reloads_total{result}`.
 
 #![warn(missing_docs)]
 
+mod announce;
 mod bucket;
 mod config;
 mod conn;

@@ -14,6 +14,7 @@ use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReq, OnlineReply, OnlineReq,
     ReceiveReq,
 };
+use rim_proto::pb::room::{AnnounceReply, AnnounceReq};
 
 /// Why a call to logic failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -25,6 +26,10 @@ pub enum LogicCallError {
     /// Logic could not be reached or failed internally; the call may be retried.
     #[error("logic unavailable: {0}")]
     Unavailable(String),
+    /// Logic does not serve this call (an older logic, or goim's: gRPC
+    /// `UNIMPLEMENTED`).
+    #[error("not served by logic: {0}")]
+    Unimplemented(String),
 }
 
 /// Calls from a comet to logic. Every call must finish within a bounded time;
@@ -41,6 +46,16 @@ pub trait LogicClient: Send + Sync + 'static {
     async fn renew_online(&self, req: OnlineReq) -> Result<OnlineReply, LogicCallError>;
     /// Hands an upstream client frame (op 4 and other non-protocol ops) to logic.
     async fn receive(&self, req: ReceiveReq) -> Result<(), LogicCallError>;
+
+    /// Records that this comet is about to admit members to `req.rooms`
+    /// (`rim.room.Rooms/Announce`), answering only once logic stored the
+    /// records, with their lifetime. A logic that does not serve it answers
+    /// [`LogicCallError::Unimplemented`] (the default here, as goim's does).
+    async fn announce(&self, _req: AnnounceReq) -> Result<AnnounceReply, LogicCallError> {
+        Err(LogicCallError::Unimplemented(
+            "this logic takes no room announcements".into(),
+        ))
+    }
 
     /// IM sessions' op 18: a page of the user's mailbox (`rim.im.Im/Sync`).
     /// A logic without mailboxes refuses it.
@@ -85,6 +100,11 @@ pub(crate) struct LogicGateway {
 impl LogicGateway {
     pub(crate) fn new(client: Arc<dyn LogicClient>, timeout: Duration) -> LogicGateway {
         LogicGateway { client, timeout }
+    }
+
+    /// The deadline of every call.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The client, to build a call for [`LogicGateway::call`].

@@ -35,6 +35,9 @@ pub(crate) const ONLINE_REPORTS: &str = "rim_comet_online_reports_total";
 /// `result`: `ok`, or the refusal (`bad_room_id`, `already_in`, `not_in`,
 /// `full`).
 pub(crate) const ROOM_REQUESTS: &str = "rim_comet_room_requests_total";
+/// Counter `{result}`: room announcements sent to logic before a join
+/// (`ok`, `error`, `unimplemented` for a logic that does not take them).
+pub(crate) const ROOM_ANNOUNCES: &str = "rim_comet_room_announces_total";
 /// Counter `{transport}`: TLS handshakes that failed (protocol error or
 /// handshake deadline) on the `tls` and `wss` listeners. A client that just
 /// closes or resets before finishing is not counted (as on plain TCP).
@@ -110,6 +113,10 @@ pub(crate) fn connection_closed() {
 
 pub(crate) fn logic_error(call: &'static str) {
     counter!(LOGIC_ERRORS, "call" => call).increment(1);
+}
+
+pub(crate) fn room_announce(result: &'static str) {
+    counter!(ROOM_ANNOUNCES, "result" => result).increment(1);
 }
 
 pub(crate) fn tls_handshake_failed(transport: &'static str) {

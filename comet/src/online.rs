@@ -1,14 +1,19 @@
 //! The comet's online report to logic: room, connection and IP counts at
 //! once and then every `online_report_interval` (goim's RenewOnline), the
 //! cluster room counts logic answers with, and the sign-off at shutdown.
+//! A report whose reply carries `room_ttl_ms` refreshed the membership
+//! records of the rooms it listed: they count as confirmed for joins
+//! (`announce`) from the instant the report was sent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rim_proto::pb::logic::OnlineReq;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::announce::Announcer;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::logic::{LogicCallError, LogicGateway};
@@ -21,6 +26,7 @@ const ONLINE_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct Reporter {
     hub: Arc<Hub>,
     logic: LogicGateway,
+    rooms: Arc<Announcer>,
     server_id: String,
     interval: Duration,
     /// What the report says of this comet besides its counts.
@@ -33,12 +39,14 @@ impl Reporter {
     pub(crate) fn new(
         hub: Arc<Hub>,
         logic: LogicGateway,
+        rooms: Arc<Announcer>,
         server_id: String,
         config: &Config,
     ) -> Reporter {
         Reporter {
             hub,
             logic,
+            rooms,
             server_id,
             interval: config.online_report_interval,
             addrs: config.addrs.clone(),
@@ -112,10 +120,23 @@ impl Reporter {
     async fn renew_online(&self) -> Result<(), LogicCallError> {
         let req = self.report();
         ::metrics::gauge!(metrics::ROOMS).set(req.room_count.len() as f64);
+        let rooms: Vec<String> = req
+            .room_count
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(room, _)| room.clone())
+            .collect();
+        // Before the call: logic writes the records after receiving it.
+        let sent = Instant::now();
         let reply = self
             .logic
             .call("renew_online", self.logic.client().renew_online(req))
             .await?;
+        if reply.room_ttl_ms > 0 {
+            let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+            self.rooms
+                .confirm(&rooms, sent, Duration::from_millis(reply.room_ttl_ms));
+        }
         self.hub.set_all_online(&reply.all_room_count);
         Ok(())
     }

@@ -35,6 +35,9 @@ pub(crate) enum RoomRefusal {
     NotIn,
     /// op 24 beyond this many joined rooms.
     Full(usize),
+    /// op 24 to a room logic could not record for this comet now (the
+    /// room announce failed): joining it could miss its pushes.
+    Unavailable,
 }
 
 impl RoomRefusal {
@@ -44,6 +47,7 @@ impl RoomRefusal {
             RoomRefusal::BadRoomId(_) => 400,
             RoomRefusal::AlreadyIn | RoomRefusal::NotIn => 409,
             RoomRefusal::Full(_) => 413,
+            RoomRefusal::Unavailable => 503,
         }
     }
 
@@ -56,6 +60,9 @@ impl RoomRefusal {
             RoomRefusal::Full(max) => {
                 format!("too many rooms: at most {max} besides the primary room")
             }
+            RoomRefusal::Unavailable => {
+                "unavailable: the room could not be recorded now, join again later".to_owned()
+            }
         }
     }
 
@@ -66,6 +73,7 @@ impl RoomRefusal {
             RoomRefusal::AlreadyIn => "already_in",
             RoomRefusal::NotIn => "not_in",
             RoomRefusal::Full(_) => "full",
+            RoomRefusal::Unavailable => "unavailable",
         }
     }
 }

@@ -80,6 +80,7 @@ impl Comet {
         let reporter = Arc::new(Reporter::new(
             ctx.hub.clone(),
             ctx.logic.clone(),
+            ctx.rooms.clone(),
             ctx.server_id().to_owned(),
             &ctx.config,
         ));

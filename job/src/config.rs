@@ -1,5 +1,6 @@
 //! Job configuration: routine queues, comet call deadlines and retries, room
-//! batching. Every field has a default, so an empty `[job]` section works.
+//! batching and room targets. Every field has a default, so an empty `[job]`
+//! section works.
 
 use std::time::Duration;
 
@@ -74,6 +75,29 @@ pub struct RoomConfig {
     /// comet delays the room's other comets once, by at most this. Default 200ms.
     #[serde(with = "humantime_serde")]
     pub pace: Duration,
+    /// Which comets a room batch goes to. `members` (the default): only the
+    /// comets on record as holding members of the room (the router shards'
+    /// room membership records, looked up for every batch), plus every
+    /// comet whose online report is stale or missing, plus every comet when
+    /// the lookup fails; needs the routers (`[[routers]]`), else every
+    /// comet. `all`: every comet (goim's behaviour; needed while goim
+    /// comets, which never announce their rooms, are among the comets).
+    pub targets: RoomTargets,
+    /// Deadline of one room membership lookup; a lookup that fails or runs
+    /// out sends the batch to every comet. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub lookup_timeout: Duration,
+}
+
+/// Which comets a room batch goes to ([`RoomConfig::targets`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomTargets {
+    /// The comets holding members of the room (and those job cannot rule out).
+    #[default]
+    Members,
+    /// Every comet.
+    All,
 }
 
 impl Default for Config {
@@ -100,6 +124,8 @@ impl Default for RoomConfig {
             queue: 1024,
             idle: Duration::from_secs(15 * 60),
             pace: Duration::from_millis(200),
+            targets: RoomTargets::Members,
+            lookup_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -126,6 +152,9 @@ impl Config {
         if self.room.queue == 0 {
             return invalid("room.queue must be at least 1");
         }
+        if self.room.lookup_timeout.is_zero() {
+            return invalid("room.lookup_timeout must be greater than 0");
+        }
         Ok(())
     }
 
@@ -141,6 +170,9 @@ impl Config {
         }
         self.room.batch = self.room.batch.max(1);
         self.room.queue = self.room.queue.max(1);
+        if self.room.lookup_timeout.is_zero() {
+            self.room.lookup_timeout = RoomConfig::default().lookup_timeout;
+        }
         self
     }
 }
@@ -170,6 +202,17 @@ mod tests {
         assert_eq!(config.room.batch, 20);
         assert_eq!(config.room.window, Duration::from_secs(1));
         assert_eq!(config.room.idle, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn room_targets_parse() {
+        let config: Config = toml::from_str("[room]\ntargets = \"all\"\n").unwrap();
+        assert_eq!(config.room.targets, RoomTargets::All);
+        assert_eq!(Config::default().room.targets, RoomTargets::Members);
+        assert!(toml::from_str::<Config>("[room]\ntargets = \"some\"\n").is_err());
+        let zero: Config = toml::from_str("[room]\nlookup_timeout = \"0s\"\n").unwrap();
+        assert!(zero.validate().is_err());
+        assert_eq!(zero.clamped().room.lookup_timeout, Duration::from_secs(1));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! does not count), so a live comet is not forgotten while logic or Redis
 //! cannot relay its reports. A stale report whose comet does not answer is
 //! probed again only after a backoff, and its pushes fail at once meanwhile.
+//! Each round that read the reports also tells the job how old each comet's
+//! report is ([`Job::note_reports`]): a comet without a fresh one gets every
+//! room push, since its room records may have lapsed.
 //!
 //! Owns the membership policy only; the per-comet workers are `routine`'s,
 //! and the router client is built by whoever runs the job.
@@ -91,6 +94,10 @@ pub async fn discover(
         if let Some(routers) = &routers {
             match routers.online().await {
                 Ok(reports) => {
+                    job.note_reports(
+                        reports.iter().map(|r| (r.server.as_str(), r.updated)),
+                        config.comet_ttl,
+                    );
                     let oldest = now_secs() - config.comet_ttl.as_secs() as i64;
                     for r in reports.into_iter().filter(|r| !r.grpc_addr.is_empty()) {
                         let set = if r.updated >= oldest {

@@ -30,6 +30,7 @@ pub use crate::delivery::Delivery;
 use crate::comet::CometClient;
 use crate::delivery::Ack;
 use crate::mailbox::MailboxStage;
+use crate::members::{Members, RoomDirectory};
 use crate::room::{RoomMsg, Rooms};
 use crate::routine::{fan_out, route_hash, CometHandle, Comets, Request, Task};
 use crate::{metrics, Config, JobError};
@@ -49,6 +50,8 @@ pub struct Job {
     config: Config,
     comets: Arc<Comets>,
     rooms: Arc<Rooms>,
+    /// Which comets a room batch goes to.
+    members: Arc<Members>,
     routine_tracker: TaskTracker,
     room_tracker: TaskTracker,
     /// Fires when the shutdown grace runs out (or the job is dropped):
@@ -80,9 +83,11 @@ impl Job {
             routine_tracker.clone(),
             cancel.clone(),
         ));
+        let members = Arc::new(Members::new(&config.room));
         let rooms = Rooms::new(
             &config,
             comets.clone(),
+            members.clone(),
             room_tracker.clone(),
             cancel.clone(),
         );
@@ -90,6 +95,7 @@ impl Job {
             config,
             comets,
             rooms,
+            members,
             routine_tracker,
             room_tracker,
             cancel,
@@ -146,6 +152,28 @@ impl Job {
     /// The deadline of one call to a comet (config `push_timeout`).
     pub(crate) fn call_timeout(&self) -> Duration {
         self.config.push_timeout
+    }
+
+    /// Where room batches find the comets holding a room's members (the
+    /// router shards); with `[room] targets = "members"` a batch then goes
+    /// only to them and to the comets whose online report is not fresh
+    /// ([`Job::note_reports`]). Without it every batch goes to every comet.
+    /// Once; a second call is ignored.
+    pub fn set_room_directory(&self, directory: Arc<dyn RoomDirectory>) {
+        self.members.set_directory(directory);
+    }
+
+    /// What is known of the comets' online reports (comet discovery calls
+    /// it on every round that read them): (server id, the report's
+    /// `updated` in Unix seconds); a report counts as fresh for `comet_ttl`
+    /// after it. Replaces the previous call's. A comet without a fresh
+    /// report gets every room batch.
+    pub fn note_reports<'a>(
+        &self,
+        reports: impl IntoIterator<Item = (&'a str, i64)>,
+        comet_ttl: Duration,
+    ) {
+        self.members.note_reports(reports, comet_ttl);
     }
 
     /// Server ids of the known comets, sorted.
@@ -275,7 +303,8 @@ impl Job {
         None
     }
 
-    /// ROOM: to the room's batcher, which sends batches to every comet.
+    /// ROOM: to the room's batcher, which sends batches to the comets
+    /// holding the room's members (`members`).
     async fn room(&self, msg: PushMsg) -> Result<Delivery, JobError> {
         metrics::pushed("room");
         if msg.room.is_empty() {

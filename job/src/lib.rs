@@ -8,7 +8,8 @@
 //!   PUSH      -> the named comet's worker for the first key -> CometClient::push_msgs
 //!                (the keyed pushes queued on that worker, in one call; push_msg each
 //!                for a comet that does not serve it)
-//!   ROOM      -> the room's batcher -> every comet's worker for the room -> broadcast_room
+//!   ROOM      -> the room's batcher -> the worker for the room of each comet holding
+//!                members (or every comet) -> broadcast_room
 //!   BROADCAST -> every comet's worker for the op -> CometClient::broadcast
 //! ```
 //!
@@ -35,6 +36,8 @@
 //!   [`rim_queue::RecordSource`] (in-process or Kafka), shutdown.
 //! - `routine`: per-comet workers, deadlines, retries, circuit breaker.
 //! - `room`: per-room batchers.
+//! - `members`: which comets a room batch goes to: the room's membership
+//!   records ([`RoomDirectory`]), comets with stale reports, fail-open.
 //! - `delivery`: [`Delivery`] and the acks behind it.
 //! - `mailbox`: [`MailboxStage`], stored messages (the `rim-mailbox` topic):
 //!   append to the user's mailbox, then deliver with the seq.
@@ -55,15 +58,17 @@ mod error;
 pub mod grpc;
 mod job;
 mod mailbox;
+mod members;
 pub mod metrics;
 mod room;
 mod routine;
 
 pub use comet::{CometCallError, CometClient};
-pub use config::{Config, RoomConfig};
+pub use config::{Config, RoomConfig, RoomTargets};
 pub use error::JobError;
 pub use job::{Delivery, Ended, Job};
 pub use mailbox::MailboxStage;
+pub use members::RoomDirectory;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

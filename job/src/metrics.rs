@@ -11,6 +11,12 @@ pub const PUSHES_TOTAL: &str = "rim_job_pushes_total";
 pub const DROPPED_TOTAL: &str = "rim_job_dropped_total";
 /// Messages per room batch sent to the comets.
 pub const ROOM_BATCH_MESSAGES: &str = "rim_job_room_batch_messages";
+/// Comets a room batch was sent to (with `[room] targets = "members"`,
+/// the comets holding the room's members plus those job cannot rule out).
+pub const ROOM_BATCH_COMETS: &str = "rim_job_room_batch_comets";
+/// Room membership lookups, by `result` (`ok`, `failed`: the batch went to
+/// every comet).
+pub const ROOM_LOOKUPS_TOTAL: &str = "rim_job_room_lookups_total";
 /// Keyed pushes per batch call to a comet (`PushMsgs`; a push sent alone
 /// is not recorded).
 pub const PUSH_BATCH_MESSAGES: &str = "rim_job_push_batch_messages";
@@ -60,6 +66,15 @@ pub(crate) fn dispatch_time(elapsed: std::time::Duration) {
 pub(crate) fn room_batch(messages: usize) {
     // Batches hold at most `room.batch` messages, far below f64's exact range.
     histogram!(ROOM_BATCH_MESSAGES).record(messages as f64);
+}
+
+pub(crate) fn room_batch_comets(comets: usize) {
+    // At most the number of comets, far below f64's exact range.
+    histogram!(ROOM_BATCH_COMETS).record(comets as f64);
+}
+
+pub(crate) fn room_lookup(result: &'static str) {
+    counter!(ROOM_LOOKUPS_TOTAL, "result" => result).increment(1);
 }
 
 pub(crate) fn push_batch(messages: usize) {

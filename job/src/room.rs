@@ -1,6 +1,7 @@
 //! Room batching: one batcher task per active room, fed by a bounded queue,
 //! that merges the room's messages into one op 9 frame per batch and sends it
-//! to every comet.
+//! to the comets that hold the room's members (`members`: looked up for
+//! every batch; every comet with `[job.room] targets = "all"`).
 //!
 //! A batch is what is already queued when the batcher takes its first message
 //! (up to `room.batch`), plus, only if `room.window` > 0, what arrives within
@@ -44,6 +45,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, RoomConfig};
 use crate::delivery::{Ack, Settled};
+use crate::members::Members;
 use crate::routine::{fan_out, route_hash, CometHandle, Comets, Request};
 use crate::{metrics, JobError};
 
@@ -72,6 +74,8 @@ fn fail(room: &str, msg: RoomMsg, err: JobError) {
 pub(crate) struct Rooms {
     map: Mutex<RoomMap>,
     comets: Arc<Comets>,
+    /// Which comets a batch goes to.
+    members: Arc<Members>,
     config: RoomConfig,
     enqueue_timeout: Duration,
     /// Comets that did not answer a room batch within `room.pace`: batchers
@@ -108,12 +112,14 @@ impl Rooms {
     pub(crate) fn new(
         config: &Config,
         comets: Arc<Comets>,
+        members: Arc<Members>,
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Arc<Rooms> {
         Arc::new(Rooms {
             map: Mutex::new(RoomMap::default()),
             comets,
+            members,
             config: config.room.clone(),
             enqueue_timeout: config.enqueue_timeout,
             lagging: Mutex::new(HashSet::new()),
@@ -321,7 +327,7 @@ impl Batcher {
         batch
     }
 
-    /// Sends one batch to every comet and resolves its messages with the outcome.
+    /// Sends one batch to the room's comets and resolves its messages with the outcome.
     async fn flush(&self, batch: Vec<RoomMsg>) {
         let messages = batch.len();
         metrics::room_batch(messages);
@@ -336,23 +342,40 @@ impl Batcher {
             seq: 0,
             body: body.freeze(),
         };
-        let comets = self.rooms.comets.snapshot();
-        let outcome = if comets.is_empty() {
+        let all = self.rooms.comets.snapshot();
+        // After the batch's pushes were taken from the queue: a join
+        // answered before any of them was accepted is on record by now.
+        let comets = self.rooms.members.targets(&self.room, &all).await;
+        metrics::room_batch_comets(comets.len());
+        let outcome = if all.is_empty() {
             let err = JobError::NoComets;
             warn!(room = %self.room, messages, reason = err.reason(), "push dropped");
             metrics::dropped(err.reason(), messages as u64);
             Err(err)
+        } else if comets.is_empty() {
+            // No comet holds a member: delivered to nobody, as a room
+            // nobody is in always was.
+            Ok(())
         } else {
             let request = Request::Room(BroadcastRoomReq {
                 room_id: self.room.clone(),
                 proto: Some(proto),
             });
+            {
+                let mut lagging = self.rooms.lagging.lock();
+                // Comets that were removed are forgotten (not those this
+                // batch skips: they lag for every room).
+                lagging.retain(|n| all.iter().any(|c| c.server() == n));
+            }
+            drop(all);
             let names: Vec<Arc<str>> = comets.iter().map(|c| c.server().clone()).collect();
             let lagging: HashSet<Arc<str>> = {
-                let mut lagging = self.rooms.lagging.lock();
-                // Comets that were removed are forgotten.
-                lagging.retain(|n| names.contains(n));
-                lagging.clone()
+                let lagging = self.rooms.lagging.lock();
+                names
+                    .iter()
+                    .filter(|n| lagging.contains(*n))
+                    .cloned()
+                    .collect()
             };
             // A lagging comet's queue gets the batch only if it has room at
             // once: waiting for it would hold every comet's next batch.

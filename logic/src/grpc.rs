@@ -1,7 +1,7 @@
 //! The logic gRPC services that comets call in the distributed mode:
-//! `goim.logic.Logic` (goim's names and field numbers) and rim's `rim.im.Im`
-//! (IM sessions' sync, acks and read marks), thin shells over [`Logic`]'s
-//! methods.
+//! `goim.logic.Logic` (goim's names and field numbers), rim's `rim.im.Im`
+//! (IM sessions' sync, acks and read marks) and `rim.room.Rooms` (room
+//! announcements before a join), thin shells over [`Logic`]'s methods.
 
 use std::sync::Arc;
 
@@ -15,6 +15,8 @@ use rim_proto::pb::logic::{
     ConnectReply, ConnectReq, DisconnectReply, DisconnectReq, HeartbeatReply, HeartbeatReq,
     NodesReply, NodesReq, OnlineReply, OnlineReq, ReceiveReply, ReceiveReq,
 };
+use rim_proto::pb::room::rooms_server::{Rooms as RoomsRpc, RoomsServer};
+use rim_proto::pb::room::{AnnounceReply, AnnounceReq};
 use tonic::{Request, Response, Status};
 
 use crate::{Logic, LogicError};
@@ -42,6 +44,28 @@ impl ImService {
     /// The tonic server for `logic`'s IM calls.
     pub fn server(logic: Arc<Logic>) -> ImServer<ImService> {
         ImServer::new(ImService { logic })
+    }
+}
+
+/// `rim.room.Rooms` over a [`Logic`].
+#[derive(Clone)]
+pub struct RoomsService {
+    logic: Arc<Logic>,
+}
+
+impl RoomsService {
+    /// The tonic server for `logic`'s room announcements.
+    pub fn server(logic: Arc<Logic>) -> RoomsServer<RoomsService> {
+        RoomsServer::new(RoomsService { logic })
+    }
+}
+
+#[async_trait]
+impl RoomsRpc for RoomsService {
+    async fn announce(&self, req: Request<AnnounceReq>) -> Result<Response<AnnounceReply>, Status> {
+        Ok(Response::new(
+            self.logic.announce_rooms(req.into_inner()).await?,
+        ))
     }
 }
 
@@ -122,7 +146,8 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(LogicService::server(Arc::clone(&logic)))
-        .add_service(ImService::server(logic))
+        .add_service(ImService::server(Arc::clone(&logic)))
+        .add_service(RoomsService::server(logic))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown.cancelled_owned(),

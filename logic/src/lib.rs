@@ -28,6 +28,8 @@
 //! - `config`: [`Config`]. `error`: [`LogicError`].
 //! - `service`: [`Logic`] and the comet-facing operations; `push`: push
 //!   resolution into records; `online`: the cluster online aggregate;
+//!   `rooms`: room membership records (which comets hold a room's
+//!   members), announced by comets and refreshed by their reports;
 //!   `balancer`: weighted comet choice for the nodes API; `token`:
 //!   [`Token`], the client's auth token; `auth`: [`Authenticator`], its
 //!   verification (`trust` or `jwt`), and [`sign_client_token`] (`rim token`).
@@ -43,7 +45,8 @@
 //!   words of a words file, reloaded when it changes).
 //! - [`http`]: the axum application (v2 `/goim/*`, v1 `/1/*`, `/rim/v1/*`)
 //!   and its OpenAPI document ([`http::OPENAPI`], served at `/openapi.json`).
-//! - [`grpc`]: the `goim.logic.Logic` service for comets (distributed mode).
+//! - [`grpc`]: the `goim.logic.Logic`, `rim.im.Im` and `rim.room.Rooms`
+//!   services for comets (distributed mode).
 
 #![warn(missing_docs)]
 
@@ -60,6 +63,7 @@ pub mod http;
 mod im;
 mod online;
 mod push;
+mod rooms;
 mod service;
 mod token;
 

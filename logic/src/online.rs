@@ -5,7 +5,8 @@
 //!
 //! The reports themselves live in the session registry (so that every logic
 //! node sees every comet); this module owns only the aggregate built from
-//! them. Reports older than `online_stale` are skipped (their comet is
+//! them. Each report also refreshes the room membership records of the
+//! rooms it lists (`rooms.rs`), before the report is stored. Reports older than `online_stale` are skipped (their comet is
 //! presumed gone). The aggregate is rebuilt on every report and, when a read
 //! finds it older than `online_refresh`, before answering.
 //!
@@ -133,6 +134,12 @@ impl Logic {
             return Ok(OnlineReply::default());
         }
         let report = server_online(req, self.now());
+        // The rooms first: a report stored while its rooms' records were
+        // not refreshed would keep job from treating this comet as
+        // unreported (and so sending it every room push) while those
+        // records expire. A failed refresh fails the report.
+        let rooms: Vec<String> = report.room_count.keys().cloned().collect();
+        let room_ttl_ms = self.refresh_rooms(&report.server, &rooms).await?;
         self.router.put_online(&report).await?;
         metrics::counter!("rim_logic_online_reports_total").increment(1);
         debug!(
@@ -148,6 +155,7 @@ impl Logic {
                 .iter()
                 .map(|(room, count)| (room.clone(), saturating_i32(*count)))
                 .collect(),
+            room_ttl_ms,
         })
     }
 

@@ -56,4 +56,9 @@ pub mod pb {
     pub mod im {
         tonic::include_proto!("rim.im");
     }
+    /// `rim.room`: room membership announcements (comet -> logic), so that
+    /// job sends a room push only to comets with members.
+    pub mod room {
+        tonic::include_proto!("rim.room");
+    }
 }

@@ -391,12 +391,53 @@ fn logic_online_req_and_reply() {
 
     let reply = OnlineReply {
         all_room_count: [("live://1000".to_owned(), 5)].into(),
+        ..OnlineReply::default()
     };
     let expected = Expect::new()
         .hex("0A 0F") // allRoomCount: field 1 len-delimited -> 0x0A; entry len 15
         .raw(&entry)
         .bytes();
     assert_golden(&reply, &expected);
+
+    // rim's room_ttl_ms after goim's part, at a number goim's comet skips.
+    let refreshed = OnlineReply {
+        room_ttl_ms: 300_000,
+        ..reply.clone()
+    };
+    let expected = Expect::new()
+        .raw(&expected)
+        // room_ttl_ms: field 100 varint -> A0 06; 300000 = 0x493E0 -> E0 A7 12
+        .hex("A0 06 E0 A7 12")
+        .bytes();
+    assert_golden(&refreshed, &expected);
+}
+
+#[test]
+fn room_announce_req_and_reply() {
+    // rim.room.Rooms/Announce: AnnounceReq{server=1, rooms=2 repeated},
+    // AnnounceReply{ttl_ms=1}.
+    let req = rim_proto::pb::room::AnnounceReq {
+        server: "c1".into(),
+        rooms: vec!["live://1".into(), "a".into()],
+    };
+    let expected = Expect::new()
+        .hex("0A 02") // server: field 1 len-delimited; len 2
+        .raw(b"c1")
+        .hex("12 08") // rooms: field 2 len-delimited; len 8
+        .raw(b"live://1")
+        .hex("12 01") // rooms: the second one
+        .raw(b"a")
+        .bytes();
+    assert_golden(&req, &expected);
+    let reply = rim_proto::pb::room::AnnounceReply { ttl_ms: 300_000 };
+    let expected = Expect::new()
+        .hex("08 E0 A7 12") // ttl_ms: field 1 varint; 300000
+        .bytes();
+    assert_golden(&reply, &expected);
+    assert_eq!(
+        rim_proto::pb::room::rooms_server::SERVICE_NAME,
+        "rim.room.Rooms"
+    );
 }
 
 #[test]

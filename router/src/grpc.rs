@@ -204,6 +204,40 @@ impl RouterRpc for RouterService {
         .await?;
         Ok(Response::new(pb::CountReply { count }))
     }
+
+    async fn announce_rooms(
+        &self,
+        req: Request<pb::AnnounceRoomsReq>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        if r.ttl_ms == 0 {
+            return Err(Status::invalid_argument("ttl_ms: must be greater than 0"));
+        }
+        let ttl = Duration::from_millis(r.ttl_ms);
+        observed(
+            "announce_rooms",
+            self.store.announce_rooms(&r.server, &r.rooms, ttl),
+        )
+        .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn room_servers(
+        &self,
+        req: Request<pb::RoomServersReq>,
+    ) -> Result<Response<pb::RoomServersReply>, Status> {
+        let rooms = observed(
+            "room_servers",
+            self.store.room_servers(&req.into_inner().rooms),
+        )
+        .await?;
+        Ok(Response::new(pb::RoomServersReply {
+            rooms: rooms
+                .into_iter()
+                .map(|servers| pb::RoomServers { servers })
+                .collect(),
+        }))
+    }
 }
 
 /// A router shard reached over gRPC. Connects lazily and reconnects on its
@@ -387,6 +421,47 @@ impl SessionStore for RemoteStore {
             .await
             .map_err(|s| self.fail(s))?;
         Ok(reply.into_inner().count)
+    }
+
+    async fn announce_rooms(
+        &self,
+        server: &str,
+        rooms: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let req = pb::AnnounceRoomsReq {
+            server: server.to_owned(),
+            rooms: rooms.to_vec(),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+        };
+        self.client
+            .clone()
+            .announce_rooms(req)
+            .await
+            .map_err(|s| self.fail(s))?;
+        Ok(())
+    }
+
+    async fn room_servers(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
+        let req = pb::RoomServersReq {
+            rooms: rooms.to_vec(),
+        };
+        let reply = self
+            .client
+            .clone()
+            .room_servers(req)
+            .await
+            .map_err(|s| self.fail(s))?
+            .into_inner();
+        if reply.rooms.len() != rooms.len() {
+            return Err(StoreError::Unavailable(format!(
+                "router {}: {} answers to {} rooms",
+                self.addr,
+                reply.rooms.len(),
+                rooms.len()
+            )));
+        }
+        Ok(reply.rooms.into_iter().map(|r| r.servers).collect())
     }
 }
 

@@ -1,7 +1,8 @@
 //! Every Redis key format in one place. The layout is goim v2's, so goim and
-//! rim can read each other's sessions. No key carries a hash tag, and none
-//! needs one on a Redis Cluster: every operation touches a single key (a
-//! user's sessions are the one hash `mid_<mid>`).
+//! rim can read each other's sessions. None of goim's keys carries a hash
+//! tag, and none needs one on a Redis Cluster: every operation touches a
+//! single key (a user's sessions are the one hash `mid_<mid>`). rim's room
+//! membership records (`rim_room:{<room>}`) carry the room as their tag.
 
 /// Hash of a user's connections: field = connection key, value = comet.
 pub(crate) fn mid(mid: i64) -> String {
@@ -25,6 +26,14 @@ pub(crate) const ONLINE_RIM_FIELD: &str = "rim";
 /// Sorted set of comets with an online report, scored by report time, so
 /// that listing them does not scan the keyspace.
 pub(crate) const ONLINE_SERVERS: &str = "rim_online_servers";
+
+/// A room's membership records (rim's; goim has none): a sorted set of the
+/// comets holding members, each scored by when its record expires (Unix
+/// milliseconds of the Redis server's clock). The room is the hash tag, so
+/// whatever a room's record needs stays in one slot.
+pub(crate) fn room(room: &str) -> String {
+    format!("rim_room:{{{room}}}")
+}
 
 /// The `ol_<server>` field that holds `room` (goim: CityHash32(room) mod 64).
 pub(crate) fn online_slot(room: &str) -> u32 {

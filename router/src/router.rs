@@ -1,10 +1,14 @@
 //! [`Router`]: the sharded session registry that logic uses. A user's hash
 //! (`mid`) lives on the shard the ring picks for the mid, a connection's key
 //! record on the shard picked for the key, a comet's online report on the
-//! shard picked for its server id.
+//! shard picked for its server id, a room's membership records on the shard
+//! picked for the room.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
 
 use crate::{Config, MemoryStore, Ring, ServerOnline, SessionStore, StoreError};
 
@@ -154,6 +158,71 @@ impl Router {
         Ok(out)
     }
 
+    /// The shard of a room's membership records. A room and a connection
+    /// key with the same text are placed independently.
+    fn room_shard(&self, room: &str) -> &str {
+        // Invariant: the ring is never empty (see `shard`).
+        self.ring
+            .shard_of(&("room", room))
+            .expect("ring is never empty")
+    }
+
+    /// `rooms` grouped by shard, each with the rooms' positions.
+    fn rooms_by_shard<'a>(
+        &'a self,
+        rooms: &[String],
+    ) -> HashMap<&'a str, (Vec<usize>, Vec<String>)> {
+        let mut groups: HashMap<&str, (Vec<usize>, Vec<String>)> = HashMap::new();
+        for (i, room) in rooms.iter().enumerate() {
+            let group = groups.entry(self.room_shard(room)).or_default();
+            group.0.push(i);
+            group.1.push(room.clone());
+        }
+        groups
+    }
+
+    /// Records that `server` holds members of each of `rooms` for `ttl`:
+    /// one call per shard, the shards written concurrently; answers once
+    /// every shard wrote its rooms.
+    pub async fn announce_rooms(
+        &self,
+        server: &str,
+        rooms: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let groups = self.rooms_by_shard(rooms);
+        try_join_all(groups.into_iter().map(|(name, (_, group))| async move {
+            self.shards[name].announce_rooms(server, &group, ttl).await
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// The comets with an unexpired membership record of each room, in
+    /// order: one call per shard, concurrently.
+    pub async fn room_servers(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
+        let groups = self.rooms_by_shard(rooms);
+        let answers = try_join_all(groups.into_iter().map(
+            |(name, (positions, group))| async move {
+                let servers = self.shards[name].room_servers(&group).await?;
+                if servers.len() != positions.len() {
+                    return Err(StoreError::Unavailable(format!(
+                        "shard {name}: {} answers to {} rooms",
+                        servers.len(),
+                        positions.len()
+                    )));
+                }
+                Ok::<_, StoreError>(positions.into_iter().zip(servers))
+            },
+        ))
+        .await?;
+        let mut out = vec![Vec::new(); rooms.len()];
+        for (pos, servers) in answers.into_iter().flatten() {
+            out[pos] = servers;
+        }
+        Ok(out)
+    }
+
     /// Forgets a comet on every shard; returns how many sessions were removed.
     pub async fn del_server(&self, server: &str) -> Result<u64, StoreError> {
         let mut removed = 0;
@@ -253,6 +322,143 @@ mod tests {
         let servers: Vec<&str> = online.iter().map(|o| o.server.as_str()).collect();
         assert_eq!(servers, vec!["comet-a", "comet-b"]);
         assert_eq!(online.iter().map(|o| o.conn_count).sum::<i64>(), 10);
+    }
+
+    /// A shard that counts its room calls.
+    struct Counting {
+        inner: MemoryStore,
+        announces: std::sync::atomic::AtomicUsize,
+        lookups: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl SessionStore for Counting {
+        async fn set_key(&self, key: &str, server: &str) -> Result<(), StoreError> {
+            self.inner.set_key(key, server).await
+        }
+        async fn expire_key(&self, key: &str) -> Result<bool, StoreError> {
+            self.inner.expire_key(key).await
+        }
+        async fn del_key(&self, key: &str, server: &str) -> Result<bool, StoreError> {
+            self.inner.del_key(key, server).await
+        }
+        async fn get_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+            self.inner.get_keys(keys).await
+        }
+        async fn add_mid_key(&self, mid: i64, key: &str, server: &str) -> Result<(), StoreError> {
+            self.inner.add_mid_key(mid, key, server).await
+        }
+        async fn expire_mid(&self, mid: i64) -> Result<bool, StoreError> {
+            self.inner.expire_mid(mid).await
+        }
+        async fn del_mid_key(&self, mid: i64, key: &str, server: &str) -> Result<bool, StoreError> {
+            self.inner.del_mid_key(mid, key, server).await
+        }
+        async fn get_mids(&self, mids: &[i64]) -> Result<Vec<(String, String)>, StoreError> {
+            self.inner.get_mids(mids).await
+        }
+        async fn put_online(&self, online: &ServerOnline) -> Result<(), StoreError> {
+            self.inner.put_online(online).await
+        }
+        async fn online(&self) -> Result<Vec<ServerOnline>, StoreError> {
+            self.inner.online().await
+        }
+        async fn del_server(&self, server: &str) -> Result<u64, StoreError> {
+            self.inner.del_server(server).await
+        }
+        async fn announce_rooms(
+            &self,
+            server: &str,
+            rooms: &[String],
+            ttl: Duration,
+        ) -> Result<(), StoreError> {
+            self.announces
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.announce_rooms(server, rooms, ttl).await
+        }
+        async fn room_servers(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
+            self.lookups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.room_servers(rooms).await
+        }
+    }
+
+    #[tokio::test]
+    async fn rooms_are_placed_by_the_ring_one_call_per_shard() {
+        use std::sync::atomic::Ordering;
+        let stores: Vec<Arc<Counting>> = (0..3)
+            .map(|_| {
+                Arc::new(Counting {
+                    inner: MemoryStore::new(Duration::from_secs(60)),
+                    announces: Default::default(),
+                    lookups: Default::default(),
+                })
+            })
+            .collect();
+        let shards = stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("r{i}"), s.clone() as Arc<dyn SessionStore>))
+            .collect();
+        let router = Router::new(shards).unwrap();
+        let rooms: Vec<String> = (0..60).map(|i| format!("live://{i}")).collect();
+        let ttl = Duration::from_secs(30);
+        router.announce_rooms("c1", &rooms, ttl).await.unwrap();
+        router
+            .announce_rooms("c2", &rooms[..10], ttl)
+            .await
+            .unwrap();
+        // Every shard holds some of the 60 rooms, and was called once for them.
+        for (i, store) in stores.iter().enumerate() {
+            assert_eq!(store.announces.load(Ordering::Relaxed), 2, "shard r{i}");
+            let own = store.inner.room_servers(&rooms).await.unwrap();
+            let held = own.iter().filter(|s| !s.is_empty()).count();
+            assert!(
+                (5..=40).contains(&held),
+                "shard r{i} holds {held} of 60 rooms"
+            );
+        }
+        // Each room lives on exactly one shard: the one the ring picks.
+        for room in &rooms {
+            let holders: Vec<usize> = futures_util::future::join_all(
+                stores
+                    .iter()
+                    .map(|s| s.inner.room_servers(std::slice::from_ref(room))),
+            )
+            .await
+            .into_iter()
+            .enumerate()
+            .filter(|(_, r)| !r.as_ref().unwrap()[0].is_empty())
+            .map(|(i, _)| i)
+            .collect();
+            assert_eq!(holders.len(), 1, "{room} on shards {holders:?}");
+            assert_eq!(format!("r{}", holders[0]), router.room_shard(room));
+        }
+        // A lookup of many rooms: answers in order, one call per shard.
+        let mut asked: Vec<String> = rooms.iter().rev().cloned().collect();
+        asked.push("live://nobody".into());
+        let servers = router.room_servers(&asked).await.unwrap();
+        assert_eq!(servers.len(), asked.len());
+        for (room, mut servers) in asked.iter().zip(servers) {
+            servers.sort();
+            let n: usize = room
+                .strip_prefix("live://")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(usize::MAX);
+            let expected: Vec<String> = match n {
+                0..=9 => vec!["c1".into(), "c2".into()],
+                10..=59 => vec!["c1".into()],
+                _ => vec![],
+            };
+            assert_eq!(servers, expected, "{room}");
+        }
+        for store in &stores {
+            assert_eq!(
+                store.lookups.load(Ordering::Relaxed),
+                1,
+                "one lookup call per shard"
+            );
+        }
     }
 
     #[test]

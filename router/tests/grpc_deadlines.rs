@@ -68,6 +68,18 @@ impl Router for HungRouter {
     ) -> Result<Response<pb::CountReply>, Status> {
         std::future::pending().await
     }
+    async fn announce_rooms(
+        &self,
+        _: Request<pb::AnnounceRoomsReq>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        std::future::pending().await
+    }
+    async fn room_servers(
+        &self,
+        _: Request<pb::RoomServersReq>,
+    ) -> Result<Response<pb::RoomServersReply>, Status> {
+        std::future::pending().await
+    }
 }
 
 /// A real tonic server on 127.0.0.1:0 serving [`HungRouter`].
@@ -91,6 +103,17 @@ async fn check_calls(addr: &str, peer: &str) {
 
     let what = format!("online against {peer}");
     let result = ends_at_deadline(&what, store.online()).await;
+    assert!(result.is_err(), "{what}: {result:?}");
+
+    // The room calls run under the same deadline (a job's lookup then
+    // sends the batch to every comet; a comet's announce refuses the join).
+    let rooms = ["live://1".to_owned()];
+    let what = format!("room_servers against {peer}");
+    let result = ends_at_deadline(&what, store.room_servers(&rooms)).await;
+    assert!(result.is_err(), "{what}: {result:?}");
+    let what = format!("announce_rooms against {peer}");
+    let ttl = std::time::Duration::from_secs(60);
+    let result = ends_at_deadline(&what, store.announce_rooms("c1", &rooms, ttl)).await;
     assert!(result.is_err(), "{what}: {result:?}");
 }
 

@@ -64,6 +64,55 @@ async fn logic_side_router_spreads_users_over_remote_shards() {
 }
 
 #[tokio::test]
+async fn room_records_round_trip_through_remote_shards() {
+    let shutdown = CancellationToken::new();
+    let (addr_a, store_a) = start_shard(&shutdown).await;
+    let (addr_b, store_b) = start_shard(&shutdown).await;
+    let shards: Vec<(String, Arc<dyn SessionStore>)> = vec![
+        (
+            "a".into(),
+            Arc::new(RemoteStore::new(&addr_a, Duration::from_secs(2)).unwrap()),
+        ),
+        (
+            "b".into(),
+            Arc::new(RemoteStore::new(&addr_b, Duration::from_secs(2)).unwrap()),
+        ),
+    ];
+    let router = Router::new(shards).unwrap();
+    let rooms: Vec<String> = (0..30).map(|i| format!("live://{i}")).collect();
+    let ttl = Duration::from_secs(60);
+    router.announce_rooms("comet-1", &rooms, ttl).await.unwrap();
+    router
+        .announce_rooms("comet-2", &rooms[..5], ttl)
+        .await
+        .unwrap();
+    // Both shards hold some rooms, each room one shard.
+    let on_a = store_a.room_servers(&rooms).await.unwrap();
+    let on_b = store_b.room_servers(&rooms).await.unwrap();
+    let held = |v: &[Vec<String>]| v.iter().filter(|s| !s.is_empty()).count();
+    assert_eq!(held(&on_a) + held(&on_b), 30);
+    assert!(held(&on_a) > 0 && held(&on_b) > 0);
+    let servers = router.room_servers(&rooms).await.unwrap();
+    for (i, mut servers) in servers.into_iter().enumerate() {
+        servers.sort();
+        let want: Vec<String> = if i < 5 {
+            vec!["comet-1".into(), "comet-2".into()]
+        } else {
+            vec!["comet-1".into()]
+        };
+        assert_eq!(servers, want, "room {i}");
+    }
+    // A zero ttl would record nothing: refused.
+    let direct = RemoteStore::new(&addr_a, Duration::from_secs(2)).unwrap();
+    let err = direct
+        .announce_rooms("comet-1", &rooms, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ttl_ms"), "{err}");
+    shutdown.cancel();
+}
+
+#[tokio::test]
 async fn refused_router_connection_is_a_clear_error() {
     // Port 1 refuses at once; the deadline against a router that never
     // answers is tested in grpc_deadlines.rs.

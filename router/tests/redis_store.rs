@@ -60,6 +60,7 @@ rim_testkit::on_redis_node_and_cluster!(
     sessions_round_trip_in_goim_layout,
     online_reports_replace_old_rooms_and_list_servers,
     reads_of_many_users_span_slots,
+    room_records_live_by_the_redis_clock_one_slot_each,
 );
 
 async fn sessions_round_trip_in_goim_layout(target: Target) {
@@ -208,6 +209,208 @@ async fn reads_of_many_users_span_slots(target: Target) {
     assert_eq!(store.del_server(&server).await.unwrap(), keys.len() as u64);
     assert_eq!(store.get_keys(&keys).await.unwrap(), vec![None; keys.len()]);
     assert!(store.get_mids(&mids).await.unwrap().is_empty());
+}
+
+/// Room membership records: one sorted set per room, hash-tagged by the
+/// room (on a cluster the 40 rooms spread over every master), answered in
+/// order; a record lives its ttl by Redis's clock, a shorter ttl never
+/// shortens it, and the key goes away with its last record.
+async fn room_records_live_by_the_redis_clock_one_slot_each(target: Target) {
+    let store = store(&target);
+    let (a, b, c) = (unique("comet-a"), unique("comet-b"), unique("comet-c"));
+    let rooms: Vec<String> = (0..40).map(|i| unique(&format!("live://{i}"))).collect();
+    let long = Duration::from_secs(60);
+    store.announce_rooms(&a, &rooms, long).await.unwrap();
+    store.announce_rooms(&b, &rooms[..20], long).await.unwrap();
+    let mut asked = rooms.clone();
+    asked.push(unique("live://nobody"));
+    let servers = store.room_servers(&asked).await.unwrap();
+    assert_eq!(servers.len(), asked.len());
+    for (i, mut servers) in servers.into_iter().enumerate() {
+        servers.sort();
+        let mut want = match i {
+            0..=19 => vec![a.clone(), b.clone()],
+            20..=39 => vec![a.clone()],
+            _ => vec![],
+        };
+        want.sort();
+        assert_eq!(servers, want, "room {i}");
+    }
+    let mut conn = raw(&target).await;
+    let name = format!("rim_room:{{{}}}", rooms[0]);
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&name)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((50_000..=60_000).contains(&pttl), "{name} pttl {pttl}");
+    let score: f64 = redis::cmd("ZSCORE")
+        .arg(&name)
+        .arg(&a)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    assert!(
+        (score - now_ms - 60_000.0).abs() < 10_000.0,
+        "the score is the record's expiry in Unix ms: {score} vs now {now_ms}"
+    );
+    if target.is_cluster() {
+        let mut ranges = std::collections::HashSet::new();
+        for room in &rooms {
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(format!("rim_room:{{{room}}}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            ranges.insert(slot * 3 / 16384);
+        }
+        assert_eq!(ranges.len(), 3, "rooms spread over every master");
+    }
+
+    // A short record expires by itself; a shorter ttl leaves a longer record.
+    let room = &rooms[0];
+    store
+        .announce_rooms(&c, std::slice::from_ref(room), Duration::from_millis(300))
+        .await
+        .unwrap();
+    store
+        .announce_rooms(&a, std::slice::from_ref(room), Duration::from_millis(1))
+        .await
+        .unwrap();
+    let mut with_c = store
+        .room_servers(std::slice::from_ref(room))
+        .await
+        .unwrap();
+    with_c[0].sort();
+    let mut want = vec![a.clone(), b.clone(), c.clone()];
+    want.sort();
+    assert_eq!(with_c[0], want);
+    rim_testkit::poll::eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || {
+            let servers = store
+                .room_servers(std::slice::from_ref(room))
+                .await
+                .unwrap();
+            if servers[0].contains(&c) {
+                Err(format!("{c} still listed: {servers:?}"))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    let mut left = store
+        .room_servers(std::slice::from_ref(room))
+        .await
+        .unwrap();
+    left[0].sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(left[0], want, "the 60 s records stay");
+
+    // A room whose only record expired has no key left.
+    let brief = unique("live://brief");
+    store
+        .announce_rooms(&c, std::slice::from_ref(&brief), Duration::from_millis(200))
+        .await
+        .unwrap();
+    let brief_key = format!("rim_room:{{{brief}}}");
+    rim_testkit::poll::eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || {
+            let exists: i64 = redis::cmd("EXISTS")
+                .arg(&brief_key)
+                .query_async(&mut conn.clone())
+                .await
+                .unwrap();
+            if exists == 0 {
+                Ok(())
+            } else {
+                Err(format!("{brief_key} still exists"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        store.room_servers(&[brief]).await.unwrap(),
+        vec![Vec::<String>::new()]
+    );
+}
+
+/// A Redis that lost its scripts (restarted, or a replica promoted) gets
+/// them again: the room calls keep working. On a private redis-server, so
+/// that flushing its scripts disturbs no other test.
+#[tokio::test]
+async fn room_scripts_are_loaded_again_when_the_server_lost_them() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let _server = KillOnDrop(
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts (installed by scripts/services.sh)"),
+    );
+    let url = format!("redis://127.0.0.1:{port}/");
+    let target = Target::Node(url.clone());
+    rim_testkit::poll::eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        async || match Conn::connect(&target, Duration::from_secs(1)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("private redis-server on {port}: {e}")),
+        },
+    )
+    .await;
+    let store = store(&target);
+    let rooms = vec!["live://1".to_owned()];
+    store
+        .announce_rooms("c1", &rooms, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut conn = raw(&target).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.room_servers(&rooms).await.unwrap(),
+        vec![vec!["c1".to_owned()]]
+    );
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    store
+        .announce_rooms("c2", &rooms, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut servers = store.room_servers(&rooms).await.unwrap();
+    servers[0].sort();
+    assert_eq!(servers, vec![vec!["c1".to_owned(), "c2".to_owned()]]);
+}
+
+/// A child process killed (and reaped) when the test ends, pass or fail.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The timeout the hung-Redis tests give the store.

@@ -1,7 +1,8 @@
 //! `rim job`: consumes the push topic and fans records out to comets over
 //! gRPC. Comets come from a static list and from discovery
 //! ([`rim_job::discovery`]): the comets' online reports in the router shards
-//! carry their gRPC address.
+//! carry their gRPC address. The same shards hold the rooms' membership
+//! records, which decide where a room push goes (`[job.room] targets`).
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -41,6 +42,11 @@ pub async fn run(
             }
         }
     };
+    if let Some(routers) = &routers {
+        if config.job.room.targets == rim_job::RoomTargets::Members {
+            job.set_room_directory(std::sync::Arc::new(routers.clone()));
+        }
+    }
     let discovery = tokio::spawn(rim_job::discovery::discover(
         job.clone(),
         routers,

@@ -167,11 +167,12 @@ async fn spawn_logic(
     router_list: &str,
     opts: &Options,
     topic: &str,
+    extra: &str,
 ) -> Proc {
     let (kafka, timeout) = (&opts.kafka, opts.kafka_timeout);
     let mailbox = mailbox_config(opts, topic);
     let config = format!(
-        "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n\n\
+        "grpc_bind = \"127.0.0.1:0\"\n{router_list}\n[logic]\nhttp_bind = \"127.0.0.1:0\"\nonline_refresh = \"100ms\"\n{extra}\n\
          [logic.auth]\nmode = \"trust\"\n[logic.api]\nopen = true\n\n\
          [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ntimeout = \"{timeout}\"\npartitions = 4\n{mailbox}"
     );
@@ -189,12 +190,14 @@ async fn spawn_comet(
     i: usize,
     logic_grpc: &str,
     opts: &Options,
+    extra: &str,
 ) -> Proc {
     let config = format!(
         "grpc_bind = \"127.0.0.1:0\"\nmetrics_bind = \"127.0.0.1:0\"\nlogic_addrs = [\"{logic_grpc}\"]\n\n[comet]\n\
          server_id = \"{cluster}-comet{i}\"\ntcp_bind = [\"127.0.0.1:0\"]\nws_bind = [\"127.0.0.1:0\"]\n\
-         online_report_interval = \"200ms\"\nsession_queue = 8192\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n",
+         online_report_interval = \"{report}\"\nsession_queue = 8192\nlogic_heartbeat_interval_min = \"{r}\"\nlogic_heartbeat_interval_max = \"{r}\"\n{extra}\n",
         r = opts.session_refresh,
+        report = opts.report_interval,
     );
     Proc::spawn(dir, "comet", &format!("comet{i}"), &config).await
 }
@@ -209,6 +212,7 @@ async fn spawn_job(
     name: &str,
 ) -> Proc {
     let (kafka, comet_ttl, push_timeout) = (&opts.kafka, opts.comet_ttl, opts.push_timeout);
+    let job_room = &opts.job_room;
     let connect_timeout = opts.connect_timeout;
     let mailbox = mailbox_config(opts, topic);
     let config = format!(
@@ -217,7 +221,7 @@ async fn spawn_job(
          [kafka]\nbrokers = [\"{kafka}\"]\ntopic = \"{topic}\"\ngroup = \"{group}\"\nsession_timeout = \"6s\"\n\
          properties = {{ \"statistics.interval.ms\" = \"500\" }}\n\n\
          [job]\npush_timeout = \"{push_timeout}\"\nretries = 1\nroutines = {routines}\nroutine_queue = {routine_queue}\n\
-         push_batch = {push_batch}\nenqueue_timeout = \"{enqueue_timeout}\"\n{mailbox}",
+         push_batch = {push_batch}\nenqueue_timeout = \"{enqueue_timeout}\"\n[job.room]\n{job_room}\n{mailbox}",
         routines = opts.routines,
         routine_queue = opts.routine_queue,
         push_batch = opts.push_batch,
@@ -301,6 +305,10 @@ pub struct Options {
     /// Logic and job use the routers' Redis (`redis`) themselves instead
     /// of calling the router processes.
     pub direct_redis: bool,
+    /// Job: lines of its `[job.room]` section.
+    pub job_room: String,
+    /// Comet: how often it sends logic its online report.
+    pub report_interval: &'static str,
 }
 
 impl Options {
@@ -324,6 +332,8 @@ impl Options {
             kafka_timeout: "15s",
             mailbox: None,
             direct_redis: false,
+            job_room: String::new(),
+            report_interval: "200ms",
         }
     }
 }
@@ -371,11 +381,11 @@ impl Cluster {
         }
         let direct = opts.redis.as_deref().filter(|_| opts.direct_redis);
         let router_list = router_list(&routers, direct);
-        let logic = spawn_logic(&dir, "logic", &router_list, &opts, &topic).await;
+        let logic = spawn_logic(&dir, "logic", &router_list, &opts, &topic, "").await;
         let mut comets = Vec::new();
         for i in 1..=opts.comets {
             let grpc = logic.addr("grpc");
-            comets.push(spawn_comet(&dir, name, i, &grpc, &opts).await);
+            comets.push(spawn_comet(&dir, name, i, &grpc, &opts, "").await);
         }
         let discovery = if opts.static_comets {
             "routers = []\n".to_owned()
@@ -447,7 +457,20 @@ impl Cluster {
             .as_deref()
             .filter(|_| self.opts.direct_redis);
         let list = router_list(&self.routers, direct);
-        spawn_logic(&self.dir, &name, &list, &self.opts, &self.topic).await
+        spawn_logic(&self.dir, &name, &list, &self.opts, &self.topic, "").await
+    }
+
+    /// A further logic process on the same routers and topic, with `extra`
+    /// lines in its `[logic]` section.
+    pub async fn add_logic_with(&mut self, extra: &str) -> Proc {
+        let name = self.next_name("logic");
+        let direct = self
+            .opts
+            .redis
+            .as_deref()
+            .filter(|_| self.opts.direct_redis);
+        let list = router_list(&self.routers, direct);
+        spawn_logic(&self.dir, &name, &list, &self.opts, &self.topic, extra).await
     }
 
     /// A further logic process on the same routers, publishing to `topic`
@@ -460,7 +483,7 @@ impl Cluster {
             .as_deref()
             .filter(|_| self.opts.direct_redis);
         let list = router_list(&self.routers, direct);
-        spawn_logic(&self.dir, &name, &list, &self.opts, topic).await
+        spawn_logic(&self.dir, &name, &list, &self.opts, topic, "").await
     }
 
     /// A further job process on the same comets, consuming `topic` in `group`
@@ -473,9 +496,36 @@ impl Cluster {
     pub async fn add_comet(&mut self) -> usize {
         let i = self.comets.len() + 1;
         let grpc = self.logic.addr("grpc");
-        let comet = spawn_comet(&self.dir, &self.name, i, &grpc, &self.opts).await;
+        let comet = spawn_comet(&self.dir, &self.name, i, &grpc, &self.opts, "").await;
         self.comets.push(comet);
         i - 1
+    }
+
+    /// A further comet reporting to the logic at `logic_grpc`, with `extra`
+    /// lines in its `[comet]` section; returns its index.
+    pub async fn add_comet_with(&mut self, logic_grpc: &str, extra: &str) -> usize {
+        let i = self.comets.len() + 1;
+        let comet = spawn_comet(&self.dir, &self.name, i, logic_grpc, &self.opts, extra).await;
+        self.comets.push(comet);
+        i - 1
+    }
+
+    /// The routers' shards as logic and job see them (names r1, r2, ...),
+    /// for looking behind the services.
+    pub fn routers_client(&self) -> rim_router::Router {
+        let shards = self
+            .routers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let store: std::sync::Arc<dyn rim_router::SessionStore> = std::sync::Arc::new(
+                    rim_router::grpc::RemoteStore::new(&r.addr("grpc"), Duration::from_secs(2))
+                        .unwrap(),
+                );
+                (format!("r{}", i + 1), store)
+            })
+            .collect();
+        rim_router::Router::new(shards).unwrap()
     }
 
     /// Kills router `i` and starts a new process on the same address.

@@ -5,6 +5,10 @@
 //! Ordering guarantees: the session is registered before the auth reply is
 //! buffered, and the task is the only writer, so no push can precede op 8;
 //! replies and pushes reach the socket in the order the task handled them.
+//! A join (op 8 with a room, op 12, op 24) is applied and answered only once
+//! logic has recorded this comet as holding the room (`announce`), so a room
+//! push accepted after the answer finds this comet (docs/protocol.md,
+//! "Rooms").
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +26,7 @@ use tracing::{debug, info, warn};
 use super::{
     log_close, CloseReason, ConnCtx, ConnInfo, FrameIo, Incoming, Opened, Slot, FINISH_TIMEOUT,
 };
+use crate::announce::AnnounceError;
 use crate::im::{self, ImGate, SeqBody, SyncAnswer, SyncRequest};
 use crate::limits::FrameRate;
 use crate::logic::LogicCallError;
@@ -115,6 +120,35 @@ async fn authenticated<T: FrameIo>(
         since,
     } = reply;
     let since = since.filter(|_| im);
+    if !room_id.is_empty() {
+        // Within the handshake deadline, like the connect itself.
+        let announced = tokio::select! {
+            biased;
+            () = ctx.closing.cancelled() => Err(CloseReason::Shutdown),
+            result = tokio::time::timeout_at(deadline, ctx.rooms.ensure(&room_id)) => match result {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(CloseReason::RoomAnnounce(e)),
+                Err(_) => Err(CloseReason::HandshakeTimeout(ctx.config.handshake_timeout)),
+            },
+        };
+        if let Err(reason) = announced {
+            // Logic recorded the session at connect; the client never gets
+            // op 8, so the session is removed again.
+            let req = DisconnectReq {
+                mid,
+                key: key.clone(),
+                server: ctx.server_id().to_owned(),
+            };
+            if let Err(e) = ctx
+                .logic
+                .call("disconnect", ctx.logic.client().disconnect(req))
+                .await
+            {
+                warn!(conn.id = conn.id, key = %key, mid, error = %e, "logic disconnect failed");
+            }
+            return Err(reason);
+        }
+    }
     let session = Arc::new(Session::with_im(
         conn.id,
         Arc::from(key),
@@ -581,6 +615,17 @@ impl Active {
             Op::ChangeRoom => {
                 match std::str::from_utf8(&frame.body) {
                     Ok(room) => {
+                        if !room.is_empty() {
+                            // No refusal exists for op 12: a room that
+                            // cannot be recorded closes the connection.
+                            if let Err(e) = self.announce(room).await {
+                                return Err(if self.ctx.closing.is_cancelled() {
+                                    CloseReason::Shutdown
+                                } else {
+                                    CloseReason::RoomAnnounce(e)
+                                });
+                            }
+                        }
                         self.ctx
                             .hub
                             .change_room(session, (!room.is_empty()).then_some(room));
@@ -595,7 +640,7 @@ impl Active {
                 }
                 Ok(frame.reply(Op::ChangeRoomReply, frame.body.clone()))
             }
-            Op::JoinRoom | Op::LeaveRoom => Ok(self.room_request(&frame)),
+            Op::JoinRoom | Op::LeaveRoom => self.room_request(&frame).await,
             Op::Sub => {
                 match parse_ops(&frame.body) {
                     Some(ops) => {
@@ -642,18 +687,39 @@ impl Active {
         }
     }
 
+    /// Announces `room` to logic unless its record is known to live past
+    /// the margin (sharing a call in flight); gives up at shutdown.
+    async fn announce(&self, room: &str) -> Result<(), AnnounceError> {
+        tokio::select! {
+            biased;
+            () = self.ctx.closing.cancelled() => Err(AnnounceError::Abandoned),
+            result = self.ctx.rooms.ensure(room) => result.map(|_| ()),
+        }
+    }
+
     /// op 24 (join a room) or op 26 (leave one): answered with op 25 or 27,
-    /// the room id echoed when done, else `{"code", "reason"}`.
-    fn room_request(&self, frame: &Frame) -> Frame {
+    /// the room id echoed when done, else `{"code", "reason"}`. A join is
+    /// checked, then announced to logic, then applied.
+    async fn room_request(&self, frame: &Frame) -> Result<Frame, CloseReason> {
         let session = &self.session;
         let join = frame.op() == Op::JoinRoom;
-        let result = room::room_id(&frame.body).and_then(|room| {
-            if join {
-                self.ctx.hub.join_room(session, room)
-            } else {
-                self.ctx.hub.leave_room(session, room)
-            }
-        });
+        let result = match room::room_id(&frame.body) {
+            Ok(room) if join => match self.ctx.hub.check_join(session, room) {
+                Ok(()) => match self.announce(room).await {
+                    Ok(()) => self.ctx.hub.join_room(session, room),
+                    Err(AnnounceError::Abandoned) if self.ctx.closing.is_cancelled() => {
+                        return Err(CloseReason::Shutdown)
+                    }
+                    Err(e) => {
+                        warn!(conn.id = self.conn.id, key = %session.key, mid = session.mid, room, error = %e, "join refused: room not recorded");
+                        Err(RoomRefusal::Unavailable)
+                    }
+                },
+                Err(refusal) => Err(refusal),
+            },
+            Ok(room) => self.ctx.hub.leave_room(session, room),
+            Err(refusal) => Err(refusal),
+        };
         let (op, reply_op) = if join {
             ("join", Op::JoinRoomReply)
         } else {
@@ -661,7 +727,7 @@ impl Active {
         };
         let label = result.err().map_or("ok", RoomRefusal::label);
         ::metrics::counter!(metrics::ROOM_REQUESTS, "op" => op, "result" => label).increment(1);
-        match result {
+        Ok(match result {
             Ok(()) => {
                 debug!(conn.id = self.conn.id, key = %session.key, mid = session.mid, op, room = %String::from_utf8_lossy(&frame.body), "room request done");
                 frame.reply(reply_op, frame.body.clone())
@@ -671,7 +737,7 @@ impl Active {
                 let body = serde_json::json!({"code": refusal.code(), "reason": refusal.reason()});
                 frame.reply(reply_op, Bytes::from(body.to_string()))
             }
-        }
+        })
     }
 
     /// Refreshes logic's mapping TTL at most once per interval, without

@@ -33,6 +33,7 @@ use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::announce::{AnnounceError, Announcer};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::im::Acks;
@@ -62,6 +63,8 @@ pub(crate) struct ConnCtx {
     pub(crate) tls: Option<Arc<Tls>>,
     /// IM sessions' device acks, batched to logic.
     pub(crate) acks: Arc<Acks>,
+    /// Room announcements before joins.
+    pub(crate) rooms: Arc<Announcer>,
     server_id: String,
 }
 
@@ -74,9 +77,16 @@ impl ConnCtx {
     ) -> ConnCtx {
         let tracker = TaskTracker::new();
         let closing = CancellationToken::new();
+        let logic = LogicGateway::new(logic, config.logic_timeout);
         ConnCtx {
             hub: Hub::new(&config, tracker.clone(), closing.clone()),
-            logic: LogicGateway::new(logic, config.logic_timeout),
+            rooms: Announcer::new(
+                logic.clone(),
+                config.server_id(),
+                config.room_announce_margin,
+                tracker.clone(),
+            ),
+            logic,
             limits: ConnLimits::new(&config),
             server_id: config.server_id(),
             config,
@@ -183,6 +193,10 @@ pub(crate) enum CloseReason {
     /// More client frames in one second than `max_frames_per_sec`.
     #[error("more than {0} frames in one second")]
     FrameRate(u32),
+    /// The room of op 8 (the token's) or op 12 could not be announced to
+    /// logic; neither op has a refusal, so the connection is closed.
+    #[error("{0}")]
+    RoomAnnounce(AnnounceError),
 }
 
 impl CloseReason {
@@ -203,6 +217,7 @@ impl CloseReason {
             CloseReason::WsPathRejected(_) => "ws_path_rejected",
             CloseReason::WsHandshake(_) => "ws_handshake_failed",
             CloseReason::FrameRate(_) => "frame_rate",
+            CloseReason::RoomAnnounce(_) => "room_announce_failed",
         }
     }
 

@@ -20,6 +20,7 @@ use rim_proto::pb::logic::{
     ReceiveReq,
 };
 use rim_proto::pb::protocol::Proto;
+use rim_proto::pb::room::{AnnounceReply, AnnounceReq};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -41,6 +42,7 @@ pub struct Events {
     pub heartbeats: UnboundedReceiver<HeartbeatReq>,
     pub receives: UnboundedReceiver<ReceiveReq>,
     pub onlines: UnboundedReceiver<OnlineReq>,
+    pub announces: UnboundedReceiver<AnnounceReq>,
 }
 
 pub async fn next<T>(rx: &mut UnboundedReceiver<T>) -> T {
@@ -61,12 +63,21 @@ pub struct FakeLogic {
     pub fail_next_online: AtomicBool,
     /// `receive` never answers (the connection stays inside the call).
     pub hold_receives: AtomicBool,
+    /// What `announce` answers: `Ok(ttl_ms)` (300 s by default, as rim's
+    /// logic with its default `online_stale`) or the error.
+    pub announce_answer: Mutex<Result<u64, LogicCallError>>,
+    /// While set, each `announce` waits for a permit of `announce_gate`.
+    pub hold_announces: AtomicBool,
+    pub announce_gate: tokio::sync::Semaphore,
+    /// `room_ttl_ms` of `renew_online`'s reply (0, as goim's logic, by default).
+    pub room_ttl_ms: AtomicU64,
     next_key: AtomicU64,
     connects: UnboundedSender<ConnectReq>,
     disconnects: UnboundedSender<DisconnectReq>,
     heartbeats: UnboundedSender<HeartbeatReq>,
     receives: UnboundedSender<ReceiveReq>,
     onlines: UnboundedSender<OnlineReq>,
+    announces: UnboundedSender<AnnounceReq>,
 }
 
 impl FakeLogic {
@@ -76,17 +87,23 @@ impl FakeLogic {
         let (heartbeats, heartbeats_rx) = unbounded_channel();
         let (receives, receives_rx) = unbounded_channel();
         let (onlines, onlines_rx) = unbounded_channel();
+        let (announces, announces_rx) = unbounded_channel();
         let logic = Arc::new(FakeLogic {
             heartbeat_nanos,
             all_room_count: Mutex::new(HashMap::new()),
             fail_next_online: AtomicBool::new(false),
             hold_receives: AtomicBool::new(false),
+            announce_answer: Mutex::new(Ok(300_000)),
+            hold_announces: AtomicBool::new(false),
+            announce_gate: tokio::sync::Semaphore::new(0),
+            room_ttl_ms: AtomicU64::new(0),
             next_key: AtomicU64::new(1),
             connects,
             disconnects,
             heartbeats,
             receives,
             onlines,
+            announces,
         });
         let events = Events {
             connects: connects_rx,
@@ -94,6 +111,7 @@ impl FakeLogic {
             heartbeats: heartbeats_rx,
             receives: receives_rx,
             onlines: onlines_rx,
+            announces: announces_rx,
         };
         (logic, events)
     }
@@ -152,7 +170,17 @@ impl LogicClient for FakeLogic {
         }
         Ok(OnlineReply {
             all_room_count: self.all_room_count.lock().unwrap().clone(),
+            room_ttl_ms: self.room_ttl_ms.load(Ordering::SeqCst),
         })
+    }
+
+    async fn announce(&self, req: AnnounceReq) -> Result<AnnounceReply, LogicCallError> {
+        let _ = self.announces.send(req);
+        if self.hold_announces.load(Ordering::SeqCst) {
+            self.announce_gate.acquire().await.unwrap().forget();
+        }
+        let answer = self.announce_answer.lock().unwrap().clone();
+        answer.map(|ttl_ms| AnnounceReply { ttl_ms })
     }
 
     async fn receive(&self, req: ReceiveReq) -> Result<(), LogicCallError> {

@@ -9,6 +9,7 @@ mod grpc_deadlines;
 mod limits;
 mod online;
 mod push;
+mod rooms;
 mod tcp;
 mod timers;
 mod tls;

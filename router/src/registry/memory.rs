@@ -30,7 +30,9 @@ struct Inner {
     keys: HashMap<Box<str>, Expiring<Arc<str>>>,
     mids: HashMap<i64, Expiring<MidKeys>>,
     online: HashMap<String, Expiring<ServerOnline>>,
-    /// Every server id referenced by `keys` or `mids` (dropped in the sweep
+    /// room -> server -> when its membership record expires.
+    rooms: HashMap<Box<str>, HashMap<Arc<str>, Instant>>,
+    /// Every server id referenced by `keys`, `mids` or `rooms` (dropped in the sweep
     /// once nothing else refers to it).
     servers: HashSet<Arc<str>>,
     writes_since_sweep: usize,
@@ -154,6 +156,10 @@ impl MemoryStore {
             inner.keys.retain(|_, e| e.expires > now);
             inner.mids.retain(|_, e| e.expires > now);
             inner.online.retain(|_, e| e.expires > now);
+            inner.rooms.retain(|_, servers| {
+                servers.retain(|_, expires| *expires > now);
+                !servers.is_empty()
+            });
             inner.servers.retain(|s| Arc::strong_count(s) > 1);
         }
         f(&mut inner, now, expires)
@@ -304,6 +310,50 @@ impl SessionStore for MemoryStore {
             removed
         }))
     }
+
+    async fn announce_rooms(
+        &self,
+        server: &str,
+        rooms: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.write(|inner, now, _| {
+            let server = inner.server(server);
+            let expires = now + ttl;
+            for room in rooms {
+                if !inner.rooms.contains_key(room.as_str()) {
+                    inner.rooms.insert(Box::from(room.as_str()), HashMap::new());
+                }
+                let Some(servers) = inner.rooms.get_mut(room.as_str()) else {
+                    continue; // inserted just above
+                };
+                servers.retain(|_, at| *at > now);
+                let at = servers.entry(Arc::clone(&server)).or_insert(expires);
+                *at = (*at).max(expires);
+            }
+        });
+        Ok(())
+    }
+
+    async fn room_servers(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
+        let now = Instant::now();
+        let inner = self.inner.lock();
+        Ok(rooms
+            .iter()
+            .map(|room| {
+                inner
+                    .rooms
+                    .get(room.as_str())
+                    .map_or_else(Vec::new, |servers| {
+                        servers
+                            .iter()
+                            .filter(|(_, expires)| **expires > now)
+                            .map(|(server, _)| server.to_string())
+                            .collect()
+                    })
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +460,60 @@ mod tests {
         ));
         assert!(store.del_mid_key(1, "c", "c1").await.unwrap());
         assert!(store.inner.lock().mids.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn room_records_expire_and_are_never_shortened() {
+        let store = MemoryStore::new(Duration::from_secs(60));
+        let ttl = Duration::from_secs(30);
+        let rooms = ["live://1".to_owned(), "live://2".to_owned()];
+        store.announce_rooms("c1", &rooms, ttl).await.unwrap();
+        store.announce_rooms("c2", &rooms[..1], ttl).await.unwrap();
+        let sorted = |mut v: Vec<Vec<String>>| {
+            v.iter_mut().for_each(|s| s.sort());
+            v
+        };
+        let all = [rooms[0].clone(), rooms[1].clone(), "live://3".to_owned()];
+        assert_eq!(
+            sorted(store.room_servers(&all).await.unwrap()),
+            vec![
+                vec!["c1".to_owned(), "c2".to_owned()],
+                vec!["c1".to_owned()],
+                vec![]
+            ]
+        );
+        // A shorter ttl does not shorten c1's record of live://1.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        store
+            .announce_rooms("c1", &rooms[..1], Duration::from_secs(1))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(19)).await;
+        assert_eq!(
+            sorted(store.room_servers(&rooms).await.unwrap()),
+            vec![
+                vec!["c1".to_owned(), "c2".to_owned()],
+                vec!["c1".to_owned()]
+            ]
+        );
+        // A refresh keeps c2's record of live://1; the rest expire.
+        store.announce_rooms("c2", &rooms[..1], ttl).await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            store.room_servers(&rooms).await.unwrap(),
+            vec![vec!["c2".to_owned()], vec![]]
+        );
+        // del_server leaves room records to expire.
+        store.del_server("c2").await.unwrap();
+        assert_eq!(
+            store.room_servers(&rooms[..1]).await.unwrap(),
+            vec![vec!["c2".to_owned()]]
+        );
+        tokio::time::advance(ttl).await;
+        assert_eq!(
+            store.room_servers(&rooms).await.unwrap(),
+            vec![Vec::<String>::new(), vec![]]
+        );
     }
 
     #[test]

@@ -4,11 +4,19 @@
 //! `key_<key>` -> comet, a per-user hash `mid_<mid>` of key -> comet, and one
 //! online report per comet. Every mapping carries a TTL refreshed by
 //! heartbeats, so the sessions of a comet that died expire on their own.
+//!
+//! Room membership records (rim's, not goim's) say which comets hold members
+//! of a room, so that job sends a room push only there: room -> {comet ->
+//! expiry}. Logic writes them when a comet announces a room before a join
+//! and refreshes them with each online report; nothing removes a record
+//! before it expires (a stale one costs job a call, a missing one would
+//! lose a push), so there is no delete.
 
 mod memory;
 mod redis;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -64,6 +72,20 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Every online report stored on this shard.
     async fn online(&self) -> Result<Vec<ServerOnline>, StoreError>;
     /// Forgets a comet: its online report and every mapping that points to it.
-    /// Returns how many key records were removed.
+    /// Returns how many key records were removed. Room membership records
+    /// are left to expire.
     async fn del_server(&self, server: &str) -> Result<u64, StoreError>;
+    /// Records that `server` holds members of each of `rooms`, valid for
+    /// `ttl` from the write. Never shortens a record's life (a shorter `ttl`
+    /// than the one already stored leaves the longer one); drops the room's
+    /// records that expired. Answers only once every record is written.
+    async fn announce_rooms(
+        &self,
+        server: &str,
+        rooms: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// The servers with an unexpired record of each room, in order (an
+    /// empty list for a room nobody announced).
+    async fn room_servers(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, StoreError>;
 }

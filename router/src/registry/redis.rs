@@ -13,12 +13,18 @@
 //! every master. The report and the index of reporting comets
 //! (`rim_online_servers`) are written one after the other, not in one
 //! `MULTI`: a reader skips a listed comet whose report is gone.
+//!
+//! Room membership records are one sorted set per room (`rim_room:{<room>}`,
+//! comet scored by expiry), written and read by Lua scripts that take the
+//! time from the Redis server (`TIME`), so the clocks of the logic and job
+//! hosts never decide whether a record is alive. Many rooms go as one
+//! [`Batch`] of `EVALSHA`s: one round trip per node (per slot on a cluster).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, ErrorKind, Script, ServerErrorKind};
 use rim_redis::{Batch, Conn, Target};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +44,29 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0";
 
+/// Records that ARGV[1] holds members of the room KEYS[1] for ARGV[2] ms
+/// from now (Redis's clock), never shortening a record; drops expired
+/// records and lets the key expire with its last record.
+const ANNOUNCE_ROOM: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = now + tonumber(ARGV[2])
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not old) or tonumber(old) < expires then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', expires), ARGV[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 1";
+
+/// The comets with a record of the room KEYS[1] that has not expired
+/// (Redis's clock).
+const ROOM_SERVERS: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%.0f', now), '+inf')";
+
 /// A shard stored in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -45,6 +74,8 @@ pub struct RedisStore {
     ttl_secs: u64,
     del_key_if: Script,
     hdel_if: Script,
+    announce_room: Script,
+    room_servers: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -113,7 +144,26 @@ impl RedisStore {
             ttl_secs: ttl.as_secs().max(1),
             del_key_if: Script::new(DEL_KEY_IF),
             hdel_if: Script::new(HDEL_IF),
+            announce_room: Script::new(ANNOUNCE_ROOM),
+            room_servers: Script::new(ROOM_SERVERS),
         })
+    }
+
+    /// Runs a batch of `EVALSHA`s of the room scripts; a server that does
+    /// not have them yet (a new one, a promoted replica, a restart) gets
+    /// them (`SCRIPT LOAD`, on every master of a cluster) and the batch is
+    /// sent once more (the scripts can be repeated).
+    async fn run_scripts(&self, batch: &Batch) -> Result<Vec<redis::Value>, StoreError> {
+        match self.conn.run(batch).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                let mut conn = self.conn.clone();
+                for script in [&self.announce_room, &self.room_servers] {
+                    script.load_async(&mut conn).await.map_err(unavailable)?;
+                }
+                self.conn.run(batch).await.map_err(unavailable)
+            }
+            reply => reply.map_err(unavailable),
+        }
     }
 
     /// Runs a batch of reads and converts the answers.
@@ -371,5 +421,46 @@ impl SessionStore for RedisStore {
             }
         }
         Ok(removed)
+    }
+
+    async fn announce_rooms(
+        &self,
+        server: &str,
+        rooms: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if rooms.is_empty() {
+            return Ok(());
+        }
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut batch = Batch::new();
+        for room in rooms {
+            let name = keys::room(room);
+            let mut call = redis::cmd("EVALSHA");
+            call.arg(self.announce_room.get_hash())
+                .arg(1)
+                .arg(&name)
+                .arg(server)
+                .arg(ttl_ms);
+            batch.push(&name, call);
+        }
+        self.run_scripts(&batch).await?;
+        Ok(())
+    }
+
+    async fn room_servers(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut batch = Batch::new();
+        for room in rooms {
+            let name = keys::room(room);
+            let mut call = redis::cmd("EVALSHA");
+            call.arg(self.room_servers.get_hash()).arg(1).arg(&name);
+            batch.push(&name, call);
+        }
+        let replies = self.run_scripts(&batch).await?;
+        redis::from_redis_value(redis::Value::Array(replies))
+            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))
     }
 }

@@ -276,6 +276,8 @@ fn close_code(reason: &CloseReason) -> Option<CloseCode> {
         CloseReason::BadFrame(rim_proto::ProtoError::BodyTooLarge { .. }) => CloseCode::Size,
         CloseReason::BadFrame(_) => CloseCode::Unsupported,
         CloseReason::Shutdown => CloseCode::Away,
+        // The server could not do its part (1011 internal error).
+        CloseReason::RoomAnnounce(_) => CloseCode::Error,
         CloseReason::SlowClient
         | CloseReason::Kicked
         | CloseReason::AuthFailed(_)
