@@ -19,7 +19,7 @@
 //!   consumption order, each only once its record and every record before it
 //!   are settled, so an offset never passes a record still in flight.
 //!
-//! Both have an in-process implementation ([`memory`], standalone mode) and
+//! Both have an in-process implementation (`memory`, standalone mode) and
 //! one on Kafka ([`kafka`], the distributed mode, behind the default
 //! feature `kafka`; rdkafka is linked by this crate only).
 //!

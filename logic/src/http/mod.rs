@@ -2,7 +2,7 @@
 //! `/1`, rim's own under `/rim/v1` (the mailbox API), with their envelopes, a body limit, and 404/405 answers in the
 //! envelope of the path's API version, and bearer tokens on the push and
 //! admin routes (and the reads when `api.protect_reads`) when configured.
-//! Every route is listed once ([`routes`]); the OpenAPI document describing
+//! Every route is listed once (`routes`); the OpenAPI document describing
 //! them is served at `/openapi.json` ([`OPENAPI`]).
 //!
 //! Handlers only parse requests and shape answers; every decision is made by
