@@ -288,7 +288,10 @@ async fn keyed_pushes_on_a_redis_cluster(c: &Cluster) -> bool {
         )
         .await;
     c.http
-        .push_ok(&format!("/goim/push/mids?operation=1000&mids={m1}"), "mid-1")
+        .push_ok(
+            &format!("/goim/push/mids?operation=1000&mids={m1}"),
+            "mid-1",
+        )
         .await;
     c.http
         .push_ok(

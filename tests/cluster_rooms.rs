@@ -394,7 +394,11 @@ async fn a_room_push_reaches_its_member_through_room_records_on_a_redis_cluster(
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(record, [c.comets[0].addr("server_id")], "{room_key}'s record");
+    assert_eq!(
+        record,
+        [c.comets[0].addr("server_id")],
+        "{room_key}'s record"
+    );
 
     c.http
         .push_ok(
@@ -408,7 +412,10 @@ async fn a_room_push_reaches_its_member_through_room_records_on_a_redis_cluster(
         .unwrap()
         .expect("the member gets the room push");
     assert_eq!(&push.body[..], b"to-members");
-    assert!(room_calls(&c, 0).await > 0.0, "the member's comet was called");
+    assert!(
+        room_calls(&c, 0).await > 0.0,
+        "the member's comet was called"
+    );
     assert_eq!(
         room_calls(&c, 1).await,
         0.0,
