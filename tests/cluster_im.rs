@@ -229,12 +229,14 @@ async fn stored_messages_on_a_redis_cluster_go_live_and_a_device_back_online_syn
     o.mailbox_on_cluster = true;
     let c = Cluster::start("rc-im", o).await;
     // The mailbox keys have the cluster's own prefix; the session keys do
-    // not (goim's names), so the user is this test's own.
+    // not (goim's names), so the user and the devices (connection keys) are
+    // this test's own: sessions of earlier runs outlive their processes.
     let mid = unique_mid();
-    let mut phone = Client::connect(c.comet_tcp(0), false, &Token::im(mid, "phone"))
+    let (phone_key, tablet_key) = (format!("{}-phone", c.name), format!("{}-tablet", c.name));
+    let mut phone = Client::connect(c.comet_tcp(0), false, &Token::im(mid, &phone_key))
         .await
         .unwrap();
-    let mut tablet = Client::connect(c.comet_ws(1), true, &Token::im(mid, "tablet"))
+    let mut tablet = Client::connect(c.comet_ws(1), true, &Token::im(mid, &tablet_key))
         .await
         .unwrap();
     store(&c, &[mid], "s1").await;
@@ -256,7 +258,7 @@ async fn stored_messages_on_a_redis_cluster_go_live_and_a_device_back_online_syn
     let mut tablet = Client::connect(
         c.comet_tcp(1),
         false,
-        &Token::im(mid, "tablet").since(1, Some(&epoch)),
+        &Token::im(mid, &tablet_key).since(1, Some(&epoch)),
     )
     .await
     .unwrap();
