@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster::{
-    free_port, services, unique, wait_for_job_comets, Cluster, Gate, Options, RedisProc,
+    free_port, redis_cluster_services, services, unique, unique_mid, wait_for_job_comets, Cluster,
+    Gate, Options, RedisProc,
 };
 use common::Http;
 use parking_lot::Mutex;
@@ -209,9 +210,6 @@ async fn every_push_type_reaches_exactly_the_right_clients_through_kafka() {
     .await;
 }
 
-/// Reads `url` until its Prometheus text has a sample starting with each of
-/// `wanted` whose value is not 0 (gauges such as the consumer lag may be 0:
-/// those are given with a trailing `{` and only need to exist).
 /// Logic and job using the routers' Redis themselves (`[[routers]]
 /// redis_url`, no router process on the path): keyed pushes by key and by
 /// user, a user on both comets included, reach exactly their clients, and
@@ -266,6 +264,112 @@ async fn keyed_pushes_reach_their_clients_with_the_routers_redis_used_directly()
     }
 }
 
+/// Keyed pushes by key and by user, a user on both comets included, reach
+/// exactly their clients, with the sessions on the suite's Redis Cluster
+/// (keys, mids of their own: the cluster is shared); then the sessions are
+/// looked up in the cluster itself. Answers whether any router process
+/// was asked (`rim_router_request_seconds` on a router's metrics).
+async fn keyed_pushes_on_a_redis_cluster(c: &Cluster) -> bool {
+    let (m1, m2) = (unique_mid(), unique_mid());
+    let [ka, ka2, kb] = ["a", "a2", "b"].map(|k| unique(&format!("{}-{k}", c.name)));
+    let mut a = Client::connect(c.comet_tcp(0), false, &Token::new(m1, &ka, ""))
+        .await
+        .unwrap();
+    let mut a2 = Client::connect(c.comet_ws(1), true, &Token::new(m1, &ka2, ""))
+        .await
+        .unwrap();
+    let mut b = Client::connect(c.comet_tcp(1), false, &Token::new(m2, &kb, ""))
+        .await
+        .unwrap();
+    c.http
+        .push_ok(
+            &format!("/goim/push/keys?operation=1000&keys={ka}&keys={kb}"),
+            "keys",
+        )
+        .await;
+    c.http
+        .push_ok(
+            &format!("/goim/push/mids?operation=1000&mids={m1}"),
+            "mid-1",
+        )
+        .await;
+    c.http
+        .push_ok(
+            &format!("/goim/push/mids?operation=1000&mids={m1}&mids={m2}"),
+            "mids-1-2",
+        )
+        .await;
+    expect_exactly(&mut a, "a", &["keys", "mid-1", "mids-1-2"]).await;
+    expect_exactly(&mut a2, "a2", &["mid-1", "mids-1-2"]).await;
+    expect_exactly(&mut b, "b", &["keys", "mids-1-2"]).await;
+    for (client, who) in [(&mut a, "a"), (&mut a2, "a2"), (&mut b, "b")] {
+        client
+            .expect_no_push(Duration::from_millis(300))
+            .await
+            .unwrap_or_else(|e| panic!("{who}: {e}"));
+    }
+    // The sessions are in the Redis Cluster, in goim's layout.
+    let (comet1, comet2) = (c.comets[0].addr("server_id"), c.comets[1].addr("server_id"));
+    let mut redis = c.redis_cluster().await;
+    let cmd = rim_redis::redis::cmd;
+    let at: Option<String> = cmd("GET")
+        .arg(format!("key_{kb}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(at, Some(comet2.clone()), "key_{kb} in the Redis Cluster");
+    let sessions: std::collections::HashMap<String, String> = cmd("HGETALL")
+        .arg(format!("mid_{m1}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions,
+        [(ka, comet1), (ka2, comet2)].into_iter().collect(),
+        "mid_{m1} in the Redis Cluster"
+    );
+    let mut asked = false;
+    for router in &c.routers {
+        let url = format!("http://{}/metrics", router.addr("metrics"));
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        asked |= text.contains("rim_router_request_seconds");
+    }
+    asked
+}
+
+/// The routers as processes keeping the sessions on the suite's Redis
+/// Cluster (`router.toml` `redis_cluster`): logic and job call them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_pushes_reach_their_clients_with_the_routers_on_a_redis_cluster() {
+    let Some((kafka, seeds)) = redis_cluster_services().await else {
+        return;
+    };
+    let c = Cluster::start("rc-keys", Options::on_redis_cluster(&kafka, seeds)).await;
+    assert!(
+        keyed_pushes_on_a_redis_cluster(&c).await,
+        "logic resolves keys through the router processes"
+    );
+}
+
+/// Logic and job using the routers' Redis Cluster themselves (`[[routers]]
+/// redis_cluster`): the same pushes arrive, and no router process is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_pushes_reach_their_clients_with_the_routers_redis_cluster_used_directly() {
+    let Some((kafka, seeds)) = redis_cluster_services().await else {
+        return;
+    };
+    let mut o = Options::on_redis_cluster(&kafka, seeds);
+    o.direct_redis = true;
+    let c = Cluster::start("rc-direct", o).await;
+    assert!(
+        !keyed_pushes_on_a_redis_cluster(&c).await,
+        "a router was called although logic and job use its Redis Cluster"
+    );
+}
+
+/// Reads `url` until its Prometheus text has a sample starting with each of
+/// `wanted` whose value is not 0 (gauges such as the consumer lag may be 0:
+/// those are given with a trailing `{` and only need to exist).
 async fn scrape_until(url: &str, wanted: &[&str]) {
     poll::eventually(
         Duration::from_secs(20),

@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::cluster::{free_port, services, Cluster, Options, RedisProc};
+use common::cluster::{
+    free_port, mailbox_prefix, redis_cluster_services, services, unique_mid, Cluster, Options,
+    RedisProc,
+};
 use parking_lot::Mutex;
 use rim_proto::{Frame, Op};
 use rim_testkit::{poll, Client, Token};
@@ -211,6 +214,71 @@ async fn stored_messages_flow_through_kafka_and_redis_to_im_sessions() {
         .is_none());
     let page = c.http.get("/rim/v1/users/100/messages").await.unwrap().json;
     assert_eq!(page["top"], 3, "stored once: {page}");
+}
+
+/// Stored messages with the mailboxes (and the sessions) on the suite's
+/// Redis Cluster (`[mailbox] redis_cluster`): delivered live to both
+/// devices of a user, then a device that was offline syncs what it missed
+/// on reconnecting, the seqs dense; the mailbox is in the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_messages_on_a_redis_cluster_go_live_and_a_device_back_online_syncs_them() {
+    let Some((kafka, seeds)) = redis_cluster_services().await else {
+        return;
+    };
+    let mut o = Options::on_redis_cluster(&kafka, seeds);
+    o.mailbox_on_cluster = true;
+    let c = Cluster::start("rc-im", o).await;
+    // The mailbox keys have the cluster's own prefix; the session keys do
+    // not (goim's names), so the user and the devices (connection keys) are
+    // this test's own: sessions of earlier runs outlive their processes.
+    let mid = unique_mid();
+    let (phone_key, tablet_key) = (format!("{}-phone", c.name), format!("{}-tablet", c.name));
+    let mut phone = Client::connect(c.comet_tcp(0), false, &Token::im(mid, &phone_key))
+        .await
+        .unwrap();
+    let mut tablet = Client::connect(c.comet_ws(1), true, &Token::im(mid, &tablet_key))
+        .await
+        .unwrap();
+    store(&c, &[mid], "s1").await;
+    expect_stored(&mut phone, 1, "s1").await;
+    expect_stored(&mut tablet, 1, "s1").await;
+    drop(tablet);
+    store(&c, &[mid], "s2").await;
+    store(&c, &[mid], "s3").await;
+    expect_stored(&mut phone, 2, "s2").await;
+    expect_stored(&mut phone, 3, "s3").await;
+    let history = c
+        .http
+        .get(&format!("/rim/v1/users/{mid}/messages"))
+        .await
+        .unwrap()
+        .json;
+    assert_eq!(history["top"], 3, "{history}");
+    let epoch = history["epoch"].as_str().unwrap().to_owned();
+    let mut tablet = Client::connect(
+        c.comet_tcp(1),
+        false,
+        &Token::im(mid, &tablet_key).since(1, Some(&epoch)),
+    )
+    .await
+    .unwrap();
+    let (begin, frames, end) = read_sync(&mut tablet).await;
+    assert_eq!(
+        begin,
+        json!({"epoch": epoch, "from": 2, "first": 1, "top": 3, "complete": true})
+    );
+    let got: Vec<(i32, &[u8])> = frames.iter().map(|f| (f.seq, &f.body[..])).collect();
+    assert_eq!(got, [(2, &b"s2"[..]), (3, b"s3")]);
+    assert_eq!(end, json!({"last": 3, "more": false}));
+    // The messages are in the Redis Cluster, under the cluster's prefix.
+    let stream = format!("{}{{{mid}}}:x", mailbox_prefix(&c.topic));
+    let mut redis = c.redis_cluster().await;
+    let len: u64 = rim_redis::redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(len, 3, "{stream} in the Redis Cluster");
 }
 
 /// A client of one user that reconnects now and then with `since`, and

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::cluster::{services, Cluster, Options};
+use common::cluster::{redis_cluster_services, services, unique, Cluster, Options};
 use parking_lot::Mutex;
 use rim_proto::Op;
 use rim_testkit::{poll, Client, Token};
@@ -348,4 +348,83 @@ async fn room_pushes_reach_every_member_joined_before_them_and_only_comets_with_
         .await;
     assert_eq!(&member.next_push().await.unwrap().body[..], b"stale");
     logic2.signal("-CONT");
+}
+
+/// Member-aware room pushes (`[job.room] targets = "members"`, the
+/// default) with the room records on the suite's Redis Cluster: a member's
+/// join is recorded there, the job's lookup finds it, and the push reaches
+/// the member while the other comet is not called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_push_reaches_its_member_through_room_records_on_a_redis_cluster() {
+    let Some((kafka, seeds)) = redis_cluster_services().await else {
+        return;
+    };
+    let mut o = Options::on_redis_cluster(&kafka, seeds);
+    // A comet whose report looks stale gets every room push (fail open):
+    // room for a loaded machine before comet 2's report would.
+    o.comet_ttl = "8s";
+    let c = Cluster::start("rc-room", o).await;
+    // A room of this test's own: the cluster is shared.
+    let room = unique("r");
+    let room_key = format!("rc://{room}");
+    let mut member = Client::connect(c.comet_tcp(0), false, &Token::new(0, "", ""))
+        .await
+        .unwrap();
+    let reply = member
+        .request(
+            Op::JoinRoom.code(),
+            1,
+            room_key.as_bytes(),
+            Op::JoinRoomReply.code(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&reply.body[..], room_key.as_bytes());
+    // Comet 2 holds a client, in no room: without the records it would be
+    // called too.
+    let _other = Client::connect(c.comet_ws(1), true, &Token::new(0, "", ""))
+        .await
+        .unwrap();
+    // The record is in the Redis Cluster, naming the member's comet only.
+    let mut redis = c.redis_cluster().await;
+    let record: Vec<String> = rim_redis::redis::cmd("ZRANGE")
+        .arg(format!("rim_room:{{{room_key}}}"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        record,
+        [c.comets[0].addr("server_id")],
+        "{room_key}'s record"
+    );
+
+    c.http
+        .push_ok(
+            &format!("/goim/push/room?operation=1000&type=rc&room={room}"),
+            "to-members",
+        )
+        .await;
+    let push = member
+        .next_push_within(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the member gets the room push");
+    assert_eq!(&push.body[..], b"to-members");
+    assert!(
+        room_calls(&c, 0).await > 0.0,
+        "the member's comet was called"
+    );
+    assert_eq!(
+        room_calls(&c, 1).await,
+        0.0,
+        "a comet with no member of the room is not called"
+    );
+    let job = format!("http://{}/metrics", c.job.addr("metrics"));
+    assert!(metric(&job, "rim_job_room_lookups_total{result=\"ok\"}").await > 0.0);
+    assert_eq!(
+        metric(&job, "rim_job_room_lookups_total{result=\"failed\"}").await,
+        0.0
+    );
 }

@@ -12,31 +12,57 @@
 
 use std::io::Write as _;
 
-/// What a test does about the service in `var`, given that variable's value
-/// and `RIM_SKIP_SERVICES`: use it, skip (`Ok(None)`, with the reason), or
+/// A service the suite starts: its variable, what it is, and its name for
+/// `scripts/services.sh up <name>`.
+struct Service {
+    var: &'static str,
+    what: &'static str,
+    name: &'static str,
+}
+
+const KAFKA: Service = Service {
+    var: "RIM_TEST_KAFKA",
+    what: "a Kafka-protocol broker",
+    name: "kafka",
+};
+const REDIS: Service = Service {
+    var: "RIM_TEST_REDIS",
+    what: "Redis",
+    name: "redis",
+};
+const REDIS_CLUSTER: Service = Service {
+    var: "RIM_TEST_REDIS_CLUSTER",
+    what: "a Redis Cluster",
+    name: "redis-cluster",
+};
+
+/// What a test does about `service`, given its variable's value and
+/// `RIM_SKIP_SERVICES`: use it, skip (`Ok(None)`, with the reason), or
 /// fail (`Err`, with the message).
 fn decide(
-    var: &str,
-    what: &str,
+    service: &Service,
     value: Option<String>,
     skip: Option<String>,
 ) -> Result<Option<String>, String> {
+    let Service { var, what, name } = service;
     match value {
         Some(value) if !value.is_empty() => Ok(Some(value)),
         _ if skip.as_deref() == Some("1") => Ok(None),
         _ => Err(format!(
             "{var} is not set: run scripts/test.sh, which starts {what}, or \
-             `eval \"$(scripts/services.sh env)\"` with the services up \
+             `scripts/services.sh up {name}` and then \
+             `eval \"$(scripts/services.sh env)\"` \
              (RIM_SKIP_SERVICES=1 skips service tests instead)"
         )),
     }
 }
 
 #[track_caller]
-fn lookup(var: &str, what: &str) -> Option<String> {
+fn lookup(service: &Service) -> Option<String> {
+    let var = service.var;
     let value = std::env::var(var).ok();
     let skip = std::env::var("RIM_SKIP_SERVICES").ok();
-    match decide(var, what, value, skip) {
+    match decide(service, value, skip) {
         Ok(Some(value)) => Some(value),
         Ok(None) => {
             // Not eprintln!: the harness captures that for passing tests.
@@ -53,13 +79,13 @@ fn lookup(var: &str, what: &str) -> Option<String> {
 /// The Kafka-protocol broker's `host:port` (`RIM_TEST_KAFKA`).
 #[track_caller]
 pub fn kafka() -> Option<String> {
-    lookup("RIM_TEST_KAFKA", "a Kafka-protocol broker")
+    lookup(&KAFKA)
 }
 
 /// The Redis URL (`RIM_TEST_REDIS`).
 #[track_caller]
 pub fn redis() -> Option<String> {
-    lookup("RIM_TEST_REDIS", "Redis")
+    lookup(&REDIS)
 }
 
 /// The seed nodes of the test Redis Cluster (`RIM_TEST_REDIS_CLUSTER`,
@@ -67,7 +93,7 @@ pub fn redis() -> Option<String> {
 /// each (`scripts/services.sh`).
 #[track_caller]
 pub fn redis_cluster() -> Option<Vec<String>> {
-    lookup("RIM_TEST_REDIS_CLUSTER", "a Redis Cluster").map(|seeds| {
+    lookup(&REDIS_CLUSTER).map(|seeds| {
         seeds
             .split(',')
             .map(str::trim)
@@ -125,7 +151,7 @@ macro_rules! on_redis_node_and_cluster {
 
 #[cfg(test)]
 mod tests {
-    use super::decide;
+    use super::{decide, REDIS, REDIS_CLUSTER};
 
     fn s(v: &str) -> Option<String> {
         Some(v.to_owned())
@@ -133,22 +159,25 @@ mod tests {
 
     #[test]
     fn a_missing_service_fails_unless_skipping_is_asked_for() {
-        let err = decide("RIM_TEST_REDIS", "Redis", None, None).unwrap_err();
+        let err = decide(&REDIS, None, None).unwrap_err();
         assert!(err.contains("RIM_TEST_REDIS is not set"), "{err}");
+        assert!(err.contains("scripts/services.sh up redis`"), "{err}");
+        let err = decide(&REDIS_CLUSTER, None, None).unwrap_err();
+        assert!(
+            err.contains("scripts/services.sh up redis-cluster`"),
+            "{err}"
+        );
         // Empty counts as missing; anything but "1" is not an opt-out.
-        assert!(decide("RIM_TEST_REDIS", "Redis", s(""), None).is_err());
-        assert!(decide("RIM_TEST_REDIS", "Redis", None, s("0")).is_err());
-        assert!(decide("RIM_TEST_REDIS", "Redis", None, s("")).is_err());
-        assert_eq!(decide("RIM_TEST_REDIS", "Redis", None, s("1")), Ok(None));
+        assert!(decide(&REDIS, s(""), None).is_err());
+        assert!(decide(&REDIS, None, s("0")).is_err());
+        assert!(decide(&REDIS, None, s("")).is_err());
+        assert_eq!(decide(&REDIS, None, s("1")), Ok(None));
     }
 
     #[test]
     fn a_present_service_is_used_even_when_skipping_is_allowed() {
         let url = "redis://127.0.0.1:6379/";
-        assert_eq!(decide("RIM_TEST_REDIS", "Redis", s(url), None), Ok(s(url)));
-        assert_eq!(
-            decide("RIM_TEST_REDIS", "Redis", s(url), s("1")),
-            Ok(s(url))
-        );
+        assert_eq!(decide(&REDIS, s(url), None), Ok(s(url)));
+        assert_eq!(decide(&REDIS, s(url), s("1")), Ok(s(url)));
     }
 }

@@ -3,6 +3,13 @@
 //! addresses on a `READY {json}` line. Each cluster has its own Kafka topic
 //! and consumer group on the suite's one broker, so clusters never see each
 //! other's messages.
+//!
+//! A cluster's Redis is the suite's Redis (a database per test) or, with
+//! [`Options::on_redis_cluster`], the suite's Redis Cluster, which has only
+//! database 0 and is shared by every test on it: there the comets' server
+//! ids are made unique, the tests use keys, mids and rooms of their own
+//! ([`unique`], [`unique_mid`]), and a job, which discovers every comet
+//! reporting to that Redis, is waited for until it has joined its own.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -25,7 +32,36 @@ pub fn services() -> Option<(String, String)> {
     ))
 }
 
+/// The broker and the seed nodes of the Redis Cluster the suite started
+/// (`RIM_TEST_REDIS_CLUSTER`), checked to answer: a cluster that is not up
+/// fails the test, saying how to start it.
+pub async fn redis_cluster_services() -> Option<(String, Vec<String>)> {
+    let kafka = rim_testkit::services::kafka()?;
+    let seeds = rim_testkit::services::redis_cluster()?;
+    let target = rim_redis::Target::Cluster(seeds.clone());
+    let answers = async {
+        let conn = rim_redis::Conn::connect(&target, Duration::from_secs(5)).await?;
+        conn.on_masters(&rim_redis::redis::cmd("PING")).await
+    };
+    match tokio::time::timeout(Duration::from_secs(20), answers).await {
+        Ok(Ok(masters)) if !masters.is_empty() => Some((kafka, seeds)),
+        other => panic!(
+            "the Redis Cluster at {seeds:?} (RIM_TEST_REDIS_CLUSTER) does not answer \
+             ({other:?}): run `scripts/services.sh up redis-cluster`"
+        ),
+    }
+}
+
 pub use rim_testkit::services::unique;
+
+/// A user id unique to this process, moment and call, for the session keys
+/// (`mid_<mid>`) of tests sharing a Redis; below 2^48, so JSON keeps it exact.
+pub fn unique_mid() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(unique("mid").as_bytes());
+    (h.finish() >> 16) as i64 + 1
+}
 
 /// A free loopback port (for services whose advertised address must be
 /// known before they start).
@@ -128,17 +164,15 @@ impl Proc {
 }
 
 /// The `[[routers]]` entries naming these router processes r1, r2, ...;
-/// with `direct`, the same shards as the Redis the routers store them in,
-/// which logic and job then use themselves.
+/// with `direct` (the `redis_url` or `redis_cluster` line), the same shards
+/// as the Redis the routers store them in, which logic and job then use
+/// themselves.
 fn router_list(routers: &[Proc], direct: Option<&str>) -> String {
     routers
         .iter()
         .enumerate()
         .map(|(i, r)| match direct {
-            Some(url) => format!(
-                "[[routers]]\nname = \"r{}\"\nredis_url = \"{url}\"\n",
-                i + 1
-            ),
+            Some(redis) => format!("[[routers]]\nname = \"r{}\"\n{redis}\n", i + 1),
             None => format!(
                 "[[routers]]\nname = \"r{}\"\naddr = \"{}\"\n",
                 i + 1,
@@ -150,9 +184,29 @@ fn router_list(routers: &[Proc], direct: Option<&str>) -> String {
 
 /// The routers' session store settings.
 fn store_config(opts: &Options) -> String {
-    match &opts.redis {
-        Some(url) => format!("store = \"redis\"\nredis_url = \"{url}\"\n"),
-        None => "store = \"memory\"\n".to_owned(),
+    match (&opts.redis_cluster, &opts.redis) {
+        (Some(seeds), _) => format!("store = \"redis\"\n{}\n", cluster_line(seeds)),
+        (None, Some(url)) => format!("store = \"redis\"\nredis_url = \"{url}\"\n"),
+        (None, None) => "store = \"memory\"\n".to_owned(),
+    }
+}
+
+/// `redis_cluster = [<seeds>]`.
+fn cluster_line(seeds: &[String]) -> String {
+    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    format!("redis_cluster = [{}]", seeds.join(", "))
+}
+
+/// With `direct_redis`, the line of `[[routers]]` naming the routers' Redis
+/// (`redis_url` or `redis_cluster`) for logic and job to use themselves.
+fn direct_line(opts: &Options) -> Option<String> {
+    if !opts.direct_redis {
+        return None;
+    }
+    match (&opts.redis_cluster, &opts.redis) {
+        (Some(seeds), _) => Some(cluster_line(seeds)),
+        (None, Some(url)) => Some(format!("redis_url = \"{url}\"")),
+        (None, None) => None,
     }
 }
 
@@ -302,9 +356,15 @@ pub struct Options {
     pub kafka_timeout: &'static str,
     /// Logic and job: stored messages in this Redis (URL), `None`: off.
     pub mailbox: Option<String>,
-    /// Logic and job use the routers' Redis (`redis`) themselves instead
-    /// of calling the router processes.
+    /// Logic and job use the routers' Redis (`redis`, or `redis_cluster`)
+    /// themselves instead of calling the router processes.
     pub direct_redis: bool,
+    /// The seed nodes of a Redis Cluster holding the routers' sessions
+    /// instead of `redis` (see [`Options::on_redis_cluster`]).
+    pub redis_cluster: Option<Vec<String>>,
+    /// With `redis_cluster`: the mailboxes there too (stored messages on),
+    /// instead of in `mailbox`.
+    pub mailbox_on_cluster: bool,
     /// Job: lines of its `[job.room]` section.
     pub job_room: String,
     /// Comet: how often it sends logic its online report.
@@ -332,8 +392,21 @@ impl Options {
             kafka_timeout: "15s",
             mailbox: None,
             direct_redis: false,
+            redis_cluster: None,
+            mailbox_on_cluster: false,
             job_room: String::new(),
             report_interval: "200ms",
+        }
+    }
+
+    /// The defaults, with the routers' sessions (and room records) on the
+    /// Redis Cluster of `seeds` ([`redis_cluster_services`]); set
+    /// `direct_redis` for logic and job to use it themselves, and
+    /// `mailbox_on_cluster` for the mailboxes to live there too.
+    pub fn on_redis_cluster(kafka: &str, seeds: Vec<String>) -> Options {
+        Options {
+            redis_cluster: Some(seeds),
+            ..Options::new(kafka)
         }
     }
 }
@@ -341,17 +414,27 @@ impl Options {
 /// The `[mailbox]` section of logic and job: a prefix, topic and group of
 /// the cluster's own.
 fn mailbox_config(opts: &Options, cluster: &str) -> String {
-    match &opts.mailbox {
-        Some(url) => format!(
-            "\n[mailbox]\nredis_url = \"{url}\"\nprefix = \"rim:mb:{cluster}:\"\ntopic = \"{cluster}-mailbox\"\ngroup = \"{cluster}-mailbox-job\"\n"
-        ),
-        None => String::new(),
-    }
+    let redis = match (&opts.redis_cluster, &opts.mailbox) {
+        (Some(seeds), _) if opts.mailbox_on_cluster => cluster_line(seeds),
+        (_, Some(url)) => format!("redis_url = \"{url}\""),
+        _ => return String::new(),
+    };
+    format!(
+        "\n[mailbox]\n{redis}\nprefix = \"{}\"\ntopic = \"{cluster}-mailbox\"\ngroup = \"{cluster}-mailbox-job\"\n",
+        mailbox_prefix(cluster)
+    )
+}
+
+/// The mailbox key prefix of the cluster whose topic is `topic`.
+pub fn mailbox_prefix(topic: &str) -> String {
+    format!("rim:mb:{topic}:")
 }
 
 /// 2 routers, 1 logic, N comets, 1 job; more of each can be added.
 pub struct Cluster {
     pub dir: PathBuf,
+    /// The comets' server ids are `<name>-comet<i>` (on a Redis Cluster,
+    /// `name` is the given one made unique).
     pub name: String,
     pub topic: String,
     pub group: String,
@@ -370,6 +453,17 @@ pub struct Cluster {
 impl Cluster {
     pub async fn start(name: &str, opts: Options) -> Cluster {
         let dir = std::env::temp_dir().join(unique(&format!("rim-{name}")));
+        // Comets report to the Redis the routers keep sessions in, and jobs
+        // discover every comet reporting there: on the shared Redis Cluster
+        // the server ids must not meet another test's (or run's).
+        let unique_name;
+        let name = match opts.redis_cluster {
+            Some(_) => {
+                unique_name = unique(name);
+                unique_name.as_str()
+            }
+            None => name,
+        };
         std::fs::create_dir_all(&dir).unwrap();
         let topic = unique(&format!("rim-{name}"));
         let group = unique(&format!("rim-{name}-group"));
@@ -379,8 +473,7 @@ impl Cluster {
             let name = format!("router{i}");
             routers.push(spawn_router(&dir, &name, &store, "127.0.0.1:0").await);
         }
-        let direct = opts.redis.as_deref().filter(|_| opts.direct_redis);
-        let router_list = router_list(&routers, direct);
+        let router_list = router_list(&routers, direct_line(&opts).as_deref());
         let logic = spawn_logic(&dir, "logic", &router_list, &opts, &topic, "").await;
         let mut comets = Vec::new();
         for i in 1..=opts.comets {
@@ -451,12 +544,7 @@ impl Cluster {
     /// A further logic process on the same routers and topic.
     pub async fn add_logic(&mut self) -> Proc {
         let name = self.next_name("logic");
-        let direct = self
-            .opts
-            .redis
-            .as_deref()
-            .filter(|_| self.opts.direct_redis);
-        let list = router_list(&self.routers, direct);
+        let list = router_list(&self.routers, direct_line(&self.opts).as_deref());
         spawn_logic(&self.dir, &name, &list, &self.opts, &self.topic, "").await
     }
 
@@ -464,12 +552,7 @@ impl Cluster {
     /// lines in its `[logic]` section.
     pub async fn add_logic_with(&mut self, extra: &str) -> Proc {
         let name = self.next_name("logic");
-        let direct = self
-            .opts
-            .redis
-            .as_deref()
-            .filter(|_| self.opts.direct_redis);
-        let list = router_list(&self.routers, direct);
+        let list = router_list(&self.routers, direct_line(&self.opts).as_deref());
         spawn_logic(&self.dir, &name, &list, &self.opts, &self.topic, extra).await
     }
 
@@ -477,12 +560,7 @@ impl Cluster {
     /// (which it creates if it is missing).
     pub async fn add_logic_on(&mut self, topic: &str) -> Proc {
         let name = self.next_name("logic");
-        let direct = self
-            .opts
-            .redis
-            .as_deref()
-            .filter(|_| self.opts.direct_redis);
-        let list = router_list(&self.routers, direct);
+        let list = router_list(&self.routers, direct_line(&self.opts).as_deref());
         spawn_logic(&self.dir, &name, &list, &self.opts, topic, "").await
     }
 
@@ -537,9 +615,50 @@ impl Cluster {
         self.routers[i] = spawn_router(&self.dir, &name, &store, &addr).await;
     }
 
-    /// Waits until the job reports `n` comets (its discovery found them).
+    /// Waits until the job reports `n` comets (its discovery found them);
+    /// on the shared Redis Cluster, where it also finds other tests'
+    /// comets, until it has joined the first `n` of this cluster's.
     pub async fn wait_for_comets(&self, n: usize) {
-        wait_for_job_comets(&self.job, n).await;
+        if self.opts.redis_cluster.is_none() {
+            return wait_for_job_comets(&self.job, n).await;
+        }
+        let ids: Vec<String> = self.comets[..n]
+            .iter()
+            .map(|c| c.addr("server_id"))
+            .collect();
+        poll::eventually(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            async || {
+                let log = self.job.log();
+                let joined = |id: &String| {
+                    let field = format!("server={id} ");
+                    log.lines()
+                        .any(|l| l.contains("comet joined") && l.contains(&field))
+                };
+                match ids.iter().find(|id| !joined(id)) {
+                    None => Ok(()),
+                    Some(id) => Err(format!(
+                        "{} never joined comet {id}; its log:\n{log}",
+                        self.job.name
+                    )),
+                }
+            },
+        )
+        .await
+    }
+
+    /// A connection to the Redis Cluster the cluster runs on (to look
+    /// behind the services).
+    pub async fn redis_cluster(&self) -> rim_redis::Conn {
+        let seeds = self
+            .opts
+            .redis_cluster
+            .clone()
+            .expect("a cluster on the Redis Cluster");
+        rim_redis::Conn::connect(&rim_redis::Target::Cluster(seeds), Duration::from_secs(5))
+            .await
+            .expect("the Redis Cluster answers")
     }
 
     pub fn comet_tcp(&self, i: usize) -> std::net::SocketAddr {
