@@ -71,8 +71,10 @@ if ! command -v chromium >/dev/null; then
   [ "$(id -u)" = 0 ] || { echo "chromium is missing: apt-get install chromium (as root)" >&2; exit 1; }
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
-# The tests start target/debug/rim (CARGO_TARGET_DIR respected); cargo test built it.
-cargo build --bin rim --locked
+# The tests start target/debug/rim (CARGO_TARGET_DIR respected), which cargo
+# test built for the integration tests (a `cargo build` here would rebuild the
+# dependency tree without the dev-dependencies' features, for minutes).
+test -x "$target_dir/debug/rim" || { echo "no $target_dir/debug/rim: cargo test should have built it" >&2; exit 1; }
 (cd web && npm test) 2>&1 | tee target/web-test-output.log
 
 step "fuzz (cargo-fuzz on nightly, ${FUZZ_SECONDS:-20}s per target; docs/fuzzing.md)"
