@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::chat_client::{Client, Outcome, Plan, Shared, Spec};
+use super::chat_client::{ChatMode, Client, Outcome, Plan, Shared, Spec};
 use super::procfs::Probe;
 use super::ramp::{self, Ramp, Wait};
 use super::report::{
@@ -48,24 +48,6 @@ const RAMP_WAIT: Wait = Wait {
     timeout: Duration::from_secs(30),
     poll: Duration::from_millis(20),
 };
-
-/// What `rim bench chat` measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ChatMode {
-    /// One-to-one: -c clients in pairs, sender i to receiver c/2 + i.
-    Peer,
-    /// One room: -c members, --senders of them send to the room.
-    Room,
-}
-
-impl ChatMode {
-    fn name(self) -> &'static str {
-        match self {
-            ChatMode::Peer => "peer",
-            ChatMode::Room => "room",
-        }
-    }
-}
 
 /// Room senders when --senders is not given.
 const DEFAULT_ROOM_SENDERS: u32 = 20;

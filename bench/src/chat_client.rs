@@ -21,10 +21,27 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::chat::ChatMode;
 use super::conn::{Conn, Heartbeat, Route};
 use super::ramp;
 use super::tally::{bump, nanos_since, unix_nanos, Arrivals, Latency, SeqSet, Tally};
+
+/// What `rim bench chat` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChatMode {
+    /// One-to-one: -c clients in pairs, sender i to receiver c/2 + i.
+    Peer,
+    /// One room: -c members, --senders of them send to the room.
+    Room,
+}
+
+impl ChatMode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ChatMode::Peer => "peer",
+            ChatMode::Room => "room",
+        }
+    }
+}
 
 /// Counters and histograms every client writes to.
 #[derive(Debug)]

@@ -44,7 +44,7 @@ mod tally;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use chat::ChatMode;
+pub use chat_client::ChatMode;
 pub use run::run;
 
 /// What to measure.

@@ -16,8 +16,9 @@
 //!   builds the hub and the context connections run with.
 //! - [`Hub`] (`hub`): sessions and rooms in buckets, registering and kicking,
 //!   room joins and leaves, the push operations, the counts. `bucket`,
-//!   `room` (a room's members; a session's rooms), `session`: its parts;
-//!   a session is created when logic accepts a client's token. `push`: one
+//!   `room` (a room's members), `memberships` (a session's rooms),
+//!   `session`: its parts; a session is created when logic accepts a
+//!   client's token. `push`: one
 //!   push encoded once for every recipient, and fan-out accounting.
 //! - `conn`: one task per connection, given a `ConnCtx` (hub, logic, config,
 //!   limits, lifecycle), never the node. `conn::tcp` and `conn::ws` adapt the
@@ -79,6 +80,7 @@ mod hub;
 mod im;
 mod limits;
 pub mod logic;
+mod memberships;
 mod metrics;
 mod online;
 mod push;

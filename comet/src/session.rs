@@ -22,9 +22,9 @@ use parking_lot::Mutex;
 use tokio::time::{Duration, Instant};
 
 use crate::im::{ImGate, Offer, SyncAnswer};
+use crate::memberships::Memberships;
 use crate::metrics;
 use crate::push::{Enqueue, Push};
-use crate::room::Memberships;
 
 /// Most ops one session may accept; a sub request that would exceed it is
 /// ignored (goim has no limit; this bounds what one client can make us store).
