@@ -18,8 +18,8 @@
 //!   room joins and leaves, the push operations, the counts. `bucket`,
 //!   `room` (a room's members), `memberships` (a session's rooms),
 //!   `session`: its parts; a session is created when logic accepts a
-//!   client's token. `push`: one
-//!   push encoded once for every recipient, and fan-out accounting.
+//!   client's token. `push`: one push encoded once for every recipient, and
+//!   fan-out accounting.
 //! - `conn`: one task per connection, given a `ConnCtx` (hub, logic, config,
 //!   limits, lifecycle), never the node. `conn::tcp` and `conn::ws` adapt the
 //!   transport (plain or TLS; `conn::ws::codec` reads WebSocket frames),
