@@ -170,7 +170,8 @@ impl Announcer {
         let outcome = match result {
             Ok(reply) if reply.ttl_ms > 0 => {
                 metrics::room_announce("ok");
-                self.confirm(&[&room], sent, Duration::from_millis(reply.ttl_ms));
+                let until = self.until(sent, Duration::from_millis(reply.ttl_ms));
+                extend(&mut self.rooms.lock(), &room, until);
                 *self.unsupported_until.lock() = None;
                 Ok(())
             }
@@ -197,11 +198,24 @@ impl Announcer {
         outcome
     }
 
-    /// Notes that the records of `rooms` live until `sent + ttl` (a call
-    /// sent at `sent` wrote them with lifetime `ttl`); never moves a
-    /// room's confirmation back. Forgets rooms whose confirmation lapsed
-    /// and that have no call in flight.
+    /// Notes that the records of `rooms` live until `sent + ttl` (an online
+    /// report sent at `sent` refreshed them with lifetime `ttl`); never moves
+    /// a room's confirmation back. Forgets rooms whose confirmation lapsed
+    /// and that have no call in flight: a report lists every room with
+    /// members, so this is where the map is pruned, not on each announce.
     pub(crate) fn confirm(&self, rooms: &[&str], sent: Instant, ttl: Duration) {
+        let until = self.until(sent, ttl);
+        let now = Instant::now();
+        let mut map = self.rooms.lock();
+        map.retain(|_, e| e.in_flight.is_some() || e.confirmed_until.is_some_and(|u| u > now));
+        for room in rooms {
+            extend(&mut map, room, until);
+        }
+    }
+
+    /// Until when a record written by a call sent at `sent` with lifetime
+    /// `ttl` lives; warns once if that lifetime is too short to spare calls.
+    fn until(&self, sent: Instant, ttl: Duration) -> Instant {
         if ttl <= self.margin + self.logic.timeout()
             && !self.logged_short_ttl.swap(true, Ordering::Relaxed)
         {
@@ -211,25 +225,29 @@ impl Announcer {
                 "room records live no longer than room_announce_margin + logic_timeout: every join announces its room; raise logic's online_stale or lower room_announce_margin"
             );
         }
-        let until = sent + ttl;
-        let now = Instant::now();
-        let mut map = self.rooms.lock();
-        map.retain(|_, e| e.in_flight.is_some() || e.confirmed_until.is_some_and(|u| u > now));
-        for room in rooms {
-            if !map.contains_key(*room) {
-                map.insert(Arc::from(*room), Entry::default());
-            }
-            let Some(entry) = map.get_mut(*room) else {
-                continue; // inserted just above
-            };
-            entry.confirmed_until = Some(entry.confirmed_until.map_or(until, |u| u.max(until)));
-        }
+        sent + ttl
     }
 
     /// Rooms with an entry (tests).
     #[cfg(test)]
     pub(crate) fn tracked(&self) -> usize {
         self.rooms.lock().len()
+    }
+}
+
+/// Moves `room`'s confirmation to `until`, never back.
+fn extend(rooms: &mut HashMap<Arc<str>, Entry>, room: &str, until: Instant) {
+    match rooms.get_mut(room) {
+        Some(entry) => {
+            entry.confirmed_until = Some(entry.confirmed_until.map_or(until, |u| u.max(until)));
+        }
+        None => {
+            let entry = Entry {
+                confirmed_until: Some(until),
+                in_flight: None,
+            };
+            rooms.insert(Arc::from(room), entry);
+        }
     }
 }
 
