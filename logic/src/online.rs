@@ -139,7 +139,7 @@ impl Logic {
         // unreported (and so sending it every room push) while those
         // records expire. A failed refresh fails the report.
         let rooms: Vec<String> = report.room_count.keys().cloned().collect();
-        let room_ttl_ms = self.refresh_rooms(&report.server, &rooms).await?;
+        let room_ttl_ms = self.record_rooms(&report.server, &rooms).await?;
         self.router.put_online(&report).await?;
         metrics::counter!("rim_logic_online_reports_total").increment(1);
         debug!(

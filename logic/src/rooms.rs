@@ -4,7 +4,7 @@
 //! A comet announces a room ([`Logic::announce_rooms`], `rim.room.Rooms/
 //! Announce`) before it answers a join to it, and every online report
 //! refreshes the records of the rooms it lists (`renew_online`, through
-//! [`Logic::refresh_rooms`]). Both write to the router shards with a
+//! [`Logic::record_rooms`]). Both write to the router shards with a
 //! lifetime of `online_stale` and answer only once the write succeeded, so
 //! a comet never counts on a record that is not there. Nothing here removes
 //! a record: they expire.
@@ -39,26 +39,22 @@ impl Logic {
         if req.rooms.iter().any(String::is_empty) {
             return Err(LogicError::BadRequest("rooms: an empty room id".into()));
         }
-        let ttl = self.room_ttl();
-        if !req.rooms.is_empty() {
-            self.router
-                .announce_rooms(&req.server, &req.rooms, ttl)
-                .await
-                .inspect_err(|_| {
-                    metrics::counter!("rim_logic_room_announces_total", "result" => "error")
-                        .increment(1);
-                })?;
-        }
+        let ttl_ms = self
+            .record_rooms(&req.server, &req.rooms)
+            .await
+            .inspect_err(|_| {
+                metrics::counter!("rim_logic_room_announces_total", "result" => "error")
+                    .increment(1);
+            })?;
         metrics::counter!("rim_logic_room_announces_total", "result" => "ok").increment(1);
         debug!(server = %req.server, rooms = req.rooms.len(), "rooms announced");
-        Ok(AnnounceReply {
-            ttl_ms: ttl_ms(ttl),
-        })
+        Ok(AnnounceReply { ttl_ms })
     }
 
-    /// Refreshes the records of `rooms` on comet `server` (an online
-    /// report's rooms); returns their lifetime in milliseconds.
-    pub(crate) async fn refresh_rooms(
+    /// Writes (or refreshes) the records of `rooms` on comet `server`, for
+    /// an announce or an online report; returns their lifetime in
+    /// milliseconds once the router shards have them.
+    pub(crate) async fn record_rooms(
         &self,
         server: &str,
         rooms: &[String],
