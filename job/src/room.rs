@@ -361,22 +361,19 @@ impl Batcher {
                 room_id: self.room.clone(),
                 proto: Some(proto),
             });
-            {
+            let names: Vec<Arc<str>> = comets.iter().map(|c| c.server().clone()).collect();
+            let lagging: HashSet<Arc<str>> = {
                 let mut lagging = self.rooms.lagging.lock();
                 // Comets that were removed are forgotten (not those this
                 // batch skips: they lag for every room).
                 lagging.retain(|n| all.iter().any(|c| c.server() == n));
-            }
-            drop(all);
-            let names: Vec<Arc<str>> = comets.iter().map(|c| c.server().clone()).collect();
-            let lagging: HashSet<Arc<str>> = {
-                let lagging = self.rooms.lagging.lock();
                 names
                     .iter()
                     .filter(|n| lagging.contains(*n))
                     .cloned()
                     .collect()
             };
+            drop(all);
             // A lagging comet's queue gets the batch only if it has room at
             // once: waiting for it would hold every comet's next batch.
             let timeout = self.rooms.enqueue_timeout;
