@@ -102,13 +102,7 @@ impl Router {
         if self.shards.len() == 1 {
             return self.shard(&0i64).get_keys(keys).await;
         }
-        let mut groups: HashMap<&str, (Vec<usize>, Vec<String>)> = HashMap::new();
-        for (i, key) in keys.iter().enumerate() {
-            let name = self.ring.shard_of(key).expect("ring is never empty");
-            let group = groups.entry(name).or_default();
-            group.0.push(i);
-            group.1.push(key.clone());
-        }
+        let groups = self.by_shard(keys, |key| self.key_shard(key));
         let mut out = vec![None; keys.len()];
         for (name, (positions, group_keys)) in groups {
             let servers = self.shards[name].get_keys(&group_keys).await?;
@@ -167,16 +161,24 @@ impl Router {
             .expect("ring is never empty")
     }
 
-    /// `rooms` grouped by shard, each with the rooms' positions.
-    fn rooms_by_shard<'a>(
+    /// The shard of a connection key's record.
+    fn key_shard(&self, key: &str) -> &str {
+        // Invariant: the ring is never empty (see `shard`).
+        self.ring.shard_of(&key).expect("ring is never empty")
+    }
+
+    /// `items` grouped by their shard (`shard_of`), each group with the
+    /// items' positions in `items`.
+    fn by_shard<'a>(
         &'a self,
-        rooms: &[String],
+        items: &[String],
+        shard_of: impl Fn(&str) -> &'a str,
     ) -> HashMap<&'a str, (Vec<usize>, Vec<String>)> {
         let mut groups: HashMap<&str, (Vec<usize>, Vec<String>)> = HashMap::new();
-        for (i, room) in rooms.iter().enumerate() {
-            let group = groups.entry(self.room_shard(room)).or_default();
+        for (i, item) in items.iter().enumerate() {
+            let group = groups.entry(shard_of(item)).or_default();
             group.0.push(i);
-            group.1.push(room.clone());
+            group.1.push(item.clone());
         }
         groups
     }
@@ -190,7 +192,7 @@ impl Router {
         rooms: &[String],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let groups = self.rooms_by_shard(rooms);
+        let groups = self.by_shard(rooms, |room| self.room_shard(room));
         try_join_all(groups.into_iter().map(|(name, (_, group))| async move {
             self.shards[name].announce_rooms(server, &group, ttl).await
         }))
@@ -201,7 +203,7 @@ impl Router {
     /// The comets with an unexpired membership record of each room, in
     /// order: one call per shard, concurrently.
     pub async fn room_servers(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
-        let groups = self.rooms_by_shard(rooms);
+        let groups = self.by_shard(rooms, |room| self.room_shard(room));
         let answers = try_join_all(groups.into_iter().map(
             |(name, (positions, group))| async move {
                 let servers = self.shards[name].room_servers(&group).await?;
