@@ -78,12 +78,7 @@ async fn writer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_is_replaced_and_no_answered_append_is_lost() {
-    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3))
-        .await
-        .unwrap()
-        .expect(
-            "a private redis cluster starts (redis-server and redis-cli from scripts/services.sh)",
-        );
+    let mut cluster = RedisCluster::start_for_test(3).await;
     let target = Target::Cluster(cluster.seeds());
     let prefix = format!("{}:", unique("rim-failover"));
     let store = RedisStore::connect_to(

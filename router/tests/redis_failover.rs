@@ -15,12 +15,7 @@ use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_a_failover_and_the_store_keeps_working() {
-    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3))
-        .await
-        .unwrap()
-        .expect(
-            "a private redis cluster starts (redis-server and redis-cli from scripts/services.sh)",
-        );
+    let mut cluster = RedisCluster::start_for_test(3).await;
     let target = Target::Cluster(cluster.seeds());
     let store =
         RedisStore::with_target(&target, Duration::from_secs(600), Duration::from_secs(2)).unwrap();

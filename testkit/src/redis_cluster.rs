@@ -77,6 +77,17 @@ fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Re
 }
 
 impl RedisCluster {
+    /// [`RedisCluster::start`] from an async test: run on a blocking thread,
+    /// failing the test loudly when the cluster cannot start.
+    pub async fn start_for_test(masters: usize) -> RedisCluster {
+        tokio::task::spawn_blocking(move || RedisCluster::start(masters))
+            .await
+            .expect("the cluster start task ran")
+            .expect(
+                "a private redis cluster starts (redis-server and redis-cli from scripts/services.sh)",
+            )
+    }
+
     /// Starts `masters` masters with one replica each and joins them
     /// (`redis-cli --cluster create --cluster-replicas 1`); returns once
     /// every node reports `cluster_state:ok` and each replica is in sync.
